@@ -1,0 +1,292 @@
+// A session owns one KV cache and its token history: prefill (chunked, with progress and prefix
+// reuse across calls), then decoding through a Decoder, streamed as an AsyncGenerator.
+
+import { CancelledError, ContextOverflowError, InvalidArgumentError, QuantspecError } from '../core/errors.js';
+import { clockSeed, Xoshiro128 } from '../core/rng.js';
+import { createScratch, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
+import type { WeightSet } from '../model/weights.js';
+import type { KvCache, KvViewKind } from '../kv/cache.js';
+import { resolveSampling, type SamplingParams } from '../sampling/params.js';
+import { Sampler } from '../sampling/sampler.js';
+import type { DecodeState, Decoder } from '../spec/decoder.js';
+import { encodeChat, type ChatMessage } from '../tokenizer/chat.js';
+import { StreamDetokenizer } from '../tokenizer/stream.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { StopMatcher } from './stop.js';
+
+/** A prompt: raw text (BOS added as the tokenizer does), chat messages, or token ids as given. */
+export type PromptInput = string | { readonly messages: readonly ChatMessage[] } | { readonly ids: readonly number[] };
+
+export interface GenerateOptions extends Partial<SamplingParams> {
+  /** Most tokens to generate (default 256); generation also stops when the context is full. */
+  readonly maxTokens?: number;
+  readonly seed?: number;
+  readonly stop?: readonly string[];
+  /** Keep going past end-of-sequence tokens. */
+  readonly ignoreEos?: boolean;
+  readonly signal?: AbortSignal;
+  readonly onPrefillProgress?: (done: number, total: number) => void;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface GenerationChunk {
+  /** New text (never a broken UTF-8 sequence, never part of a stop string). */
+  readonly text: string;
+  /** Token ids accepted since the previous chunk. */
+  readonly tokens: readonly number[];
+}
+
+export interface Timings {
+  readonly promptTokens: number;
+  /** Prompt tokens whose K/V were reused from the previous call. */
+  readonly cachedTokens: number;
+  /** Time to the first generated token, prefill included. */
+  readonly prefillMs: number;
+  readonly prefillTokensPerS: number;
+  readonly generatedTokens: number;
+  readonly decodeMs: number;
+  readonly decodeTokensPerS: number;
+}
+
+export interface GenerationResult {
+  readonly promptIds: readonly number[];
+  readonly generatedIds: readonly number[];
+  readonly text: string;
+  readonly finishReason: FinishReason;
+  readonly timings: Timings;
+}
+
+export interface SessionParts {
+  readonly rt: ModelRuntime;
+  readonly target: WeightSet;
+  readonly tokenizer: Tokenizer;
+  readonly cache: KvCache;
+  readonly targetView: KvViewKind;
+  readonly decoder: Decoder;
+  readonly contextLength: number;
+  readonly prefillChunk: number;
+  /** Largest number of positions one decoder step can append (γ + 1 for speculation). */
+  readonly maxStep: number;
+}
+
+const DEFAULT_MAX_TOKENS = 256;
+
+export class Session {
+  readonly parts: SessionParts;
+  private readonly scratch: ForwardScratch;
+  private readonly probs: Float32Array;
+  /** Tokens whose K/V are in the cache, plus the last one that is not yet (cache.length === length - 1). */
+  private history: number[] = [];
+  private busy = false;
+
+  constructor(parts: SessionParts) {
+    this.parts = parts;
+    const maxBatch = Math.max(parts.prefillChunk, parts.maxStep);
+    this.scratch = createScratch(parts.rt.config, maxBatch, parts.maxStep, parts.contextLength);
+    this.probs = new Float32Array(parts.rt.config.vocabSize);
+  }
+
+  get contextLength(): number {
+    return this.parts.contextLength;
+  }
+
+  /** Token ids for a prompt, validated against the vocabulary. */
+  encode(input: PromptInput): number[] {
+    const tok = this.parts.tokenizer;
+    if (typeof input === 'string') return tok.encode(input);
+    if ('messages' in input) return encodeChat(tok, input.messages);
+    const vocab = this.parts.rt.config.vocabSize;
+    for (const id of input.ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new InvalidArgumentError(`prompt token id ${id} is outside the vocabulary [0, ${vocab}).`, 'prompt');
+      }
+    }
+    return [...input.ids];
+  }
+
+  /** Stream a completion. The generator's return value is the full result. */
+  async *generate(input: PromptInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
+    if (this.busy) throw new InvalidArgumentError('this session is already generating; create another session for concurrent requests.');
+    const sampling = resolveSampling(options);
+    const maxTokens = options.maxTokens ?? DEFAULT_MAX_TOKENS;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      throw new InvalidArgumentError(`max_tokens must be a positive integer, got ${JSON.stringify(options.maxTokens)}.`, 'max_tokens');
+    }
+    if (options.seed !== undefined && !Number.isInteger(options.seed)) {
+      throw new InvalidArgumentError(`seed must be an integer, got ${JSON.stringify(options.seed)}.`, 'seed');
+    }
+    const promptIds = this.encode(input);
+    if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens).', 'prompt');
+    const ctx = this.parts.contextLength;
+    if (promptIds.length >= ctx) {
+      throw new ContextOverflowError(
+        `the prompt has ${promptIds.length} tokens but the context holds ${ctx} (at least one more is needed to generate). ` +
+          'Shorten the prompt or raise --ctx.',
+        promptIds.length,
+        ctx,
+      );
+    }
+    this.busy = true;
+    try {
+      return yield* this.run(promptIds, sampling, maxTokens, options);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async *run(
+    promptIds: number[], sampling: SamplingParams, maxTokens: number, options: GenerateOptions,
+  ): AsyncGenerator<GenerationChunk, GenerationResult> {
+    const { rt, target, cache, tokenizer, decoder } = this.parts;
+    const t0 = performance.now();
+    const reused = this.reusePrefix(promptIds);
+    this.history = []; // restored on success; an exception leaves nothing to reuse
+    const tokens = promptIds.slice();
+    const state: DecodeState = {
+      rt, target, cache, targetView: this.parts.targetView, scratch: this.scratch,
+      sampler: new Sampler(sampling, rt.config.vocabSize), rng: new Xoshiro128(options.seed ?? clockSeed()),
+      tokens, probs: this.probs,
+    };
+    let cancelled = await this.prefill(tokens, reused, options);
+    const eos = options.ignoreEos ? new Set<number>() : new Set(tokenizer.eosIds);
+    const detok = new StreamDetokenizer(tokenizer, promptIds);
+    const stops = new StopMatcher(options.stop ?? []);
+    const generated: number[] = [];
+    let text = '';
+    let finish: FinishReason = cancelled ? 'cancelled' : 'length';
+    let firstMs = 0;
+    let firstCount = 0;
+    const budget = Math.min(maxTokens, this.parts.contextLength - promptIds.length);
+    while (!cancelled && generated.length < budget) {
+      if (options.signal?.aborted) {
+        finish = 'cancelled';
+        break;
+      }
+      // A step may append at most this many positions and emit this many tokens.
+      const maxNew = Math.min(this.parts.contextLength - cache.length, budget - generated.length);
+      const n = decoder.step(state, maxNew);
+      if (firstMs === 0) {
+        firstMs = performance.now() - t0;
+        firstCount = n;
+      }
+      const fresh = tokens.slice(tokens.length - n);
+      let accepted = 0;
+      let chunkText = '';
+      let stopped = false;
+      for (const id of fresh) {
+        if (generated.length >= budget) break;
+        accepted++;
+        if (eos.has(id)) {
+          stopped = true;
+          break;
+        }
+        generated.push(id);
+        const r = stops.push(detok.push(id));
+        chunkText += r.emit;
+        if (r.stopped) {
+          stopped = true;
+          break;
+        }
+      }
+      if (accepted < n) this.dropTail(tokens, n - accepted);
+      if (chunkText || fresh.length) {
+        text += chunkText;
+        yield { text: chunkText, tokens: fresh.slice(0, accepted) };
+      }
+      if (stopped) {
+        finish = 'stop';
+        break;
+      }
+      await yieldToEventLoop();
+    }
+    if (finish !== 'stop') {
+      const tail = stops.push(detok.flush()).emit + stops.flush();
+      if (tail) {
+        text += tail;
+        yield { text: tail, tokens: [] };
+      }
+    }
+    this.history = tokens;
+    const end = performance.now();
+    const prefillMs = firstMs || end - t0;
+    const decodeMs = firstMs ? end - t0 - firstMs : 0;
+    const decoded = Math.max(0, generated.length - firstCount);
+    return {
+      promptIds,
+      generatedIds: generated,
+      text,
+      finishReason: finish,
+      timings: {
+        promptTokens: promptIds.length,
+        cachedTokens: reused,
+        prefillMs,
+        prefillTokensPerS: prefillMs > 0 ? ((promptIds.length - reused) / prefillMs) * 1000 : 0,
+        generatedTokens: generated.length,
+        decodeMs,
+        decodeTokensPerS: decodeMs > 0 ? (decoded / decodeMs) * 1000 : 0,
+      },
+    };
+  }
+
+  /** Keep the longest cached prefix of the new prompt (at least one prompt token must be fed). */
+  private reusePrefix(promptIds: readonly number[]): number {
+    const { cache } = this.parts;
+    const h = this.history;
+    let common = 0;
+    const limit = Math.min(h.length - 1, promptIds.length - 1, cache.length);
+    while (common < limit && h[common] === promptIds[common]) common++;
+    if (common < cache.floor) common = 0;
+    cache.truncate(common);
+    return common;
+  }
+
+  /** Feed prompt tokens [from, L-1) in chunks; the last prompt token is fed by the first decoder step. */
+  private async prefill(tokens: number[], from: number, options: GenerateOptions): Promise<boolean> {
+    const { rt, target, cache, targetView, prefillChunk } = this.parts;
+    const end = tokens.length - 1;
+    const total = end - from;
+    for (let pos = from; pos < end; ) {
+      if (options.signal?.aborted) return true;
+      const n = Math.min(prefillChunk, end - pos);
+      cache.flush();
+      forward(rt, target, cache, targetView, tokens, pos, n, this.scratch);
+      pos += n;
+      options.onPrefillProgress?.(pos - from, total);
+      if (pos < end) await yieldToEventLoop();
+    }
+    cache.flush();
+    return false;
+  }
+
+  /** Forget the newest `count` tokens (e.g. drafted past a stop), in history and cache. */
+  private dropTail(tokens: number[], count: number): void {
+    tokens.length -= count;
+    const { cache } = this.parts;
+    const want = tokens.length - 1;
+    if (cache.length > want) {
+      if (want >= cache.floor) cache.truncate(want);
+      else {
+        // The dropped tokens already reached quantized storage; start over next call.
+        cache.truncate(0);
+        tokens.length = 0;
+      }
+    }
+  }
+}
+
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Run a generation to the end and return its result (chunks are discarded). */
+export async function collect(gen: AsyncGenerator<GenerationChunk, GenerationResult>): Promise<GenerationResult> {
+  for (;;) {
+    const r = await gen.next();
+    if (r.done) return r.value;
+  }
+}
+
+export function isUserError(e: unknown): e is QuantspecError {
+  return e instanceof QuantspecError && !(e instanceof CancelledError);
+}

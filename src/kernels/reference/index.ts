@@ -1,0 +1,20 @@
+// The reference backend: scalar TypeScript, the numerical oracle and the no-compiler fallback.
+
+import type { Backend } from '../backend.js';
+import { attention } from './attention.js';
+import { add, addBias, embed, matmul, rmsnorm, rope, siluMul } from './ops.js';
+
+export function createReferenceBackend(): Backend {
+  return {
+    name: 'reference',
+    prepareWeight: (w) => w,
+    matmul,
+    addBias,
+    rmsnorm,
+    rope,
+    siluMul,
+    add,
+    embed,
+    attention,
+  };
+}

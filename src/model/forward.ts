@@ -1,0 +1,152 @@
+// One forward pass of the Llama-family decoder over a batch of tokens appended at the cache's end.
+// The same function serves prefill chunks, single decode steps, the draft and the verify pass:
+// callers choose the WeightSet and the KV view kind (DESIGN 2.4), nothing else differs.
+
+import { InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
+import type { AttentionShape, Backend, KvLayerView, RopeLayout } from '../kernels/backend.js';
+import type { KvCache, KvViewKind } from '../kv/cache.js';
+import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
+import type { RopeTables } from './rope.js';
+import type { WeightSet } from './weights.js';
+
+/** Everything about a loaded model that a forward pass needs besides weights and cache. */
+export interface ModelRuntime {
+  readonly config: ModelConfig;
+  readonly backend: Backend;
+  readonly rope: RopeTables;
+  readonly attn: AttentionShape;
+  readonly ropeLayout: RopeLayout;
+}
+
+/** Activation buffers, allocated once per session for the largest batch (llama2.c's RunState). */
+export interface ForwardScratch {
+  readonly maxBatch: number;
+  readonly maxLogitRows: number;
+  readonly tokens: Int32Array; // [maxBatch]
+  readonly x: Float32Array; // [maxBatch, dim] residual stream
+  readonly xb: Float32Array; // [maxBatch, max(dim, qDim)] normed input / attention output
+  readonly xb2: Float32Array; // [maxBatch, dim] projection output
+  readonly q: Float32Array; // [maxBatch, qDim]
+  readonly k: Float32Array; // [maxBatch, kvDim]
+  readonly v: Float32Array; // [maxBatch, kvDim]
+  readonly hb: Float32Array; // [maxBatch, hiddenDim]
+  readonly hb2: Float32Array; // [maxBatch, hiddenDim]
+  readonly scores: Float32Array; // [contextLength] attention scratch
+  readonly logits: Float32Array; // [maxLogitRows, vocabSize]
+}
+
+export function createRuntime(config: ModelConfig, backend: Backend, rope: RopeTables): ModelRuntime {
+  return {
+    config,
+    backend,
+    rope,
+    attn: { nHeads: config.nHeads, nKvHeads: config.nKvHeads, headDim: config.headDim, window: config.slidingWindow ?? 0 },
+    ropeLayout: config.ropeStyle === 'neox' ? 0 : 1,
+  };
+}
+
+export function createScratch(config: ModelConfig, maxBatch: number, maxLogitRows: number, contextLength: number): ForwardScratch {
+  const { dim, hiddenDim, vocabSize } = config;
+  const qDim = qDimOf(config);
+  const kvDim = kvDimOf(config);
+  return {
+    maxBatch,
+    maxLogitRows,
+    tokens: new Int32Array(maxBatch),
+    x: new Float32Array(maxBatch * dim),
+    xb: new Float32Array(maxBatch * Math.max(dim, qDim)),
+    xb2: new Float32Array(maxBatch * dim),
+    q: new Float32Array(maxBatch * qDim),
+    k: new Float32Array(maxBatch * kvDim),
+    v: new Float32Array(maxBatch * kvDim),
+    hb: new Float32Array(maxBatch * hiddenDim),
+    hb2: new Float32Array(maxBatch * hiddenDim),
+    scores: new Float32Array(contextLength),
+    logits: new Float32Array(maxLogitRows * vocabSize),
+  };
+}
+
+/** Copy nTokens rows of new K/V into the view's full-precision rows at `pos`. */
+function storeKv(view: KvLayerView, pos: number, k: Float32Array, v: Float32Array, n: number): void {
+  const base = (pos - view.fpStart) * view.kvDim;
+  const len = n * view.kvDim;
+  for (let i = 0; i < len; i++) {
+    view.fpKeys[base + i] = k[i]!;
+    view.fpValues[base + i] = v[i]!;
+  }
+}
+
+/**
+ * Run tokens[first..first + n) at positions cache.length.. through all layers. The residual stream of every
+ * token is left in scratch.x [n, dim]; call computeLogits() for the rows you need.
+ */
+export function forward(
+  rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind,
+  tokens: ArrayLike<number>, first: number, nTokens: number, s: ForwardScratch,
+): void {
+  const { config: c, backend: be, rope, attn } = rt;
+  if (nTokens < 1 || nTokens > s.maxBatch) {
+    throw new ShapeMismatchError(`forward: batch of ${nTokens} tokens is outside 1..${s.maxBatch}.`);
+  }
+  for (let i = 0; i < nTokens; i++) {
+    const t = tokens[first + i]!;
+    if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
+      throw new InvalidArgumentError(`token id ${t} is outside the vocabulary [0, ${c.vocabSize}).`, 'tokens');
+    }
+    s.tokens[i] = t;
+  }
+  if (cache.length + nTokens > rope.maxPositions) {
+    throw new ShapeMismatchError(`position ${cache.length + nTokens} is beyond the RoPE table (${rope.maxPositions}).`);
+  }
+  const pos = cache.append(nTokens);
+  const view = cache.view(kind);
+  const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps } = c;
+  const qDim = qDimOf(c);
+  const kvDim = kvDimOf(c);
+  const n = nTokens;
+
+  be.embed(s.x, w.tokEmbed, s.tokens, n);
+  for (let l = 0; l < c.nLayers; l++) {
+    const lw = w.layers[l]!;
+    const lv = view.layers[l]!;
+    // Attention block: x += wo · attention(rope(q), rope(k), v).
+    be.rmsnorm(s.xb, s.x, lw.attnNorm, n, dim, normEps);
+    be.matmul(s.q, s.xb, lw.wq, n);
+    be.matmul(s.k, s.xb, lw.wk, n);
+    be.matmul(s.v, s.xb, lw.wv, n);
+    if (lw.bq) be.addBias(s.q, lw.bq, n, qDim);
+    if (lw.bk) be.addBias(s.k, lw.bk, n, kvDim);
+    if (lw.bv) be.addBias(s.v, lw.bv, n, kvDim);
+    if (lw.qNorm && lw.kNorm) {
+      // Qwen3: RMSNorm over each head, before RoPE.
+      be.rmsnorm(s.q, s.q, lw.qNorm, n * nHeads, headDim, normEps);
+      be.rmsnorm(s.k, s.k, lw.kNorm, n * nKvHeads, headDim, normEps);
+    }
+    be.rope(s.q, n, nHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
+    be.rope(s.k, n, nKvHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
+    storeKv(lv, pos, s.k, s.v, n);
+    be.attention(s.xb, s.q, n, pos, lv, attn, s.scores);
+    be.matmul(s.xb2, s.xb, lw.wo, n);
+    be.add(s.x, s.xb2, n * dim);
+    // MLP block: x += w2 · (silu(w1 · x) * (w3 · x)).
+    be.rmsnorm(s.xb, s.x, lw.ffnNorm, n, dim, normEps);
+    be.matmul(s.hb, s.xb, lw.w1, n);
+    be.matmul(s.hb2, s.xb, lw.w3, n);
+    be.siluMul(s.hb, s.hb2, n * hiddenDim);
+    be.matmul(s.xb2, s.hb, lw.w2, n);
+    be.add(s.x, s.xb2, n * dim);
+  }
+}
+
+/** Logits for rows [firstRow, firstRow + nRows) of the last forward(): scratch.logits [nRows, vocab]. */
+export function computeLogits(rt: ModelRuntime, w: WeightSet, s: ForwardScratch, firstRow: number, nRows: number): Float32Array {
+  const { dim, normEps } = rt.config;
+  if (nRows < 1 || nRows > s.maxLogitRows) {
+    throw new ShapeMismatchError(`computeLogits: ${nRows} rows is outside 1..${s.maxLogitRows}.`);
+  }
+  const from = firstRow * dim;
+  for (let i = 0; i < nRows * dim; i++) s.xb[i] = s.x[from + i]!;
+  rt.backend.rmsnorm(s.xb, s.xb, w.finalNorm, nRows, dim, normEps);
+  rt.backend.matmul(s.logits, s.xb, w.lmHead, nRows);
+  return s.logits;
+}

@@ -1,0 +1,152 @@
+// llama2.c checkpoints (legacy "version 0" layout of run.c): a 7×int32 header, then F32 tensors
+// stacked over layers. A negative vocab_size means an unshared classifier follows the (skipped)
+// legacy freq_cis tables. RoPE rotates interleaved pairs (2i, 2i+1).
+
+import * as fs from 'node:fs';
+import { ModelConfigError, ModelFormatError, ModelNotFoundError } from '../core/errors.js';
+import type { DenseTensor } from '../core/tensor.js';
+import type { ModelConfig } from './config.js';
+import type { TensorKey, TensorSource } from './weights.js';
+
+const HEADER_BYTES = 28;
+const VERSIONED_MAGIC = 0x616b3432; // "ak42": llama2.c export versions >= 1
+
+interface Slice {
+  readonly offset: number;
+  readonly shape: readonly number[];
+}
+
+export function isLlama2cFile(file: string): boolean {
+  return file.endsWith('.bin') && fs.existsSync(file) && fs.statSync(file).isFile();
+}
+
+export class Llama2cSource implements TensorSource {
+  readonly where: string;
+  readonly config: ModelConfig;
+  private fd: number | null;
+  private readonly slices = new Map<string, Slice>();
+
+  private constructor(file: string, fd: number, config: ModelConfig, slices: Map<string, Slice>) {
+    this.where = file;
+    this.fd = fd;
+    this.config = config;
+    this.slices = slices;
+  }
+
+  static open(file: string): Llama2cSource {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch (e) {
+      throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the --model path.`);
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size < HEADER_BYTES) throw new ModelFormatError(`${file}: ${size} bytes is too short for a llama2.c checkpoint.`);
+      const head = new Int32Array(7);
+      fs.readSync(fd, new Uint8Array(head.buffer), 0, HEADER_BYTES, 0);
+      if (head[0]! >>> 0 === VERSIONED_MAGIC) {
+        throw new ModelFormatError(
+          `${file} is a versioned llama2.c export (magic "ak42"); only the legacy version-0 layout is read. ` +
+            'Re-export it with `export.py --version 0`, or convert it to a Hugging Face directory.',
+        );
+      }
+      const { config, slices, needed } = layout(head, file);
+      if (size < needed) {
+        throw new ModelFormatError(`${file}: the header implies ${needed} bytes of weights but the file has ${size}; it is truncated.`);
+      }
+      return new Llama2cSource(file, fd, config, slices);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  info(name: string) {
+    const s = this.slices.get(name);
+    if (!s) return undefined;
+    return { dtype: 'F32', shape: s.shape, byteLength: s.shape.reduce((a, b) => a * b, 1) * 4 };
+  }
+
+  read(name: string): DenseTensor {
+    const s = this.slices.get(name);
+    if (!s || this.fd === null) throw new ModelFormatError(`${this.where}: tensor "${name}" is not available.`);
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const bytes = new Uint8Array(data.buffer);
+    let done = 0;
+    while (done < bytes.length) {
+      const got = fs.readSync(this.fd, bytes, done, bytes.length - done, s.offset + done);
+      if (got === 0) throw new ModelFormatError(`${this.where}: unexpected end of file; it is truncated.`);
+      done += got;
+    }
+    return { dtype: 'f32', shape: s.shape, data };
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** Internal names are used directly as this format's tensor names. */
+export const llama2cTensorName = (key: TensorKey): string => key;
+
+function layout(head: Int32Array, file: string): { config: ModelConfig; slices: Map<string, Slice>; needed: number } {
+  const [dim, hiddenDim, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from(head) as number[] as [
+    number, number, number, number, number, number, number,
+  ];
+  const vocabSize = Math.abs(rawVocab);
+  const sane = (v: number, max: number) => Number.isInteger(v) && v > 0 && v <= max;
+  if (!sane(dim, 1 << 16) || !sane(hiddenDim, 1 << 18) || !sane(nLayers, 1024) || !sane(nHeads, 1024) ||
+      !sane(nKvHeads, 1024) || !sane(vocabSize, 1 << 22) || !sane(seqLen, 1 << 22)) {
+    throw new ModelFormatError(`${file}: header [${Array.from(head).join(', ')}] is not a llama2.c checkpoint header.`);
+  }
+  if (dim % nHeads !== 0 || nHeads % nKvHeads !== 0) {
+    throw new ModelConfigError(`${file}: dim ${dim}, ${nHeads} heads and ${nKvHeads} kv heads are inconsistent.`);
+  }
+  const headDim = dim / nHeads;
+  const kvDim = nKvHeads * headDim;
+  const shared = rawVocab > 0;
+  const slices = new Map<string, Slice>();
+  let offset = HEADER_BYTES;
+  const stacked = (role: string, shape: number[]) => {
+    const per = shape.reduce((a, b) => a * b, 1) * 4;
+    for (let l = 0; l < nLayers; l++) slices.set(`layers.${l}.${role}`, { offset: offset + l * per, shape });
+    offset += per * nLayers;
+  };
+  const single = (name: string, shape: number[]) => {
+    slices.set(name, { offset, shape });
+    offset += shape.reduce((a, b) => a * b, 1) * 4;
+  };
+  single('tok_embeddings', [vocabSize, dim]);
+  stacked('attn_norm', [dim]);
+  stacked('wq', [dim, dim]);
+  stacked('wk', [kvDim, dim]);
+  stacked('wv', [kvDim, dim]);
+  stacked('wo', [dim, dim]);
+  stacked('ffn_norm', [dim]);
+  stacked('w1', [hiddenDim, dim]);
+  stacked('w2', [dim, hiddenDim]);
+  stacked('w3', [hiddenDim, dim]);
+  single('norm', [dim]);
+  offset += seqLen * headDim * 4; // legacy freq_cis_real + freq_cis_imag, each [seqLen, headDim/2]
+  if (!shared) single('output', [vocabSize, dim]);
+  const config: ModelConfig = Object.freeze({
+    arch: 'llama' as const,
+    dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize,
+    maxSeqLen: seqLen,
+    normEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: { type: 'none' as const },
+    ropeStyle: 'interleaved' as const,
+    qkvBias: false,
+    qkNorm: false,
+    tiedEmbeddings: shared,
+    slidingWindow: null,
+    bosId: 1,
+    // run.c stops when the model emits BOS (it delimits stories); </s> (2) is the nominal EOS.
+    eosIds: [2, 1],
+  });
+  return { config, slices, needed: offset };
+}

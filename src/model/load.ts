@@ -1,0 +1,61 @@
+// Resolve a model path to its format and read config + weights + tokenizer.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelNotFoundError } from '../core/errors.js';
+import type { WeightTensor } from '../quant/format.js';
+import type { ModelConfig } from './config.js';
+import { hfTensorName, isHfDirectory, readHfConfig, SafetensorsSource } from './hf.js';
+import { Llama2cSource, llama2cTensorName } from './llama2c.js';
+import { loadWeightSet, type LoadProgress, type TensorKey, type TensorSource, type WeightSet } from './weights.js';
+
+export type ModelFormat = 'hf' | 'llama2c';
+
+export interface ResolvedModel {
+  readonly format: ModelFormat;
+  /** The directory or file that was opened. */
+  readonly path: string;
+  readonly config: ModelConfig;
+  readonly source: TensorSource;
+  readonly nameOf: (key: TensorKey) => string;
+}
+
+function llama2cInDirectory(dir: string): string | null {
+  const bins = fs.readdirSync(dir).filter((f) => f.endsWith('.bin') && !/^tok(enizer)?\d*\.bin$/.test(f));
+  return bins.length === 1 ? path.join(dir, bins[0]!) : null;
+}
+
+/** Open a model's tensors and config without reading weight data yet. */
+export function openModel(modelPath: string): ResolvedModel {
+  const p = path.resolve(modelPath);
+  if (!fs.existsSync(p)) throw new ModelNotFoundError(`model path ${p} does not exist. Pass --model with a model directory or file.`);
+  const stat = fs.statSync(p);
+  if (stat.isDirectory()) {
+    if (isHfDirectory(p)) {
+      const config = readHfConfig(p);
+      return { format: 'hf', path: p, config, source: SafetensorsSource.openDirectory(p), nameOf: hfTensorName };
+    }
+    const bin = llama2cInDirectory(p);
+    if (bin) return openModel(bin);
+    throw new ModelNotFoundError(
+      `${p} is neither a Hugging Face model directory (no config.json) nor a folder with one llama2.c .bin checkpoint.`,
+    );
+  }
+  if (p.endsWith('.gguf')) {
+    throw new ModelNotFoundError(`${p}: GGUF files are not readable by this version; use a Hugging Face directory or a llama2.c .bin.`);
+  }
+  if (p.endsWith('.safetensors')) return openModel(path.dirname(p));
+  if (p.endsWith('.bin')) {
+    const source = Llama2cSource.open(p);
+    return { format: 'llama2c', path: p, config: source.config, source, nameOf: llama2cTensorName };
+  }
+  throw new ModelNotFoundError(`${p}: unrecognised model file (expected a directory, .bin or .safetensors).`);
+}
+
+export function loadWeights(m: ResolvedModel, prepare: (w: WeightTensor) => WeightTensor, onProgress?: LoadProgress): WeightSet {
+  try {
+    return loadWeightSet(m.config, m.source, m.nameOf, prepare, onProgress);
+  } finally {
+    m.source.close();
+  }
+}

@@ -1,0 +1,153 @@
+// Safetensors reader: parses the header once, then reads each tensor's byte range on demand into
+// its own buffer (no whole-file copy). Every offset is checked against the file size first.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelFormatError, ModelNotFoundError, UnsupportedDtypeError } from '../core/errors.js';
+import { type DenseTensor, numel, shapeString } from '../core/tensor.js';
+
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+const DTYPE_SIZES: Readonly<Record<string, number>> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+};
+const SUPPORTED = ['F32', 'F16', 'BF16'];
+
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  /** Absolute byte offset of the tensor's data in the file. */
+  readonly offset: number;
+  readonly byteLength: number;
+  readonly file: string;
+}
+
+export class SafetensorsFile {
+  readonly path: string;
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly metadata: Readonly<Record<string, string>>;
+  private fd: number | null;
+
+  private constructor(file: string, fd: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+    this.path = file;
+    this.fd = fd;
+    this.tensors = tensors;
+    this.metadata = metadata;
+  }
+
+  static open(file: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch (e) {
+      throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the --model path.`);
+    }
+    try {
+      const { tensors, metadata } = parseHeader(fd, file);
+      return new SafetensorsFile(file, fd, tensors, metadata);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Read one tensor's bytes into a fresh, aligned typed array. */
+  read(name: string): DenseTensor {
+    const info = this.tensors.get(name);
+    if (!info) throw new ModelFormatError(`${this.path}: tensor "${name}" is not in this file.`);
+    if (!SUPPORTED.includes(info.dtype)) {
+      throw new UnsupportedDtypeError(
+        `${this.path}: tensor "${name}" has dtype ${info.dtype}; supported dtypes are ${SUPPORTED.join(', ')}. ` +
+          'Convert the checkpoint to F32, F16 or BF16.',
+      );
+    }
+    const buf = new ArrayBuffer(info.byteLength);
+    readFully(this.fdOrThrow(), new Uint8Array(buf), info.offset, this.path);
+    if (info.dtype === 'F32') return { dtype: 'f32', shape: info.shape, data: new Float32Array(buf) };
+    return { dtype: info.dtype === 'F16' ? 'f16' : 'bf16', shape: info.shape, data: new Uint16Array(buf) };
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+  }
+
+  private fdOrThrow(): number {
+    if (this.fd === null) throw new ModelFormatError(`${this.path}: file already closed.`);
+    return this.fd;
+  }
+}
+
+function readFully(fd: number, into: Uint8Array, position: number, file: string): void {
+  let done = 0;
+  while (done < into.length) {
+    const n = fs.readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new ModelFormatError(`${file}: unexpected end of file at byte ${position + done}; the file is truncated.`);
+    done += n;
+  }
+}
+
+function parseHeader(fd: number, file: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  const size = fs.fstatSync(fd).size;
+  const name = path.basename(file);
+  if (size < 8) throw new ModelFormatError(`${name}: ${size} bytes is too short for a safetensors file (truncated?).`);
+  const lenBuf = new Uint8Array(8);
+  readFully(fd, lenBuf, 0, file);
+  const headerLen = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
+  if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
+    throw new ModelFormatError(
+      `${name}: header length ${headerLen} does not fit a ${size}-byte file; the file is truncated or not safetensors.`,
+    );
+  }
+  const headerBytes = new Uint8Array(headerLen);
+  readFully(fd, headerBytes, 8, file);
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
+  } catch {
+    throw new ModelFormatError(`${name}: the header is not valid UTF-8 JSON; the file is damaged or not safetensors.`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new ModelFormatError(`${name}: the header must be a JSON object.`);
+  }
+  const dataStart = 8 + headerLen;
+  const dataSize = size - dataStart;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [key, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (key === '__metadata__') {
+      metadata = (typeof raw === 'object' && raw !== null ? raw : {}) as Record<string, string>;
+      continue;
+    }
+    tensors.set(key, parseEntry(key, raw, name, file, dataStart, dataSize));
+  }
+  return { tensors, metadata };
+}
+
+function parseEntry(key: string, raw: unknown, name: string, file: string, dataStart: number, dataSize: number): TensorInfo {
+  const bad = (why: string): never => {
+    throw new ModelFormatError(`${name}: tensor "${key}": ${why}. The file is damaged or was written incorrectly.`);
+  };
+  if (typeof raw !== 'object' || raw === null) bad('entry is not an object');
+  const e = raw as Record<string, unknown>;
+  const dtype = e['dtype'];
+  const shape = e['shape'];
+  const offsets = e['data_offsets'];
+  if (typeof dtype !== 'string') bad('missing dtype');
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) bad('bad shape');
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+    bad('bad data_offsets');
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end < begin) bad(`data_offsets [${begin}, ${end}] are reversed`);
+  if (end > dataSize) {
+    bad(`data_offsets end ${end} is past the end of the data section (${dataSize} bytes); the file is truncated`);
+  }
+  const elSize = DTYPE_SIZES[dtype as string];
+  const dims = shape as number[];
+  if (elSize !== undefined && (end - begin) !== numel(dims) * elSize) {
+    bad(`shape ${shapeString(dims)} of ${dtype} needs ${numel(dims) * elSize} bytes but data_offsets span ${end - begin}`);
+  }
+  return { name: key, dtype: dtype as string, shape: dims, offset: dataStart + begin, byteLength: end - begin, file };
+}

@@ -1,0 +1,168 @@
+// WeightSet: the tensors of one forward pass, under internal names, each shape checked against
+// the config. The target and the draft are both WeightSets; they share norms, biases and
+// embeddings and differ in the matrices' formats.
+
+import { ModelFormatError, ShapeMismatchError } from '../core/errors.js';
+import { f16Lookup, bf16ToF32 } from '../core/half.js';
+import { type DenseTensor, shapeString } from '../core/tensor.js';
+import { type WeightTensor, weightBytes } from '../quant/format.js';
+import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
+
+export interface LayerWeights {
+  readonly attnNorm: Float32Array; // [dim]
+  readonly wq: WeightTensor; // [nHeads·headDim, dim]
+  readonly wk: WeightTensor; // [kvDim, dim]
+  readonly wv: WeightTensor; // [kvDim, dim]
+  readonly wo: WeightTensor; // [dim, nHeads·headDim]
+  readonly bq: Float32Array | null; // [nHeads·headDim]
+  readonly bk: Float32Array | null; // [kvDim]
+  readonly bv: Float32Array | null; // [kvDim]
+  readonly qNorm: Float32Array | null; // [headDim]
+  readonly kNorm: Float32Array | null; // [headDim]
+  readonly ffnNorm: Float32Array; // [dim]
+  readonly w1: WeightTensor; // gate [hiddenDim, dim]
+  readonly w2: WeightTensor; // down [dim, hiddenDim]
+  readonly w3: WeightTensor; // up [hiddenDim, dim]
+}
+
+export interface WeightSet {
+  readonly tokEmbed: WeightTensor; // [vocab, dim]
+  readonly layers: readonly LayerWeights[];
+  readonly finalNorm: Float32Array; // [dim]
+  readonly lmHead: WeightTensor; // [vocab, dim]; the same object as tokEmbed when tied
+}
+
+/** The matrices a draft may quantize, by their role (DESIGN 2.4: which layers is a setting). */
+export const LINEAR_ROLES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as const;
+export type LinearRole = (typeof LINEAR_ROLES)[number];
+
+/** Where tensors come from: a safetensors directory, a llama2.c file, a GGUF file. */
+export interface TensorSource {
+  /** Dtype and shape without reading data, or undefined when absent. */
+  info(name: string): { readonly dtype: string; readonly shape: readonly number[]; readonly byteLength: number } | undefined;
+  read(name: string): DenseTensor;
+  readonly where: string;
+  close(): void;
+}
+
+/** Internal tensor names; a format's table maps them to its own names. */
+export type TensorKey =
+  | 'tok_embeddings' | 'norm' | 'output'
+  | `layers.${number}.${'attn_norm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'q_norm' | 'k_norm' | 'ffn_norm' | 'w1' | 'w2' | 'w3'}`;
+
+export interface LoadProgress {
+  (loadedBytes: number, totalBytes: number): void;
+}
+
+function toF32(t: DenseTensor): Float32Array {
+  if (t.dtype === 'f32') return t.data;
+  const out = new Float32Array(t.data.length);
+  if (t.dtype === 'f16') {
+    const table = f16Lookup();
+    for (let i = 0; i < out.length; i++) out[i] = table[t.data[i]!]!;
+  } else {
+    for (let i = 0; i < out.length; i++) out[i] = bf16ToF32(t.data[i]!);
+  }
+  return out;
+}
+
+/**
+ * Read every tensor the config needs from `source` (through `nameOf`), checking shapes.
+ * `prepare` lets the backend repack matrices as they arrive.
+ */
+export function loadWeightSet(
+  config: ModelConfig,
+  source: TensorSource,
+  nameOf: (key: TensorKey) => string,
+  prepare: (w: WeightTensor) => WeightTensor,
+  onProgress?: LoadProgress,
+): WeightSet {
+  const { dim, hiddenDim, headDim, vocabSize } = config;
+  const qDim = qDimOf(config);
+  const kvDim = kvDimOf(config);
+  const keys: TensorKey[] = ['tok_embeddings', 'norm'];
+  const hasOutput = !config.tiedEmbeddings && source.info(nameOf('output')) !== undefined;
+  if (!config.tiedEmbeddings && !hasOutput) {
+    throw new ModelFormatError(
+      `${source.where}: "${nameOf('output')}" is missing and the config does not tie embeddings; the checkpoint is incomplete.`,
+    );
+  }
+  if (hasOutput) keys.push('output');
+  const total = (): number => {
+    let sum = 0;
+    for (const k of keys) sum += source.info(nameOf(k))?.byteLength ?? 0;
+    return sum;
+  };
+  let loaded = 0;
+  let totalBytes = 0;
+
+  const fetch = (key: TensorKey, shape: readonly number[]): DenseTensor => {
+    const name = nameOf(key);
+    const info = source.info(name);
+    if (!info) throw new ModelFormatError(`${source.where}: tensor "${name}" is missing; the checkpoint does not match its config.`);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new ShapeMismatchError(
+        `${source.where}: tensor "${name}" has shape ${shapeString(info.shape)} but the config implies ${shapeString(shape)}; ` +
+          'config.json and the weights do not belong together.',
+      );
+    }
+    const t = source.read(name);
+    loaded += info.byteLength;
+    onProgress?.(loaded, totalBytes);
+    return t;
+  };
+  const vector = (key: TensorKey, n: number): Float32Array => toF32(fetch(key, [n]));
+  const matrix = (key: TensorKey, rows: number, cols: number): WeightTensor => prepare(fetch(key, [rows, cols]));
+  const optional = (key: TensorKey, n: number, present: boolean): Float32Array | null => (present ? vector(key, n) : null);
+
+  for (let l = 0; l < config.nLayers; l++) {
+    const layerKeys = ['attn_norm', 'wq', 'wk', 'wv', 'wo', 'ffn_norm', 'w1', 'w2', 'w3'];
+    if (config.qkvBias) layerKeys.push('bq', 'bk', 'bv');
+    if (config.qkNorm) layerKeys.push('q_norm', 'k_norm');
+    for (const k of layerKeys) keys.push(`layers.${l}.${k}` as TensorKey);
+  }
+  totalBytes = total();
+
+  const tokEmbed = prepare(fetch('tok_embeddings', [vocabSize, dim]));
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < config.nLayers; l++) {
+    const k = (s: string): TensorKey => `layers.${l}.${s}` as TensorKey;
+    layers.push({
+      attnNorm: vector(k('attn_norm'), dim),
+      wq: matrix(k('wq'), qDim, dim),
+      wk: matrix(k('wk'), kvDim, dim),
+      wv: matrix(k('wv'), kvDim, dim),
+      wo: matrix(k('wo'), dim, qDim),
+      bq: optional(k('bq'), qDim, config.qkvBias),
+      bk: optional(k('bk'), kvDim, config.qkvBias),
+      bv: optional(k('bv'), kvDim, config.qkvBias),
+      qNorm: optional(k('q_norm'), headDim, config.qkNorm),
+      kNorm: optional(k('k_norm'), headDim, config.qkNorm),
+      ffnNorm: vector(k('ffn_norm'), dim),
+      w1: matrix(k('w1'), hiddenDim, dim),
+      w2: matrix(k('w2'), dim, hiddenDim),
+      w3: matrix(k('w3'), hiddenDim, dim),
+    });
+  }
+  const finalNorm = vector('norm', dim);
+  const lmHead = hasOutput ? matrix('output', vocabSize, dim) : tokEmbed;
+  return { tokEmbed, layers, finalNorm, lmHead };
+}
+
+/** Bytes held by a WeightSet's tensors (shared tensors counted once). */
+export function weightSetBytes(w: WeightSet): number {
+  const seen = new Set<unknown>();
+  let sum = 0;
+  const count = (t: WeightTensor | Float32Array | null): void => {
+    if (!t || seen.has(t)) return;
+    seen.add(t);
+    sum += t instanceof Float32Array ? t.byteLength : weightBytes(t);
+  };
+  count(w.tokEmbed);
+  count(w.lmHead);
+  count(w.finalNorm);
+  for (const l of w.layers) {
+    for (const t of [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.qNorm, l.kNorm, l.ffnNorm, l.w1, l.w2, l.w3]) count(t);
+  }
+  return sum;
+}

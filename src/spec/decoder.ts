@@ -1,0 +1,56 @@
+// Decoders turn "the last committed token, not yet in the cache" into one or more new tokens.
+// The plain decoder runs one target step; the speculative decoder (spec/speculative.ts) runs a
+// QuantSpec round. Both keep the invariant cache.length === tokens.length - 1.
+
+import type { Rng } from '../core/rng.js';
+import { computeLogits, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
+import type { WeightSet } from '../model/weights.js';
+import type { KvCache, KvViewKind } from '../kv/cache.js';
+import { argmax, type Sampler } from '../sampling/sampler.js';
+
+export interface DecodeState {
+  readonly rt: ModelRuntime;
+  readonly target: WeightSet;
+  readonly cache: KvCache;
+  /** The view the target reads: 'fp' for a plain cache, 'int8' (or 'int4') for the hierarchical one. */
+  readonly targetView: KvViewKind;
+  readonly scratch: ForwardScratch;
+  readonly sampler: Sampler;
+  readonly rng: Rng;
+  /** All tokens so far; the last one is not yet in the cache. */
+  readonly tokens: number[];
+  /** [vocab] distribution buffer for sampling. */
+  readonly probs: Float32Array;
+}
+
+export interface Decoder {
+  readonly name: string;
+  /**
+   * Feed the last token and append between 1 and maxNew new tokens to state.tokens (and at most
+   * maxNew positions to the cache); returns how many tokens were appended.
+   */
+  step(state: DecodeState, maxNew: number): number;
+}
+
+/** Pick the next token from one logits row, with penalties over tokens[..end). */
+export function pickToken(state: DecodeState, logits: Float32Array, offset: number, end: number): number {
+  const { sampler, tokens, probs, rng } = state;
+  const row = offset === 0 ? logits : logits.subarray(offset, offset + probs.length);
+  sampler.applyPenalties(row, tokens, end);
+  if (sampler.greedy) return argmax(row, 0, probs.length);
+  sampler.distribution(probs, row);
+  return sampler.sample(probs, rng);
+}
+
+export class PlainDecoder implements Decoder {
+  readonly name = 'none';
+
+  step(state: DecodeState, _maxNew: number): number {
+    const { rt, target, cache, targetView, scratch, tokens } = state;
+    forward(rt, target, cache, targetView, tokens, tokens.length - 1, 1, scratch);
+    const logits = computeLogits(rt, target, scratch, 0, 1);
+    tokens.push(pickToken(state, logits, 0, tokens.length));
+    cache.flush();
+    return 1;
+  }
+}
