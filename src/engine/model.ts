@@ -56,7 +56,8 @@ export class Model {
   readonly loadMs: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
-  private runtime: ModelRuntime;
+  /** Config, backend and RoPE tables shared by every forward pass of this model. */
+  readonly runtime: ModelRuntime;
   private defaultSession: Session | null = null;
 
   constructor(init: {

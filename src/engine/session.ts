@@ -6,7 +6,7 @@ import { clockSeed, Xoshiro128 } from '../core/rng.js';
 import { createScratch, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
-import { resolveSampling, type SamplingParams } from '../sampling/params.js';
+import { resolveLogitBias, resolveSampling, type SamplingParams } from '../sampling/params.js';
 import { Sampler } from '../sampling/sampler.js';
 import type { DecodeState, Decoder } from '../spec/decoder.js';
 import { encodeChat, type ChatMessage } from '../tokenizer/chat.js';
@@ -24,6 +24,8 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   readonly stop?: readonly string[];
   /** Keep going past end-of-sequence tokens. */
   readonly ignoreEos?: boolean;
+  /** Additive logit biases by token id (OpenAI's logit_bias), in [-100, 100]. */
+  readonly logitBias?: Readonly<Record<number, number>>;
   readonly signal?: AbortSignal;
   readonly onPrefillProgress?: (done: number, total: number) => void;
 }
@@ -109,6 +111,7 @@ export class Session {
   async *generate(input: PromptInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
     if (this.busy) throw new InvalidArgumentError('this session is already generating; create another session for concurrent requests.');
     const sampling = resolveSampling(options);
+    const bias = resolveLogitBias(options.logitBias, this.parts.rt.config.vocabSize);
     const maxTokens = options.maxTokens ?? DEFAULT_MAX_TOKENS;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) {
       throw new InvalidArgumentError(`max_tokens must be a positive integer, got ${JSON.stringify(options.maxTokens)}.`, 'max_tokens');
@@ -129,14 +132,14 @@ export class Session {
     }
     this.busy = true;
     try {
-      return yield* this.run(promptIds, sampling, maxTokens, options);
+      return yield* this.run(promptIds, new Sampler(sampling, this.parts.rt.config.vocabSize, bias), maxTokens, options);
     } finally {
       this.busy = false;
     }
   }
 
   private async *run(
-    promptIds: number[], sampling: SamplingParams, maxTokens: number, options: GenerateOptions,
+    promptIds: number[], sampler: Sampler, maxTokens: number, options: GenerateOptions,
   ): AsyncGenerator<GenerationChunk, GenerationResult> {
     const { rt, target, cache, tokenizer, decoder } = this.parts;
     const t0 = performance.now();
@@ -145,7 +148,7 @@ export class Session {
     const tokens = promptIds.slice();
     const state: DecodeState = {
       rt, target, cache, targetView: this.parts.targetView, scratch: this.scratch,
-      sampler: new Sampler(sampling, rt.config.vocabSize), rng: new Xoshiro128(options.seed ?? clockSeed()),
+      sampler, rng: new Xoshiro128(options.seed ?? clockSeed()),
       tokens, probs: this.probs,
     };
     let cancelled = await this.prefill(tokens, reused, options);

@@ -56,3 +56,19 @@ export function resolveSampling(p: Partial<SamplingParams> = {}): SamplingParams
 export function isGreedy(p: SamplingParams): boolean {
   return p.temperature === 0 || p.topK === 1;
 }
+
+/** Validate a logit-bias map: integer token ids in the vocabulary, finite biases in [-100, 100]. */
+export function resolveLogitBias(bias: Readonly<Record<string | number, number>> | undefined, vocabSize: number): Record<number, number> {
+  const out: Record<number, number> = {};
+  if (bias === undefined) return out;
+  if (typeof bias !== 'object' || bias === null || Array.isArray(bias)) {
+    throw new InvalidArgumentError('logit_bias must be an object mapping token ids to biases.', 'logit_bias');
+  }
+  for (const [key, v] of Object.entries(bias)) {
+    const id = Number(key);
+    check(Number.isInteger(id) && id >= 0 && id < vocabSize, 'logit_bias', key, `a token id in [0, ${vocabSize})`);
+    check(isNum(v) && Math.abs(v) <= 100, 'logit_bias', v, 'a number in [-100, 100]');
+    out[id] = v;
+  }
+  return out;
+}

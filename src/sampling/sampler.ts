@@ -15,8 +15,15 @@ export class Sampler {
   private readonly touched: Int32Array; // ids whose count is non-zero
   private readonly kept: Float32Array; // [vocab] survivor probabilities while warping
 
-  constructor(params: SamplingParams, vocabSize: number) {
+  private readonly biasIds: Int32Array;
+  private readonly biasValues: Float32Array;
+
+  /** `logitBias`: additive biases by token id (OpenAI's logit_bias), applied before everything else. */
+  constructor(params: SamplingParams, vocabSize: number, logitBias: Readonly<Record<number, number>> = {}) {
     this.params = params;
+    const bias = Object.entries(logitBias);
+    this.biasIds = Int32Array.from(bias, ([id]) => Number(id));
+    this.biasValues = Float32Array.from(bias, ([, v]) => v);
     this.greedy = isGreedy(params);
     this.vocabSize = vocabSize;
     this.order = new Uint32Array(vocabSize);
@@ -30,8 +37,9 @@ export class Sampler {
     return p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
   }
 
-  /** Apply repetition/presence/frequency penalties in place, over history[..end) (the recent window). */
+  /** Apply logit bias, then repetition/presence/frequency penalties over history[..end), in place. */
   applyPenalties(logits: Float32Array, history: ArrayLike<number>, end: number): void {
+    for (let i = 0; i < this.biasIds.length; i++) logits[this.biasIds[i]!] += this.biasValues[i]!;
     if (!this.hasPenalties || end <= 0) return;
     const p = this.params;
     const start = p.penaltyWindow < 0 ? 0 : Math.max(0, end - p.penaltyWindow);

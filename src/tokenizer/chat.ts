@@ -31,9 +31,6 @@ export function renderChat(tokenizer: Tokenizer, messages: readonly ChatMessage[
       messages,
       add_generation_prompt: addGenerationPrompt,
       ...tokenizer.templateTokens,
-      raise_exception: (msg: string) => {
-        throw new InvalidArgumentError(`the chat template rejected the messages: ${msg}`, 'messages');
-      },
     });
   } catch (e) {
     if (e instanceof InvalidArgumentError) throw e;

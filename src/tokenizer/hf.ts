@@ -8,6 +8,8 @@ import type { EncodeOptions, Tokenizer } from './tokenizer.js';
 
 type Json = Record<string, unknown>;
 
+const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<end_of_turn>', '<|endoftext|>'];
+
 function readJson(file: string): Json {
   let text: string;
   try {
@@ -63,7 +65,9 @@ export class HfTokenizer implements Tokenizer {
     const eos = tokenString(config['eos_token']);
     this.bosId = bos !== null ? (this.impl.token_to_id(bos) ?? null) : null;
     const eosId = eos !== null ? this.impl.token_to_id(eos) : undefined;
-    this.eosIds = [...new Set([...modelEosIds, ...(eosId !== undefined ? [eosId] : [])])];
+    // Like llama.cpp, end-of-turn tokens of common chat formats also end generation.
+    const eot = END_OF_TURN.map((t) => this.impl.token_to_id(t)).filter((id): id is number => id !== undefined);
+    this.eosIds = [...new Set([...modelEosIds, ...(eosId !== undefined ? [eosId] : []), ...eot])];
     this.specialIds = new Set([...this.impl.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
     const probe = this.impl.encode('a', { add_special_tokens: true }).ids;
     const configAddsBos = config['add_bos_token'] === true;
@@ -102,6 +106,7 @@ export class HfTokenizer implements Tokenizer {
   decode(ids: readonly number[], options: { readonly keepSpecial?: boolean } = {}): string {
     const keep = options.keepSpecial === true;
     const filtered = keep ? [...ids] : ids.filter((id) => !this.specialIds.has(id));
+    if (filtered.length === 0) return '';
     return this.impl.decode(filtered, { skip_special_tokens: !keep, clean_up_tokenization_spaces: false });
   }
 }

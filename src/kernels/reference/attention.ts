@@ -67,19 +67,26 @@ export function attention(
   const { nHeads, nKvHeads, headDim, window } = shape;
   const nRep = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(headDim);
+  const { kvDim, fpStart, fpKeys, fpValues } = kv;
   if (headScratch.length < headDim) headScratch = new Float32Array(headDim);
   const row = headScratch;
   for (let i = 0; i < nQueries; i++) {
     const pos = startPos + i;
     const lo = window > 0 ? Math.max(0, pos - window + 1) : 0;
+    const quantEnd = kv.planes ? Math.min(fpStart, pos + 1) : lo;
     for (let h = 0; h < nHeads; h++) {
       const g = Math.floor(h / nRep); // GQA: query head h reads kv head h / nRep
       const qo = (i * nHeads + h) * headDim;
       let max = -Infinity;
       for (let t = lo; t <= pos; t++) {
-        readKey(row, kv, t, g, headDim);
         let s = 0;
-        for (let d = 0; d < headDim; d++) s += q[qo + d]! * row[d]!;
+        if (t < quantEnd) {
+          readKey(row, kv, t, g, headDim);
+          for (let d = 0; d < headDim; d++) s += q[qo + d]! * row[d]!;
+        } else {
+          const ko = (t - fpStart) * kvDim + g * headDim;
+          for (let d = 0; d < headDim; d++) s += q[qo + d]! * fpKeys[ko + d]!;
+        }
         s *= scale;
         scratch[t] = s;
         if (s > max) max = s;
@@ -92,9 +99,14 @@ export function attention(
       }
       for (let d = 0; d < headDim; d++) out[qo + d] = 0;
       for (let t = lo; t <= pos; t++) {
-        readValue(row, kv, t, g, headDim);
         const a = scratch[t]! / sum;
-        for (let d = 0; d < headDim; d++) out[qo + d] += a * row[d]!;
+        if (t < quantEnd) {
+          readValue(row, kv, t, g, headDim);
+          for (let d = 0; d < headDim; d++) out[qo + d] += a * row[d]!;
+        } else {
+          const vo = (t - fpStart) * kvDim + g * headDim;
+          for (let d = 0; d < headDim; d++) out[qo + d] += a * fpValues[vo + d]!;
+        }
       }
     }
   }

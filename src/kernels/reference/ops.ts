@@ -13,7 +13,10 @@ function scratchRow(cols: number): Float32Array {
   return rowScratch;
 }
 
-/** out[n, rows] = x[n, cols] · Wᵀ. Each weight row is decoded once and reused for all n tokens. */
+/**
+ * out[n, rows] = x[n, cols] · Wᵀ. Each weight row is decoded once and reused for all n tokens,
+ * four tokens at a time so each weight load feeds four products.
+ */
 export function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): void {
   const rows = rowsOf(w);
   const cols = colsOf(w);
@@ -31,18 +34,32 @@ export function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTok
     } else {
       decodeRow(row, w, r, cols);
     }
-    for (let t = 0; t < nTokens; t++) {
-      const xo = t * cols;
+    let t = 0;
+    for (; t + 3 < nTokens; t += 4) {
+      const x0 = t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let j = 0; j < cols; j++) {
+        const wj = src[base + j]!;
+        s0 += wj * x[x0 + j]!;
+        s1 += wj * x[x1 + j]!;
+        s2 += wj * x[x2 + j]!;
+        s3 += wj * x[x3 + j]!;
+      }
+      out[t * rows + r] = s0;
+      out[(t + 1) * rows + r] = s1;
+      out[(t + 2) * rows + r] = s2;
+      out[(t + 3) * rows + r] = s3;
+    }
+    for (; t < nTokens; t++) {
+      const xo = t * cols;
+      let s0 = 0, s1 = 0;
       let j = 0;
-      for (; j + 3 < cols; j += 4) {
+      for (; j + 1 < cols; j += 2) {
         s0 += src[base + j]! * x[xo + j]!;
         s1 += src[base + j + 1]! * x[xo + j + 1]!;
-        s2 += src[base + j + 2]! * x[xo + j + 2]!;
-        s3 += src[base + j + 3]! * x[xo + j + 3]!;
       }
-      for (; j < cols; j++) s0 += src[base + j]! * x[xo + j]!;
-      out[t * rows + r] = s0 + s1 + s2 + s3;
+      if (j < cols) s0 += src[base + j]! * x[xo + j]!;
+      out[t * rows + r] = s0 + s1;
     }
   }
 }

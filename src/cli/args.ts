@@ -1,0 +1,75 @@
+// Argument parsing helpers: typed flag values with named errors.
+
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { InvalidArgumentError } from '../core/errors.js';
+
+export type Flags = Record<string, string | boolean | string[] | undefined>;
+
+export function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>): { flags: Flags; positionals: string[] } {
+  // Accept negative numbers as values (`--presence-penalty -0.5`), which parseArgs calls ambiguous.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    const opt = a.startsWith('--') && !a.includes('=') ? options[a.slice(2)] : undefined;
+    if (opt?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      args.push(`${a}=${next}`);
+      i++;
+    } else {
+      args.push(a);
+    }
+  }
+  try {
+    const r = parseArgs({ args, options, strict: true, allowPositionals: true });
+    return { flags: r.values as Flags, positionals: r.positionals };
+  } catch (e) {
+    throw new InvalidArgumentError(`${(e as Error).message.replace(/\. To specify.*$/s, '')}. Run with --help for usage.`);
+  }
+}
+
+export function str(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function num(flags: Flags, name: string): number | undefined {
+  const v = str(flags, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--${name} expects a number, got "${v}".`, name);
+  return n;
+}
+
+export function int(flags: Flags, name: string): number | undefined {
+  const n = num(flags, name);
+  if (n !== undefined && !Number.isInteger(n)) throw new InvalidArgumentError(`--${name} expects an integer, got ${n}.`, name);
+  return n;
+}
+
+export function list(flags: Flags, name: string): string[] {
+  const v = flags[name];
+  if (Array.isArray(v)) return v;
+  return typeof v === 'string' ? [v] : [];
+}
+
+/** The generation flags shared by generate, chat and serve. */
+export const SAMPLING_FLAGS = {
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'min-p': { type: 'string' },
+  'repeat-penalty': { type: 'string' },
+  'presence-penalty': { type: 'string' },
+  'frequency-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  'ignore-eos': { type: 'boolean' },
+} as const;
+
+export const MODEL_FLAGS = {
+  model: { type: 'string', short: 'm' },
+  tokenizer: { type: 'string' },
+  backend: { type: 'string' },
+  ctx: { type: 'string' },
+} as const;

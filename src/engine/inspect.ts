@@ -1,0 +1,75 @@
+// Model summary without reading weight data: architecture, tensors, parameters, memory.
+
+import { kvDimOf, type ModelConfig } from '../model/config.js';
+import { openModel, type ModelFormat } from '../model/load.js';
+import type { TensorKey } from '../model/weights.js';
+
+export interface TensorSummary {
+  readonly name: string;
+  readonly role: TensorKey;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+}
+
+export interface ModelSummary {
+  readonly path: string;
+  readonly format: ModelFormat;
+  readonly config: ModelConfig;
+  readonly tensors: readonly TensorSummary[];
+  readonly parameters: number;
+  readonly weightBytes: number;
+  readonly dtypes: readonly string[];
+  /** KV cache bytes at `contextLength` for each storage the engine offers. */
+  readonly kv: { readonly contextLength: number; readonly f32: number; readonly f16: number };
+}
+
+export function tensorKeys(c: ModelConfig, withOutput: boolean): TensorKey[] {
+  const keys: TensorKey[] = ['tok_embeddings'];
+  for (let l = 0; l < c.nLayers; l++) {
+    const roles = ['attn_norm', 'wq', 'wk', 'wv', 'wo'];
+    if (c.qkvBias) roles.push('bq', 'bk', 'bv');
+    if (c.qkNorm) roles.push('q_norm', 'k_norm');
+    roles.push('ffn_norm', 'w1', 'w2', 'w3');
+    for (const r of roles) keys.push(`layers.${l}.${r}` as TensorKey);
+  }
+  keys.push('norm');
+  if (withOutput) keys.push('output');
+  return keys;
+}
+
+/** Bytes of a full-precision K+V cache: 2 · layers · positions · kvDim · bytesPerValue. */
+export function fpKvBytes(c: ModelConfig, positions: number, bytesPerValue: number): number {
+  return 2 * c.nLayers * positions * kvDimOf(c) * bytesPerValue;
+}
+
+export function inspectModel(modelPath: string, contextLength?: number): ModelSummary {
+  const m = openModel(modelPath);
+  try {
+    const c = m.config;
+    const hasOutput = !c.tiedEmbeddings && m.source.info(m.nameOf('output')) !== undefined;
+    const tensors: TensorSummary[] = [];
+    let parameters = 0;
+    let weightBytes = 0;
+    for (const role of tensorKeys(c, hasOutput)) {
+      const name = m.nameOf(role);
+      const info = m.source.info(name);
+      if (!info) continue;
+      tensors.push({ name, role, dtype: info.dtype, shape: info.shape });
+      parameters += info.shape.reduce((a, b) => a * b, 1);
+      weightBytes += info.byteLength;
+    }
+    const ctx = contextLength ?? c.maxSeqLen;
+    return {
+      path: m.path,
+      format: m.format,
+      config: c,
+      tensors,
+      parameters,
+      weightBytes,
+      dtypes: [...new Set(tensors.map((t) => t.dtype))],
+      kv: { contextLength: ctx, f32: fpKvBytes(c, ctx, 4), f16: fpKvBytes(c, ctx, 2) },
+    };
+  } finally {
+    m.source.close();
+  }
+}

@@ -1,0 +1,115 @@
+// Generation behaviour through the public API, on the embedded model (always in the repository).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ContextOverflowError, InvalidArgumentError } from '../../src/core/errors.js';
+import { loadModel, type Model } from '../../src/engine/model.js';
+import { collect } from '../../src/engine/session.js';
+
+let modelPromise: Promise<Model> | null = null;
+const model = (): Promise<Model> => (modelPromise ??= loadModel(undefined, { contextLength: 64 }));
+
+test('without a path the embedded default model loads', async () => {
+  const m = await model();
+  assert.equal(m.config.vocabSize, 4096);
+  assert.equal(m.format, 'hf');
+});
+
+test('greedy output is deterministic and streamed chunks add up to the result', async () => {
+  const m = await model();
+  const s = m.createSession();
+  const chunks: string[] = [];
+  const gen = s.generate('In the beginning', { temperature: 0, maxTokens: 12 });
+  let result;
+  for (;;) {
+    const r = await gen.next();
+    if (r.done) { result = r.value; break; }
+    chunks.push(r.value.text);
+  }
+  assert.equal(chunks.join(''), result.text);
+  assert.equal(result.generatedIds.length, 12);
+  assert.equal(result.finishReason, 'length');
+  const again = await m.createSession().generate('In the beginning', { temperature: 0, maxTokens: 12 });
+  assert.deepEqual((await collect(again)).generatedIds, result.generatedIds);
+  assert.equal(m.tokenizer.decode(result.generatedIds), result.text);
+});
+
+test('a seed makes sampling reproducible; different seeds differ', async () => {
+  const m = await model();
+  const run = (seed: number) => m.complete('Call me', { temperature: 1.2, topK: 0, topP: 1, minP: 0, seed, maxTokens: 16 });
+  const a = await run(5);
+  const b = await run(5);
+  const c = await run(6);
+  assert.deepEqual(a.generatedIds, b.generatedIds);
+  assert.notDeepEqual(a.generatedIds, c.generatedIds);
+});
+
+test('reusing the KV of a shared prefix gives the same tokens as a fresh session', async () => {
+  const m = await model();
+  const s = m.createSession();
+  await collect(s.generate('It is a truth universally acknowledged', { temperature: 0, maxTokens: 4 }));
+  const reused = await collect(s.generate('It is a truth universally known', { temperature: 0, maxTokens: 8 }));
+  assert.ok(reused.timings.cachedTokens > 3, `cached ${reused.timings.cachedTokens}`);
+  const fresh = await collect(m.createSession().generate('It is a truth universally known', { temperature: 0, maxTokens: 8 }));
+  assert.equal(fresh.timings.cachedTokens, 0);
+  assert.deepEqual(reused.generatedIds, fresh.generatedIds);
+});
+
+test('stop strings end generation and are not part of the text', async () => {
+  const m = await model();
+  const free = await m.complete('Call me Ishmael.', { temperature: 0, maxTokens: 20 });
+  // The greedy text is "\nAnd when he said, when he said, ...": stop at the first comma.
+  const cut = free.text.indexOf(',');
+  assert.ok(cut > 0);
+  const r = await m.complete('Call me Ishmael.', { temperature: 0, maxTokens: 20, stop: [','] });
+  assert.equal(r.finishReason, 'stop');
+  assert.equal(r.text, free.text.slice(0, cut));
+});
+
+test('EOS ends generation unless ignored; logit bias steers the choice', async () => {
+  const m = await model();
+  const eos = m.tokenizer.eosIds[0]!;
+  const forced = await m.complete('Call me', { temperature: 0, maxTokens: 5, logitBias: { [eos]: 100 } });
+  assert.equal(forced.finishReason, 'stop');
+  assert.deepEqual(forced.generatedIds, []);
+  const ignored = await m.complete('Call me', { temperature: 0, maxTokens: 5, logitBias: { [eos]: 100 }, ignoreEos: true });
+  assert.deepEqual(ignored.generatedIds, [eos, eos, eos, eos, eos]);
+  await assert.rejects(m.complete('x', { logitBias: { 99999: 1 } }), InvalidArgumentError);
+});
+
+test('a prompt longer than the context is ContextOverflowError with the numbers', async () => {
+  const m = await model();
+  const long = 'the sea '.repeat(100);
+  await assert.rejects(m.complete(long, { maxTokens: 4 }), (e: unknown) => {
+    assert.ok(e instanceof ContextOverflowError);
+    assert.match((e as Error).message, /has \d+ tokens but the context holds 64/);
+    return true;
+  });
+  // Generation stops with "length" when the context fills up.
+  const r = await m.complete({ ids: Array.from({ length: 60 }, (_, i) => 100 + i) }, { temperature: 0, maxTokens: 50 });
+  assert.equal(r.finishReason, 'length');
+  assert.equal(r.promptIds.length + r.generatedIds.length, 64);
+});
+
+test('invalid options are InvalidArgumentError before any work', async () => {
+  const m = await model();
+  await assert.rejects(m.complete('x', { temperature: -1 }), InvalidArgumentError);
+  await assert.rejects(m.complete('x', { maxTokens: 0 }), InvalidArgumentError);
+  await assert.rejects(m.complete({ ids: [99999] }), InvalidArgumentError);
+  // The session still works afterwards.
+  assert.equal((await m.complete('x', { temperature: 0, maxTokens: 2 })).generatedIds.length, 2);
+});
+
+test('an aborted signal cancels generation and frees the session', async () => {
+  const m = await model();
+  const s = m.createSession();
+  const ac = new AbortController();
+  const gen = s.generate('Call me Ishmael.', { temperature: 0, maxTokens: 40, signal: ac.signal });
+  await gen.next();
+  ac.abort();
+  const r = await collect(gen);
+  assert.equal(r.finishReason, 'cancelled');
+  assert.ok(r.generatedIds.length < 40);
+  const after = await collect(s.generate('Call me Ishmael.', { temperature: 0, maxTokens: 3 }));
+  assert.equal(after.generatedIds.length, 3);
+});
