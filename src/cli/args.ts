@@ -73,3 +73,16 @@ export const MODEL_FLAGS = {
   backend: { type: 'string' },
   ctx: { type: 'string' },
 } as const;
+
+/** Decoding-mode flags shared by generate, chat, serve and bench. */
+export const DECODING_FLAGS = {
+  spec: { type: 'string' },
+  gamma: { type: 'string' },
+  kv: { type: 'string' },
+  'kv-group': { type: 'string' },
+  'kv-value-group': { type: 'string' },
+  'draft-bits': { type: 'string' },
+  'draft-group': { type: 'string' },
+  'draft-layers': { type: 'string' },
+  'draft-symmetric': { type: 'boolean' },
+} as const;

@@ -7,7 +7,8 @@ import type { GenerateOptions, GenerationResult, PromptInput, Session } from '..
 import type { BackendName } from '../kernels/select.js';
 import { resolveSampling } from '../sampling/params.js';
 import type { ChatMessage } from '../tokenizer/chat.js';
-import { int, list, MODEL_FLAGS, num, parse, SAMPLING_FLAGS, str, type Flags } from './args.js';
+import { DECODING_FLAGS, int, list, MODEL_FLAGS, num, parse, SAMPLING_FLAGS, str, type Flags } from './args.js';
+import type { DecodingOptions, KvMode, SpecMode } from '../engine/decoding.js';
 import { formatBytes, ProgressBar } from './progress.js';
 
 export const GENERATE_USAGE = `usage: quantspec generate [--model PATH] --prompt TEXT [options]
@@ -30,17 +31,46 @@ Streams a completion to stdout. Without --model, the embedded pdlm-5.8m model is
   --ignore-eos          keep generating past end-of-sequence
   --ctx N               context length (default: the model's, at most 4096)
   --backend NAME        reference (scalar TypeScript) | auto
-  --json                after the text, print one JSON object (ids, text, timings) as the last line`;
+
+Decoding (QuantSpec is the default):
+  --spec MODE           auto (QuantSpec, adaptive γ, plain decoding where it would not pay) | none |
+                        quantspec | streaming (StreamingLLM draft) | snapkv (SnapKV draft)
+  --gamma N|auto        draft length (default: auto for --spec auto, else 4)
+  --kv fp|int8|int4     the target's KV: F32 cache, or the hierarchical cache read at 8 (or 4) bits
+  --kv-group G          tokens per key group of the hierarchical cache (default 128)
+  --draft-bits 4        draft weight bits;  --draft-group N  columns per group (default 32)
+  --draft-layers L      all | all+head | mlp | attn | wq,wk,... (default all linear layers)
+  --stats               print speculative statistics and KV bytes to stderr
+  --json                after the text, print one JSON object (ids, text, timings, stats, kv_bytes) last`;
 
 export const CHAT_USAGE = `usage: quantspec chat [--model PATH] [--system TEXT] [options]
 
 Interactive chat through the model's chat template. Type a message and press enter;
 /reset starts over, /exit (or Ctrl-D) quits. Takes the sampling options of generate.`;
 
-export async function loadForCli(flags: Flags): Promise<Model> {
+/** --spec/--gamma/--kv... as engine decoding options (validated by the engine). */
+export function decodingOptions(flags: Flags): DecodingOptions {
+  const gamma = str(flags, 'gamma');
+  return {
+    spec: str(flags, 'spec') as SpecMode | undefined,
+    gamma: gamma === 'auto' ? 'auto' : int(flags, 'gamma'),
+    kv: str(flags, 'kv') as KvMode | undefined,
+    kvGroup: int(flags, 'kv-group'),
+    kvValueGroup: int(flags, 'kv-value-group'),
+  };
+}
+
+export async function loadForCli(flags: Flags, withDraft = true): Promise<Model> {
   const bar = new ProgressBar('loading', formatBytes);
   const backend = str(flags, 'backend');
   const model = await loadModel(str(flags, 'model'), {
+    ...decodingOptions(flags),
+    draft: withDraft && {
+      bits: int(flags, 'draft-bits'),
+      groupSize: int(flags, 'draft-group'),
+      layers: str(flags, 'draft-layers'),
+      symmetric: flags['draft-symmetric'] === true ? true : undefined,
+    },
     tokenizer: str(flags, 'tokenizer'),
     backend: backend as BackendName | undefined,
     contextLength: int(flags, 'ctx'),
@@ -97,9 +127,9 @@ export async function streamToStdout(session: Session, prompt: PromptInput, opti
 
 export async function runGenerate(argv: string[]): Promise<number> {
   const { flags } = parse(argv, {
-    ...MODEL_FLAGS, ...SAMPLING_FLAGS,
+    ...MODEL_FLAGS, ...SAMPLING_FLAGS, ...DECODING_FLAGS,
     prompt: { type: 'string', short: 'p' }, chat: { type: 'boolean' }, system: { type: 'string' },
-    json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    json: { type: 'boolean' }, stats: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   });
   if (flags['help']) {
     process.stdout.write(`${GENERATE_USAGE}\n`);
@@ -122,7 +152,35 @@ export async function runGenerate(argv: string[]): Promise<number> {
   } else {
     process.stdout.write('\n');
   }
+  if (flags['stats']) process.stderr.write(statsText(model, result));
   return 0;
+}
+
+/** Human-readable statistics for --stats. */
+export function statsText(model: Model, r: GenerationResult): string {
+  const t = r.timings;
+  const lines = [
+    `decoding: spec ${r.decoding.spec}, kv ${r.decoding.kv}, gamma ${r.decoding.gamma}`,
+    `prompt ${t.promptTokens} tokens (${t.cachedTokens} reused) in ${t.prefillMs.toFixed(1)} ms: ${t.prefillTokensPerS.toFixed(1)} tok/s`,
+    `generated ${t.generatedTokens} tokens, decode ${t.decodeTokensPerS.toFixed(1)} tok/s`,
+  ];
+  const s = r.stats;
+  if (s) {
+    lines.push(
+      `speculation (${s.mode}): ${s.rounds} rounds, ${s.accepted}/${s.drafted} drafts accepted ` +
+        `(acceptance ${(s.acceptanceRate * 100).toFixed(1)}%), ${s.meanAcceptedLength.toFixed(2)} tokens/round, ` +
+        `${s.plainSteps} plain steps`,
+      `  per position: ${s.perPosition.map((p) => (p * 100).toFixed(0) + '%').join(' ')}`,
+      `  draft ${s.draftMs.toFixed(1)} ms, verify ${s.verifyMs.toFixed(1)} ms, last gamma ${s.gamma}`,
+    );
+  }
+  const kv = r.kvBytes;
+  lines.push(
+    `kv cache ${formatBytes(kv.total)}: buffer ${formatBytes(kv.fp)}, upper ${formatBytes(kv.upper)}, ` +
+      `lower ${formatBytes(kv.lower)}, scales ${formatBytes(kv.meta)}`,
+  );
+  if (model.draftBytes > 0) lines.push(`draft weights: +${formatBytes(model.draftBytes)} on top of ${formatBytes(model.weightBytes)}`);
+  return `${lines.join('\n')}\n`;
 }
 
 /** The --json object: field names are a stable contract for scripts. */
@@ -142,6 +200,22 @@ export function resultJson(model: Model, r: GenerationResult): Record<string, un
       decode_ms: round(t.decodeMs),
       decode_tokens_per_s: round(t.decodeTokensPerS),
     },
+    decoding: r.decoding,
+    stats: r.stats && {
+      rounds: r.stats.rounds,
+      drafted: r.stats.drafted,
+      accepted: r.stats.accepted,
+      acceptance_rate: r.stats.acceptanceRate,
+      mean_accepted_length: r.stats.meanAcceptedLength,
+      per_position: r.stats.perPosition,
+      accepted_lengths: r.stats.acceptedLengths,
+      plain_steps: r.stats.plainSteps,
+      draft_ms: round(r.stats.draftMs),
+      verify_ms: round(r.stats.verifyMs),
+      gamma: r.stats.gamma,
+    },
+    kv_bytes: { total: r.kvBytes.total, buffer: r.kvBytes.fp, upper: r.kvBytes.upper, lower: r.kvBytes.lower, meta: r.kvBytes.meta },
+    draft_bytes: model.draftBytes,
   };
 }
 
@@ -150,7 +224,9 @@ function round(x: number): number {
 }
 
 export async function runChat(argv: string[]): Promise<number> {
-  const { flags } = parse(argv, { ...MODEL_FLAGS, ...SAMPLING_FLAGS, system: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
+  const { flags } = parse(argv, {
+    ...MODEL_FLAGS, ...SAMPLING_FLAGS, ...DECODING_FLAGS, system: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  });
   if (flags['help']) {
     process.stdout.write(`${CHAT_USAGE}\n`);
     return 0;

@@ -11,6 +11,10 @@ export const INSPECT_USAGE = `usage: quantspec inspect [--model PATH] [--ctx N] 
 Prints architecture, tensor shapes and dtypes, parameter count, context length, and the memory
 the weights and a KV cache of N positions (default: the model's context) take.`;
 
+function pct(a: number, b: number): string {
+  return `${((a / b) * 100).toFixed(1)}%`;
+}
+
 export function runInspect(argv: string[]): number {
   const { flags } = parse(argv, {
     model: { type: 'string', short: 'm' }, ctx: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -23,7 +27,12 @@ export function runInspect(argv: string[]): number {
   if (flags['json']) {
     process.stdout.write(`${JSON.stringify({
       path: s.path, format: s.format, config: s.config, parameters: s.parameters, weight_bytes: s.weightBytes,
-      dtypes: s.dtypes, kv_bytes: { context: s.kv.contextLength, f32: s.kv.f32, f16: s.kv.f16 },
+      dtypes: s.dtypes,
+      kv_bytes: {
+        context: s.kv.contextLength, f32: s.kv.f32, f16: s.kv.f16, hierarchical: s.kv.hier,
+        read_per_step: { int8: s.kv.readInt8, int4: s.kv.readInt4, f16: s.kv.f16 },
+        group_size_k: s.kv.groupSizeK, group_size_v: s.kv.groupSizeV,
+      },
       tensors: s.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
     })}\n`);
     return 0;
@@ -39,6 +48,11 @@ export function runInspect(argv: string[]): number {
     `context      ${c.maxSeqLen} positions (trained)`,
     `weights      ${formatBytes(s.weightBytes)}`,
     `kv cache     ${s.kv.contextLength} positions: f32 ${formatBytes(s.kv.f32)}, f16 ${formatBytes(s.kv.f16)}`,
+    `             hierarchical int8/int4 (G=${s.kv.groupSizeK}, value group ${s.kv.groupSizeV}): ${formatBytes(s.kv.hier.total)} ` +
+      `= ${pct(s.kv.hier.total, s.kv.f16)} of f16 (upper ${formatBytes(s.kv.hier.upper)}, lower ${formatBytes(s.kv.hier.lower)}, ` +
+      `scales ${formatBytes(s.kv.hier.meta)}, buffer ${formatBytes(s.kv.hier.buffer)})`,
+    `             read per decode step: int8 view ${formatBytes(s.kv.readInt8)} (${pct(s.kv.readInt8, s.kv.f16)}), ` +
+      `int4 view ${formatBytes(s.kv.readInt4)} (${pct(s.kv.readInt4, s.kv.f16)}), f16 ${formatBytes(s.kv.f16)}`,
     '',
     'tensors:',
   ];

@@ -3,15 +3,18 @@
 
 import { ContextOverflowError, InvalidArgumentError } from '../core/errors.js';
 import { computeLogits, createScratch, forward } from '../model/forward.js';
-import { FpKvCache } from '../kv/fp-cache.js';
-import { kvDimOf } from '../model/config.js';
+import { createCache, type KvMode } from './decoding.js';
 import type { Model } from './model.js';
 
 /** Called with the logits row that predicts ids[position + 1]; `row` is valid only during the call. */
 export type LogitsRowCallback = (position: number, row: Float32Array) => void;
 
-/** Feed ids from position 0 of a fresh cache, calling back with every position's logits. */
-export function scoreSequence(model: Model, ids: readonly number[], onRow: LogitsRowCallback, chunk = 64): void {
+/**
+ * Feed ids from position 0 of a fresh cache, calling back with every position's logits. With kv
+ * 'int8'/'int4' the hierarchical cache is flushed before each chunk, as during generation, and
+ * attention reads it at that precision.
+ */
+export function scoreSequence(model: Model, ids: readonly number[], onRow: LogitsRowCallback, chunk = 64, kv: KvMode = 'fp'): void {
   const rt = model.runtime;
   const { vocabSize } = rt.config;
   if (ids.length > model.contextLength) {
@@ -21,13 +24,16 @@ export function scoreSequence(model: Model, ids: readonly number[], onRow: Logit
       model.contextLength,
     );
   }
-  const cache = new FpKvCache(rt.config.nLayers, kvDimOf(rt.config), Math.max(ids.length, 1));
+  const plan = model.plan({ spec: 'none', kv });
+  const cache = createCache(plan, rt.config, rt.backend, Math.max(ids.length, 2), chunk);
   const scratch = createScratch(rt.config, chunk, chunk, ids.length);
-  for (let pos = 0; pos < ids.length; pos += chunk) {
-    const n = Math.min(chunk, ids.length - pos);
-    forward(rt, model.target, cache, 'fp', ids, pos, n, scratch);
+  for (let pos = 0; pos < ids.length; ) {
+    cache.flush();
+    const n = Math.min(chunk, ids.length - pos, cache.room);
+    forward(rt, model.target, cache, kv, ids, pos, n, scratch);
     const logits = computeLogits(rt, model.target, scratch, 0, n);
     for (let r = 0; r < n; r++) onRow(pos + r, logits.subarray(r * vocabSize, (r + 1) * vocabSize));
+    pos += n;
   }
 }
 
@@ -60,7 +66,9 @@ export function negLogLikelihood(row: Float32Array, target: number): number {
  * window - 1 text tokens (when the tokenizer has a BOS), scored from position 0, so every text
  * token is predicted exactly once and BOS never is.
  */
-export function perplexity(model: Model, text: string, window: number, onWindow?: (w: WindowScore) => void): PerplexityResult {
+export function perplexity(
+  model: Model, text: string, window: number, onWindow?: (w: WindowScore) => void, kv: KvMode = 'fp',
+): PerplexityResult {
   if (!Number.isInteger(window) || window < 2) throw new InvalidArgumentError(`window must be an integer >= 2, got ${window}.`, 'window');
   const bos = model.tokenizer.bosId;
   const ids = model.tokenizer.encode(text, { addSpecial: false });
@@ -75,7 +83,7 @@ export function perplexity(model: Model, text: string, window: number, onWindow?
     let nll = 0;
     scoreSequence(model, seq, (pos, row) => {
       if (pos + 1 < seq.length) nll += negLogLikelihood(row, seq[pos + 1]!);
-    });
+    }, 64, kv);
     const n = seq.length - 1;
     const score = { window: w, start, nPredicted: n, meanNll: nll / n, perplexity: Math.exp(nll / n) };
     windows.push(score);

@@ -2,6 +2,8 @@
 
 import { kvDimOf, type ModelConfig } from '../model/config.js';
 import { openModel, type ModelFormat } from '../model/load.js';
+import { hierLayout } from '../kv/hier-cache.js';
+import { bufferSlack, resolveDecoding } from './decoding.js';
 import type { TensorKey } from '../model/weights.js';
 
 export interface TensorSummary {
@@ -20,7 +22,40 @@ export interface ModelSummary {
   readonly weightBytes: number;
   readonly dtypes: readonly string[];
   /** KV cache bytes at `contextLength` for each storage the engine offers. */
-  readonly kv: { readonly contextLength: number; readonly f32: number; readonly f16: number };
+  readonly kv: KvEstimate;
+}
+
+export interface KvEstimate {
+  readonly contextLength: number;
+  readonly f32: number;
+  readonly f16: number;
+  /** The hierarchical cache (default groups, adaptive-γ buffer), by part. */
+  readonly hier: { readonly total: number; readonly upper: number; readonly lower: number; readonly meta: number; readonly buffer: number };
+  /** Bytes one decode step reads at full context: the target's INT8 view and the draft's INT4 view. */
+  readonly readInt8: number;
+  readonly readInt4: number;
+  readonly groupSizeK: number;
+  readonly groupSizeV: number;
+}
+
+/** KV memory of a cache of `contextLength` positions, for each storage. */
+export function kvEstimate(c: ModelConfig, contextLength: number, prefillChunk = 128): KvEstimate {
+  const plan = resolveDecoding(c, { spec: 'auto' });
+  const lay = hierLayout(c.nKvHeads, c.headDim, contextLength, plan.kvGroup, plan.kvValueGroup, bufferSlack(plan, prefillChunk));
+  const n = c.nLayers;
+  const hier = { upper: lay.upper * n, lower: lay.lower * n, meta: lay.meta * n, buffer: lay.fp * n };
+  // Both views read the metadata and the buffer; the draft skips the lower plane.
+  const bufferUsed = (lay.fp * n * Math.min(lay.fpRows, contextLength - lay.planeTokens)) / lay.fpRows;
+  return {
+    contextLength,
+    f32: fpKvBytes(c, contextLength, 4),
+    f16: fpKvBytes(c, contextLength, 2),
+    hier: { ...hier, total: hier.upper + hier.lower + hier.meta + hier.buffer },
+    readInt8: hier.upper + hier.lower + hier.meta + bufferUsed,
+    readInt4: hier.upper + hier.meta + bufferUsed,
+    groupSizeK: plan.kvGroup,
+    groupSizeV: plan.kvValueGroup,
+  };
 }
 
 export function tensorKeys(c: ModelConfig, withOutput: boolean): TensorKey[] {
@@ -67,7 +102,7 @@ export function inspectModel(modelPath: string, contextLength?: number): ModelSu
       parameters,
       weightBytes,
       dtypes: [...new Set(tensors.map((t) => t.dtype))],
-      kv: { contextLength: ctx, f32: fpKvBytes(c, ctx, 4), f16: fpKvBytes(c, ctx, 2) },
+      kv: kvEstimate(c, ctx),
     };
   } finally {
     m.source.close();

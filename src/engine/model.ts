@@ -1,5 +1,5 @@
-// loadModel(): the library's entry point. A Model holds weights, tokenizer and backend (loaded
-// once); Sessions hold KV caches. model.generate() uses a default session.
+// loadModel(): the library's entry point. A Model holds weights (target and 4-bit draft),
+// tokenizer and backend, loaded once; Sessions hold KV caches and a decoding mode.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -7,20 +7,21 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, TokenizerError } from '../core/errors.js';
 import { selectBackend, type BackendName } from '../kernels/select.js';
 import type { Backend } from '../kernels/backend.js';
-import { FpKvCache } from '../kv/fp-cache.js';
 import type { ModelConfig } from '../model/config.js';
-import { kvDimOf } from '../model/config.js';
 import { createRuntime, type ModelRuntime } from '../model/forward.js';
 import { loadWeights, openModel, type ModelFormat, type ResolvedModel } from '../model/load.js';
 import { buildRopeTables } from '../model/rope.js';
-import { weightSetBytes, type WeightSet } from '../model/weights.js';
-import { PlainDecoder } from '../spec/decoder.js';
+import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js';
+import { buildDraftWeights, type DraftOptions } from '../quant/draft.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import {
+  createCache, createDecoder, maxStepOf, resolveDecoding, resolveDraftOptions, type DecodingOptions, type DecodingPlan,
+} from './decoding.js';
 import { collect, Session, type GenerateOptions, type GenerationChunk, type GenerationResult, type PromptInput } from './session.js';
 
-export interface LoadOptions {
+export interface LoadOptions extends DecodingOptions {
   /** Tokenizer file when it is not beside the weights (llama2.c tokenizer.bin or tokenizer.json). */
   readonly tokenizer?: string;
   readonly backend?: BackendName;
@@ -28,14 +29,19 @@ export interface LoadOptions {
   readonly contextLength?: number;
   /** Prompt tokens per prefill forward pass (default 128). */
   readonly prefillChunk?: number;
+  /** The QuantSpec draft's weights: built at load time unless false. */
+  readonly draft?: false | { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean };
   readonly onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
-  /** Called once with warnings meant for the user (e.g. a context beyond the trained length). */
+  /** Called with warnings meant for the user (e.g. a context beyond the trained length). */
   readonly onWarning?: (message: string) => void;
 }
 
-export interface SessionOptions {
+export interface SessionOptions extends DecodingOptions {
   readonly contextLength?: number;
 }
+
+/** Per-call options of Model.generate(): generation settings plus the decoding mode. */
+export type ModelGenerateOptions = GenerateOptions & DecodingOptions;
 
 const DEFAULT_CONTEXT_CAP = 4096;
 
@@ -53,16 +59,23 @@ export class Model {
   readonly tokenizer: Tokenizer;
   readonly backend: Backend;
   readonly target: WeightSet;
+  /** The 4-bit draft's weights (null when loaded with draft: false). */
+  readonly draft: WeightSet | null;
+  readonly draftOptions: DraftOptions | null;
+  /** Bytes the draft adds on top of the target weights. */
+  readonly draftBytes: number;
   readonly loadMs: number;
   readonly contextLength: number;
   readonly prefillChunk: number;
   /** Config, backend and RoPE tables shared by every forward pass of this model. */
   readonly runtime: ModelRuntime;
-  private defaultSession: Session | null = null;
+  private readonly defaults: DecodingOptions;
+  private readonly sessions = new Map<string, Session>();
 
   constructor(init: {
-    resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; loadMs: number;
-    contextLength: number; prefillChunk: number;
+    resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; draft: WeightSet | null;
+    draftOptions: DraftOptions | null; draftBytes: number; loadMs: number; contextLength: number; prefillChunk: number;
+    defaults: DecodingOptions;
   }) {
     this.config = init.resolved.config;
     this.format = init.resolved.format;
@@ -70,9 +83,13 @@ export class Model {
     this.tokenizer = init.tokenizer;
     this.backend = init.backend;
     this.target = init.target;
+    this.draft = init.draft;
+    this.draftOptions = init.draftOptions;
+    this.draftBytes = init.draftBytes;
     this.loadMs = init.loadMs;
     this.contextLength = init.contextLength;
     this.prefillChunk = init.prefillChunk;
+    this.defaults = init.defaults;
     this.runtime = createRuntime(this.config, this.backend, buildRopeTables(this.config, this.contextLength));
   }
 
@@ -81,38 +98,63 @@ export class Model {
     return weightSetBytes(this.target);
   }
 
+  /** Resolve decoding options (falling back to the load-time defaults). */
+  plan(options: DecodingOptions = {}): DecodingPlan {
+    const merged = { ...this.defaults, ...stripUndefined(options) };
+    const plan = resolveDecoding(this.config, merged);
+    if (plan.needsDraftWeights && !this.draft) {
+      // Without draft weights, auto means plain decoding; an explicit quantspec is an error.
+      if (plan.spec === 'auto') return { ...plan, spec: 'none', needsDraftWeights: false };
+      throw new InvalidArgumentError('--spec quantspec needs the draft weights; the model was loaded with the draft disabled.', 'spec');
+    }
+    return plan;
+  }
+
   createSession(options: SessionOptions = {}): Session {
     const ctx = options.contextLength ?? this.contextLength;
     if (!Number.isInteger(ctx) || ctx < 2 || ctx > this.contextLength) {
       throw new InvalidArgumentError(`session context must be an integer in [2, ${this.contextLength}], got ${ctx}.`, 'ctx');
     }
+    const plan = this.plan(options);
     return new Session({
       rt: this.runtime,
       target: this.target,
       tokenizer: this.tokenizer,
-      cache: new FpKvCache(this.config.nLayers, kvDimOf(this.config), ctx),
-      targetView: 'fp',
-      decoder: new PlainDecoder(),
+      cache: createCache(plan, this.config, this.backend, ctx, this.prefillChunk),
+      targetView: plan.kv,
+      decoder: createDecoder(plan, this.config, this.target, this.draft),
+      plan,
       contextLength: ctx,
       prefillChunk: this.prefillChunk,
-      maxStep: 1,
+      maxStep: maxStepOf(plan),
     });
   }
 
-  private session(): Session {
-    this.defaultSession ??= this.createSession();
-    return this.defaultSession;
+  /** The default session for a decoding mode (it reuses the KV of a shared prompt prefix). */
+  private session(options: DecodingOptions): Session {
+    const plan = this.plan(options);
+    const key = JSON.stringify(plan);
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = this.createSession(options);
+      this.sessions.set(key, s);
+    }
+    return s;
   }
 
-  /** Stream a completion from the default session (which reuses the KV of a shared prompt prefix). */
-  generate(prompt: PromptInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
-    return this.session().generate(prompt, options);
+  /** Stream a completion; decoding options (spec, gamma, kv, ...) select the default session's mode. */
+  generate(prompt: PromptInput, options: ModelGenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
+    return this.session(options).generate(prompt, options);
   }
 
   /** Generate to the end and return the result. */
-  complete(prompt: PromptInput, options: GenerateOptions = {}): Promise<GenerationResult> {
+  complete(prompt: PromptInput, options: ModelGenerateOptions = {}): Promise<GenerationResult> {
     return collect(this.generate(prompt, options));
   }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function loadTokenizer(m: ResolvedModel, tokenizerPath?: string): Tokenizer {
@@ -132,16 +174,24 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   const resolved = openModel(modelPath ?? defaultModelPath());
   const { config } = resolved;
   let tokenizer: Tokenizer;
+  let contextLength: number;
+  let prefillChunk: number;
+  let draftOptions: DraftOptions | null;
   try {
     tokenizer = loadTokenizer(resolved, options.tokenizer);
+    contextLength = options.contextLength ?? Math.min(config.maxSeqLen, DEFAULT_CONTEXT_CAP);
+    if (!Number.isInteger(contextLength) || contextLength < 2) {
+      throw new InvalidArgumentError(`context length must be an integer >= 2, got ${options.contextLength}.`, 'ctx');
+    }
+    prefillChunk = options.prefillChunk ?? 128;
+    if (!Number.isInteger(prefillChunk) || prefillChunk < 1) {
+      throw new InvalidArgumentError(`prefill chunk must be a positive integer, got ${prefillChunk}.`, 'prefill_chunk');
+    }
+    draftOptions = options.draft === false ? null : resolveDraftOptions(options.draft ?? {});
+    resolveDecoding(config, options); // validate the default decoding mode before reading weights
   } catch (e) {
     resolved.source.close();
     throw e;
-  }
-  const contextLength = options.contextLength ?? Math.min(config.maxSeqLen, DEFAULT_CONTEXT_CAP);
-  if (!Number.isInteger(contextLength) || contextLength < 2) {
-    resolved.source.close();
-    throw new InvalidArgumentError(`context length must be an integer >= 2, got ${options.contextLength}.`, 'ctx');
   }
   if (contextLength > config.maxSeqLen) {
     options.onWarning?.(`context ${contextLength} is beyond the ${config.maxSeqLen} positions this model was trained for; quality may drop.`);
@@ -149,12 +199,16 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   if (config.slidingWindow !== null && contextLength > config.slidingWindow) {
     options.onWarning?.(`this model uses sliding-window attention of ${config.slidingWindow}; positions beyond it are masked.`);
   }
-  const prefillChunk = options.prefillChunk ?? 128;
-  if (!Number.isInteger(prefillChunk) || prefillChunk < 1) {
-    resolved.source.close();
-    throw new InvalidArgumentError(`prefill chunk must be a positive integer, got ${prefillChunk}.`, 'prefill_chunk');
-  }
   const backend = selectBackend(options.backend);
-  const target = loadWeights(resolved, (w) => backend.prepareWeight(w), options.onLoadProgress);
-  return new Model({ resolved, tokenizer, backend, target, loadMs: performance.now() - t0, contextLength, prefillChunk });
+  const dense = loadWeights(resolved, (w) => w, options.onLoadProgress);
+  const prepare = (w: Parameters<Backend['prepareWeight']>[0]) => backend.prepareWeight(w);
+  const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare) : null;
+  const target = mapMatrices(dense, prepare);
+  const defaults: DecodingOptions = {
+    spec: options.spec, gamma: options.gamma, kv: options.kv, kvGroup: options.kvGroup, kvValueGroup: options.kvValueGroup,
+  };
+  return new Model({
+    resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,
+    loadMs: performance.now() - t0, contextLength, prefillChunk, defaults: stripUndefined(defaults),
+  });
 }

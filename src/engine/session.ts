@@ -5,7 +5,9 @@ import { CancelledError, ContextOverflowError, InvalidArgumentError, QuantspecEr
 import { clockSeed, Xoshiro128 } from '../core/rng.js';
 import { createScratch, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
-import type { KvCache, KvViewKind } from '../kv/cache.js';
+import type { KvBytes, KvCache, KvViewKind } from '../kv/cache.js';
+import { acceptanceRate, meanAcceptedLength, perPosition, type SpecStats } from '../spec/stats.js';
+import type { DecodingPlan } from './decoding.js';
 import { resolveLogitBias, resolveSampling, type SamplingParams } from '../sampling/params.js';
 import { Sampler } from '../sampling/sampler.js';
 import type { DecodeState, Decoder } from '../spec/decoder.js';
@@ -51,12 +53,40 @@ export interface Timings {
   readonly decodeTokensPerS: number;
 }
 
+/** Speculative decoding statistics of one generation (the paper's definitions). */
+export interface SpeculationStats {
+  readonly mode: string;
+  readonly rounds: number;
+  readonly drafted: number;
+  readonly accepted: number;
+  /** accepted / drafted (= accepted / (γ·rounds) for a fixed γ). */
+  readonly acceptanceRate: number;
+  /** Tokens emitted per round: accepted drafts + the target's own token. */
+  readonly meanAcceptedLength: number;
+  /** Acceptance rate of each draft position. */
+  readonly perPosition: readonly number[];
+  /** lengths[n] = rounds that accepted exactly n drafts. */
+  readonly acceptedLengths: readonly number[];
+  /** Tokens produced by plain target steps (adaptive fallback). */
+  readonly plainSteps: number;
+  readonly draftMs: number;
+  readonly verifyMs: number;
+  /** γ of the last round (0 if the last step was plain). */
+  readonly gamma: number;
+}
+
 export interface GenerationResult {
   readonly promptIds: readonly number[];
   readonly generatedIds: readonly number[];
   readonly text: string;
   readonly finishReason: FinishReason;
   readonly timings: Timings;
+  /** The decoding mode used (spec, kv, γ). */
+  readonly decoding: { readonly spec: string; readonly kv: string; readonly gamma: number | 'auto' };
+  /** Present when a speculative decoder ran. */
+  readonly stats: SpeculationStats | null;
+  /** Bytes the session's KV cache holds, by part. */
+  readonly kvBytes: KvBytes;
 }
 
 export interface SessionParts {
@@ -66,6 +96,7 @@ export interface SessionParts {
   readonly cache: KvCache;
   readonly targetView: KvViewKind;
   readonly decoder: Decoder;
+  readonly plan: DecodingPlan;
   readonly contextLength: number;
   readonly prefillChunk: number;
   /** Largest number of positions one decoder step can append (γ + 1 for speculation). */
@@ -151,7 +182,9 @@ export class Session {
       sampler, rng: new Xoshiro128(options.seed ?? clockSeed()),
       tokens, probs: this.probs,
     };
+    decoder.begin?.();
     let cancelled = await this.prefill(tokens, reused, options);
+    if (!cancelled) decoder.onPrefill?.(state);
     const eos = options.ignoreEos ? new Set<number>() : new Set(tokenizer.eosIds);
     const detok = new StreamDetokenizer(tokenizer, promptIds);
     const stops = new StopMatcher(options.stop ?? []);
@@ -215,11 +248,15 @@ export class Session {
     const prefillMs = firstMs || end - t0;
     const decodeMs = firstMs ? end - t0 - firstMs : 0;
     const decoded = Math.max(0, generated.length - firstCount);
+    const plan = this.parts.plan;
     return {
       promptIds,
       generatedIds: generated,
       text,
       finishReason: finish,
+      decoding: { spec: plan.spec, kv: plan.kv, gamma: plan.gamma },
+      stats: decoder.stats ? speculationStats(decoder.name, decoder.stats) : null,
+      kvBytes: cache.byteSize(),
       timings: {
         promptTokens: promptIds.length,
         cachedTokens: reused,
@@ -251,8 +288,8 @@ export class Session {
     const total = end - from;
     for (let pos = from; pos < end; ) {
       if (options.signal?.aborted) return true;
-      const n = Math.min(prefillChunk, end - pos);
       cache.flush();
+      const n = Math.min(prefillChunk, end - pos, cache.room);
       forward(rt, target, cache, targetView, tokens, pos, n, this.scratch);
       pos += n;
       options.onPrefillProgress?.(pos - from, total);
@@ -276,6 +313,23 @@ export class Session {
       }
     }
   }
+}
+
+function speculationStats(mode: string, s: SpecStats): SpeculationStats {
+  return {
+    mode,
+    rounds: s.rounds,
+    drafted: s.drafted,
+    accepted: s.accepted,
+    acceptanceRate: acceptanceRate(s),
+    meanAcceptedLength: meanAcceptedLength(s),
+    perPosition: perPosition(s),
+    acceptedLengths: [...s.lengths],
+    plainSteps: s.plainSteps,
+    draftMs: s.draftMs,
+    verifyMs: s.verifyMs,
+    gamma: s.gamma,
+  };
 }
 
 export function yieldToEventLoop(): Promise<void> {

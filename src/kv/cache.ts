@@ -4,8 +4,11 @@
 
 import type { KvLayerView } from '../kernels/backend.js';
 
-/** How attention reads the history: full precision, or the hierarchical cache at 8 or 4 bits. */
-export type KvViewKind = 'fp' | 'int8' | 'int4';
+/**
+ * How attention reads the history: full precision, the hierarchical cache at 8 or 4 bits, or a
+ * sparse subset of the full-precision rows (the sparse-KV self-speculation baselines).
+ */
+export type KvViewKind = 'fp' | 'int8' | 'int4' | 'sparse';
 
 export interface KvView {
   readonly kind: KvViewKind;
@@ -28,6 +31,8 @@ export interface KvCache {
   readonly length: number;
   /** Most positions this cache can hold. */
   readonly capacity: number;
+  /** Positions append() accepts right now (the hierarchical cache needs a flush() to make more room). */
+  readonly room: number;
   /** The view kinds this cache can serve. */
   readonly kinds: readonly KvViewKind[];
   /** Reserve rows for nTokens new positions at `length`; returns the first position. */

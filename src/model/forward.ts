@@ -3,6 +3,7 @@
 // callers choose the WeightSet and the KV view kind (DESIGN 2.4), nothing else differs.
 
 import { InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
+import { f32ToF16 } from '../core/half.js';
 import type { AttentionShape, Backend, KvLayerView, RopeLayout } from '../kernels/backend.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
@@ -70,11 +71,22 @@ export function createScratch(config: ModelConfig, maxBatch: number, maxLogitRow
 function storeKv(view: KvLayerView, pos: number, k: Float32Array, v: Float32Array, n: number): void {
   const base = (pos - view.fpStart) * view.kvDim;
   const len = n * view.kvDim;
-  for (let i = 0; i < len; i++) {
-    view.fpKeys[base + i] = k[i]!;
-    view.fpValues[base + i] = v[i]!;
+  const fp = view.fp;
+  if (fp.dtype === 'f32') {
+    for (let i = 0; i < len; i++) {
+      fp.keys[base + i] = k[i]!;
+      fp.values[base + i] = v[i]!;
+    }
+  } else {
+    for (let i = 0; i < len; i++) {
+      fp.keys[base + i] = f32ToF16(k[i]!);
+      fp.values[base + i] = f32ToF16(v[i]!);
+    }
   }
 }
+
+/** Sees each layer's rotated queries q[n, nHeads·headDim] (SnapKV scores prompt positions with them). */
+export type QueryObserver = (layer: number, q: Float32Array, nTokens: number) => void;
 
 /**
  * Run tokens[first..first + n) at positions cache.length.. through all layers. The residual stream of every
@@ -83,6 +95,7 @@ function storeKv(view: KvLayerView, pos: number, k: Float32Array, v: Float32Arra
 export function forward(
   rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind,
   tokens: ArrayLike<number>, first: number, nTokens: number, s: ForwardScratch,
+  observeQueries?: QueryObserver,
 ): void {
   const { config: c, backend: be, rope, attn } = rt;
   if (nTokens < 1 || nTokens > s.maxBatch) {
@@ -124,6 +137,7 @@ export function forward(
     }
     be.rope(s.q, n, nHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
     be.rope(s.k, n, nKvHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
+    observeQueries?.(l, s.q, n);
     storeKv(lv, pos, s.k, s.v, n);
     be.attention(s.xb, s.q, n, pos, lv, attn, s.scores);
     be.matmul(s.xb2, s.xb, lw.wo, n);

@@ -166,3 +166,16 @@ export function weightSetBytes(w: WeightSet): number {
   }
   return sum;
 }
+
+/** The same WeightSet with every matrix passed through `fn` (tied head stays tied). */
+export function mapMatrices(w: WeightSet, fn: (t: WeightTensor) => WeightTensor): WeightSet {
+  const tokEmbed = fn(w.tokEmbed);
+  return {
+    tokEmbed,
+    lmHead: w.lmHead === w.tokEmbed ? tokEmbed : fn(w.lmHead),
+    finalNorm: w.finalNorm,
+    layers: w.layers.map((l) => ({
+      ...l, wq: fn(l.wq), wk: fn(l.wk), wv: fn(l.wv), wo: fn(l.wo), w1: fn(l.w1), w2: fn(l.w2), w3: fn(l.w3),
+    })),
+  };
+}

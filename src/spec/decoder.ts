@@ -7,6 +7,7 @@ import { computeLogits, forward, type ForwardScratch, type ModelRuntime } from '
 import type { WeightSet } from '../model/weights.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import { argmax, type Sampler } from '../sampling/sampler.js';
+import type { SpecStats } from './stats.js';
 
 export interface DecodeState {
   readonly rt: ModelRuntime;
@@ -25,6 +26,11 @@ export interface DecodeState {
 
 export interface Decoder {
   readonly name: string;
+  /** Speculative statistics of the current generation (absent for plain decoding). */
+  readonly stats?: SpecStats;
+  /** Called at the start of each generation, then after its prompt is in the cache. */
+  begin?(): void;
+  onPrefill?(state: DecodeState): void;
   /**
    * Feed the last token and append between 1 and maxNew new tokens to state.tokens (and at most
    * maxNew positions to the cache); returns how many tokens were appended.

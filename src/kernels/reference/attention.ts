@@ -1,30 +1,13 @@
-// Reference attention over a KV layer view: quantized history read at 4 or 8 bits, then the
-// full-precision rows. It computes one exact softmax per query (no block merging), which makes it
-// the oracle for the blocked log-sum-exp kernels of faster backends.
+// Reference attention over a KV layer view: quantized history read at 4 or 8 bits, full-precision
+// rows (F32 or F16), optional sparse selection. It computes one exact softmax per query (no block
+// merging), which makes it the oracle for the blocked log-sum-exp kernels of faster backends.
 
-import type { AttentionShape, KvLayerView, KvPlanes } from '../backend.js';
+import { f16Lookup } from '../../core/half.js';
+import { quantBoundary, type AttentionShape, type KvLayerView, type KvPlanes } from '../backend.js';
 
+const f16 = f16Lookup();
 let headScratch = new Float32Array(0);
-
-/** out[0..headDim) = key of kv head `g` at position t, as attention sees it. */
-export function readKey(out: Float32Array, kv: KvLayerView, t: number, g: number, headDim: number): void {
-  if (t < kv.fpStart && kv.planes) {
-    dequantKey(out, kv.planes, kv.bits, t, g * headDim, headDim);
-    return;
-  }
-  const base = (t - kv.fpStart) * kv.kvDim + g * headDim;
-  for (let d = 0; d < headDim; d++) out[d] = kv.fpKeys[base + d]!;
-}
-
-/** out[0..headDim) = value of kv head `g` at position t. */
-export function readValue(out: Float32Array, kv: KvLayerView, t: number, g: number, headDim: number): void {
-  if (t < kv.fpStart && kv.planes) {
-    dequantValue(out, kv.planes, kv.bits, t, g * headDim, headDim);
-    return;
-  }
-  const base = (t - kv.fpStart) * kv.kvDim + g * headDim;
-  for (let d = 0; d < headDim; d++) out[d] = kv.fpValues[base + d]!;
-}
+let posScratch = new Int32Array(0);
 
 function nibble(plane: Uint8Array, rowBytes: number, t: number, c: number): number {
   const byte = plane[t * rowBytes + (c >> 1)]!;
@@ -37,9 +20,8 @@ export function dequantKey(out: Float32Array, p: KvPlanes, bits: 4 | 8, t: numbe
   const meta = Math.floor(t / p.groupSizeK) * p.kvDim;
   for (let d = 0; d < n; d++) {
     const c = c0 + d;
-    const s = p.kScale[meta + c]!;
-    const u = nibble(p.kUpper, rowBytes, t, c);
-    let x = p.kMin[meta + c]! + u * s;
+    const s = f16[p.kScale[meta + c]!]!;
+    let x = f16[p.kMin[meta + c]!]! + nibble(p.kUpper, rowBytes, t, c) * s;
     if (bits === 8) x += (nibble(p.kLower, rowBytes, t, c) - 8) * (s / 16);
     out[d] = x;
   }
@@ -52,12 +34,49 @@ export function dequantValue(out: Float32Array, p: KvPlanes, bits: 4 | 8, t: num
   for (let d = 0; d < n; d++) {
     const c = c0 + d;
     const gi = t * groups + Math.floor(c / p.groupSizeV);
-    const s = p.vScale[gi]!;
-    const u = nibble(p.vUpper, rowBytes, t, c);
-    let x = p.vMin[gi]! + u * s;
+    const s = f16[p.vScale[gi]!]!;
+    let x = f16[p.vMin[gi]!]! + nibble(p.vUpper, rowBytes, t, c) * s;
     if (bits === 8) x += (nibble(p.vLower, rowBytes, t, c) - 8) * (s / 16);
     out[d] = x;
   }
+}
+
+/**
+ * out[0..headDim) = key (which = 0) or value (which = 1) of kv head g at position t, as a query
+ * whose quantization boundary is `qEnd` sees it.
+ */
+export function readKv(out: Float32Array, kv: KvLayerView, which: 0 | 1, t: number, g: number, headDim: number, qEnd: number): void {
+  if (t < qEnd && kv.planes) {
+    (which === 0 ? dequantKey : dequantValue)(out, kv.planes, kv.bits, t, g * headDim, headDim);
+    return;
+  }
+  const base = (t - kv.fpStart) * kv.kvDim + g * headDim;
+  const fp = kv.fp;
+  if (fp.dtype === 'f32') {
+    const rows = which === 0 ? fp.keys : fp.values;
+    for (let d = 0; d < headDim; d++) out[d] = rows[base + d]!;
+  } else {
+    const rows = which === 0 ? fp.keys : fp.values;
+    for (let d = 0; d < headDim; d++) out[d] = f16[rows[base + d]!]!;
+  }
+}
+
+/** Positions query `pos` of kv head g may see, into posScratch; returns how many. */
+function visible(kv: KvLayerView, pos: number, g: number, window: number): number {
+  const lo = window > 0 ? Math.max(0, pos - window + 1) : 0;
+  if (posScratch.length < pos + 1) posScratch = new Int32Array(Math.max(pos + 1, 2 * posScratch.length));
+  let m = 0;
+  let from = lo;
+  const sp = kv.sparse;
+  if (sp) {
+    for (let j = 0; j < sp.count; j++) {
+      const t = sp.positions[g * sp.stride + j]!;
+      if (t >= lo && t <= pos) posScratch[m++] = t;
+    }
+    from = Math.max(lo, sp.denseFrom, sp.recent > 0 ? pos - sp.recent + 1 : 0);
+  }
+  for (let t = from; t <= pos; t++) posScratch[m++] = t;
+  return m;
 }
 
 export function attention(
@@ -67,46 +86,35 @@ export function attention(
   const { nHeads, nKvHeads, headDim, window } = shape;
   const nRep = nHeads / nKvHeads;
   const scale = 1 / Math.sqrt(headDim);
-  const { kvDim, fpStart, fpKeys, fpValues } = kv;
   if (headScratch.length < headDim) headScratch = new Float32Array(headDim);
   const row = headScratch;
   for (let i = 0; i < nQueries; i++) {
     const pos = startPos + i;
-    const lo = window > 0 ? Math.max(0, pos - window + 1) : 0;
-    const quantEnd = kv.planes ? Math.min(fpStart, pos + 1) : lo;
     for (let h = 0; h < nHeads; h++) {
       const g = Math.floor(h / nRep); // GQA: query head h reads kv head h / nRep
       const qo = (i * nHeads + h) * headDim;
+      const m = visible(kv, pos, g, window);
+      const qEnd = kv.planes ? quantBoundary(pos, kv.planes.groupSizeK) : 0;
       let max = -Infinity;
-      for (let t = lo; t <= pos; t++) {
+      for (let k = 0; k < m; k++) {
+        readKv(row, kv, 0, posScratch[k]!, g, headDim, qEnd);
         let s = 0;
-        if (t < quantEnd) {
-          readKey(row, kv, t, g, headDim);
-          for (let d = 0; d < headDim; d++) s += q[qo + d]! * row[d]!;
-        } else {
-          const ko = (t - fpStart) * kvDim + g * headDim;
-          for (let d = 0; d < headDim; d++) s += q[qo + d]! * fpKeys[ko + d]!;
-        }
+        for (let d = 0; d < headDim; d++) s += q[qo + d]! * row[d]!;
         s *= scale;
-        scratch[t] = s;
+        scratch[k] = s;
         if (s > max) max = s;
       }
       let sum = 0;
-      for (let t = lo; t <= pos; t++) {
-        const e = Math.exp(scratch[t]! - max);
-        scratch[t] = e;
+      for (let k = 0; k < m; k++) {
+        const e = Math.exp(scratch[k]! - max);
+        scratch[k] = e;
         sum += e;
       }
       for (let d = 0; d < headDim; d++) out[qo + d] = 0;
-      for (let t = lo; t <= pos; t++) {
-        const a = scratch[t]! / sum;
-        if (t < quantEnd) {
-          readValue(row, kv, t, g, headDim);
-          for (let d = 0; d < headDim; d++) out[qo + d] += a * row[d]!;
-        } else {
-          const vo = (t - fpStart) * kvDim + g * headDim;
-          for (let d = 0; d < headDim; d++) out[qo + d] += a * fpValues[vo + d]!;
-        }
+      for (let k = 0; k < m; k++) {
+        readKv(row, kv, 1, posScratch[k]!, g, headDim, qEnd);
+        const a = scratch[k]! / sum;
+        for (let d = 0; d < headDim; d++) out[qo + d] += a * row[d]!;
       }
     }
   }

@@ -2,6 +2,7 @@
 
 import type { Backend } from '../backend.js';
 import { attention } from './attention.js';
+import { quantizeKv } from './kvquant.js';
 import { add, addBias, embed, matmul, rmsnorm, rope, siluMul } from './ops.js';
 
 export function createReferenceBackend(): Backend {
@@ -16,5 +17,6 @@ export function createReferenceBackend(): Backend {
     add,
     embed,
     attention,
+    quantizeKv,
   };
 }

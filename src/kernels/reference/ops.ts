@@ -14,8 +14,9 @@ function scratchRow(cols: number): Float32Array {
 }
 
 /**
- * out[n, rows] = x[n, cols] · Wᵀ. Each weight row is decoded once and reused for all n tokens,
- * four tokens at a time so each weight load feeds four products.
+ * out[n, rows] = x[n, cols] · Wᵀ. Each weight row is decoded once and reused for all n tokens.
+ * Batch-invariant: every output is summed in the same order (even and odd columns, then added)
+ * whatever n is, so a token's result does not depend on the batch it was computed in.
  */
 export function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): void {
   const rows = rowsOf(w);
@@ -25,6 +26,7 @@ export function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTok
   }
   const f32 = w.dtype === 'f32' ? w.data : null;
   const row = scratchRow(cols);
+  const even = cols & ~1;
   for (let r = 0; r < rows; r++) {
     let src: Float32Array = row;
     let base = 0;
@@ -35,31 +37,34 @@ export function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTok
       decodeRow(row, w, r, cols);
     }
     let t = 0;
-    for (; t + 3 < nTokens; t += 4) {
-      const x0 = t * cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (let j = 0; j < cols; j++) {
-        const wj = src[base + j]!;
-        s0 += wj * x[x0 + j]!;
-        s1 += wj * x[x1 + j]!;
-        s2 += wj * x[x2 + j]!;
-        s3 += wj * x[x3 + j]!;
+    for (; t + 1 < nTokens; t += 2) {
+      const x0 = t * cols;
+      const x1 = x0 + cols;
+      let a0 = 0, b0 = 0, a1 = 0, b1 = 0;
+      for (let j = 0; j < even; j += 2) {
+        const w0 = src[base + j]!;
+        const w1 = src[base + j + 1]!;
+        a0 += w0 * x[x0 + j]!;
+        b0 += w1 * x[x0 + j + 1]!;
+        a1 += w0 * x[x1 + j]!;
+        b1 += w1 * x[x1 + j + 1]!;
       }
-      out[t * rows + r] = s0;
-      out[(t + 1) * rows + r] = s1;
-      out[(t + 2) * rows + r] = s2;
-      out[(t + 3) * rows + r] = s3;
+      if (even < cols) {
+        a0 += src[base + even]! * x[x0 + even]!;
+        a1 += src[base + even]! * x[x1 + even]!;
+      }
+      out[t * rows + r] = a0 + b0;
+      out[(t + 1) * rows + r] = a1 + b1;
     }
-    for (; t < nTokens; t++) {
-      const xo = t * cols;
-      let s0 = 0, s1 = 0;
-      let j = 0;
-      for (; j + 1 < cols; j += 2) {
-        s0 += src[base + j]! * x[xo + j]!;
-        s1 += src[base + j + 1]! * x[xo + j + 1]!;
+    if (t < nTokens) {
+      const x0 = t * cols;
+      let a0 = 0, b0 = 0;
+      for (let j = 0; j < even; j += 2) {
+        a0 += src[base + j]! * x[x0 + j]!;
+        b0 += src[base + j + 1]! * x[x0 + j + 1]!;
       }
-      if (j < cols) s0 += src[base + j]! * x[xo + j]!;
-      out[t * rows + r] = s0 + s1;
+      if (even < cols) a0 += src[base + even]! * x[x0 + even]!;
+      out[t * rows + r] = a0 + b0;
     }
   }
 }

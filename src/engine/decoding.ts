@@ -1,0 +1,154 @@
+// Decoding modes: which cache, which view the target reads, which decoder (plain or speculative
+// with a QuantSpec / StreamingLLM / SnapKV draft). Resolves user options into one plan.
+
+import { InvalidArgumentError } from '../core/errors.js';
+import type { Backend } from '../kernels/backend.js';
+import type { KvCache, KvViewKind } from '../kv/cache.js';
+import { FpKvCache } from '../kv/fp-cache.js';
+import { checkGroups, DEFAULT_KEY_GROUP, defaultValueGroup, HierKvCache } from '../kv/hier-cache.js';
+import type { ModelConfig } from '../model/config.js';
+import { parseDraftRoles, type DraftOptions, DEFAULT_DRAFT } from '../quant/draft.js';
+import type { WeightSet } from '../model/weights.js';
+import { PlainDecoder, type Decoder } from '../spec/decoder.js';
+import { SpeculativeDecoder } from '../spec/speculative.js';
+import { snapKvDraft, sparseStride, streamingDraft } from '../spec/sparse.js';
+
+export type SpecMode = 'auto' | 'none' | 'quantspec' | 'streaming' | 'snapkv';
+export type KvMode = 'fp' | 'int8' | 'int4';
+
+export const SPEC_MODES: readonly SpecMode[] = ['auto', 'none', 'quantspec', 'streaming', 'snapkv'];
+export const KV_MODES: readonly KvMode[] = ['fp', 'int8', 'int4'];
+export const MAX_AUTO_GAMMA = 8;
+const MIN_PREFILL_SLACK = 16;
+
+export interface DecodingOptions {
+  /** Default 'auto': QuantSpec with adaptive γ, plain decoding where speculation would not pay. */
+  readonly spec?: SpecMode;
+  /** Draft length, or 'auto'. Default: 'auto' for spec auto, 4 otherwise. */
+  readonly gamma?: number | 'auto';
+  /** The target's KV: 'fp' (F32 cache) or the hierarchical cache read at 8 (or 4) bits. */
+  readonly kv?: KvMode;
+  /** Tokens per key group G (default 128). */
+  readonly kvGroup?: number;
+  /** Channels per value group (default min(128, head_dim)). */
+  readonly kvValueGroup?: number;
+}
+
+/** A resolved decoding mode. */
+export interface DecodingPlan {
+  readonly spec: SpecMode;
+  readonly kv: KvMode;
+  readonly gamma: number | 'auto';
+  readonly maxGamma: number;
+  readonly kvGroup: number;
+  readonly kvValueGroup: number;
+  /** Whether the QuantSpec draft weights are needed. */
+  readonly needsDraftWeights: boolean;
+}
+
+export function resolveDecoding(config: ModelConfig, o: DecodingOptions = {}): DecodingPlan {
+  const spec = o.spec ?? 'auto';
+  if (!SPEC_MODES.includes(spec)) throw new InvalidArgumentError(`spec must be one of ${SPEC_MODES.join(', ')}, got "${spec}".`, 'spec');
+  if (o.kv !== undefined && !KV_MODES.includes(o.kv)) {
+    throw new InvalidArgumentError(`kv must be one of ${KV_MODES.join(', ')}, got "${o.kv}".`, 'kv');
+  }
+  const sparse = spec === 'streaming' || spec === 'snapkv';
+  const kv: KvMode = o.kv ?? (spec === 'none' || sparse ? 'fp' : 'int8');
+  let mode = spec;
+  if (sparse && kv !== 'fp') {
+    throw new InvalidArgumentError(`--spec ${spec} drafts from the full-precision cache; use --kv fp (or omit --kv).`, 'kv');
+  }
+  if (spec === 'quantspec' && kv !== 'int8') {
+    throw new InvalidArgumentError('--spec quantspec verifies against the INT8 view of the hierarchical cache; use --kv int8 (or omit --kv).', 'kv');
+  }
+  // auto with a cache QuantSpec cannot verify against is plain decoding over that cache.
+  if (spec === 'auto' && kv !== 'int8') mode = 'none';
+  const gamma = o.gamma ?? (spec === 'auto' ? 'auto' : 4);
+  if (gamma !== 'auto' && (!Number.isInteger(gamma) || gamma < 1 || gamma > 32)) {
+    throw new InvalidArgumentError(`gamma must be an integer in [1, 32] or "auto", got ${JSON.stringify(gamma)}.`, 'gamma');
+  }
+  const kvGroup = o.kvGroup ?? DEFAULT_KEY_GROUP;
+  const kvValueGroup = o.kvValueGroup ?? defaultValueGroup(config.headDim);
+  const maxGamma = gamma === 'auto' ? Math.min(MAX_AUTO_GAMMA, kvGroup - 1) : gamma;
+  if (kv !== 'fp') {
+    checkGroups(config.headDim, kvGroup, kvValueGroup);
+    // A verify pass (γ + 1 tokens) must fit in one key group (see HierKvCache).
+    if (mode !== 'none' && maxGamma + 1 > kvGroup) {
+      throw new InvalidArgumentError(`gamma ${maxGamma} needs a key group of at least ${maxGamma + 1}; raise --kv-group or lower --gamma.`, 'gamma');
+    }
+  }
+  return {
+    spec: mode,
+    kv,
+    gamma,
+    maxGamma,
+    kvGroup,
+    kvValueGroup,
+    needsDraftWeights: mode === 'quantspec' || mode === 'auto',
+  };
+}
+
+/** Positions one decoder step may append: γ + 1 for speculation, 1 for plain decoding. */
+export function maxStepOf(plan: DecodingPlan): number {
+  return plan.spec === 'none' ? 1 : plan.maxGamma + 1;
+}
+
+/** Buffer rows beyond 2G: room for a verify pass, and a little more so prefill chunks stay large. */
+export function bufferSlack(plan: DecodingPlan, prefillChunk: number): number {
+  return Math.max(maxStepOf(plan), Math.min(prefillChunk, MIN_PREFILL_SLACK));
+}
+
+export function createCache(
+  plan: DecodingPlan, config: ModelConfig, backend: Backend, contextLength: number, prefillChunk: number,
+): KvCache {
+  if (plan.kv === 'fp') {
+    const stride = plan.spec === 'streaming' || plan.spec === 'snapkv' ? sparseStride(contextLength) : 0;
+    return new FpKvCache(config.nLayers, config.nKvHeads, config.headDim, contextLength, stride);
+  }
+  return new HierKvCache({
+    nLayers: config.nLayers,
+    nKvHeads: config.nKvHeads,
+    headDim: config.headDim,
+    capacity: contextLength,
+    groupSizeK: plan.kvGroup,
+    groupSizeV: plan.kvValueGroup,
+    slack: bufferSlack(plan, prefillChunk),
+    quantize: (planes, fp, src, dst, n) => backend.quantizeKv(planes, fp, src, dst, n),
+  });
+}
+
+/** The view the target reads for a plan. */
+export function targetView(plan: DecodingPlan): KvViewKind {
+  return plan.kv;
+}
+
+export function createDecoder(plan: DecodingPlan, config: ModelConfig, target: WeightSet, draftWeights: WeightSet | null): Decoder {
+  const opts = { gamma: plan.gamma, maxGamma: plan.maxGamma };
+  switch (plan.spec) {
+    case 'none':
+      return new PlainDecoder();
+    case 'streaming':
+      return new SpeculativeDecoder(streamingDraft(target), config.vocabSize, opts);
+    case 'snapkv':
+      return new SpeculativeDecoder(snapKvDraft(target), config.vocabSize, opts);
+    case 'auto':
+    case 'quantspec':
+      if (!draftWeights) throw new InvalidArgumentError('this model was loaded without draft weights; load it with draft enabled.', 'spec');
+      return new SpeculativeDecoder({ name: 'quantspec', weights: draftWeights, view: 'int4' }, config.vocabSize, opts);
+  }
+}
+
+/** Draft weight options from user-facing settings. */
+export function resolveDraftOptions(o: { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean } = {}): DraftOptions {
+  if (o.bits !== undefined && o.bits !== 4) throw new InvalidArgumentError(`--draft-bits supports 4 only, got ${o.bits}.`, 'draft_bits');
+  const groupSize = o.groupSize ?? DEFAULT_DRAFT.groupSize;
+  if (!Number.isInteger(groupSize) || groupSize < 2 || groupSize % 2 !== 0) {
+    throw new InvalidArgumentError(`--draft-group must be an even integer >= 2, got ${groupSize}.`, 'draft_group');
+  }
+  return {
+    bits: 4,
+    groupSize,
+    symmetric: o.symmetric ?? DEFAULT_DRAFT.symmetric,
+    roles: o.layers !== undefined ? parseDraftRoles(o.layers) : DEFAULT_DRAFT.roles,
+  };
+}

@@ -1,0 +1,80 @@
+// The draft's weights (DESIGN 2.4): the target's linear layers quantized to 4 bits at load time
+// (round to nearest, group-wise). Norms, biases and embeddings are shared with the target, so the
+// extra memory is only the 4-bit copies.
+
+import { InvalidArgumentError } from '../core/errors.js';
+import type { WeightSet, LayerWeights } from '../model/weights.js';
+import type { WeightTensor } from './format.js';
+import { weightBytes } from './format.js';
+import { quantizeQ4 } from './weights.js';
+
+/** Roles the draft may quantize: the seven per-layer projections and the output head. */
+export const DRAFT_ROLES = ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3', 'lm_head'] as const;
+export type DraftRole = (typeof DRAFT_ROLES)[number];
+
+export interface DraftOptions {
+  /** Bits per draft weight; 4 is the only width the draft uses. */
+  readonly bits: 4;
+  /** Columns per quantization group (default 32). */
+  readonly groupSize: number;
+  /** Symmetric (Q4_0-like) or asymmetric with a minimum (Q4_1-like, the default). */
+  readonly symmetric: boolean;
+  /** Which matrices become 4-bit; the rest are shared with the target. */
+  readonly roles: readonly DraftRole[];
+}
+
+export const DEFAULT_DRAFT: DraftOptions = Object.freeze({
+  bits: 4,
+  groupSize: 32,
+  symmetric: false,
+  roles: ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'] as DraftRole[],
+});
+
+/** Parse a role list: "all", "mlp", "attn", "none", or comma-separated role names. */
+export function parseDraftRoles(spec: string): DraftRole[] {
+  switch (spec) {
+    case 'all': return ['wq', 'wk', 'wv', 'wo', 'w1', 'w2', 'w3'];
+    case 'all+head': return [...DRAFT_ROLES];
+    case 'mlp': return ['w1', 'w2', 'w3'];
+    case 'attn': return ['wq', 'wk', 'wv', 'wo'];
+    case 'none': return [];
+  }
+  const roles = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const r of roles) {
+    if (!(DRAFT_ROLES as readonly string[]).includes(r)) {
+      throw new InvalidArgumentError(
+        `unknown draft layer "${r}"; use all, all+head, mlp, attn, none or a list of ${DRAFT_ROLES.join(', ')}.`,
+        'draft_layers',
+      );
+    }
+  }
+  return roles as DraftRole[];
+}
+
+export interface DraftWeights {
+  readonly weights: WeightSet;
+  /** Bytes the draft adds on top of the target (its 4-bit matrices). */
+  readonly extraBytes: number;
+}
+
+/** Build the draft WeightSet; `prepare` lets the backend repack the new matrices. */
+export function buildDraftWeights(
+  target: WeightSet, opts: DraftOptions, prepare: (w: WeightTensor) => WeightTensor = (w) => w,
+): DraftWeights {
+  if (opts.bits !== 4) throw new InvalidArgumentError(`the draft supports 4-bit weights only, got ${opts.bits}.`, 'draft_bits');
+  let extra = 0;
+  const roles = new Set(opts.roles);
+  const q = (role: DraftRole, w: WeightTensor): WeightTensor => {
+    if (!roles.has(role) || (w.dtype !== 'f32' && w.dtype !== 'f16' && w.dtype !== 'bf16')) return w;
+    const t = prepare(quantizeQ4(w, opts.groupSize, opts.symmetric));
+    extra += weightBytes(t);
+    return t;
+  };
+  const layers: LayerWeights[] = target.layers.map((l) => ({
+    ...l,
+    wq: q('wq', l.wq), wk: q('wk', l.wk), wv: q('wv', l.wv), wo: q('wo', l.wo),
+    w1: q('w1', l.w1), w2: q('w2', l.w2), w3: q('w3', l.w3),
+  }));
+  const lmHead = q('lm_head', target.lmHead);
+  return { weights: { tokEmbed: target.tokEmbed, layers, finalNorm: target.finalNorm, lmHead }, extraBytes: extra };
+}

@@ -1,0 +1,79 @@
+// Reference 4-bit group quantization of weight matrices (round to nearest), used to build the
+// draft's weights at load time. Groups are `groupSize` consecutive columns of a row.
+
+import { InvalidArgumentError } from '../core/errors.js';
+import { readDenseRow, type DenseTensor } from '../core/tensor.js';
+import { groupsPerRow, type Q4Tensor } from './format.js';
+
+/** Round half to even (the one rounding rule of the project). */
+function rint(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Quantize a dense [rows, cols] matrix to 4 bits per weight.
+ * symmetric (like llama.cpp Q4_0): scale = v/-8 for the group's largest-magnitude value v, q = x/scale + 8.
+ * asymmetric (like Q4_1): scale = (max - min)/15, q = (x - min)/scale.
+ */
+export function quantizeQ4(t: DenseTensor, groupSize: number, symmetric: boolean): Q4Tensor {
+  if (t.shape.length !== 2) throw new InvalidArgumentError(`only matrices can be quantized, got shape [${t.shape.join(', ')}].`);
+  if (!Number.isInteger(groupSize) || groupSize < 2 || groupSize % 2 !== 0) {
+    throw new InvalidArgumentError(`the draft group size must be an even integer >= 2, got ${groupSize}.`, 'draft_group');
+  }
+  const [rows, cols] = t.shape as [number, number];
+  const nGroups = groupsPerRow(cols, groupSize);
+  const rowBytes = (nGroups * groupSize) / 2;
+  const codes = new Uint8Array(rows * rowBytes);
+  const scales = new Float32Array(rows * nGroups);
+  const mins = symmetric ? null : new Float32Array(rows * nGroups);
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    readDenseRow(row, t, r, cols);
+    for (let g = 0; g < nGroups; g++) {
+      const lo = g * groupSize;
+      const hi = Math.min(cols, lo + groupSize);
+      let scale: number;
+      let offset: number;
+      if (symmetric) {
+        let v = 0;
+        for (let j = lo; j < hi; j++) if (Math.abs(row[j]!) > Math.abs(v)) v = row[j]!;
+        scale = Math.fround(v / -8);
+        offset = 0;
+      } else {
+        let mn = Infinity;
+        let mx = -Infinity;
+        for (let j = lo; j < hi; j++) {
+          mn = Math.min(mn, row[j]!);
+          mx = Math.max(mx, row[j]!);
+        }
+        scale = Math.fround((mx - mn) / 15);
+        offset = mn;
+        mins![r * nGroups + g] = mn;
+      }
+      scales[r * nGroups + g] = scale;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      for (let j = lo; j < hi; j++) {
+        let q = symmetric ? rint(row[j]! * inv) + 8 : rint((row[j]! - offset) * inv);
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        const byte = r * rowBytes + (j >> 1);
+        codes[byte] = j & 1 ? codes[byte]! | (q << 4) : q;
+      }
+    }
+  }
+  return { dtype: 'q4', shape: [rows, cols], groupSize, symmetric, codes, scales, mins };
+}
+
+/** out[0..cols) = row `row` of a Q4 matrix, dequantized. */
+export function dequantQ4Row(out: Float32Array, w: Q4Tensor, row: number): void {
+  const cols = w.shape[1];
+  const g = w.groupSize;
+  const nGroups = groupsPerRow(cols, g);
+  const rowBytes = (nGroups * g) >> 1;
+  for (let j = 0; j < cols; j++) {
+    const byte = w.codes[row * rowBytes + (j >> 1)]!;
+    const q = j & 1 ? byte >> 4 : byte & 15;
+    const gi = row * nGroups + Math.floor(j / g);
+    out[j] = w.symmetric ? (q - 8) * w.scales[gi]! : q * w.scales[gi]! + w.mins![gi]!;
+  }
+}

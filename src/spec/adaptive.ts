@@ -1,0 +1,96 @@
+// Adaptive draft length: pick γ from measured draft and verify costs and the measured acceptance,
+// and fall back to plain decoding when speculation would not pay (DESIGN 2.5).
+//
+// With per-token acceptance α (i.i.d. model), a round of γ drafts emits E(γ) = (1 - α^(γ+1)) / (1 - α)
+// tokens and costs γ·t_draft + t_verify(γ + 1); plain decoding emits one token per t_plain.
+
+const EMA = 0.2;
+
+function ema(prev: number, x: number): number {
+  return Number.isNaN(prev) ? x : prev + EMA * (x - prev);
+}
+
+export class GammaController {
+  readonly maxGamma: number;
+  private readonly initial: number;
+  private draftMs = NaN; // per draft step
+  private readonly verifyMs: number[]; // [b] per verify pass of b tokens (b = 1 is a plain step)
+  private acceptedSum = 0; // decayed sums for the acceptance estimate
+  private trialSum = 0;
+  private plainRun = 0;
+  private lastGamma: number;
+  /** Plain steps between probing rounds while speculation is off. */
+  readonly probeEvery = 16;
+
+  constructor(maxGamma: number, initial: number) {
+    this.maxGamma = maxGamma;
+    this.initial = Math.min(initial, maxGamma);
+    this.lastGamma = this.initial;
+    this.verifyMs = new Array(maxGamma + 2).fill(NaN);
+  }
+
+  observeDraftStep(ms: number): void {
+    this.draftMs = ema(this.draftMs, ms);
+  }
+
+  observeVerify(batch: number, ms: number): void {
+    this.verifyMs[batch] = ema(this.verifyMs[batch]!, ms);
+  }
+
+  /** One round: `accepted` of `gamma` drafts; a rejection (accepted < γ) is one failed trial. */
+  observeRound(gamma: number, accepted: number): void {
+    const decay = 1 - EMA;
+    this.acceptedSum = this.acceptedSum * decay + accepted;
+    this.trialSum = this.trialSum * decay + accepted + (accepted < gamma ? 1 : 0);
+  }
+
+  /** Estimated per-token acceptance probability. */
+  get alpha(): number {
+    return this.trialSum > 0 ? Math.min(this.acceptedSum / this.trialSum, 0.999) : 0.8;
+  }
+
+  /** Verify cost of b tokens: measured, else interpolated linearly from the measured batch sizes. */
+  private verifyCost(b: number): number {
+    const v = this.verifyMs;
+    if (!Number.isNaN(v[b]!)) return v[b]!;
+    let lo = -1;
+    let hi = -1;
+    for (let i = b - 1; i >= 1; i--) if (!Number.isNaN(v[i]!)) { lo = i; break; }
+    for (let i = b + 1; i < v.length; i++) if (!Number.isNaN(v[i]!)) { hi = i; break; }
+    if (lo > 0 && hi > 0) return v[lo]! + ((v[hi]! - v[lo]!) * (b - lo)) / (hi - lo);
+    const known = lo > 0 ? lo : hi;
+    return known > 0 ? v[known]! * (1 + 0.1 * (b - known)) : NaN;
+  }
+
+  /** Expected tokens per millisecond of a round with γ drafts. */
+  rate(gamma: number): number {
+    const a = this.alpha;
+    const tokens = (1 - a ** (gamma + 1)) / (1 - a);
+    return tokens / (gamma * this.draftMs + this.verifyCost(gamma + 1));
+  }
+
+  /** The draft length for the next step; 0 means a plain decoding step. */
+  choose(): number {
+    if (Number.isNaN(this.draftMs) || Number.isNaN(this.verifyCost(1))) return this.initial; // still measuring
+    let best = 0;
+    let bestRate = 1 / this.verifyCost(1); // plain decoding
+    for (let g = 1; g <= this.maxGamma; g++) {
+      const r = this.rate(g);
+      if (r > bestRate) {
+        best = g;
+        bestRate = r;
+      }
+    }
+    if (best > 0) {
+      this.plainRun = 0;
+      this.lastGamma = best;
+      return best;
+    }
+    // Speculation does not pay now; still probe now and then so the acceptance estimate stays fresh.
+    if (++this.plainRun >= this.probeEvery) {
+      this.plainRun = 0;
+      return this.lastGamma;
+    }
+    return 0;
+  }
+}
