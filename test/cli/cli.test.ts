@@ -95,3 +95,66 @@ test('eval --json prints perplexity as the last line', () => {
   assert.ok(j.perplexity > 1 && j.perplexity < 4096, `ppl ${j.perplexity}`);
   assert.equal(j.windows.length, Math.ceil(j.tokens / 15));
 });
+
+test('generate --spec/--gamma/--kv: QuantSpec is the default; --json adds stats and kv_bytes', () => {
+  const run = (extra: string[]) => {
+    const r = cli(['generate', '--prompt', 'It is a truth universally acknowledged', '--temperature', '0', '--max-tokens', '12', '--json', ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.trimEnd().split('\n').at(-1)!);
+  };
+  const auto = run([]);
+  assert.equal(auto.decoding.spec, 'auto');
+  assert.equal(auto.decoding.kv, 'int8');
+  const qs = run(['--spec', 'quantspec', '--gamma', '3', '--stats']);
+  const plain = run(['--spec', 'none', '--kv', 'int8']);
+  assert.deepEqual(qs.generated_ids, plain.generated_ids);
+  assert.deepEqual(auto.generated_ids, plain.generated_ids);
+  for (const k of ['rounds', 'drafted', 'accepted', 'acceptance_rate', 'mean_accepted_length', 'per_position', 'draft_ms', 'verify_ms', 'gamma']) {
+    assert.ok(k in qs.stats, k);
+  }
+  assert.equal(qs.stats.acceptance_rate, qs.stats.accepted / qs.stats.drafted);
+  assert.equal(qs.kv_bytes.total, qs.kv_bytes.buffer + qs.kv_bytes.upper + qs.kv_bytes.lower + qs.kv_bytes.meta);
+  assert.ok(qs.draft_bytes > 0);
+  assert.equal(plain.stats, null);
+  const fp = run(['--spec', 'none', '--kv', 'fp']);
+  assert.equal(fp.kv_bytes.upper, 0);
+});
+
+test('--stats prints speculation statistics to stderr; bad decoding flags are named errors', () => {
+  const r = cli(['generate', '--prompt', 'Call me', '--temperature', '0', '--max-tokens', '8', '--spec', 'quantspec', '--stats']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /speculation \(quantspec\): \d+ rounds, \d+\/\d+ drafts accepted/);
+  assert.match(r.stderr, /kv cache .*upper .*lower/);
+  const cases: [string[], RegExp][] = [
+    [['--spec', 'magic'], /spec must be one of auto, none, quantspec, streaming, snapkv/],
+    [['--spec', 'quantspec', '--kv', 'fp'], /quantspec verifies against the INT8 view/],
+    [['--spec', 'snapkv', '--kv', 'int8'], /use --kv fp/],
+    [['--gamma', '0'], /gamma must be an integer/],
+    [['--kv-value-group', '48'], /value group size 48 must be an even divisor of head_dim 64/],
+    [['--draft-bits', '3'], /--draft-bits supports 4 only/],
+    [['--draft-layers', 'ffn'], /unknown draft layer "ffn"/],
+  ];
+  for (const [args, pattern] of cases) {
+    const e = cli(['generate', '--prompt', 'x', ...args]);
+    assert.notEqual(e.code, 0, args.join(' '));
+    assert.match(e.stderr, pattern, args.join(' '));
+  }
+});
+
+test('eval --kv int8 stays within 1% of fp; int4 is worse', () => {
+  const dir = tmpDir();
+  const text = path.join(dir, 'text.txt');
+  fs.writeFileSync(text, 'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world. '.repeat(3));
+  const ppl = (kv: string) => {
+    const r = cli(['eval', '--text', text, '--window', '160', '--kv', kv, '--kv-group', '16', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    assert.equal(j.kv, kv);
+    return j.perplexity as number;
+  };
+  const fp = ppl('fp');
+  const int8 = ppl('int8');
+  const int4 = ppl('int4');
+  assert.ok(Math.abs(int8 - fp) / fp < 0.01, `fp ${fp} int8 ${int8}`);
+  assert.ok(int4 > int8 && int4 !== fp, `int4 ${int4}`);
+});

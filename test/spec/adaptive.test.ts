@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GammaController } from '../../src/spec/adaptive.js';
+
+function feed(c: GammaController, draftMs: number, verify: (b: number) => number, accepted: (g: number) => number, rounds = 30): void {
+  for (let i = 0; i < rounds; i++) {
+    const g = c.choose();
+    if (g === 0) {
+      c.observeVerify(1, verify(1));
+      continue;
+    }
+    c.observeDraftStep(draftMs);
+    c.observeVerify(g + 1, verify(g + 1));
+    c.observeRound(g, accepted(g));
+  }
+}
+
+test('cheap drafts with high acceptance: speculate with a long draft', () => {
+  const c = new GammaController(8, 4);
+  feed(c, 1, (b) => 4 + 0.2 * b, (g) => g); // all accepted, draft 4x cheaper
+  const g = c.choose();
+  assert.ok(g >= 6, `gamma ${g}`);
+  assert.ok(c.alpha > 0.95);
+});
+
+test('drafts as costly as the target: fall back to plain decoding, probing now and then', () => {
+  const c = new GammaController(8, 4);
+  feed(c, 5, (b) => 5 + 0.5 * b, (g) => Math.floor(g / 2));
+  let plain = 0;
+  let spec = 0;
+  for (let i = 0; i < 64; i++) {
+    const g = c.choose();
+    if (g === 0) { plain++; c.observeVerify(1, 5.5); } else { spec++; c.observeDraftStep(5); c.observeVerify(g + 1, 5 + 0.5 * (g + 1)); c.observeRound(g, Math.floor(g / 2)); }
+  }
+  assert.ok(plain > 50, `plain ${plain}`);
+  assert.ok(spec >= 2, 'it keeps probing');
+});
+
+test('low acceptance shortens the draft', () => {
+  const hi = new GammaController(8, 4);
+  feed(hi, 1, (b) => 4 + 0.2 * b, (g) => g);
+  const lo = new GammaController(8, 4);
+  feed(lo, 1, (b) => 4 + 0.2 * b, (g) => Math.min(g, 1));
+  assert.ok(lo.choose() < hi.choose());
+});
