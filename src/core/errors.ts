@@ -88,6 +88,13 @@ export class KvCacheError extends QuantspecError {
   }
 }
 
+/** A compute backend that was asked for by name but cannot run here. */
+export class BackendUnavailableError extends QuantspecError {
+  constructor(message: string) {
+    super('backend_unavailable', message);
+  }
+}
+
 /** Generation stopped because the caller aborted it. */
 export class CancelledError extends QuantspecError {
   constructor(message = 'generation was cancelled') {

@@ -199,7 +199,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   if (config.slidingWindow !== null && contextLength > config.slidingWindow) {
     options.onWarning?.(`this model uses sliding-window attention of ${config.slidingWindow}; positions beyond it are masked.`);
   }
-  const backend = selectBackend(options.backend);
+  const backend = selectBackend(options.backend, options.onWarning);
   const dense = loadWeights(resolved, (w) => w, options.onLoadProgress);
   const prepare = (w: Parameters<Backend['prepareWeight']>[0]) => backend.prepareWeight(w);
   const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare) : null;

@@ -180,7 +180,7 @@ export class Session {
     const state: DecodeState = {
       rt, target, cache, targetView: this.parts.targetView, scratch: this.scratch,
       sampler, rng: new Xoshiro128(options.seed ?? clockSeed()),
-      tokens, probs: this.probs,
+      tokens, probs: this.probs, reproducible: options.seed !== undefined,
     };
     decoder.begin?.();
     let cancelled = await this.prefill(tokens, reused, options);

@@ -5,12 +5,15 @@ import type { DenseTensor } from '../core/tensor.js';
 
 /**
  * 4-bit group-quantized matrix [rows, cols]; groups of `groupSize` consecutive columns of a row.
- * Codes q in 0..15, two per byte: element 2i in the low nibble, 2i+1 in the high nibble.
- * symmetric: w = (q - 8)·scale; asymmetric: w = q·scale + min.
+ * symmetric: w = (q - 8)·scale; asymmetric: w = q·scale + min. Codes q in 0..15, two per byte:
+ * - packing 'pairs': element 2i in the low nibble, 2i+1 in the high nibble (quantizer output);
+ * - packing 'blocks32' (native kernels, groupSize 32, always with mins): per block of 32, byte j
+ *   holds element j (low) and j + 16 (high), as llama.cpp's Q4 blocks.
  * A row's last group may be partial (cols % groupSize); its unused nibbles are zero.
  */
 export interface Q4Tensor {
   readonly dtype: 'q4';
+  readonly packing: 'pairs' | 'blocks32';
   readonly shape: readonly [number, number];
   readonly groupSize: number;
   readonly symmetric: boolean;

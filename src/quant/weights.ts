@@ -61,12 +61,57 @@ export function quantizeQ4(t: DenseTensor, groupSize: number, symmetric: boolean
       }
     }
   }
-  return { dtype: 'q4', shape: [rows, cols], groupSize, symmetric, codes, scales, mins };
+  return { dtype: 'q4', packing: 'pairs', shape: [rows, cols], groupSize, symmetric, codes, scales, mins };
+}
+
+/**
+ * The same weights in 'blocks32' packing for the native kernels: every group of a multiple of 32
+ * columns is split into blocks of 32 sharing its scale; symmetric groups get min = -8·scale.
+ * Returns null for group sizes that are not a multiple of 32.
+ */
+export function repackQ4Blocks32(w: Q4Tensor): Q4Tensor | null {
+  if (w.packing === 'blocks32') return w;
+  if (w.groupSize % 32 !== 0) return null;
+  const [rows, cols] = w.shape;
+  const nb = Math.ceil(cols / 32);
+  const nGroups = groupsPerRow(cols, w.groupSize);
+  const rowBytes = (nGroups * w.groupSize) >> 1;
+  const codes = new Uint8Array(rows * nb * 16); // [rows, nb, 16]
+  const scales = new Float32Array(rows * nb); // [rows, nb]
+  const mins = new Float32Array(rows * nb); // [rows, nb]
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < nb; b++) {
+      const gi = r * nGroups + Math.floor((b * 32) / w.groupSize);
+      const scale = w.scales[gi]!;
+      scales[r * nb + b] = scale;
+      mins[r * nb + b] = w.symmetric ? -8 * scale : w.mins![gi]!;
+      for (let i = 0; i < 32; i++) {
+        const j = b * 32 + i;
+        if (j >= cols) break;
+        const byte = w.codes[r * rowBytes + (j >> 1)]!;
+        const q = j & 1 ? byte >> 4 : byte & 15;
+        const o = (r * nb + b) * 16 + (i & 15);
+        codes[o] = i < 16 ? codes[o]! | q : codes[o]! | (q << 4);
+      }
+    }
+  }
+  return { dtype: 'q4', packing: 'blocks32', shape: w.shape, groupSize: 32, symmetric: false, codes, scales, mins };
 }
 
 /** out[0..cols) = row `row` of a Q4 matrix, dequantized. */
 export function dequantQ4Row(out: Float32Array, w: Q4Tensor, row: number): void {
   const cols = w.shape[1];
+  if (w.packing === 'blocks32') {
+    const nb = Math.ceil(cols / 32);
+    for (let j = 0; j < cols; j++) {
+      const b = j >> 5;
+      const i = j & 31;
+      const byte = w.codes[(row * nb + b) * 16 + (i & 15)]!;
+      const q = i < 16 ? byte & 15 : byte >> 4;
+      out[j] = q * w.scales[row * nb + b]! + w.mins![row * nb + b]!;
+    }
+    return;
+  }
   const g = w.groupSize;
   const nGroups = groupsPerRow(cols, g);
   const rowBytes = (nGroups * g) >> 1;

@@ -12,7 +12,8 @@ function ema(prev: number, x: number): number {
 
 export class GammaController {
   readonly maxGamma: number;
-  private readonly initial: number;
+  /** γ while measurements are gathered, and for reproducible (seeded) sampling. */
+  readonly initialGamma: number;
   private draftMs = NaN; // per draft step
   private readonly verifyMs: number[]; // [b] per verify pass of b tokens (b = 1 is a plain step)
   private acceptedSum = 0; // decayed sums for the acceptance estimate
@@ -24,8 +25,8 @@ export class GammaController {
 
   constructor(maxGamma: number, initial: number) {
     this.maxGamma = maxGamma;
-    this.initial = Math.min(initial, maxGamma);
-    this.lastGamma = this.initial;
+    this.initialGamma = Math.min(initial, maxGamma);
+    this.lastGamma = this.initialGamma;
     this.verifyMs = new Array(maxGamma + 2).fill(NaN);
   }
 
@@ -71,7 +72,7 @@ export class GammaController {
 
   /** The draft length for the next step; 0 means a plain decoding step. */
   choose(): number {
-    if (Number.isNaN(this.draftMs) || Number.isNaN(this.verifyCost(1))) return this.initial; // still measuring
+    if (Number.isNaN(this.draftMs) || Number.isNaN(this.verifyCost(1))) return this.initialGamma; // still measuring
     let best = 0;
     let bestRate = 1 / this.verifyCost(1); // plain decoding
     for (let g = 1; g <= this.maxGamma; g++) {

@@ -22,6 +22,11 @@ export interface DecodeState {
   readonly tokens: number[];
   /** [vocab] distribution buffer for sampling. */
   readonly probs: Float32Array;
+  /**
+   * True when the caller fixed the seed of a sampled generation: every choice that consumes
+   * randomness must then be reproducible (adaptive γ, which follows wall-clock timings, is frozen).
+   */
+  readonly reproducible: boolean;
 }
 
 export interface Decoder {

@@ -64,7 +64,8 @@ export class SpeculativeDecoder implements Decoder {
   }
 
   step(state: DecodeState, maxNew: number): number {
-    const wanted = this.fixedGamma ?? this.controller.choose();
+    // With a fixed seed, sampled output must not depend on timings: keep γ at its initial value.
+    const wanted = this.fixedGamma ?? (state.reproducible && !state.sampler.greedy ? this.controller.initialGamma : this.controller.choose());
     // A round appends γ + 1 positions and emits up to γ + 1 tokens.
     const gamma = Math.min(wanted, maxNew - 1, this.controller.maxGamma);
     if (gamma <= 0) return this.plainStep(state);

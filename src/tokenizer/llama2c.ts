@@ -18,6 +18,7 @@ export class Llama2cTokenizer implements Tokenizer {
   private readonly pieces: Uint8Array[];
   private readonly scores: Float32Array;
   private readonly lookup = new Map<string, number>();
+  private readonly pieceStrings: string[]; // pieces as latin1 strings (one char per byte)
   private readonly byteToken: Int32Array = new Int32Array(256).fill(-1);
 
   constructor(pieces: Uint8Array[], scores: Float32Array) {
@@ -26,7 +27,8 @@ export class Llama2cTokenizer implements Tokenizer {
     this.scores = scores;
     const dec = new TextDecoder('latin1');
     // Keys are the raw bytes as latin1 strings, so multi-byte pieces and byte strings compare exactly.
-    for (let i = pieces.length - 1; i >= 0; i--) this.lookup.set(dec.decode(pieces[i]), i);
+    this.pieceStrings = pieces.map((p) => dec.decode(p));
+    for (let i = pieces.length - 1; i >= 0; i--) this.lookup.set(this.pieceStrings[i]!, i);
     for (let b = 0; b < 256; b++) {
       const id = BYTE_FALLBACK_BASE + b;
       if (id < pieces.length && dec.decode(pieces[id]) === `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`) {
@@ -91,24 +93,72 @@ export class Llama2cTokenizer implements Tokenizer {
     return id;
   }
 
+  /**
+   * run.c's merge rule (repeatedly merge the adjacent pair whose merged piece has the best score,
+   * leftmost on ties) in O(n log n): symbols in a linked list, candidate pairs in a heap ordered by
+   * (score, position), stale entries skipped when popped.
+   */
   private mergePairs(ids: number[], start: number): void {
-    const latin = new TextDecoder('latin1');
-    for (;;) {
-      let best = -Infinity;
-      let bestId = -1;
-      let bestIdx = -1;
-      for (let i = start; i + 1 < ids.length; i++) {
-        const merged = latin.decode(this.pieces[ids[i]!]) + latin.decode(this.pieces[ids[i + 1]!]);
-        const id = this.lookup.get(merged);
-        if (id !== undefined && this.scores[id]! > best) {
-          best = this.scores[id]!;
-          bestId = id;
-          bestIdx = i;
+    const n = ids.length;
+    if (n - start < 2) return;
+    const tok = Int32Array.from(ids);
+    const next = new Int32Array(n);
+    const prev = new Int32Array(n);
+    const alive = new Uint8Array(n).fill(1);
+    for (let i = 0; i < n; i++) {
+      next[i] = i + 1 < n ? i + 1 : -1;
+      prev[i] = i - 1;
+    }
+    // Heap of candidate merges: [score, left index, left token, right token, merged id].
+    const heap: [number, number, number, number, number][] = [];
+    const less = (a: (typeof heap)[number], b: (typeof heap)[number]) => a[0] > b[0] || (a[0] === b[0] && a[1] < b[1]);
+    const push = (e: (typeof heap)[number]) => {
+      heap.push(e);
+      for (let i = heap.length - 1; i > 0; ) {
+        const p = (i - 1) >> 1;
+        if (!less(heap[i]!, heap[p]!)) break;
+        [heap[i], heap[p]] = [heap[p]!, heap[i]!];
+        i = p;
+      }
+    };
+    const pop = () => {
+      const top = heap[0]!;
+      const last = heap.pop()!;
+      if (heap.length > 0) {
+        heap[0] = last;
+        for (let i = 0; ; ) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
+          if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
+          if (m === i) break;
+          [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+          i = m;
         }
       }
-      if (bestIdx < 0) return;
-      ids.splice(bestIdx, 2, bestId);
+      return top;
+    };
+    const consider = (i: number) => {
+      const j = next[i]!;
+      if (i < start || j < 0) return;
+      const id = this.lookup.get(this.pieceStrings[tok[i]!]! + this.pieceStrings[tok[j]!]!);
+      if (id !== undefined) push([this.scores[id]!, i, tok[i]!, tok[j]!, id]);
+    };
+    for (let i = start; i + 1 < n; i++) consider(i);
+    while (heap.length > 0) {
+      const [, i, left, right, id] = pop();
+      const j = next[i]!;
+      if (!alive[i] || j < 0 || tok[i] !== left || tok[j] !== right) continue; // stale
+      tok[i] = id;
+      alive[j] = 0;
+      next[i] = next[j]!;
+      if (next[j]! >= 0) prev[next[j]!] = i;
+      if (prev[i]! >= start) consider(prev[i]!);
+      consider(i);
     }
+    ids.length = 0;
+    for (let i = 0; i < n; i++) if (alive[i]) ids.push(tok[i]!);
   }
 
   /** The bytes a token contributes to text (after BOS the leading space is dropped, as run.c does). */

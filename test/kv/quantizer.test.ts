@@ -5,20 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { f16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
-import type { FpRows, KvPlanes } from '../../src/kernels/backend.js';
+import type { FpRows } from '../../src/kernels/backend.js';
 import { dequantKey, dequantValue } from '../../src/kernels/reference/attention.js';
 import { quantizeKv, rint } from '../../src/kernels/reference/kvquant.js';
 import { gaussian } from '../helpers/tiny.js';
-
-export function makePlanes(kvDim: number, tokens: number, G: number, Gv: number): KvPlanes {
-  return {
-    kvDim, groupSizeK: G, groupSizeV: Gv,
-    kUpper: new Uint8Array((tokens * kvDim) / 2), kLower: new Uint8Array((tokens * kvDim) / 2),
-    kScale: new Uint16Array((tokens / G) * kvDim), kMin: new Uint16Array((tokens / G) * kvDim),
-    vUpper: new Uint8Array((tokens * kvDim) / 2), vLower: new Uint8Array((tokens * kvDim) / 2),
-    vScale: new Uint16Array((tokens * kvDim) / Gv), vMin: new Uint16Array((tokens * kvDim) / Gv),
-  };
-}
+import { makePlanes } from '../helpers/planes.js';
 
 function nib(plane: Uint8Array, kvDim: number, t: number, c: number): number {
   const b = plane[(t * kvDim) / 2 + (c >> 1)]!;

@@ -75,3 +75,39 @@ test('a model without a chat template gets a clear error', { skip: tok512.skip }
   const t = Llama2cTokenizer.fromFile(tok512.path, 512);
   assert.throws(() => renderChat(t, [{ role: 'user', content: 'hi' }]), /no chat template/);
 });
+
+/** run.c's merge loop as written there (O(n²)): an independent check of the fast merge. */
+function naiveMerge(t: Llama2cTokenizer, ids: number[]): number[] {
+  const out = [...ids];
+  const piece = (id: number) => new TextDecoder('latin1').decode(t.tokenBytes(id, -1));
+  const vocab = new Map<string, number>();
+  for (let id = 0; id < t.vocabSize; id++) if (!vocab.has(piece(id))) vocab.set(piece(id), id);
+  const scores = (t as unknown as { scores: Float32Array }).scores;
+  for (;;) {
+    let best = -1e10, bestId = -1, bestIdx = -1;
+    for (let i = 1; i + 1 < out.length; i++) {
+      const id = vocab.get(piece(out[i]!) + piece(out[i + 1]!));
+      if (id !== undefined && scores[id]! > best) { best = scores[id]!; bestId = id; bestIdx = i; }
+    }
+    if (bestIdx < 0) return out;
+    out.splice(bestIdx, 2, bestId);
+  }
+}
+
+test('llama2.c fast merge equals run.c\'s quadratic loop on real text', { skip: tok512.skip || sharedPath('corpus/eval-moby-tail.txt').skip }, async () => {
+  const fs = await import('node:fs');
+  const t = Llama2cTokenizer.fromFile(tok512.path, 512);
+  const text = fs.readFileSync(sharedPath('corpus/eval-moby-tail.txt').path, 'utf8').slice(0, 3000) + ' naïve 😀 日本';
+  // The unmerged symbols of run.c: BOS, the dummy-prefix space, then each code point as one
+  // vocabulary piece or as its UTF-8 bytes (<0xNN> = 3 + byte).
+  const lookup = (t as unknown as { lookup: Map<string, number> }).lookup;
+  const latin = new TextDecoder('latin1');
+  const symbols: number[] = [1, lookup.get(' ')!];
+  for (const ch of text) {
+    const bytes = new TextEncoder().encode(ch);
+    const whole = lookup.get(latin.decode(bytes));
+    if (whole !== undefined) symbols.push(whole);
+    else for (const b of bytes) symbols.push(3 + b);
+  }
+  assert.deepEqual(t.encode(text), naiveMerge(t, symbols));
+});

@@ -1,0 +1,144 @@
+// The native CPU backend: Node-API addon (build/quantspec.node, built on `npm ci` by
+// scripts/build-native.mjs) for the heavy kernels (matmul, attention, KV quantization); the
+// light elementwise kernels stay in TypeScript. Instruction set chosen at load (QUANTSPEC_CPU =
+// scalar | avx2 overrides); threads default to the physical cores (QUANTSPEC_THREADS overrides).
+
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BackendUnavailableError } from '../../core/errors.js';
+import type { Q4Tensor, WeightTensor } from '../../quant/format.js';
+import { repackQ4Blocks32 } from '../../quant/weights.js';
+import type { AttentionShape, Backend, FpRows, KvLayerView, KvPlanes } from '../backend.js';
+import { createReferenceBackend } from '../reference/index.js';
+
+interface NativeAddon {
+  init(threads: number, isa: string): { isa: string; threads: number };
+  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, n: number): void;
+  matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Float32Array, mins: Float32Array, rows: number, cols: number, n: number): void;
+  attention(...args: unknown[]): void;
+  quantizeKv(...args: unknown[]): void;
+}
+
+export interface CpuBackendOptions {
+  /** Worker threads including the caller (default: physical cores, or QUANTSPEC_THREADS). */
+  readonly threads?: number;
+  /** Kernel path: '' = best available, 'avx2', 'scalar' (default: QUANTSPEC_CPU). */
+  readonly isa?: string;
+}
+
+export interface CpuBackend extends Backend {
+  readonly isa: string;
+  readonly threads: number;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/src/kernels/cpu -> package root */
+export const NATIVE_ADDON_PATH = path.resolve(here, '..', '..', '..', '..', 'build', 'quantspec.node');
+
+let addon: NativeAddon | null = null;
+let addonInfo: { isa: string; threads: number } | null = null;
+
+/** Physical cores: distinct (package, core) pairs in /proc/cpuinfo, else the logical count. */
+export function physicalCores(): number {
+  try {
+    const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    const cores = new Set<string>();
+    let phys = '0';
+    for (const line of info.split('\n')) {
+      const [k, v] = line.split(':').map((s) => s.trim());
+      if (k === 'physical id') phys = v ?? '0';
+      if (k === 'core id') cores.add(`${phys}/${v}`);
+    }
+    if (cores.size > 0) return cores.size;
+  } catch {
+    // not Linux
+  }
+  return os.availableParallelism();
+}
+
+function loadAddon(opts: CpuBackendOptions): NativeAddon {
+  if (!fs.existsSync(NATIVE_ADDON_PATH)) {
+    throw new BackendUnavailableError(
+      `the native CPU backend is not built (${NATIVE_ADDON_PATH} is missing); run \`npm run build:native\` (needs a C compiler).`,
+    );
+  }
+  const a = (addon ??= createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon);
+  const threads = opts.threads ?? (Number(process.env['QUANTSPEC_THREADS']) || physicalCores());
+  const isa = opts.isa ?? process.env['QUANTSPEC_CPU'] ?? '';
+  try {
+    addonInfo = a.init(threads, isa);
+  } catch (e) {
+    throw new BackendUnavailableError(`kernel path "${isa}" is not available on this CPU (${(e as Error).message}); use scalar or avx2.`);
+  }
+  return a;
+}
+
+const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2 } as const;
+
+function planeArgs(p: KvPlanes | null): unknown[] {
+  if (!p) return [null, null, null, null, null, null, null, null, 0, 0];
+  return [p.kUpper, p.kLower, p.kScale, p.kMin, p.vUpper, p.vLower, p.vScale, p.vMin, p.groupSizeK, p.groupSizeV];
+}
+
+function fpArgs(fp: FpRows): unknown[] {
+  return [fp.dtype === 'f32' ? 0 : 1, fp.keys, fp.values];
+}
+
+/** Create the native backend; throws BackendUnavailableError when it cannot run here. */
+export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
+  const native = loadAddon(opts);
+  const ref = createReferenceBackend();
+  const info = addonInfo!;
+  return {
+    name: `cpu-${info.isa}`,
+    isa: info.isa,
+    threads: info.threads,
+    prepareWeight(w: WeightTensor): WeightTensor {
+      if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;
+      return w;
+    },
+    matmul(out, x, w, nTokens) {
+      switch (w.dtype) {
+        case 'f32':
+        case 'f16':
+        case 'bf16':
+          native.matmul(out, x, w.data, DTYPE_CODE[w.dtype], w.shape[0]!, w.shape[1]!, nTokens);
+          return;
+        case 'q4':
+          if (w.packing === 'blocks32') {
+            const q = w as Q4Tensor;
+            native.matmulQ4(out, x, q.codes, q.scales, q.mins!, q.shape[0], q.shape[1], nTokens);
+            return;
+          }
+          ref.matmul(out, x, w, nTokens); // group sizes the native kernel does not take
+          return;
+        default:
+          ref.matmul(out, x, w, nTokens);
+      }
+    },
+    addBias: ref.addBias,
+    rmsnorm: ref.rmsnorm,
+    rope: ref.rope,
+    siluMul: ref.siluMul,
+    add: ref.add,
+    embed: ref.embed,
+    attention(out, q, nQueries, startPos, kv: KvLayerView, shape: AttentionShape) {
+      const sp = kv.sparse;
+      native.attention(
+        out, q, nQueries, startPos, shape.nHeads, shape.nKvHeads, shape.headDim, shape.window,
+        ...fpArgs(kv.fp), kv.fpStart, kv.bits,
+        ...planeArgs(kv.planes),
+        sp ? sp.positions : null, sp ? sp.count : 0, sp ? sp.stride : 0, sp ? sp.denseFrom : 0, sp ? sp.recent : 0,
+      );
+    },
+    quantizeKv(planes, fp, srcRow, dstPos, nTokens) {
+      native.quantizeKv(
+        planes.kUpper, planes.kLower, planes.kScale, planes.kMin, planes.vUpper, planes.vLower, planes.vScale, planes.vMin,
+        planes.kvDim, planes.groupSizeK, planes.groupSizeV, ...fpArgs(fp), srcRow, dstPos, nTokens,
+      );
+    },
+  };
+}

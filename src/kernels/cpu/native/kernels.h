@@ -1,0 +1,93 @@
+/* quantspec native kernels: one table of pure functions per instruction set.
+ * Every kernel works on a range of output rows (or work items) so the thread pool can split it.
+ * Reductions have a fixed order per output element, independent of the batch size and of the
+ * row range: a token's result never depends on which batch or thread computed it. */
+#ifndef QUANTSPEC_KERNELS_H
+#define QUANTSPEC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Q4 blocks of 32 weights, repacked at load time: byte j of a block holds element j (low nibble)
+ * and element j + 16 (high nibble); w = q * scale + min. */
+#define QK 32
+
+typedef struct {
+  const uint8_t *codes; /* [rows, nb, 16] */
+  const float *scales;  /* [rows, nb] */
+  const float *mins;    /* [rows, nb] */
+  int nb;               /* blocks per row = ceil(cols / 32) */
+} q4_weights;
+
+/* Activations quantized to int8 per 32-block: x ≈ q * d. */
+typedef struct {
+  const int8_t *q;  /* [n, nb * 32], zero-padded */
+  const float *d;   /* [n, nb] */
+  const int32_t *sum; /* [n, nb] sum of q over the block */
+  int nb;
+} q8_acts;
+
+/* Hierarchical KV planes of one layer (see src/kernels/backend.ts KvPlanes). */
+typedef struct {
+  int kv_dim, group_k, group_v;
+  const uint8_t *k_upper, *k_lower; /* [T, kv_dim / 2] */
+  const uint16_t *k_scale, *k_min;  /* [T / group_k, kv_dim] f16 */
+  const uint8_t *v_upper, *v_lower; /* [T, kv_dim / 2] */
+  const uint16_t *v_scale, *v_min;  /* [T, kv_dim / group_v] f16 */
+} kv_planes;
+
+typedef struct {
+  /* full-precision rows: fp_dtype 0 = f32, 1 = f16 */
+  int fp_dtype;
+  const void *fp_keys, *fp_values; /* [rows, kv_dim] */
+  int fp_start;
+  const kv_planes *planes; /* NULL when none */
+  int bits;                /* 4 or 8 */
+  /* sparse selection (NULL when none) */
+  const int32_t *sel_positions; /* [n_kv_heads, sel_stride] */
+  int sel_count, sel_stride, sel_dense_from, sel_recent;
+} kv_view;
+
+typedef struct {
+  float *out;        /* [nq, n_heads * head_dim] */
+  const float *q;    /* [nq, n_heads * head_dim] */
+  int nq, start_pos;
+  int n_heads, n_kv_heads, head_dim, window;
+  const kv_view *kv;
+} attn_args;
+
+/* One partial result of attention over a chunk of positions, merged by log-sum-exp. */
+typedef struct {
+  float m;   /* max score */
+  float l;   /* sum of exp(score - m) */
+} attn_partial;
+
+typedef struct {
+  const char *name;
+  void (*matmul_f32)(float *out, const float *x, const float *w, int rows, int cols, int n, int r0, int r1);
+  void (*matmul_f16)(float *out, const float *x, const uint16_t *w, int rows, int cols, int n, int r0, int r1);
+  void (*matmul_bf16)(float *out, const float *x, const uint16_t *w, int rows, int cols, int n, int r0, int r1);
+  void (*matmul_q4)(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1);
+  void (*quantize_acts)(int8_t *q, float *d, int32_t *sum, const float *x, int cols, int nb, int t0, int t1);
+  /* Attention of one query and the n_rep query heads of one kv head over positions [p0, p1) (or
+   * over list[0 .. p1 - p0) when list is not NULL): per head, the max score, the sum of
+   * exp(score - max) and the exp-weighted sum of values. scratch: head_dim + n_rep * (p1 - p0). */
+  void (*attention_chunk)(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list,
+                          float *scratch, attn_partial *part, float *out_partial);
+} kernel_table;
+
+extern const kernel_table kernels_scalar;
+#if defined(__x86_64__) || defined(_M_X64)
+extern const kernel_table kernels_avx2;
+#endif
+
+/* Shared scalar helpers (kernels_common.c). */
+float qs_f16_to_f32(uint16_t h);
+uint16_t qs_f32_to_f16(float f);
+int quant_boundary(int p, int g);
+void quantize_acts(int8_t *q, float *d, int32_t *sum, const float *x, int cols, int nb, int t0, int t1);
+void kv_quantize(const kv_planes *planes_w, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
+                 uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
+                 const void *fp_values, int src_row, int dst_pos, int n_tokens);
+
+#endif

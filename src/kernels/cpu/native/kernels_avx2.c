@@ -1,0 +1,372 @@
+/* AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; chosen at run time).
+ *
+ * matmul: each (row, token) dot product uses one 8-lane accumulator stepping 8 columns, a fixed
+ * horizontal sum and a scalar tail, whatever rows/tokens are processed together; blocking over
+ * rows and tokens only provides independent accumulators. So results are batch invariant.
+ * Q4: activations are int8 per 32-block; maddubs/madd give exact integer block sums.
+ * Attention over the planes folds the per-channel key scales into the query, quantizes it to int16
+ * per key group and takes integer dot products with the nibbles (upper, and lower for INT8). */
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+#include "kernels.h"
+
+static inline float hsum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  __m128 sh = _mm_movehdup_ps(lo);
+  __m128 s = _mm_add_ps(lo, sh);
+  sh = _mm_movehl_ps(sh, s);
+  s = _mm_add_ss(s, sh);
+  return _mm_cvtss_f32(s);
+}
+
+static inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline __m256 load8_bf16(const uint16_t *p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+static inline float one_f32(const float *p) { return *p; }
+static inline float one_f16(const uint16_t *p) { return _cvtsh_ss(*p); }
+static inline float one_bf16(const uint16_t *p) {
+  uint32_t b = (uint32_t)*p << 16;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+
+/* RB rows x TB tokens; RB, TB are literal constants at every call site, so the arrays live in registers. */
+#define MM_BLOCK(SUFFIX, WT)                                                                             \
+  static inline __attribute__((always_inline)) void block_##SUFFIX(float *out, const float *x, const WT *w, \
+                                                                    int rows, int cols, int r, int t,     \
+                                                                    const int RB, const int TB) {         \
+    __m256 acc[4][4];                                                                                    \
+    for (int i = 0; i < RB; i++)                                                                         \
+      for (int k = 0; k < TB; k++) acc[i][k] = _mm256_setzero_ps();                                      \
+    int j = 0;                                                                                           \
+    for (; j + 8 <= cols; j += 8) {                                                                      \
+      for (int i = 0; i < RB; i++) {                                                                     \
+        const __m256 wv = load8_##SUFFIX(w + (size_t)(r + i) * cols + j);                                \
+        for (int k = 0; k < TB; k++)                                                                     \
+          acc[i][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)(t + k) * cols + j), acc[i][k]);   \
+      }                                                                                                  \
+    }                                                                                                    \
+    for (int i = 0; i < RB; i++)                                                                         \
+      for (int k = 0; k < TB; k++) {                                                                     \
+        float s = hsum(acc[i][k]);                                                                       \
+        for (int jj = j; jj < cols; jj++)                                                                \
+          s += one_##SUFFIX(w + (size_t)(r + i) * cols + jj) * x[(size_t)(t + k) * cols + jj];           \
+        out[(size_t)(t + k) * rows + r + i] = s;                                                         \
+      }                                                                                                  \
+  }                                                                                                      \
+  static void matmul_##SUFFIX(float *out, const float *x, const WT *w, int rows, int cols, int n, int r0, int r1) { \
+    int r = r0;                                                                                          \
+    if (n == 1) {                                                                                        \
+      for (; r + 4 <= r1; r += 4) block_##SUFFIX(out, x, w, rows, cols, r, 0, 4, 1);                     \
+      for (; r < r1; r++) block_##SUFFIX(out, x, w, rows, cols, r, 0, 1, 1);                             \
+      return;                                                                                            \
+    }                                                                                                    \
+    for (; r + 2 <= r1; r += 2) {                                                                        \
+      int t = 0;                                                                                         \
+      for (; t + 4 <= n; t += 4) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 4);                      \
+      for (; t + 2 <= n; t += 2) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 2);                      \
+      for (; t < n; t++) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 1);                              \
+    }                                                                                                    \
+    for (; r < r1; r++) {                                                                                \
+      int t = 0;                                                                                         \
+      for (; t + 4 <= n; t += 4) block_##SUFFIX(out, x, w, rows, cols, r, t, 1, 4);                      \
+      for (; t < n; t++) block_##SUFFIX(out, x, w, rows, cols, r, t, 1, 1);                              \
+    }                                                                                                    \
+  }
+
+MM_BLOCK(f32, float)
+MM_BLOCK(f16, uint16_t)
+MM_BLOCK(bf16, uint16_t)
+
+/* Integer dot of one Q4 block (32 nibbles) with 32 int8 activations, as 8 int32 lanes. */
+static inline __m256i q4_block_dot(const uint8_t *codes, const int8_t *xq) {
+  const __m128i packed = _mm_loadu_si128((const __m128i *)codes);
+  const __m128i mask = _mm_set1_epi8(15);
+  const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), mask), _mm_and_si128(packed, mask));
+  const __m256i prod = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xq));
+  return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+}
+
+static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_acts *x, const q4_weights *w, int rows,
+                                                          int r, int t, const int RB) {
+  const int nb = w->nb;
+  __m256 acc[4];
+  float macc[4];
+  for (int i = 0; i < RB; i++) acc[i] = _mm256_setzero_ps(), macc[i] = 0;
+  for (int b = 0; b < nb; b++) {
+    const int8_t *xq = x->q + ((size_t)t * nb + b) * QK;
+    const float dx = x->d[(size_t)t * nb + b];
+    const float sx = (float)x->sum[(size_t)t * nb + b];
+    for (int i = 0; i < RB; i++) {
+      const size_t wi = (size_t)(r + i) * nb + b;
+      const __m256i isum = q4_block_dot(w->codes + wi * 16, xq);
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(w->scales[wi] * dx), _mm256_cvtepi32_ps(isum), acc[i]);
+      macc[i] += (w->mins[wi] * dx) * sx;
+    }
+  }
+  for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = hsum(acc[i]) + macc[i];
+}
+
+static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
+  for (int t = 0; t < n; t++) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) q4_rows(out, x, w, rows, r, t, 4);
+    for (; r < r1; r++) q4_rows(out, x, w, rows, r, t, 1);
+  }
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+/* exp for x <= 0 (softmax arguments), Cephes-style: 2^n · p(r), relative error ~2e-7. */
+static inline __m256 exp256(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+#define MAX_REP 64
+#define MAX_D 512
+
+static inline float dot_fp(const kv_view *kv, size_t base, const float *q, int d) {
+  __m256 acc = _mm256_setzero_ps();
+  if (kv->fp_dtype == 0) {
+    const float *k = (const float *)kv->fp_keys + base;
+    for (int i = 0; i < d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
+  } else {
+    const uint16_t *k = (const uint16_t *)kv->fp_keys + base;
+    for (int i = 0; i < d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8_f16(k + i), acc);
+  }
+  return hsum(acc);
+}
+
+static inline void axpy_fp(float *o, float e, const kv_view *kv, size_t base, int d) {
+  const __m256 ev = _mm256_set1_ps(e);
+  if (kv->fp_dtype == 0) {
+    const float *v = (const float *)kv->fp_values + base;
+    for (int i = 0; i < d; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(ev, _mm256_loadu_ps(v + i), _mm256_loadu_ps(o + i)));
+  } else {
+    const uint16_t *v = (const uint16_t *)kv->fp_values + base;
+    for (int i = 0; i < d; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(ev, load8_f16(v + i), _mm256_loadu_ps(o + i)));
+  }
+}
+
+/* 32 nibbles of one plane row (16 bytes = channels c0..c0+31) as floats in channel order, 4 x 8. */
+static inline void nibbles_to_f32(const uint8_t *src, __m256 out[4]) {
+  const __m128i packed = _mm_loadu_si128((const __m128i *)src);
+  const __m128i mask = _mm_set1_epi8(15);
+  const __m128i lo = _mm_and_si128(packed, mask), hi = _mm_and_si128(_mm_srli_epi16(packed, 4), mask);
+  const __m128i c0 = _mm_unpacklo_epi8(lo, hi), c1 = _mm_unpackhi_epi8(lo, hi); /* channels 0..15, 16..31 */
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c0));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c0, 8)));
+  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c1));
+  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c1, 8)));
+}
+
+static void attention_chunk(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
+                            attn_partial *part, float *outp) {
+  const kv_view *kv = a->kv;
+  const int d = a->head_dim, n_rep = a->n_heads / a->n_kv_heads, kv_dim = a->n_kv_heads * d;
+  if (d % 32 != 0 || d > MAX_D || n_rep > MAX_REP || (list && kv->planes)) {
+    kernels_scalar.attention_chunk(a, query, g, p0, p1, list, scratch, part, outp);
+    return;
+  }
+  const int pos = a->start_pos + query;
+  const kv_planes *pl = kv->planes;
+  const int q_end = pl ? quant_boundary(pos, pl->group_k) : 0;
+  const float scale = 1.0f / sqrtf((float)d);
+  const int count = p1 - p0;
+  float *scores = scratch; /* [n_rep, count] */
+  const float *qh[MAX_REP];
+  for (int r = 0; r < n_rep; r++) qh[r] = a->q + ((size_t)query * a->n_heads + g * n_rep + r) * d;
+
+  /* Keys, quantized part: per key group, fold s into q and quantize it to int16 (qi ≈ q·s / dq);
+   * scores are exact integer dots of qi with the nibbles. Channels are split into even (low nibble)
+   * and odd (high nibble) lanes, as they sit in the plane bytes. */
+  const int qa_end = list ? p0 : (q_end < p1 ? q_end : p1);
+  int k = 0;
+  if (!list && p0 < qa_end) {
+    const int G = pl->group_k, rb = pl->kv_dim / 2;
+    int16_t qlo[MAX_REP][MAX_D / 2] __attribute__((aligned(32)));
+    int16_t qhi[MAX_REP][MAX_D / 2] __attribute__((aligned(32)));
+    float dq[MAX_REP], base[MAX_REP];
+    int32_t qsum[MAX_REP];
+    const int half = d / 2; /* plane bytes of one head, a multiple of 16 */
+    for (int t = p0; t < qa_end;) {
+      const int blk = t / G, t_end = ((blk + 1) * G < qa_end) ? (blk + 1) * G : qa_end;
+      const uint16_t *ks = pl->k_scale + (size_t)blk * pl->kv_dim + g * d;
+      const uint16_t *km = pl->k_min + (size_t)blk * pl->kv_dim + g * d;
+      for (int r = 0; r < n_rep; r++) {
+        float qs[MAX_D], amax = 0, b = 0;
+        for (int c = 0; c < d; c++) {
+          const float s = _cvtsh_ss(ks[c]);
+          qs[c] = qh[r][c] * s;
+          b += qh[r][c] * _cvtsh_ss(km[c]);
+          if (fabsf(qs[c]) > amax) amax = fabsf(qs[c]);
+        }
+        const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
+        int32_t sum = 0;
+        for (int c = 0; c < d; c += 2) {
+          const int lo = (int)rintf(qs[c] * inv), hi = (int)rintf(qs[c + 1] * inv);
+          qlo[r][c / 2] = (int16_t)lo;
+          qhi[r][c / 2] = (int16_t)hi;
+          sum += lo + hi;
+        }
+        dq[r] = dd;
+        base[r] = b;
+        qsum[r] = sum;
+      }
+      const __m128i mask = _mm_set1_epi8(15);
+      for (; t < t_end; t++, k++) {
+        const uint8_t *up = pl->k_upper + (size_t)t * rb + g * half;
+        const uint8_t *lw = pl->k_lower + (size_t)t * rb + g * half;
+        for (int r0 = 0; r0 < n_rep; r0 += 8) {
+          const int nr = n_rep - r0 < 8 ? n_rep - r0 : 8;
+          __m256i acc_u[8], acc_l[8];
+          for (int r = 0; r < nr; r++) acc_u[r] = _mm256_setzero_si256(), acc_l[r] = _mm256_setzero_si256();
+          for (int b = 0; b < half; b += 16) {
+            /* 16 plane bytes = 32 channels: 16 even (low nibbles), 16 odd (high nibbles), widened to 16 bits */
+            const __m128i raw = _mm_loadu_si128((const __m128i *)(up + b));
+            const __m256i ue = _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask));
+            const __m256i uo = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask));
+            __m256i le = _mm256_setzero_si256(), lo_ = _mm256_setzero_si256();
+            if (kv->bits == 8) {
+              const __m128i rl = _mm_loadu_si128((const __m128i *)(lw + b));
+              le = _mm256_cvtepu8_epi16(_mm_and_si128(rl, mask));
+              lo_ = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(rl, 4), mask));
+            }
+            for (int r = 0; r < nr; r++) {
+              const __m256i qe = _mm256_load_si256((const __m256i *)&qlo[r0 + r][b]);
+              const __m256i qo = _mm256_load_si256((const __m256i *)&qhi[r0 + r][b]);
+              acc_u[r] = _mm256_add_epi32(acc_u[r], _mm256_add_epi32(_mm256_madd_epi16(ue, qe), _mm256_madd_epi16(uo, qo)));
+              if (kv->bits == 8)
+                acc_l[r] = _mm256_add_epi32(acc_l[r], _mm256_add_epi32(_mm256_madd_epi16(le, qe), _mm256_madd_epi16(lo_, qo)));
+            }
+          }
+          for (int r = 0; r < nr; r++) {
+            float dot = (float)hsum_i32(acc_u[r]);
+            if (kv->bits == 8) dot += (float)(hsum_i32(acc_l[r]) - 8 * qsum[r0 + r]) * (1.0f / 16.0f);
+            scores[(size_t)(r0 + r) * count + k] = (dq[r0 + r] * dot + base[r0 + r]) * scale;
+          }
+        }
+      }
+    }
+  }
+  /* Keys, full-precision part. */
+  for (; k < count; k++) {
+    const int t = list ? list[k] : p0 + k;
+    const size_t basei = (size_t)(t - kv->fp_start) * kv_dim + (size_t)g * d;
+    for (int r = 0; r < n_rep; r++) scores[(size_t)r * count + k] = dot_fp(kv, basei, qh[r], d) * scale;
+  }
+
+  /* Softmax pieces: max and exp in place, vectorized. */
+  for (int r = 0; r < n_rep; r++) {
+    float *s = scores + (size_t)r * count;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= count; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + i));
+    float m = -INFINITY;
+    {
+      float tmp[8];
+      _mm256_storeu_ps(tmp, mv);
+      for (int j = 0; j < 8; j++) m = fmaxf(m, tmp[j]);
+    }
+    for (; i < count; i++) m = fmaxf(m, s[i]);
+    const __m256 mb = _mm256_set1_ps(m);
+    __m256 lv = _mm256_setzero_ps();
+    i = 0;
+    for (; i + 8 <= count; i += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mb));
+      _mm256_storeu_ps(s + i, e);
+      lv = _mm256_add_ps(lv, e);
+    }
+    float l = hsum(lv);
+    for (; i < count; i++) {
+      s[i] = expf(s[i] - m);
+      l += s[i];
+    }
+    part[r].m = m;
+    part[r].l = l;
+    memset(outp + (size_t)r * d, 0, sizeof(float) * d);
+  }
+
+  /* Values, quantized part: out += e·mn + (e·s)·u + (e·s/16)·(l8 - 8), per value group. */
+  k = 0;
+  if (!list && p0 < qa_end) {
+    const int rb = pl->kv_dim / 2, Gv = pl->group_v, groups = pl->kv_dim / Gv;
+    for (int t = p0; t < qa_end; t++, k++) {
+      const uint8_t *up = pl->v_upper + (size_t)t * rb + g * d / 2;
+      const uint8_t *lw = pl->v_lower + (size_t)t * rb + g * d / 2;
+      for (int c0 = 0; c0 < d; c0 += 32) {
+        __m256 u[4], l8[4];
+        nibbles_to_f32(up + c0 / 2, u);
+        if (kv->bits == 8) nibbles_to_f32(lw + c0 / 2, l8);
+        for (int j = 0; j < 4; j++) {
+          const int c = g * d + c0 + j * 8; /* 8 channels share one value group (Gv is even and divides d) */
+          const size_t gi = (size_t)t * groups + c / Gv;
+          const float s = _cvtsh_ss(pl->v_scale[gi]), mn = _cvtsh_ss(pl->v_min[gi]);
+          const int same_group = (c % Gv) + 8 <= Gv;
+          for (int r = 0; r < n_rep; r++) {
+            const float e = scores[(size_t)r * count + k];
+            float *o = outp + (size_t)r * d + c0 + j * 8;
+            if (!same_group) {
+              /* a group boundary inside these 8 channels (Gv < 8): per-channel scalar */
+              for (int z = 0; z < 8; z++) {
+                const size_t gz = (size_t)t * groups + (c + z) / Gv;
+                const float sz = _cvtsh_ss(pl->v_scale[gz]), mz = _cvtsh_ss(pl->v_min[gz]);
+                float uz[8], lz[8];
+                _mm256_storeu_ps(uz, u[j]);
+                if (kv->bits == 8) _mm256_storeu_ps(lz, l8[j]);
+                float v = mz + uz[z] * sz;
+                if (kv->bits == 8) v += (lz[z] - 8.0f) * (sz / 16.0f);
+                o[z] += e * v;
+              }
+              continue;
+            }
+            const float es = e * s;
+            __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[j], _mm256_loadu_ps(o));
+            float add = e * mn;
+            if (kv->bits == 8) {
+              acc = _mm256_fmadd_ps(_mm256_set1_ps(es * (1.0f / 16.0f)), l8[j], acc);
+              add -= es * 0.5f; /* the -8 of l8 - 8, times es/16 */
+            }
+            _mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_set1_ps(add)));
+          }
+        }
+      }
+    }
+  }
+  /* Values, full-precision part. */
+  for (; k < count; k++) {
+    const int t = list ? list[k] : p0 + k;
+    const size_t basei = (size_t)(t - kv->fp_start) * kv_dim + (size_t)g * d;
+    for (int r = 0; r < n_rep; r++) axpy_fp(outp + (size_t)r * d, scores[(size_t)r * count + k], kv, basei, d);
+  }
+}
+
+const kernel_table kernels_avx2 = {
+  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_chunk,
+};
+#endif

@@ -1,0 +1,186 @@
+// Parity: every native kernel against the TypeScript reference, on odd sizes (not multiples of the
+// SIMD width or the group size), for every kernel path this machine can run (forced one by one,
+// as QUANTSPEC_CPU would).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { f32ToBf16, f32ToF16 } from '../../src/core/half.js';
+import { Xoshiro128 } from '../../src/core/rng.js';
+import type { DenseTensor } from '../../src/core/tensor.js';
+import type { AttentionShape, FpRows, KvLayerView, KvPlanes } from '../../src/kernels/backend.js';
+import { createCpuBackend, NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index.js';
+import { createReferenceBackend } from '../../src/kernels/reference/index.js';
+import { quantizeQ4 } from '../../src/quant/weights.js';
+import { gaussian } from '../helpers/tiny.js';
+import { makePlanes } from '../helpers/planes.js';
+
+const built = fs.existsSync(NATIVE_ADDON_PATH);
+if (!built && process.env['CI'] === 'true') throw new Error(`${NATIVE_ADDON_PATH} is missing: .ci/run must build the native backend.`);
+const skip = built ? false : 'native backend not built (npm run build:native)';
+if (!built) process.stderr.write(`# SKIP: ${skip}\n`);
+
+const ref = createReferenceBackend();
+const ISAS = process.arch === 'x64' ? ['scalar', 'avx2'] : ['scalar'];
+
+function randn(rng: Xoshiro128, n: number, scale = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => gaussian(rng) * scale);
+}
+
+function dense(dtype: 'f32' | 'f16' | 'bf16', rows: number, cols: number, rng: Xoshiro128): DenseTensor {
+  const v = randn(rng, rows * cols);
+  if (dtype === 'f32') return { dtype, shape: [rows, cols], data: v };
+  return { dtype, shape: [rows, cols], data: Uint16Array.from(v, dtype === 'f16' ? f32ToF16 : f32ToBf16) };
+}
+
+/** |a - b| <= tol · scale[i] for every element. */
+function assertClose(a: Float32Array, b: Float32Array, tol: number, scale: Float32Array | number, what: string): void {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const s = typeof scale === 'number' ? scale : scale[i]!;
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / (s || 1));
+  }
+  assert.ok(worst <= tol, `${what}: worst relative error ${worst} > ${tol}`);
+}
+
+const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 1], [33, 67, 3], [64, 256, 5], [130, 301, 9], [17, 8, 16], [5, 1000, 2]];
+
+for (const isa of ISAS) {
+  test(`${isa}: matmul f32/f16/bf16 matches the reference and is batch invariant`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    assert.equal(cpu.isa, isa);
+    const rng = new Xoshiro128(1);
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+      for (const [rows, cols, n] of SHAPES) {
+        const w = dense(dtype, rows, cols, rng);
+        const x = randn(rng, n * cols);
+        const a = new Float32Array(n * rows);
+        const b = new Float32Array(n * rows);
+        cpu.matmul(a, x, w, n);
+        ref.matmul(b, x, w, n);
+        // Scale: sum |w||x| per output (the bound on rounding error of a dot product).
+        const absW = new Float32Array(rows * cols);
+        const row = new Float32Array(cols);
+        const scale = new Float32Array(n * rows);
+        const absX = Float32Array.from(x, Math.abs);
+        ref.matmul(scale, absX, { dtype: 'f32', shape: [rows, cols], data: absW.map((_, i) => { ref.embed(row, w, Int32Array.of(Math.floor(i / cols)), 1); return Math.abs(row[i % cols]!); }) }, n);
+        assertClose(a, b, 1e-5, scale, `${dtype} [${rows}x${cols}] n=${n}`);
+        // Each token alone gives bit-identical results.
+        for (let t = 0; t < n; t++) {
+          const one = new Float32Array(rows);
+          cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), w, 1);
+          assert.deepEqual(one, a.subarray(t * rows, (t + 1) * rows), `${dtype} token ${t} of ${n}`);
+        }
+      }
+    }
+  });
+
+  test(`${isa}: 4-bit matmul (int8 activations) matches its exact reference`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(2);
+    for (const [group, symmetric] of [[32, false], [32, true], [64, false], [128, true]] as const) {
+      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2]] as const) {
+        const w = quantizeQ4(dense('f32', rows, cols, rng) as DenseTensor, group, symmetric);
+        const prepared = cpu.prepareWeight(w);
+        assert.equal(prepared.dtype === 'q4' && prepared.packing, 'blocks32');
+        const x = randn(rng, n * cols);
+        const got = new Float32Array(n * rows);
+        cpu.matmul(got, x, prepared, n);
+        // The exact reference: activations quantized to int8 per 32-block as the kernel does.
+        const xq = new Float32Array(n * cols);
+        for (let t = 0; t < n; t++) {
+          for (let b = 0; b * 32 < cols; b++) {
+            let amax = 0;
+            for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]!));
+            const d = Math.fround(amax / 127);
+            const inv = d > 0 ? Math.fround(1 / d) : 0;
+            for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) xq[t * cols + j] = Math.round(Math.fround(x[t * cols + j]! * inv)) * d;
+          }
+        }
+        const want = new Float32Array(n * rows);
+        ref.matmul(want, xq, w, n);
+        const plain = new Float32Array(n * rows);
+        ref.matmul(plain, x, prepared, n); // the repacked weights decode to the same values
+        const same = new Float32Array(n * rows);
+        ref.matmul(same, x, w, n);
+        assertClose(plain, same, 1e-6, 1, 'repacked weights');
+        assertClose(got, want, 2e-4, Math.sqrt(cols), `q4 g${group} ${symmetric ? 'sym' : 'asym'} [${rows}x${cols}] n=${n}`);
+      }
+    }
+  });
+
+  test(`${isa}: KV quantization writes exactly the reference's codes and metadata`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(3);
+    for (const [kvDim, G, Gv, dtype] of [[16, 4, 8, 'f32'], [128, 8, 64, 'f16'], [24, 3, 12, 'f16']] as const) {
+      const rows = 3 * G + 1;
+      const keys = randn(rng, rows * kvDim, 3);
+      const values = randn(rng, rows * kvDim);
+      keys.fill(1.25, 0, kvDim); // a constant key channel group start
+      const fp: FpRows = dtype === 'f32'
+        ? { dtype, keys, values }
+        : { dtype, keys: Uint16Array.from(keys, f32ToF16), values: Uint16Array.from(values, f32ToF16) };
+      const a = makePlanes(kvDim, 4 * G, G, Gv);
+      const b = makePlanes(kvDim, 4 * G, G, Gv);
+      cpu.quantizeKv(a, fp, 1, G, 2 * G);
+      ref.quantizeKv(b, fp, 1, G, 2 * G);
+      assert.deepEqual(a, b, `kvDim ${kvDim} G ${G} Gv ${Gv} ${dtype}`);
+    }
+  });
+
+  test(`${isa}: attention over FP rows, INT8 and INT4 planes, GQA, windows and sparse selections`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(4);
+    const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean }[] = [
+      { nHeads: 4, nKv: 4, d: 8, G: 4, Gv: 8, len: 19, nq: 1 },
+      { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 97, nq: 3, fp16: true },
+      { nHeads: 8, nKv: 2, d: 32, G: 8, Gv: 16, len: 700, nq: 5, fp16: true },
+      { nHeads: 2, nKv: 1, d: 128, G: 128, Gv: 128, len: 1300, nq: 2, fp16: true },
+      { nHeads: 4, nKv: 2, d: 96, G: 32, Gv: 32, len: 301, nq: 1, window: 40 },
+      { nHeads: 4, nKv: 2, d: 64, G: 64, Gv: 64, len: 620, nq: 4, sparse: true },
+      { nHeads: 6, nKv: 3, d: 24, G: 8, Gv: 12, len: 50, nq: 2, fp16: true },
+    ];
+    for (const c of cases) {
+      const kvDim = c.nKv * c.d;
+      const shape: AttentionShape = { nHeads: c.nHeads, nKvHeads: c.nKv, headDim: c.d, window: c.window ?? 0 };
+      const total = c.len + c.nq;
+      const keys = randn(rng, total * kvDim, 2);
+      const values = randn(rng, total * kvDim);
+      const q = randn(rng, c.nq * c.nHeads * c.d);
+      const startPos = c.len;
+      for (const bits of (c.sparse ? [8] : [8, 4]) as (4 | 8)[]) {
+        // Hierarchical: the planes hold what any query reads quantized; the FP rows start at the
+        // smallest boundary (like HierKvCache); the sparse case uses a plain F32 cache instead.
+        const qb = (p: number) => (p >= 2 * c.G ? c.G * Math.floor((p - c.G) / c.G) : 0);
+        let view: KvLayerView;
+        if (c.sparse) {
+          const stride = 16;
+          const positions = new Int32Array(c.nKv * stride);
+          for (let g = 0; g < c.nKv; g++) for (let j = 0; j < 10; j++) positions[g * stride + j] = j * 7 + g;
+          view = { kvDim, fp: { dtype: 'f32', keys, values }, fpStart: 0, planes: null, bits: 8,
+            sparse: { count: 10, stride, positions, denseFrom: 100, recent: 50 } };
+        } else {
+          const planeTokens = qb(total - 1);
+          const planes: KvPlanes = makePlanes(kvDim, Math.max(planeTokens, c.G), c.G, c.Gv);
+          const fpStart = qb(startPos);
+          const rows = total - fpStart;
+          const fpKeys = keys.subarray(fpStart * kvDim);
+          const fpValues = values.subarray(fpStart * kvDim);
+          const fp: FpRows = c.fp16
+            ? { dtype: 'f16', keys: Uint16Array.from(fpKeys, f32ToF16), values: Uint16Array.from(fpValues, f32ToF16) }
+            : { dtype: 'f32', keys: fpKeys.slice(), values: fpValues.slice() };
+          if (planeTokens > 0) ref.quantizeKv(planes, { dtype: 'f32', keys, values }, 0, 0, planeTokens);
+          assert.ok(rows > 0);
+          view = { kvDim, fp, fpStart, planes, bits, sparse: null };
+        }
+        const a = new Float32Array(c.nq * c.nHeads * c.d);
+        const b = new Float32Array(c.nq * c.nHeads * c.d);
+        cpu.attention(a, q, c.nq, startPos, view, shape, new Float32Array(total));
+        ref.attention(b, q, c.nq, startPos, view, shape, new Float32Array(total));
+        // Quantized keys are dotted with an int16-quantized folded query (relative error ~1e-5).
+        const tol = 2e-4;
+        assertClose(a, b, tol, 1, `${JSON.stringify(c)} bits ${bits}`);
+      }
+    }
+  });
+}
