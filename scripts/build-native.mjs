@@ -54,9 +54,13 @@ const units = [
   { file: 'kernels_common.c', flags: [] },
   { file: 'kernels_scalar.c', flags: [] },
   { file: 'quantspec.c', flags: [] },
-  ...(x86 ? [{ file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] }] : []),
+  ...(x86 ? [
+    { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
+    { file: 'kernels_avx512.c', flags: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'] },
+  ] : []),
 ];
 fs.mkdirSync(out, { recursive: true });
+fs.rmSync(target, { force: true }); // a failed build must not leave an older addon behind
 const objects = [];
 try {
   for (const u of units) {

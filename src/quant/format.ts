@@ -5,22 +5,33 @@ import type { DenseTensor } from '../core/tensor.js';
 
 /**
  * 4-bit group-quantized matrix [rows, cols]; groups of `groupSize` consecutive columns of a row.
- * symmetric: w = (q - 8)·scale; asymmetric: w = q·scale + min. Codes q in 0..15, two per byte:
- * - packing 'pairs': element 2i in the low nibble, 2i+1 in the high nibble (quantizer output);
- * - packing 'blocks32' (native kernels, groupSize 32, always with mins): per block of 32, byte j
- *   holds element j (low) and j + 16 (high), as llama.cpp's Q4 blocks.
+ * - packing 'pairs' (quantizer output): element 2i in the low nibble, 2i+1 in the high nibble;
+ *   symmetric: w = (q - 8)·scale; asymmetric: w = q·scale + min; F32 scales and minimums.
+ * - packing 'blocks32' (native kernels): groups of 32; byte j of a block holds element j (low) and
+ *   j + 16 (high), as llama.cpp's Q4 blocks; w = q·scale + min with F16 scale and min (5 bits per
+ *   weight in all).
  * A row's last group may be partial (cols % groupSize); its unused nibbles are zero.
  */
-export interface Q4Tensor {
-  readonly dtype: 'q4';
-  readonly packing: 'pairs' | 'blocks32';
-  readonly shape: readonly [number, number];
-  readonly groupSize: number;
-  readonly symmetric: boolean;
-  readonly codes: Uint8Array; // [rows, nGroups * groupSize / 2]
-  readonly scales: Float32Array; // [rows, nGroups]
-  readonly mins: Float32Array | null; // [rows, nGroups], null when symmetric
-}
+export type Q4Tensor =
+  | {
+      readonly dtype: 'q4';
+      readonly packing: 'pairs';
+      readonly shape: readonly [number, number];
+      readonly groupSize: number;
+      readonly symmetric: boolean;
+      readonly codes: Uint8Array; // [rows, nGroups * groupSize / 2]
+      readonly scales: Float32Array; // [rows, nGroups]
+      readonly mins: Float32Array | null; // [rows, nGroups], null when symmetric
+    }
+  | {
+      readonly dtype: 'q4';
+      readonly packing: 'blocks32';
+      readonly shape: readonly [number, number];
+      readonly groupSize: 32;
+      readonly codes: Uint8Array; // [rows, nb, 16], nb = ceil(cols / 32)
+      readonly scales: Uint16Array; // [rows, nb] F16
+      readonly mins: Uint16Array; // [rows, nb] F16
+    };
 
 /** 8-bit symmetric group-quantized matrix: w = q·scale, q in -127..127. */
 export interface Q8Tensor {

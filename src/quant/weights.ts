@@ -3,7 +3,10 @@
 
 import { InvalidArgumentError } from '../core/errors.js';
 import { readDenseRow, type DenseTensor } from '../core/tensor.js';
+import { f16Lookup, f32ToF16 } from '../core/half.js';
 import { groupsPerRow, type Q4Tensor } from './format.js';
+
+const f16 = f16Lookup();
 
 /** Round half to even (the one rounding rule of the project). */
 function rint(x: number): number {
@@ -72,19 +75,20 @@ export function quantizeQ4(t: DenseTensor, groupSize: number, symmetric: boolean
 export function repackQ4Blocks32(w: Q4Tensor): Q4Tensor | null {
   if (w.packing === 'blocks32') return w;
   if (w.groupSize % 32 !== 0) return null;
+  // Scales and minimums become F16 (round to nearest); the codes stay as quantized.
   const [rows, cols] = w.shape;
   const nb = Math.ceil(cols / 32);
   const nGroups = groupsPerRow(cols, w.groupSize);
   const rowBytes = (nGroups * w.groupSize) >> 1;
   const codes = new Uint8Array(rows * nb * 16); // [rows, nb, 16]
-  const scales = new Float32Array(rows * nb); // [rows, nb]
-  const mins = new Float32Array(rows * nb); // [rows, nb]
+  const scales = new Uint16Array(rows * nb); // [rows, nb] F16
+  const mins = new Uint16Array(rows * nb); // [rows, nb] F16
   for (let r = 0; r < rows; r++) {
     for (let b = 0; b < nb; b++) {
       const gi = r * nGroups + Math.floor((b * 32) / w.groupSize);
       const scale = w.scales[gi]!;
-      scales[r * nb + b] = scale;
-      mins[r * nb + b] = w.symmetric ? -8 * scale : w.mins![gi]!;
+      scales[r * nb + b] = f32ToF16(scale);
+      mins[r * nb + b] = f32ToF16(w.symmetric ? -8 * scale : w.mins![gi]!);
       for (let i = 0; i < 32; i++) {
         const j = b * 32 + i;
         if (j >= cols) break;
@@ -95,7 +99,7 @@ export function repackQ4Blocks32(w: Q4Tensor): Q4Tensor | null {
       }
     }
   }
-  return { dtype: 'q4', packing: 'blocks32', shape: w.shape, groupSize: 32, symmetric: false, codes, scales, mins };
+  return { dtype: 'q4', packing: 'blocks32', shape: w.shape, groupSize: 32, codes, scales, mins };
 }
 
 /** out[0..cols) = row `row` of a Q4 matrix, dequantized. */
@@ -108,7 +112,7 @@ export function dequantQ4Row(out: Float32Array, w: Q4Tensor, row: number): void 
       const i = j & 31;
       const byte = w.codes[(row * nb + b) * 16 + (i & 15)]!;
       const q = i < 16 ? byte & 15 : byte >> 4;
-      out[j] = q * w.scales[row * nb + b]! + w.mins![row * nb + b]!;
+      out[j] = q * f16[w.scales[row * nb + b]!]! + f16[w.mins[row * nb + b]!]!;
     }
     return;
   }

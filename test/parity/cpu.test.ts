@@ -21,7 +21,21 @@ const skip = built ? false : 'native backend not built (npm run build:native)';
 if (!built) process.stderr.write(`# SKIP: ${skip}\n`);
 
 const ref = createReferenceBackend();
-const ISAS = process.arch === 'x64' ? ['scalar', 'avx2'] : ['scalar'];
+/** Every kernel path this CPU can run. */
+function availableIsas(): string[] {
+  if (!built) return ['scalar'];
+  const isas = ['scalar'];
+  for (const isa of process.arch === 'x64' ? ['avx2', 'avx512'] : []) {
+    try {
+      createCpuBackend({ isa });
+      isas.push(isa);
+    } catch {
+      process.stderr.write(`# kernel path ${isa} is not available on this CPU; its parity tests do not apply here\n`);
+    }
+  }
+  return isas;
+}
+const ISAS = availableIsas();
 
 function randn(rng: Xoshiro128, n: number, scale = 1): Float32Array {
   return Float32Array.from({ length: n }, () => gaussian(rng) * scale);
@@ -97,14 +111,17 @@ for (const isa of ISAS) {
             for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) xq[t * cols + j] = Math.round(Math.fround(x[t * cols + j]! * inv)) * d;
           }
         }
+        // Exact reference: the repacked weights (F16 scales and minimums) times the quantized activations.
         const want = new Float32Array(n * rows);
-        ref.matmul(want, xq, w, n);
-        const plain = new Float32Array(n * rows);
-        ref.matmul(plain, x, prepared, n); // the repacked weights decode to the same values
-        const same = new Float32Array(n * rows);
-        ref.matmul(same, x, w, n);
-        assertClose(plain, same, 1e-6, 1, 'repacked weights');
+        ref.matmul(want, xq, prepared, n);
         assertClose(got, want, 2e-4, Math.sqrt(cols), `q4 g${group} ${symmetric ? 'sym' : 'asym'} [${rows}x${cols}] n=${n}`);
+        // Repacking only rounds scales and minimums to F16: each weight moves by at most 2^-11 of
+        // (15·scale + |min|), a few 1e-3 here, so a dot of `cols` random terms moves by ~1e-3·sqrt(cols).
+        const repacked = new Float32Array(n * rows);
+        const original = new Float32Array(n * rows);
+        ref.matmul(repacked, x, prepared, n);
+        ref.matmul(original, x, w, n);
+        assertClose(repacked, original, 1e-2, Math.sqrt(cols), 'repacked weights');
       }
     }
   });

@@ -1,7 +1,8 @@
 // The native CPU backend: Node-API addon (build/quantspec.node, built on `npm ci` by
 // scripts/build-native.mjs) for the heavy kernels (matmul, attention, KV quantization); the
 // light elementwise kernels stay in TypeScript. Instruction set chosen at load (QUANTSPEC_CPU =
-// scalar | avx2 overrides); threads default to the physical cores (QUANTSPEC_THREADS overrides).
+// scalar | avx2 | avx512 overrides; the choice is process-wide); threads default to the physical
+// cores (QUANTSPEC_THREADS overrides; fixed once the first backend starts its thread pool).
 
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -9,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackendUnavailableError } from '../../core/errors.js';
-import type { Q4Tensor, WeightTensor } from '../../quant/format.js';
+import type { WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
 import type { AttentionShape, Backend, FpRows, KvLayerView, KvPlanes } from '../backend.js';
 import { createReferenceBackend } from '../reference/index.js';
@@ -17,21 +18,24 @@ import { createReferenceBackend } from '../reference/index.js';
 interface NativeAddon {
   init(threads: number, isa: string): { isa: string; threads: number };
   matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, n: number): void;
-  matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Float32Array, mins: Float32Array, rows: number, cols: number, n: number): void;
+  matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array, rows: number, cols: number, n: number): void;
   attention(...args: unknown[]): void;
   quantizeKv(...args: unknown[]): void;
+  readSum(data: Float32Array): number;
 }
 
 export interface CpuBackendOptions {
   /** Worker threads including the caller (default: physical cores, or QUANTSPEC_THREADS). */
   readonly threads?: number;
-  /** Kernel path: '' = best available, 'avx2', 'scalar' (default: QUANTSPEC_CPU). */
+  /** Kernel path: '' = best available, 'avx512', 'avx2', 'scalar' (default: QUANTSPEC_CPU). */
   readonly isa?: string;
 }
 
 export interface CpuBackend extends Backend {
   readonly isa: string;
   readonly threads: number;
+  /** Sum of a buffer read by every thread (benchmarks use it to measure read bandwidth). */
+  readSum(data: Float32Array): number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -71,7 +75,7 @@ function loadAddon(opts: CpuBackendOptions): NativeAddon {
   try {
     addonInfo = a.init(threads, isa);
   } catch (e) {
-    throw new BackendUnavailableError(`kernel path "${isa}" is not available on this CPU (${(e as Error).message}); use scalar or avx2.`);
+    throw new BackendUnavailableError(`kernel path "${isa}" is not available on this CPU (${(e as Error).message}); use scalar, avx2 or avx512.`);
   }
   return a;
 }
@@ -96,6 +100,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     name: `cpu-${info.isa}`,
     isa: info.isa,
     threads: info.threads,
+    readSum: (data) => native.readSum(data),
     prepareWeight(w: WeightTensor): WeightTensor {
       if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;
       return w;
@@ -109,8 +114,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
           return;
         case 'q4':
           if (w.packing === 'blocks32') {
-            const q = w as Q4Tensor;
-            native.matmulQ4(out, x, q.codes, q.scales, q.mins!, q.shape[0], q.shape[1], nTokens);
+            native.matmulQ4(out, x, w.codes, w.scales, w.mins, w.shape[0], w.shape[1], nTokens);
             return;
           }
           ref.matmul(out, x, w, nTokens); // group sizes the native kernel does not take

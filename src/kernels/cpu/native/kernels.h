@@ -9,14 +9,14 @@
 #include <stdint.h>
 
 /* Q4 blocks of 32 weights, repacked at load time: byte j of a block holds element j (low nibble)
- * and element j + 16 (high nibble); w = q * scale + min. */
+ * and element j + 16 (high nibble); w = q * scale + min, scale and min in F16 (5 bits per weight). */
 #define QK 32
 
 typedef struct {
-  const uint8_t *codes; /* [rows, nb, 16] */
-  const float *scales;  /* [rows, nb] */
-  const float *mins;    /* [rows, nb] */
-  int nb;               /* blocks per row = ceil(cols / 32) */
+  const uint8_t *codes;   /* [rows, nb, 16] */
+  const uint16_t *scales; /* [rows, nb] F16 */
+  const uint16_t *mins;   /* [rows, nb] F16 */
+  int nb;                 /* blocks per row = ceil(cols / 32) */
 } q4_weights;
 
 /* Activations quantized to int8 per 32-block: x ≈ q * d. */
@@ -24,6 +24,7 @@ typedef struct {
   const int8_t *q;  /* [n, nb * 32], zero-padded */
   const float *d;   /* [n, nb] */
   const int32_t *sum; /* [n, nb] sum of q over the block */
+  const float *dsum;  /* [n, nb] d · sum: dotted with a row's block minimums */
   int nb;
 } q8_acts;
 
@@ -68,24 +69,36 @@ typedef struct {
   void (*matmul_f16)(float *out, const float *x, const uint16_t *w, int rows, int cols, int n, int r0, int r1);
   void (*matmul_bf16)(float *out, const float *x, const uint16_t *w, int rows, int cols, int n, int r0, int r1);
   void (*matmul_q4)(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1);
-  void (*quantize_acts)(int8_t *q, float *d, int32_t *sum, const float *x, int cols, int nb, int t0, int t1);
+  void (*quantize_acts)(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
   /* Attention of one query and the n_rep query heads of one kv head over positions [p0, p1) (or
    * over list[0 .. p1 - p0) when list is not NULL): per head, the max score, the sum of
    * exp(score - max) and the exp-weighted sum of values. scratch: head_dim + n_rep * (p1 - p0). */
-  void (*attention_chunk)(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list,
-                          float *scratch, attn_partial *part, float *out_partial);
+  void (*attention_head)(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list,
+                         float *scratch, attn_partial *part, float *out_partial);
+  /* The same for every head at once over the dense positions [p0, p1), reading each position's
+   * row of all KV heads in one pass: part[n_heads], out_partial[n_heads, head_dim].
+   * scratch: attn_rows_scratch(n_heads, head_dim, p1 - p0) floats. */
+  void (*attention_rows)(const attn_args *a, int query, int p0, int p1, float *scratch, attn_partial *part,
+                         float *out_partial);
 } kernel_table;
 
 extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const kernel_table kernels_avx2;
+extern const kernel_table kernels_avx512; /* attention entries NULL: the AVX2 ones are used */
 #endif
+
+/* Floats of scratch attention_rows needs. */
+static inline size_t attn_rows_scratch(int n_heads, int head_dim, int count) {
+  /* scores, folded queries, per-head scalars, value weights (2 per head and position) */
+  return (size_t)n_heads * count * 3 + (size_t)n_heads * head_dim + 4 * (size_t)n_heads + (size_t)head_dim * 2 + 64;
+}
 
 /* Shared scalar helpers (kernels_common.c). */
 float qs_f16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);
 int quant_boundary(int p, int g);
-void quantize_acts(int8_t *q, float *d, int32_t *sum, const float *x, int cols, int nb, int t0, int t1);
+void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
 void kv_quantize(const kv_planes *planes_w, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                  uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
                  const void *fp_values, int src_row, int dst_pos, int n_tokens);

@@ -48,15 +48,16 @@ static inline float one_bf16(const uint16_t *p) {
   static inline __attribute__((always_inline)) void block_##SUFFIX(float *out, const float *x, const WT *w, \
                                                                     int rows, int cols, int r, int t,     \
                                                                     const int RB, const int TB) {         \
-    __m256 acc[4][4];                                                                                    \
+    __m256 acc[4][6];                                                                                    \
     for (int i = 0; i < RB; i++)                                                                         \
       for (int k = 0; k < TB; k++) acc[i][k] = _mm256_setzero_ps();                                      \
     int j = 0;                                                                                           \
     for (; j + 8 <= cols; j += 8) {                                                                      \
-      for (int i = 0; i < RB; i++) {                                                                     \
-        const __m256 wv = load8_##SUFFIX(w + (size_t)(r + i) * cols + j);                                \
-        for (int k = 0; k < TB; k++)                                                                     \
-          acc[i][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)(t + k) * cols + j), acc[i][k]);   \
+      __m256 wv[4];                                                                                      \
+      for (int i = 0; i < RB; i++) wv[i] = load8_##SUFFIX(w + (size_t)(r + i) * cols + j);               \
+      for (int k = 0; k < TB; k++) {                                                                     \
+        const __m256 xv = _mm256_loadu_ps(x + (size_t)(t + k) * cols + j);                              \
+        for (int i = 0; i < RB; i++) acc[i][k] = _mm256_fmadd_ps(wv[i], xv, acc[i][k]);                  \
       }                                                                                                  \
     }                                                                                                    \
     for (int i = 0; i < RB; i++)                                                                         \
@@ -74,11 +75,18 @@ static inline float one_bf16(const uint16_t *p) {
       for (; r < r1; r++) block_##SUFFIX(out, x, w, rows, cols, r, 0, 1, 1);                             \
       return;                                                                                            \
     }                                                                                                    \
+    /* two rows, up to six tokens per block: one pass over each row pair for a verify batch */          \
     for (; r + 2 <= r1; r += 2) {                                                                        \
       int t = 0;                                                                                         \
-      for (; t + 4 <= n; t += 4) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 4);                      \
-      for (; t + 2 <= n; t += 2) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 2);                      \
-      for (; t < n; t++) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 1);                              \
+      for (; t + 6 <= n; t += 6) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 6);                      \
+      switch (n - t) {                                                                                   \
+        case 5: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 5); break;                                \
+        case 4: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 4); break;                                \
+        case 3: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 3); break;                                \
+        case 2: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 2); break;                                \
+        case 1: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 1); break;                                \
+        default: break;                                                                                  \
+      }                                                                                                  \
     }                                                                                                    \
     for (; r < r1; r++) {                                                                                \
       int t = 0;                                                                                         \
@@ -91,33 +99,36 @@ MM_BLOCK(f32, float)
 MM_BLOCK(f16, uint16_t)
 MM_BLOCK(bf16, uint16_t)
 
-/* Integer dot of one Q4 block (32 nibbles) with 32 int8 activations, as 8 int32 lanes. */
-static inline __m256i q4_block_dot(const uint8_t *codes, const int8_t *xq) {
-  const __m128i packed = _mm_loadu_si128((const __m128i *)codes);
-  const __m128i mask = _mm_set1_epi8(15);
-  const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), mask), _mm_and_si128(packed, mask));
-  const __m256i prod = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)xq));
-  return _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+/* Sum over blocks of min · (d · sum q), one 8-lane accumulator: the minimum term of Q4 x Q8. */
+static inline float min_term(const uint16_t *mins, const float *dsum, int nb) {
+  __m256 acc = _mm256_setzero_ps();
+  int b = 0;
+  for (; b + 8 <= nb; b += 8) acc = _mm256_fmadd_ps(load8_f16(mins + b), _mm256_loadu_ps(dsum + b), acc);
+  float s = hsum(acc);
+  for (; b < nb; b++) s += _cvtsh_ss(mins[b]) * dsum[b];
+  return s;
 }
 
 static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_acts *x, const q4_weights *w, int rows,
                                                           int r, int t, const int RB) {
   const int nb = w->nb;
+  const float *dx = x->d + (size_t)t * nb;
   __m256 acc[4];
-  float macc[4];
-  for (int i = 0; i < RB; i++) acc[i] = _mm256_setzero_ps(), macc[i] = 0;
+  for (int i = 0; i < RB; i++) acc[i] = _mm256_setzero_ps();
   for (int b = 0; b < nb; b++) {
-    const int8_t *xq = x->q + ((size_t)t * nb + b) * QK;
-    const float dx = x->d[(size_t)t * nb + b];
-    const float sx = (float)x->sum[(size_t)t * nb + b];
+    const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->q + ((size_t)t * nb + b) * QK));
+    const __m256 dxb = _mm256_set1_ps(dx[b]);
     for (int i = 0; i < RB; i++) {
       const size_t wi = (size_t)(r + i) * nb + b;
-      const __m256i isum = q4_block_dot(w->codes + wi * 16, xq);
-      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(w->scales[wi] * dx), _mm256_cvtepi32_ps(isum), acc[i]);
-      macc[i] += (w->mins[wi] * dx) * sx;
+      const __m128i packed = _mm_loadu_si128((const __m128i *)(w->codes + wi * 16));
+      const __m128i mask = _mm_set1_epi8(15);
+      const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), mask), _mm_and_si128(packed, mask));
+      const __m256i isum = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), _mm256_set1_epi16(1));
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(w->scales[wi])), dxb), _mm256_cvtepi32_ps(isum), acc[i]);
     }
   }
-  for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = hsum(acc[i]) + macc[i];
+  for (int i = 0; i < RB; i++)
+    out[(size_t)t * rows + r + i] = hsum(acc[i]) + min_term(w->mins + (size_t)(r + i) * nb, x->dsum + (size_t)t * nb, nb);
 }
 
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
@@ -185,12 +196,12 @@ static inline void nibbles_to_f32(const uint8_t *src, __m256 out[4]) {
   out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c1, 8)));
 }
 
-static void attention_chunk(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
+static void attention_head(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
                             attn_partial *part, float *outp) {
   const kv_view *kv = a->kv;
   const int d = a->head_dim, n_rep = a->n_heads / a->n_kv_heads, kv_dim = a->n_kv_heads * d;
   if (d % 32 != 0 || d > MAX_D || n_rep > MAX_REP || (list && kv->planes)) {
-    kernels_scalar.attention_chunk(a, query, g, p0, p1, list, scratch, part, outp);
+    kernels_scalar.attention_head(a, query, g, p0, p1, list, scratch, part, outp);
     return;
   }
   const int pos = a->start_pos + query;
@@ -366,7 +377,279 @@ static void attention_chunk(const attn_args *a, int query, int g, int p0, int p1
   }
 }
 
+/* Softmax pieces of one score row in place: returns max, writes exp(s - max), returns the sum in *l. */
+static inline float softmax_row(float *s, int count, float *l_out) {
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 8 <= count; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + i));
+  float tmp[8], m = -INFINITY;
+  _mm256_storeu_ps(tmp, mv);
+  for (int j = 0; j < 8; j++) m = fmaxf(m, tmp[j]);
+  for (; i < count; i++) m = fmaxf(m, s[i]);
+  const __m256 mb = _mm256_set1_ps(m);
+  __m256 lv = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= count; i += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mb));
+    _mm256_storeu_ps(s + i, e);
+    lv = _mm256_add_ps(lv, e);
+  }
+  float l = hsum(lv);
+  for (; i < count; i++) {
+    s[i] = expf(s[i] - m);
+    l += s[i];
+  }
+  *l_out = l;
+  return m;
+}
+
+typedef struct {
+  const uint8_t *up, *lw; /* plane bytes of the first position, this KV head */
+  int rb, half;           /* plane row bytes; bytes of one head */
+  const int16_t *qlo, *qhi;
+  const float *dq, *base;
+  const int32_t *qsum;
+  float *scores; /* scores[r * count + i] for position i of the block */
+  int count;
+  float scale;
+  int n; /* positions */
+} key_args;
+
+/* Scores of NR query heads (sharing one KV head) against n quantized positions. NR and BITS are
+ * literal constants at every call, so the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void key_block(const key_args *a, const int NR, const int BITS) {
+  const __m128i mask = _mm_set1_epi8(15), himask = _mm_set1_epi8((char)0xf0);
+  for (int i = 0; i < a->n; i++) {
+    const uint8_t *up = a->up + (size_t)i * a->rb, *lw = a->lw + (size_t)i * a->rb;
+    __m256i acc_u[4];
+    for (int r = 0; r < NR; r++) acc_u[r] = _mm256_setzero_si256();
+    for (int b = 0; b < a->half; b += 16) {
+      const __m128i raw = _mm_loadu_si128((const __m128i *)(up + b));
+      __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+      if (BITS == 8) {
+        /* the INT8 code 16u + l8 of each channel, from both planes: one dot instead of two */
+        const __m128i rl = _mm_loadu_si128((const __m128i *)(lw + b));
+        ce = _mm_or_si128(_mm_slli_epi16(ce, 4), _mm_and_si128(rl, mask));
+        co = _mm_or_si128(_mm_and_si128(raw, himask), _mm_and_si128(_mm_srli_epi16(rl, 4), mask));
+      }
+      const __m256i ue = _mm256_cvtepu8_epi16(ce), uo = _mm256_cvtepu8_epi16(co);
+      for (int r = 0; r < NR; r++) {
+        const __m256i qe = _mm256_loadu_si256((const __m256i *)(a->qlo + (size_t)r * a->half + b));
+        const __m256i qo = _mm256_loadu_si256((const __m256i *)(a->qhi + (size_t)r * a->half + b));
+        acc_u[r] = _mm256_add_epi32(acc_u[r], _mm256_add_epi32(_mm256_madd_epi16(ue, qe), _mm256_madd_epi16(uo, qo)));
+      }
+    }
+    for (int r = 0; r < NR; r++) {
+      /* INT8: q·(16u + l8 - 8)/16 = (Σ q·code - 8 Σ q) / 16 */
+      const float dot = BITS == 8 ? (float)(hsum_i32(acc_u[r]) - 8 * a->qsum[r]) * (1.0f / 16.0f) : (float)hsum_i32(acc_u[r]);
+      a->scores[(size_t)r * a->count + i] = (a->dq[r] * dot + a->base[r]) * a->scale;
+    }
+  }
+}
+
+typedef struct {
+  const uint8_t *up, *lw; /* value plane bytes of the first position, this KV head, channel c0 */
+  int rb, n;
+  const float *wu, *wl; /* [r * n + i] */
+  int wstride;
+  float *out; /* out[r * d + c] at channel c0 */
+  int d;
+} value_args;
+
+/* 16 channels of NR heads accumulated over n positions in registers. */
+static inline __attribute__((always_inline)) void value_block(const value_args *a, const int NR, const int BITS) {
+  const __m128i mask = _mm_set1_epi8(15);
+  __m256 acc[4][2];
+  for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  const uint8_t *up = a->up, *lw = a->lw;
+  for (int i = 0; i < a->n; i++, up += a->rb, lw += a->rb) {
+    const __m128i raw = _mm_loadl_epi64((const __m128i *)up);
+    __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    if (BITS == 8) {
+      /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
+      const __m128i rl = _mm_loadl_epi64((const __m128i *)lw);
+      ce = _mm_or_si128(_mm_slli_epi16(ce, 4), _mm_and_si128(rl, mask));
+      co = _mm_or_si128(_mm_slli_epi16(co, 4), _mm_and_si128(_mm_srli_epi16(rl, 4), mask));
+    }
+    const __m128i ch = _mm_unpacklo_epi8(ce, co);
+    const __m256 u0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(ch));
+    const __m256 u1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(ch, 8)));
+    const float *w = BITS == 8 ? a->wl : a->wu;
+    for (int r = 0; r < NR; r++) {
+      const __m256 a8 = _mm256_broadcast_ss(w + (size_t)r * a->wstride + i);
+      acc[r][0] = _mm256_fmadd_ps(a8, u0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(a8, u1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < NR; r++) {
+    float *o = a->out + (size_t)r * a->d;
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][0]));
+    _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[r][1]));
+  }
+}
+
+static void attention_rows(const attn_args *a, int query, int p0, int p1, float *scratch, attn_partial *part, float *outp) {
+  const kv_view *kv = a->kv;
+  const kv_planes *pl = kv->planes;
+  const int d = a->head_dim, n_heads = a->n_heads, n_kv = a->n_kv_heads, n_rep = n_heads / n_kv, kv_dim = n_kv * d;
+  if (d % 32 != 0 || d > MAX_D || (pl && pl->group_v % 8 != 0)) {
+    kernels_scalar.attention_rows(a, query, p0, p1, scratch, part, outp);
+    return;
+  }
+  const int pos = a->start_pos + query;
+  const int q_end = pl ? quant_boundary(pos, pl->group_k) : 0;
+  const float scale = 1.0f / sqrtf((float)d);
+  const int count = p1 - p0, half = d / 2;
+  float *scores = scratch; /* [n_heads, count] */
+  int16_t *qlo = (int16_t *)(scratch + (((size_t)n_heads * count + 15) & ~(size_t)15)); /* [n_heads, d/2] */
+  int16_t *qhi = qlo + (size_t)n_heads * half;                                            /* [n_heads, d/2] */
+  float *dq = (float *)(qhi + (size_t)n_heads * half);
+  float *base = dq + n_heads;
+  int32_t *qsum = (int32_t *)(base + n_heads);
+  memset(outp, 0, sizeof(float) * (size_t)n_heads * d);
+
+  /* Keys in the planes: per key group fold s into every head's query, quantize it to int16, then
+   * one pass over the rows (all KV heads of a position are adjacent in memory). */
+  const int qa_end = q_end < p1 ? q_end : p1;
+  int k = 0;
+  if (p0 < qa_end) {
+    const int G = pl->group_k, rb = pl->kv_dim / 2;
+    for (int t = p0; t < qa_end;) {
+      const int blk = t / G, t_end = ((blk + 1) * G < qa_end) ? (blk + 1) * G : qa_end;
+      for (int h = 0; h < n_heads; h++) {
+        const int g = h / n_rep;
+        const float *qv = a->q + ((size_t)query * n_heads + h) * d;
+        const uint16_t *ks = pl->k_scale + (size_t)blk * pl->kv_dim + g * d;
+        const uint16_t *km = pl->k_min + (size_t)blk * pl->kv_dim + g * d;
+        float qs[MAX_D], amax = 0, b = 0;
+        for (int c = 0; c < d; c += 8) {
+          const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + c)));
+          const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + c)));
+          const __m256 q8 = _mm256_loadu_ps(qv + c);
+          _mm256_storeu_ps(qs + c, _mm256_mul_ps(q8, s8));
+          b += hsum(_mm256_mul_ps(q8, m8));
+        }
+        for (int c = 0; c < d; c++) amax = fmaxf(amax, fabsf(qs[c]));
+        const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
+        int32_t sum = 0;
+        for (int c = 0; c < d; c += 2) {
+          const int lo = (int)rintf(qs[c] * inv), hi = (int)rintf(qs[c + 1] * inv);
+          qlo[(size_t)h * half + c / 2] = (int16_t)lo;
+          qhi[(size_t)h * half + c / 2] = (int16_t)hi;
+          sum += lo + hi;
+        }
+        dq[h] = dd;
+        base[h] = b;
+        qsum[h] = sum;
+      }
+      for (int g = 0; g < n_kv; g++) {
+        for (int r0 = 0; r0 < n_rep; r0 += 4) {
+          const int nr = n_rep - r0 < 4 ? n_rep - r0 : 4;
+          const int h0 = g * n_rep + r0;
+          const key_args ka = {pl->k_upper + (size_t)t * rb + g * half, pl->k_lower + (size_t)t * rb + g * half, rb, half,
+                               qlo + (size_t)h0 * half, qhi + (size_t)h0 * half, dq + h0, base + h0, qsum + h0,
+                               scores + (size_t)h0 * count + k, count, scale, t_end - t};
+          if (kv->bits == 8) {
+            if (nr == 4) key_block(&ka, 4, 8); else if (nr == 3) key_block(&ka, 3, 8); else if (nr == 2) key_block(&ka, 2, 8); else key_block(&ka, 1, 8);
+          } else {
+            if (nr == 4) key_block(&ka, 4, 4); else if (nr == 3) key_block(&ka, 3, 4); else if (nr == 2) key_block(&ka, 2, 4); else key_block(&ka, 1, 4);
+          }
+        }
+      }
+      k += t_end - t;
+      t = t_end;
+    }
+  }
+  /* Keys in full precision. */
+  for (; k < count; k++) {
+    const size_t row = (size_t)(p0 + k - kv->fp_start) * kv_dim;
+    for (int h = 0; h < n_heads; h++) {
+      const float *qv = a->q + ((size_t)query * n_heads + h) * d;
+      scores[(size_t)h * count + k] = dot_fp(kv, row + (size_t)(h / n_rep) * d, qv, d) * scale;
+    }
+  }
+  for (int h = 0; h < n_heads; h++) part[h].m = softmax_row(scores + (size_t)h * count, count, &part[h].l);
+
+  /* Values in the planes. With one value group per head (Gv = head_dim), v = mn + s·(u + (l8 - 8)/16):
+   * out = Σ e·mn - Σ e·s/2 [INT8] + Σ (e·s)·u + Σ (e·s/16)·l8. The scalar terms are summed per head;
+   * the code terms accumulate in registers over the positions, 16 channels by 4 heads at a time,
+   * decoding each position's codes once per 4 heads. */
+  k = 0;
+  if (p0 < qa_end) {
+    const int rb = pl->kv_dim / 2, Gv = pl->group_v, groups = pl->kv_dim / Gv, n = qa_end - p0;
+    if (Gv == d) {
+      float *wu = (float *)(qsum + n_heads);           /* [n_heads, n]: e·s */
+      float *wl = wu + (size_t)n_heads * n;            /* [n_heads, n]: e·s/16 */
+      for (int h = 0; h < n_heads; h++) {
+        const int g = h / n_rep;
+        float bias = 0;
+        for (int i = 0; i < n; i++) {
+          const size_t gi = (size_t)(p0 + i) * groups + g;
+          const float e = scores[(size_t)h * count + i], s = _cvtsh_ss(pl->v_scale[gi]);
+          const float es = e * s;
+          wu[(size_t)h * n + i] = es;
+          wl[(size_t)h * n + i] = es * (1.0f / 16.0f);
+          bias += e * _cvtsh_ss(pl->v_min[gi]) - (kv->bits == 8 ? es * 0.5f : 0.0f);
+        }
+        float *o = outp + (size_t)h * d;
+        for (int c = 0; c < d; c++) o[c] = bias;
+      }
+      for (int g = 0; g < n_kv; g++) {
+        for (int r0 = 0; r0 < n_rep; r0 += 4) {
+          const int nr = n_rep - r0 < 4 ? n_rep - r0 : 4;
+          const size_t h0 = (size_t)g * n_rep + r0;
+          for (int c0 = 0; c0 < d; c0 += 16) {
+            const value_args va = {pl->v_upper + (size_t)p0 * rb + g * half + c0 / 2, pl->v_lower + (size_t)p0 * rb + g * half + c0 / 2,
+                                   rb, n, wu + h0 * n, wl + h0 * n, n, outp + h0 * d + c0, d};
+            if (kv->bits == 8) {
+              if (nr == 4) value_block(&va, 4, 8); else if (nr == 3) value_block(&va, 3, 8); else if (nr == 2) value_block(&va, 2, 8); else value_block(&va, 1, 8);
+            } else {
+              if (nr == 4) value_block(&va, 4, 4); else if (nr == 3) value_block(&va, 3, 4); else if (nr == 2) value_block(&va, 2, 4); else value_block(&va, 1, 4);
+            }
+          }
+        }
+      }
+      k = n;
+    } else {
+      /* several value groups per head: decode per position, apply to each head */
+      for (int t = p0; t < qa_end; t++, k++) {
+        for (int g = 0; g < n_kv; g++) {
+          const uint8_t *up = pl->v_upper + (size_t)t * rb + g * half;
+          const uint8_t *lw = pl->v_lower + (size_t)t * rb + g * half;
+          for (int c0 = 0; c0 < d; c0 += 32) {
+            __m256 u[4], l8[4];
+            nibbles_to_f32(up + c0 / 2, u);
+            if (kv->bits == 8) nibbles_to_f32(lw + c0 / 2, l8);
+            for (int j = 0; j < 4; j++) {
+              const size_t gi = (size_t)t * groups + (size_t)(g * d + c0 + j * 8) / Gv;
+              const float s = _cvtsh_ss(pl->v_scale[gi]), mn = _cvtsh_ss(pl->v_min[gi]);
+              for (int r = 0; r < n_rep; r++) {
+                const int h = g * n_rep + r;
+                const float e = scores[(size_t)h * count + k];
+                float *o = outp + (size_t)h * d + c0 + j * 8;
+                const float es = e * s;
+                __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[j], _mm256_loadu_ps(o));
+                float add = e * mn;
+                if (kv->bits == 8) {
+                  acc = _mm256_fmadd_ps(_mm256_set1_ps(es * (1.0f / 16.0f)), l8[j], acc);
+                  add -= es * 0.5f;
+                }
+                _mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_set1_ps(add)));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  /* Values in full precision. */
+  for (; k < count; k++) {
+    const size_t row = (size_t)(p0 + k - kv->fp_start) * kv_dim;
+    for (int h = 0; h < n_heads; h++)
+      axpy_fp(outp + (size_t)h * d, scores[(size_t)h * count + k], kv, row + (size_t)(h / n_rep) * d, d);
+  }
+}
+
 const kernel_table kernels_avx2 = {
-  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_chunk,
+  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_head, attention_rows,
 };
 #endif

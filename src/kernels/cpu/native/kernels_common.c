@@ -151,7 +151,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
 }
 
 /* Activations to int8 per 32-block (x ≈ q·d, d = max|x|/127), zero-padded past cols. */
-void quantize_acts(int8_t *q, float *d, int32_t *sum, const float *x, int cols, int nb, int t0, int t1) {
+void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
   for (int t = t0; t < t1; t++) {
     for (int b = 0; b < nb; b++) {
       const int j0 = b * QK;
@@ -172,6 +172,7 @@ void quantize_acts(int8_t *q, float *d, int32_t *sum, const float *x, int cols, 
       }
       d[(size_t)t * nb + b] = dd;
       sum[(size_t)t * nb + b] = s;
+      dsum[(size_t)t * nb + b] = dd * (float)s;
     }
   }
 }

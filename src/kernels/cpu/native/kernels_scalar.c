@@ -37,21 +37,30 @@ SCALAR_MATMUL(matmul_f32, float, ID)
 SCALAR_MATMUL(matmul_f16, uint16_t, qs_f16_to_f32)
 SCALAR_MATMUL(matmul_bf16, uint16_t, bf16_to_f32)
 
+/* Sum over blocks of min · (d · sum q): the minimum term of Q4 x Q8, eight partial sums. */
+static float min_term(const uint16_t *mins, const float *dsum, int nb) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int b = 0;
+  for (; b + 8 <= nb; b += 8)
+    for (int k = 0; k < 8; k++) s[k] += qs_f16_to_f32(mins[b + k]) * dsum[b + k];
+  float acc = combine8(s);
+  for (; b < nb; b++) acc += qs_f16_to_f32(mins[b]) * dsum[b];
+  return acc;
+}
+
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
   const int nb = w->nb;
   for (int r = r0; r < r1; r++) {
     for (int t = 0; t < n; t++) {
-      float acc = 0, macc = 0;
+      float acc = 0;
       for (int b = 0; b < nb; b++) {
         const uint8_t *cb = w->codes + ((size_t)r * nb + b) * 16;
         const int8_t *qb = x->q + ((size_t)t * nb + b) * QK;
         int32_t isum = 0;
         for (int j = 0; j < 16; j++) isum += (cb[j] & 15) * qb[j] + (cb[j] >> 4) * qb[j + 16];
-        const float dx = x->d[(size_t)t * nb + b];
-        acc += (w->scales[(size_t)r * nb + b] * dx) * (float)isum;
-        macc += (w->mins[(size_t)r * nb + b] * dx) * (float)x->sum[(size_t)t * nb + b];
+        acc += (qs_f16_to_f32(w->scales[(size_t)r * nb + b]) * x->d[(size_t)t * nb + b]) * (float)isum;
       }
-      out[(size_t)t * rows + r] = acc + macc;
+      out[(size_t)t * rows + r] = acc + min_term(w->mins + (size_t)r * nb, x->dsum + (size_t)t * nb, nb);
     }
   }
 }
@@ -102,7 +111,7 @@ static void load_fp(float *dst, const kv_view *kv, int which, int t, int g, int 
   }
 }
 
-static void attention_chunk(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
+static void attention_head(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
                             attn_partial *part, float *outp) {
   const kv_view *kv = a->kv;
   const int d = a->head_dim, n_rep = a->n_heads / a->n_kv_heads, kv_dim = a->n_kv_heads * d;
@@ -148,6 +157,13 @@ static void attention_chunk(const attn_args *a, int query, int g, int p0, int p1
   }
 }
 
+/* All heads: one attention_head call per KV head (the portable path keeps it simple). */
+static void attention_rows(const attn_args *a, int query, int p0, int p1, float *scratch, attn_partial *part, float *outp) {
+  const int n_rep = a->n_heads / a->n_kv_heads;
+  for (int g = 0; g < a->n_kv_heads; g++)
+    attention_head(a, query, g, p0, p1, NULL, scratch, part + g * n_rep, outp + (size_t)g * n_rep * a->head_dim);
+}
+
 const kernel_table kernels_scalar = {
-  "scalar", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_chunk,
+  "scalar", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_head, attention_rows,
 };

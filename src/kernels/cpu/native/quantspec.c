@@ -129,8 +129,8 @@ static void *grow(void **buf, size_t *cap, size_t need) {
   return *buf;
 }
 
-static void *acts_q, *acts_d, *acts_sum, *attn_scratch, *attn_parts, *attn_outs;
-static size_t acts_q_cap, acts_d_cap, acts_sum_cap, attn_scratch_cap, attn_parts_cap, attn_outs_cap;
+static void *acts_q, *acts_d, *acts_sum, *acts_dsum, *attn_scratch, *attn_parts, *attn_outs;
+static size_t acts_q_cap, acts_d_cap, acts_sum_cap, acts_dsum_cap, attn_scratch_cap, attn_parts_cap, attn_outs_cap;
 
 /* ---- argument helpers ----------------------------------------------------------------------- */
 
@@ -223,7 +223,7 @@ static void q4_quant_job(void *p, int part, int n_parts) {
   q4_ctx *c = (q4_ctx *)p;
   int t0, t1;
   share(c->n, part, n_parts, 1, &t0, &t1);
-  if (t0 < t1) K->quantize_acts((int8_t *)c->a.q, (float *)c->a.d, (int32_t *)c->a.sum, c->x, c->cols, c->a.nb, t0, t1);
+  if (t0 < t1) K->quantize_acts((int8_t *)c->a.q, (float *)c->a.d, (int32_t *)c->a.sum, (float *)c->a.dsum, c->x, c->cols, c->a.nb, t0, t1);
 }
 
 static void q4_job(void *p, int part, int n_parts) {
@@ -243,41 +243,39 @@ static napi_value js_matmul_q4(napi_env env, napi_callback_info info) {
   c.out = out;
   c.x = x;
   c.w.codes = codes;
-  c.w.scales = scales;
-  c.w.mins = mins;
+  c.w.scales = (const uint16_t *)scales;
+  c.w.mins = (const uint16_t *)mins;
   c.w.nb = nb;
   c.a.q = grow(&acts_q, &acts_q_cap, (size_t)n * nb * QK);
   c.a.d = grow(&acts_d, &acts_d_cap, (size_t)n * nb * sizeof(float));
   c.a.sum = grow(&acts_sum, &acts_sum_cap, (size_t)n * nb * sizeof(int32_t));
+  c.a.dsum = grow(&acts_dsum, &acts_dsum_cap, (size_t)n * nb * sizeof(float));
   c.a.nb = nb;
   c.rows = rows;
   c.cols = cols;
   c.n = n;
-  if (!c.a.q || !c.a.d || !c.a.sum) {
+  if (!c.a.q || !c.a.d || !c.a.sum || !c.a.dsum) {
     napi_throw_error(env, NULL, "quantspec native: out of memory");
     return NULL;
   }
   if (n > 1) pool_run(q4_quant_job, &c);
-  else K->quantize_acts((int8_t *)c.a.q, (float *)c.a.d, (int32_t *)c.a.sum, c.x, cols, nb, 0, 1);
+  else K->quantize_acts((int8_t *)c.a.q, (float *)c.a.d, (int32_t *)c.a.sum, (float *)c.a.dsum, c.x, cols, nb, 0, 1);
   pool_run(q4_job, &c);
   return NULL;
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
-#define CHUNK 512
-
 typedef struct {
   attn_args a;
   int n_rep;
-  /* work items: (query, kv head, chunk) */
+  int chunk;      /* positions per dense work item */
+  int per_query;  /* work items per query: dense chunks, then one for a sparse selection */
   int n_items;
-  int max_chunks;
   size_t scratch_per_thread;
 } at_ctx;
 
-/* The positions query `query` sees are split into chunks: item k of a (query, kv head) pair is
- * chunk k of the dense range, plus (as the last chunk) the sparse selection when there is one. */
+/* The dense positions query `query` sees: [*lo, *hi). A sparse selection adds its own positions. */
 static void visible_range(const attn_args *a, int query, int *lo, int *hi) {
   const int pos = a->start_pos + query;
   int from = a->window > 0 ? (pos - a->window + 1 > 0 ? pos - a->window + 1 : 0) : 0;
@@ -291,66 +289,68 @@ static void visible_range(const attn_args *a, int query, int *lo, int *hi) {
   *hi = pos + 1;
 }
 
+static void empty_parts(attn_partial *p, int n) {
+  for (int i = 0; i < n; i++) p[i].m = -INFINITY, p[i].l = 0;
+}
+
 static void attn_job(void *p, int part, int n_parts) {
   at_ctx *c = (at_ctx *)p;
   const attn_args *a = &c->a;
-  const int d = a->head_dim, n_rep = c->n_rep;
+  const int d = a->head_dim, n_rep = c->n_rep, n_heads = a->n_heads;
   float *scratch = (float *)attn_scratch + (size_t)part * c->scratch_per_thread;
   int i0, i1;
   share(c->n_items, part, n_parts, 1, &i0, &i1);
   for (int item = i0; item < i1; item++) {
-    const int chunk = item % c->max_chunks;
-    const int pair = item / c->max_chunks;
-    const int query = pair / a->n_kv_heads, g = pair % a->n_kv_heads;
-    attn_partial *part_out = (attn_partial *)attn_parts + (size_t)item * n_rep;
-    float *out = (float *)attn_outs + (size_t)item * n_rep * d;
+    const int query = item / c->per_query, chunk = item % c->per_query;
+    attn_partial *parts = (attn_partial *)attn_parts + (size_t)item * n_heads;
+    float *outs = (float *)attn_outs + (size_t)item * n_heads * d;
     int lo, hi;
     visible_range(a, query, &lo, &hi);
-    const int dense_chunks = (hi - lo + CHUNK - 1) / CHUNK;
+    const int dense_chunks = (hi - lo + c->chunk - 1) / c->chunk;
     const kv_view *kv = a->kv;
     if (chunk < dense_chunks) {
-      const int p0 = lo + chunk * CHUNK;
-      const int p1 = p0 + CHUNK < hi ? p0 + CHUNK : hi;
-      K->attention_chunk(a, query, g, p0, p1, NULL, scratch, part_out, out);
-    } else if (chunk == dense_chunks && kv->sel_positions && kv->sel_count > 0) {
-      /* the selected positions within the window that come before the dense range */
-      const int32_t *sel = kv->sel_positions + (size_t)g * kv->sel_stride;
+      const int p0 = lo + chunk * c->chunk;
+      K->attention_rows(a, query, p0, p0 + c->chunk < hi ? p0 + c->chunk : hi, scratch, parts, outs);
+    } else if (kv->sel_positions && chunk == c->per_query - 1) {
+      /* the selected positions inside the window that precede the dense range, per KV head */
       const int pos = a->start_pos + query;
       const int wlo = a->window > 0 ? pos - a->window + 1 : 0;
-      int k0 = 0, k1 = 0;
-      while (k0 < kv->sel_count && sel[k0] < wlo) k0++;
-      k1 = k0;
-      while (k1 < kv->sel_count && sel[k1] < lo && sel[k1] <= pos) k1++;
-      if (k1 > k0) K->attention_chunk(a, query, g, 0, k1 - k0, sel + k0, scratch, part_out, out);
-      else for (int r = 0; r < n_rep; r++) part_out[r].m = -INFINITY, part_out[r].l = 0;
+      for (int g = 0; g < a->n_kv_heads; g++) {
+        const int32_t *sel = kv->sel_positions + (size_t)g * kv->sel_stride;
+        int k0 = 0;
+        while (k0 < kv->sel_count && sel[k0] < wlo) k0++;
+        int k1 = k0;
+        while (k1 < kv->sel_count && sel[k1] < lo && sel[k1] <= pos) k1++;
+        if (k1 > k0) K->attention_head(a, query, g, 0, k1 - k0, sel + k0, scratch, parts + g * n_rep, outs + (size_t)g * n_rep * d);
+        else empty_parts(parts + g * n_rep, n_rep);
+      }
     } else {
-      for (int r = 0; r < n_rep; r++) part_out[r].m = -INFINITY, part_out[r].l = 0;
+      empty_parts(parts, n_heads);
     }
   }
 }
 
-/* Merge the chunks of every (query, kv head) pair by log-sum-exp into out. */
+/* Merge every query's chunks by log-sum-exp into out; empty chunks contribute nothing. */
 static void attn_merge(at_ctx *c) {
   const attn_args *a = &c->a;
-  const int d = a->head_dim, n_rep = c->n_rep;
-  for (int pair = 0; pair < a->nq * a->n_kv_heads; pair++) {
-    const int query = pair / a->n_kv_heads, g = pair % a->n_kv_heads;
-    for (int r = 0; r < n_rep; r++) {
+  const int d = a->head_dim, n_heads = a->n_heads;
+  for (int query = 0; query < a->nq; query++) {
+    for (int h = 0; h < n_heads; h++) {
       float m = -INFINITY;
-      for (int k = 0; k < c->max_chunks; k++) {
-        const attn_partial *pp = (attn_partial *)attn_parts + ((size_t)pair * c->max_chunks + k) * n_rep + r;
+      for (int k = 0; k < c->per_query; k++) {
+        const attn_partial *pp = (attn_partial *)attn_parts + ((size_t)query * c->per_query + k) * n_heads + h;
         if (pp->l > 0 && pp->m > m) m = pp->m;
       }
-      float *o = a->out + ((size_t)query * a->n_heads + g * n_rep + r) * d;
+      float *o = a->out + ((size_t)query * n_heads + h) * d;
       memset(o, 0, sizeof(float) * d);
       float l = 0;
-      for (int k = 0; k < c->max_chunks; k++) {
-        const size_t item = (size_t)pair * c->max_chunks + k;
-        const attn_partial *pp = (attn_partial *)attn_parts + item * n_rep + r;
-        if (!(pp->l > 0)) continue; /* empty chunks contribute nothing */
+      for (int k = 0; k < c->per_query; k++) {
+        const size_t item = (size_t)query * c->per_query + k;
+        const attn_partial *pp = (attn_partial *)attn_parts + item * n_heads + h;
+        if (!(pp->l > 0)) continue;
         const float w = expf(pp->m - m);
         l += pp->l * w;
-        const float *src = (float *)attn_outs + (item * n_rep + r) * d;
+        const float *src = (float *)attn_outs + (item * n_heads + h) * d;
         for (int i = 0; i < d; i++) o[i] += src[i] * w;
       }
       const float inv = l > 0 ? 1.0f / l : 0.0f;
@@ -385,22 +385,24 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   c.a.window = window;
   c.a.kv = &kv;
   c.n_rep = n_heads / n_kv_heads;
-  /* chunks per (query, kv head): the longest dense range, plus one for a sparse selection */
-  int max_dense = 0;
+  /* Chunks: enough work items for every thread, but long enough to amortize per-chunk setup. */
+  int longest = 1;
   for (int qi = 0; qi < nq; qi++) {
     int lo, hi;
     visible_range(&c.a, qi, &lo, &hi);
-    const int ch = (hi - lo + CHUNK - 1) / CHUNK;
-    if (ch > max_dense) max_dense = ch;
+    if (hi - lo > longest) longest = hi - lo;
   }
-  c.max_chunks = max_dense + (sel ? 1 : 0);
-  if (c.max_chunks < 1) c.max_chunks = 1;
-  c.n_items = nq * n_kv_heads * c.max_chunks;
-  const int max_count = CHUNK > sel_stride ? CHUNK : sel_stride;
-  c.scratch_per_thread = ((size_t)head_dim * 2 + (size_t)c.n_rep * max_count + 64 + 15) & ~(size_t)15;
+  int chunk = (longest + 4 * pool.n_threads - 1) / (4 * pool.n_threads);
+  chunk = chunk < 64 ? 64 : (chunk > 1024 ? 1024 : chunk);
+  c.chunk = chunk;
+  c.per_query = (longest + chunk - 1) / chunk + (sel ? 1 : 0);
+  c.n_items = nq * c.per_query;
+  const size_t rows_scratch = attn_rows_scratch(n_heads, head_dim, chunk);
+  const size_t head_scratch = (size_t)head_dim * 2 + (size_t)c.n_rep * (chunk > sel_stride ? chunk : sel_stride) + 64;
+  c.scratch_per_thread = ((rows_scratch > head_scratch ? rows_scratch : head_scratch) + 15) & ~(size_t)15;
   if (!grow(&attn_scratch, &attn_scratch_cap, c.scratch_per_thread * pool.n_threads * sizeof(float)) ||
-      !grow(&attn_parts, &attn_parts_cap, (size_t)c.n_items * c.n_rep * sizeof(attn_partial)) ||
-      !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * c.n_rep * head_dim * sizeof(float))) {
+      !grow(&attn_parts, &attn_parts_cap, (size_t)c.n_items * n_heads * sizeof(attn_partial)) ||
+      !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * n_heads * head_dim * sizeof(float))) {
     napi_throw_error(env, NULL, "quantspec native: out of memory");
     return NULL;
   }
@@ -421,15 +423,65 @@ static napi_value js_quantize_kv(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- memory bandwidth probe ----------------------------------------------------------------- */
+
+typedef struct {
+  const float *data;
+  size_t n;
+  double partial[MAX_THREADS];
+} sum_ctx;
+
+static void sum_job(void *p, int part, int n_parts) {
+  sum_ctx *c = (sum_ctx *)p;
+  const size_t per = (c->n / n_parts) & ~(size_t)63;
+  const size_t a = per * part, b = part == n_parts - 1 ? c->n : a + per;
+  /* eight independent accumulators: a streaming read, as fast as the memory allows */
+  float acc[8] = {0};
+  size_t i = a;
+  for (; i + 8 <= b; i += 8)
+    for (int k = 0; k < 8; k++) acc[k] += c->data[i + k];
+  double s = 0;
+  for (int k = 0; k < 8; k++) s += acc[k];
+  for (; i < b; i++) s += c->data[i];
+  c->partial[part] = s;
+}
+
+/* readSum(f32array) -> sum, read by all threads: the benchmark's measure of read bandwidth. */
+static napi_value js_read_sum(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  void *data;
+  size_t bytes;
+  CHECK(ta(env, argv[0], &data, &bytes) ? napi_ok : napi_invalid_arg);
+  sum_ctx c;
+  c.data = data;
+  c.n = bytes / 4;
+  pool_run(sum_job, &c);
+  double s = 0;
+  for (int i = 0; i < pool.n_threads; i++) s += c.partial[i];
+  napi_value result;
+  CHECK(napi_create_double(env, s, &result));
+  return result;
+}
+
 /* ---- setup ---------------------------------------------------------------------------------- */
+
+#if defined(__x86_64__) || defined(_M_X64)
+static kernel_table avx512_table;
+#endif
 
 static const kernel_table *pick(const char *want) {
 #if defined(__x86_64__) || defined(_M_X64)
   const int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  avx512_table = kernels_avx512;
+  avx512_table.attention_head = kernels_avx2.attention_head;
+  avx512_table.attention_rows = kernels_avx2.attention_rows;
   if (want && strcmp(want, "scalar") == 0) return &kernels_scalar;
   if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &kernels_avx2 : NULL;
+  if (want && strcmp(want, "avx512") == 0) return has_avx512 ? &avx512_table : NULL;
   if (want && *want) return NULL;
-  return has_avx2 ? &kernels_avx2 : &kernels_scalar;
+  return has_avx512 ? &avx512_table : has_avx2 ? &kernels_avx2 : &kernels_scalar;
 #else
   if (want && *want && strcmp(want, "scalar") != 0) return NULL;
   return &kernels_scalar;
@@ -468,6 +520,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"matmulQ4", NULL, js_matmul_q4, NULL, NULL, NULL, napi_default, NULL},
     {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
     {"quantizeKv", NULL, js_quantize_kv, NULL, NULL, NULL, napi_default, NULL},
+    {"readSum", NULL, js_read_sum, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,0 +1,196 @@
+// Kernel benchmark (a script, not a test): microseconds, effective GB/s and the ratio to this
+// machine's read bandwidth, measured in the same run, for the matmul shapes of a 1B-class model
+// and attention at 4K/16K/32K context.
+//
+//   node dist/bench/kernels.js [--threads N] [--isa avx2|scalar] [--json FILE] [--quick]
+
+import * as fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { f32ToBf16, f32ToF16 } from '../src/core/half.js';
+import { Xoshiro128 } from '../src/core/rng.js';
+import type { DenseTensor } from '../src/core/tensor.js';
+import type { AttentionShape, KvLayerView } from '../src/kernels/backend.js';
+import { quantBoundary } from '../src/kernels/backend.js';
+import { createCpuBackend, type CpuBackend } from '../src/kernels/cpu/index.js';
+import type { WeightTensor } from '../src/quant/format.js';
+import { quantizeQ4 } from '../src/quant/weights.js';
+import { machineSummary } from './machine.js';
+
+const { values: args } = parseArgs({
+  options: { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' } },
+});
+const cpu: CpuBackend = createCpuBackend({ threads: args.threads ? Number(args.threads) : undefined, isa: args.isa });
+const quick = args.quick === true;
+const rows: Record<string, unknown>[] = [];
+
+/** Median time in microseconds of `fn`, after warm-up. Each call touches cold memory when the working set exceeds the cache. */
+function timeUs(fn: () => void, minMs = quick ? 150 : 600): number {
+  for (let i = 0; i < 3; i++) fn();
+  const samples: number[] = [];
+  const start = performance.now();
+  while (performance.now() - start < minMs || samples.length < 7) {
+    const t0 = performance.now();
+    fn();
+    samples.push((performance.now() - t0) * 1000);
+  }
+  samples.sort((a, b) => a - b);
+  return samples[samples.length >> 1]!;
+}
+
+function randomF32(n: number, seed: number): Float32Array {
+  const rng = new Xoshiro128(seed);
+  return Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+}
+
+/** A buffer of `bytes` filled with a random pattern (random seed block, then doubled by copyWithin). */
+function patterned(bytes: number, seed: number): Uint8Array {
+  const buf = new Uint8Array(bytes);
+  const block = Math.min(bytes, 1 << 20);
+  const rng = new Xoshiro128(seed);
+  for (let i = 0; i < block; i++) buf[i] = (rng.nextUint32() >>> 8) & 255;
+  for (let filled = block; filled < bytes; filled *= 2) buf.copyWithin(filled, 0, Math.min(filled, bytes - filled));
+  return buf;
+}
+
+/** Working sets larger than the last-level cache, so every call streams from memory as in decoding. */
+const WORKING_SET = (quick ? 768 : 1536) << 20;
+
+// ---- read bandwidth, measured now ----------------------------------------------------------------
+const bwBuffer = new Float32Array(patterned(WORKING_SET, 1).buffer).map((x) => (Number.isFinite(x) ? x : 0));
+const bwUs = timeUs(() => cpu.readSum(bwBuffer), 1000);
+const bandwidth = bwBuffer.byteLength / (bwUs * 1e3); // GB/s
+process.stdout.write(`# ${machineSummary()}, kernels ${cpu.isa}, ${cpu.threads} threads\n`);
+process.stdout.write(`# read bandwidth ${bandwidth.toFixed(1)} GB/s (${bwBuffer.byteLength >> 20} MiB streamed by ${cpu.threads} threads)\n\n`);
+
+function report(kind: string, shape: string, us: number, bytes: number, extra: Record<string, unknown> = {}): void {
+  const gbs = bytes / (us * 1e3);
+  rows.push({ kind, shape, us, bytes, gb_per_s: gbs, bandwidth_ratio: gbs / bandwidth, ...extra });
+  process.stdout.write(`| ${kind.padEnd(24)} | ${shape.padEnd(22)} | ${us.toFixed(0).padStart(8)} | ${gbs.toFixed(1).padStart(6)} | ${((gbs / bandwidth) * 100).toFixed(0).padStart(4)}% |\n`);
+}
+
+// ---- matmul -----------------------------------------------------------------------------------------
+process.stdout.write('| kernel | shape | µs | GB/s | of BW |\n|---|---|---|---|---|\n');
+const SHAPES: [number, number][] = [[2048, 2048], [8192, 2048], [2048, 8192]];
+const summary: Record<string, number> = {};
+/** WORKING_SET bytes of 16-bit values in (-1, 1): a random block converted once, then tiled. */
+function tiled16(convert: (x: number) => number, seed: number): Uint16Array {
+  const out = new Uint16Array(WORKING_SET / 2);
+  const block = 1 << 19;
+  const src = randomF32(block, seed);
+  for (let i = 0; i < block; i++) out[i] = convert(src[i]!);
+  for (let filled = block; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled));
+  return out;
+}
+const wide = tiled16(f32ToF16, 2);
+const wideBf16 = tiled16(f32ToBf16, 3);
+for (const [r, c] of SHAPES) {
+  const n16 = r * c;
+  const copies = Math.floor(wide.length / n16);
+  const view16 = (dtype: 'f16' | 'bf16', k: number): DenseTensor =>
+    ({ dtype, shape: [r, c], data: (dtype === 'f16' ? wide : wideBf16).subarray((k % copies) * n16, (k % copies + 1) * n16) });
+  // 4-bit: one quantized matrix, its codes and scales tiled over a large buffer the same way.
+  const q0 = cpu.prepareWeight(quantizeQ4({ dtype: 'f32', shape: [r, c], data: randomF32(n16, r + c) }, 32, false)) as Extract<WeightTensor, { packing: 'blocks32' }>;
+  const q4Bytes = q0.codes.byteLength + q0.scales.byteLength + q0.mins!.byteLength;
+  const qCopies = Math.max(1, Math.floor(WORKING_SET / 2 / q4Bytes));
+  const codes = new Uint8Array(qCopies * q0.codes.length);
+  const scales = new Uint16Array(qCopies * q0.scales.length);
+  const mins = new Uint16Array(qCopies * q0.mins!.length);
+  for (let k = 0; k < qCopies; k++) {
+    codes.set(q0.codes, k * q0.codes.length);
+    scales.set(q0.scales, k * q0.scales.length);
+    mins.set(q0.mins!, k * q0.mins!.length);
+  }
+  const q4 = (k: number): WeightTensor => {
+    const i = k % qCopies;
+    return { ...q0, codes: codes.subarray(i * q0.codes.length, (i + 1) * q0.codes.length),
+      scales: scales.subarray(i * q0.scales.length, (i + 1) * q0.scales.length), mins: mins.subarray(i * q0.mins!.length, (i + 1) * q0.mins!.length) };
+  };
+  const x1 = randomF32(c, 7);
+  const x5 = randomF32(5 * c, 8);
+  const out = new Float32Array(5 * r);
+  const shape = `${r}x${c}`;
+  let k = 0;
+  const tF16 = timeUs(() => cpu.matmul(out, x1, view16('f16', k++), 1));
+  report('matvec f16', shape, tF16, n16 * 2);
+  const tBf16 = timeUs(() => cpu.matmul(out, x1, view16('bf16', k++), 1));
+  report('matvec bf16', shape, tBf16, n16 * 2);
+  const tQ4 = timeUs(() => cpu.matmul(out, x1, q4(k++), 1));
+  report('matvec q4 (x int8)', shape, tQ4, q4Bytes, { speedup_vs_bf16: tBf16 / tQ4 });
+  const tGemm = timeUs(() => cpu.matmul(out, x5, view16('f16', k++), 5));
+  report('gemm f16, 5 tokens', shape, tGemm, n16 * 2, { ratio_to_best_matvec: tGemm / Math.min(tF16, tBf16) });
+  const tGemmQ4 = timeUs(() => cpu.matmul(out, x5, q4(k++), 5));
+  report('gemm q4, 5 tokens', shape, tGemmQ4, q4Bytes, { ratio_to_q4_matvec: tGemmQ4 / tQ4 });
+  summary[`q4_speedup_${shape}`] = tBf16 / tQ4;
+  summary[`gemm5_ratio_${shape}`] = tGemm / Math.min(tF16, tBf16);
+  summary[`f16_bw_${shape}`] = (n16 * 2) / (tF16 * 1e3) / bandwidth;
+  summary[`bf16_bw_${shape}`] = (n16 * 2) / (tBf16 * 1e3) / bandwidth;
+}
+
+// ---- attention -------------------------------------------------------------------------------------
+// One query (a decode step) of one layer; the layers of a 16-layer model are cycled so the cache
+// streams from memory. 32 query heads over 8 KV heads (GQA 4), head_dim 64 and 128.
+process.stdout.write('\n| attention (1 query) | context, head_dim | µs | GB/s | of BW |\n|---|---|---|---|---|\n');
+const CONTEXTS = quick ? [4096, 32768] : [4096, 16384, 32768];
+const LAYERS = 16;
+for (const d of [64, 128]) {
+  const nKv = 8;
+  const nHeads = 32;
+  const kvDim = nKv * d;
+  const shape: AttentionShape = { nHeads, nKvHeads: nKv, headDim: d, window: 0 };
+  for (const ctx of CONTEXTS) {
+    const G = 128;
+    const q = randomF32(nHeads * d, 3);
+    const out = new Float32Array(nHeads * d);
+    const pos = ctx - 1;
+    const layers = Math.max(1, Math.min(LAYERS, Math.floor(WORKING_SET / (2 * ctx * kvDim * 2))));
+    // F16 cache: every position in F16 rows, one buffer per layer.
+    const f16Layers: KvLayerView[] = [];
+    const f16Base = wide.subarray(0, 2 * ctx * kvDim * layers);
+    for (let l = 0; l < layers; l++) {
+      const o = l * 2 * ctx * kvDim;
+      f16Layers.push({ kvDim, fp: { dtype: 'f16', keys: f16Base.subarray(o, o + ctx * kvDim), values: f16Base.subarray(o + ctx * kvDim, o + 2 * ctx * kvDim) },
+        fpStart: 0, planes: null, bits: 8, sparse: null });
+    }
+    let li = 0;
+    const tF16 = timeUs(() => cpu.attention(out, q, 1, pos, f16Layers[li++ % layers]!, shape, new Float32Array(0)));
+    report('attention f16 cache', `${ctx}, d ${d}`, tF16, 2 * ctx * kvDim * 2, { layers });
+    // Hierarchical: planes below the boundary, F16 rows above it; one set of planes per layer.
+    const qEnd = quantBoundary(pos, G);
+    const planeBytes = (qEnd * kvDim) / 2;
+    const metaK = (qEnd / G) * kvDim;
+    const metaV = (qEnd * kvDim) / d;
+    const codes = patterned(4 * planeBytes * layers, 9);
+    const scale = new Uint16Array((2 * metaK + 2 * metaV) * layers);
+    for (let i = 0; i < scale.length; i += 2) {
+      scale[i] = f32ToF16(0.01);
+      scale[i + 1] = f32ToF16(-0.1);
+    }
+    const fpRows = ctx - qEnd;
+    const views: Record<4 | 8, KvLayerView[]> = { 4: [], 8: [] };
+    for (let l = 0; l < layers; l++) {
+      const c0 = 4 * planeBytes * l;
+      const m0 = (2 * metaK + 2 * metaV) * l;
+      const planes = {
+        kvDim, groupSizeK: G, groupSizeV: d,
+        kUpper: codes.subarray(c0, c0 + planeBytes), kLower: codes.subarray(c0 + planeBytes, c0 + 2 * planeBytes),
+        vUpper: codes.subarray(c0 + 2 * planeBytes, c0 + 3 * planeBytes), vLower: codes.subarray(c0 + 3 * planeBytes, c0 + 4 * planeBytes),
+        kScale: scale.subarray(m0, m0 + metaK), kMin: scale.subarray(m0 + metaK, m0 + 2 * metaK),
+        vScale: scale.subarray(m0 + 2 * metaK, m0 + 2 * metaK + metaV), vMin: scale.subarray(m0 + 2 * metaK + metaV, m0 + 2 * metaK + 2 * metaV),
+      };
+      const fp = { dtype: 'f16' as const, keys: f16Base.subarray(0, fpRows * kvDim), values: f16Base.subarray(fpRows * kvDim, 2 * fpRows * kvDim) };
+      for (const bits of [8, 4] as const) views[bits].push({ kvDim, fp, fpStart: qEnd, planes, bits, sparse: null });
+    }
+    const metaBytes = (2 * metaK + 2 * metaV) * 2;
+    for (const bits of [8, 4] as const) {
+      const t = timeUs(() => cpu.attention(out, q, 1, pos, views[bits][li++ % layers]!, shape, new Float32Array(0)));
+      const bytes = (bits === 8 ? 4 : 2) * planeBytes + metaBytes + fpRows * kvDim * 4;
+      report(`attention int${bits} view`, `${ctx}, d ${d}`, t, bytes, { speedup_vs_f16: tF16 / t, layers });
+      summary[`attn_int${bits}_speedup_${ctx}_d${d}`] = tF16 / t;
+    }
+  }
+}
+
+process.stdout.write(`\nsummary: ${JSON.stringify(Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, Number(v.toFixed(3))])))}\n`);
+if (args.json) {
+  fs.writeFileSync(args.json, rows.map((r) => JSON.stringify({ ...r, isa: cpu.isa, threads: cpu.threads, read_bandwidth_gb_per_s: bandwidth })).join('\n') + '\n');
+}
