@@ -156,9 +156,12 @@ export class HierKvCache implements KvCache {
     );
   }
 
-  /** Smallest length truncate() accepts (older positions are only in the planes). */
+  /**
+   * Smallest length truncate() accepts: the next query (at position L) must find every position
+   * from quantBoundary(L) on in the buffer, whose first row holds fpBase.
+   */
   get floor(): number {
-    return this.fpBase;
+    return this.fpBase === 0 ? 0 : this.fpBase + this.groupSizeK;
   }
 
   /** Positions quantized so far. */
@@ -198,10 +201,10 @@ export class HierKvCache implements KvCache {
       this.setFpStart(0);
       return;
     }
-    if (length < this.fpBase || length > this.len) {
+    if (length < this.floor || length > this.len) {
       throw new KvCacheError(
-        `truncate(${length}) is outside [${this.fpBase}, ${this.len}]: positions below ${this.fpBase} are only in quantized ` +
-          'form (truncate(0) clears the cache).',
+        `truncate(${length}) is outside [${this.floor}, ${this.len}]: positions below ${this.fpBase} are only in quantized ` +
+          'form, and the next query would need some of them in full precision (truncate(0) clears the cache).',
       );
     }
     this.len = length;

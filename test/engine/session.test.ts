@@ -113,3 +113,22 @@ test('an aborted signal cancels generation and frees the session', async () => {
   const after = await collect(s.generate('Call me Ishmael.', { temperature: 0, maxTokens: 3 }));
   assert.equal(after.generatedIds.length, 3);
 });
+
+test('prefix reuse across quantized groups gives the same tokens as a fresh session (INT8 cache, QuantSpec)', async () => {
+  const m = await loadModel(undefined, { contextLength: 512, kvGroup: 16 });
+  const prompt = { ids: [0, ...Array.from({ length: 150 }, (_, i) => 100 + ((i * 37) % 3000))] };
+  for (const spec of ['none', 'quantspec'] as const) {
+    const s = m.createSession({ spec, kv: 'int8' });
+    const first = await collect(s.generate(prompt, { temperature: 0, maxTokens: 30, ignoreEos: true }));
+    // Same prompt again: the cache rolls back to the prompt (or re-prefills when that is too far).
+    const again = await collect(s.generate(prompt, { temperature: 0, maxTokens: 30, ignoreEos: true }));
+    // A follow-up that extends the conversation reuses everything already in the cache.
+    const longer = { ids: [...again.promptIds, ...again.generatedIds, 7, 8, 9] };
+    const extended = await collect(s.generate(longer, { temperature: 0, maxTokens: 30, ignoreEos: true }));
+    assert.deepEqual(again.generatedIds, first.generatedIds, spec);
+    assert.ok(extended.timings.cachedTokens > 0, 'the extended prompt reuses cached positions');
+    const fresh = await collect(m.createSession({ spec, kv: 'int8' }).generate(longer, { temperature: 0, maxTokens: 30, ignoreEos: true }));
+    assert.deepEqual(extended.generatedIds, fresh.generatedIds, `${spec} extended prompt`);
+    if (spec === 'quantspec') assert.ok(again.stats!.acceptanceRate > 0.5, `draft still agrees after reuse: ${again.stats!.acceptanceRate}`);
+  }
+});

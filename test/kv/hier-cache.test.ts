@@ -62,10 +62,10 @@ test('flush quantizes exactly at 2G committed positions, and only committed ones
     feed(cache, target, 'int8', ids, L - 1, L, 1);
     assert.equal(cache.length, L);
     // The buffer keeps quantBoundary(L).. and nothing older; quantized groups never reach past L.
-    assert.equal(cache.floor, quantBoundary(L, G), `floor at ${L}`);
+    assert.equal(cache.length - cache.bufferLength, quantBoundary(L, G), `buffer start at ${L}`);
     assert.ok(cache.quantized <= L - 1 || cache.quantized === 0);
-    if (L === 2 * G - 1) assert.equal(cache.floor, 0, 'nothing leaves the buffer before 2G');
-    if (L === 2 * G) assert.equal(cache.floor, G, 'the oldest G leave the buffer at exactly 2G');
+    if (L === 2 * G - 1) assert.equal(cache.bufferLength, L, 'nothing leaves the buffer before 2G');
+    if (L === 2 * G) assert.equal(cache.bufferLength, G, 'the oldest G leave the buffer at exactly 2G');
   }
 });
 
@@ -117,6 +117,23 @@ test('rollback after rejecting the first draft, in the middle, and after accepti
 test('rollback across the flush boundary at 2G', () => {
   // Rounds that start just before 2G = 8 and end past it.
   for (const start of [6, 7, 8]) for (const accepted of [0, 1, 3]) roundThenCompare(start, 3, accepted);
+});
+
+test('truncate refuses lengths whose next query would need rows already dropped from the buffer', () => {
+  const cache = newCache();
+  const ids = randomTokens(6, 60, V);
+  feed(cache, target, 'int8', ids, 0, 40, G);
+  // At length 40 the buffer starts at quantBoundary(40) = 32: the next query at L reads full
+  // precision rows from quantBoundary(L), so L must be at least 32 + G.
+  assert.equal(cache.floor, quantBoundary(40, G) + G);
+  assert.throws(() => cache.truncate(cache.floor - 1), KvCacheError);
+  cache.truncate(cache.floor);
+  // From the shortest allowed length, decoding matches a fresh prefill of the same tokens.
+  const L = cache.length;
+  forward(rt, target, cache, 'int8', ids, L, 1, scratch);
+  const viaTruncate = computeLogits(rt, target, scratch, 0, 1).slice(0, V);
+  const fresh = feed(newCache(), target, 'int8', ids, 0, L + 1, G).at(-1)!;
+  assert.ok(maxAbsDiff(viaTruncate, fresh) < 1e-5);
 });
 
 test('truncate below the buffer and append without flush are named errors; truncate(0) clears', () => {

@@ -75,10 +75,13 @@ typedef struct {
    * exp(score - max) and the exp-weighted sum of values. scratch: head_dim + n_rep * (p1 - p0). */
   void (*attention_head)(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list,
                          float *scratch, attn_partial *part, float *out_partial);
-  /* The same for every head at once over the dense positions [p0, p1), reading each position's
-   * row of all KV heads in one pass: part[n_heads], out_partial[n_heads, head_dim].
-   * scratch: attn_rows_scratch(n_heads, head_dim, p1 - p0) floats. */
-  void (*attention_rows)(const attn_args *a, int query, int p0, int p1, float *scratch, attn_partial *part,
+  /* The same for queries [q0, q1) (which share one quantization boundary) and every head at once
+   * over the dense positions [p0, p1): each position's row of all KV heads is read once for all of
+   * them. Positions a query may not see (causal, window) are masked. Results are indexed by pair
+   * gp = g * (nqs * n_rep) + (query - q0) * n_rep + r for query head g * n_rep + r:
+   * part[nqs * n_heads], out_partial[nqs * n_heads, head_dim].
+   * scratch: attn_rows_scratch(nqs * n_heads, head_dim, p1 - p0) floats. */
+  void (*attention_rows)(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                          float *out_partial);
 } kernel_table;
 
@@ -88,16 +91,18 @@ extern const kernel_table kernels_avx2;
 extern const kernel_table kernels_avx512; /* attention entries NULL: the AVX2 ones are used */
 #endif
 
-/* Floats of scratch attention_rows needs. */
-static inline size_t attn_rows_scratch(int n_heads, int head_dim, int count) {
-  /* scores, folded queries, per-head scalars, value weights (2 per head and position) */
-  return (size_t)n_heads * count * 3 + (size_t)n_heads * head_dim + 4 * (size_t)n_heads + (size_t)head_dim * 2 + 64;
+/* Floats of scratch attention_rows needs for n_pairs (query, head) pairs. */
+static inline size_t attn_rows_scratch(int n_pairs, int head_dim, int count) {
+  /* scores, folded queries, per-pair scalars, value weights (2 per pair and position) */
+  return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim + 4 * (size_t)n_pairs + (size_t)head_dim * 2 + 64;
 }
 
 /* Shared scalar helpers (kernels_common.c). */
 float qs_f16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);
 int quant_boundary(int p, int g);
+/* First position of the dense range query `pos` sees: its window start, raised for a sparse view. */
+int dense_lo(const attn_args *a, int pos);
 void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
 void kv_quantize(const kv_planes *planes_w, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                  uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,

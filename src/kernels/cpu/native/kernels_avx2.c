@@ -386,10 +386,18 @@ static inline float softmax_row(float *s, int count, float *l_out) {
   _mm256_storeu_ps(tmp, mv);
   for (int j = 0; j < 8; j++) m = fmaxf(m, tmp[j]);
   for (; i < count; i++) m = fmaxf(m, s[i]);
+  if (m == -INFINITY) { /* nothing visible in this chunk */
+    memset(s, 0, sizeof(float) * count);
+    *l_out = 0;
+    return m;
+  }
   const __m256 mb = _mm256_set1_ps(m);
   __m256 lv = _mm256_setzero_ps();
+  const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
   for (i = 0; i + 8 <= count; i += 8) {
-    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mb));
+    const __m256 x = _mm256_loadu_ps(s + i);
+    /* masked positions (-inf) get exactly 0 */
+    const __m256 e = _mm256_andnot_ps(_mm256_cmp_ps(x, neg_inf, _CMP_EQ_OQ), exp256(_mm256_sub_ps(x, mb)));
     _mm256_storeu_ps(s + i, e);
     lv = _mm256_add_ps(lv, e);
   }
@@ -487,67 +495,72 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
   }
 }
 
-static void attention_rows(const attn_args *a, int query, int p0, int p1, float *scratch, attn_partial *part, float *outp) {
+static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
+                           float *outp) {
   const kv_view *kv = a->kv;
   const kv_planes *pl = kv->planes;
   const int d = a->head_dim, n_heads = a->n_heads, n_kv = a->n_kv_heads, n_rep = n_heads / n_kv, kv_dim = n_kv * d;
   if (d % 32 != 0 || d > MAX_D || (pl && pl->group_v % 8 != 0)) {
-    kernels_scalar.attention_rows(a, query, p0, p1, scratch, part, outp);
+    kernels_scalar.attention_rows(a, q0, q1, p0, p1, scratch, part, outp);
     return;
   }
-  const int pos = a->start_pos + query;
-  const int q_end = pl ? quant_boundary(pos, pl->group_k) : 0;
+  /* Pairs (query, head) grouped by KV head: gp = g * nj + j, j = (query - q0) * n_rep + r. */
+  const int nqs = q1 - q0, nj = nqs * n_rep, n_pairs = nj * n_kv;
+  const int q_end = pl ? quant_boundary(a->start_pos + q0, pl->group_k) : 0; /* shared by these queries */
   const float scale = 1.0f / sqrtf((float)d);
   const int count = p1 - p0, half = d / 2;
-  float *scores = scratch; /* [n_heads, count] */
-  int16_t *qlo = (int16_t *)(scratch + (((size_t)n_heads * count + 15) & ~(size_t)15)); /* [n_heads, d/2] */
-  int16_t *qhi = qlo + (size_t)n_heads * half;                                            /* [n_heads, d/2] */
-  float *dq = (float *)(qhi + (size_t)n_heads * half);
-  float *base = dq + n_heads;
-  int32_t *qsum = (int32_t *)(base + n_heads);
-  memset(outp, 0, sizeof(float) * (size_t)n_heads * d);
+  float *scores = scratch; /* [n_pairs, count] */
+  int16_t *qlo = (int16_t *)(scratch + (((size_t)n_pairs * count + 15) & ~(size_t)15)); /* [n_pairs, d/2] */
+  int16_t *qhi = qlo + (size_t)n_pairs * half;                                            /* [n_pairs, d/2] */
+  float *dq = (float *)(qhi + (size_t)n_pairs * half);
+  float *base = dq + n_pairs;
+  int32_t *qsum = (int32_t *)(base + n_pairs);
+  memset(outp, 0, sizeof(float) * (size_t)n_pairs * d);
+#define PAIR_Q(g, j) (a->q + ((size_t)(q0 + (j) / n_rep) * n_heads + (size_t)(g) * n_rep + (j) % n_rep) * d)
 
-  /* Keys in the planes: per key group fold s into every head's query, quantize it to int16, then
-   * one pass over the rows (all KV heads of a position are adjacent in memory). */
+  /* Keys in the planes: per key group fold s into every pair's query and quantize it to int16,
+   * then one pass over the rows for all pairs (a KV head's pairs share its decoded codes). */
   const int qa_end = q_end < p1 ? q_end : p1;
   int k = 0;
   if (p0 < qa_end) {
     const int G = pl->group_k, rb = pl->kv_dim / 2;
     for (int t = p0; t < qa_end;) {
       const int blk = t / G, t_end = ((blk + 1) * G < qa_end) ? (blk + 1) * G : qa_end;
-      for (int h = 0; h < n_heads; h++) {
-        const int g = h / n_rep;
-        const float *qv = a->q + ((size_t)query * n_heads + h) * d;
+      for (int g = 0; g < n_kv; g++) {
         const uint16_t *ks = pl->k_scale + (size_t)blk * pl->kv_dim + g * d;
         const uint16_t *km = pl->k_min + (size_t)blk * pl->kv_dim + g * d;
-        float qs[MAX_D], amax = 0, b = 0;
-        for (int c = 0; c < d; c += 8) {
-          const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + c)));
-          const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + c)));
-          const __m256 q8 = _mm256_loadu_ps(qv + c);
-          _mm256_storeu_ps(qs + c, _mm256_mul_ps(q8, s8));
-          b += hsum(_mm256_mul_ps(q8, m8));
+        for (int j = 0; j < nj; j++) {
+          const size_t gp = (size_t)g * nj + j;
+          const float *qv = PAIR_Q(g, j);
+          float qs[MAX_D], amax = 0, b = 0;
+          for (int c = 0; c < d; c += 8) {
+            const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + c)));
+            const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + c)));
+            const __m256 q8 = _mm256_loadu_ps(qv + c);
+            _mm256_storeu_ps(qs + c, _mm256_mul_ps(q8, s8));
+            b += hsum(_mm256_mul_ps(q8, m8));
+          }
+          for (int c = 0; c < d; c++) amax = fmaxf(amax, fabsf(qs[c]));
+          const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
+          int32_t sum = 0;
+          for (int c = 0; c < d; c += 2) {
+            const int lo = (int)rintf(qs[c] * inv), hi = (int)rintf(qs[c + 1] * inv);
+            qlo[gp * half + c / 2] = (int16_t)lo;
+            qhi[gp * half + c / 2] = (int16_t)hi;
+            sum += lo + hi;
+          }
+          dq[gp] = dd;
+          base[gp] = b;
+          qsum[gp] = sum;
         }
-        for (int c = 0; c < d; c++) amax = fmaxf(amax, fabsf(qs[c]));
-        const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
-        int32_t sum = 0;
-        for (int c = 0; c < d; c += 2) {
-          const int lo = (int)rintf(qs[c] * inv), hi = (int)rintf(qs[c + 1] * inv);
-          qlo[(size_t)h * half + c / 2] = (int16_t)lo;
-          qhi[(size_t)h * half + c / 2] = (int16_t)hi;
-          sum += lo + hi;
-        }
-        dq[h] = dd;
-        base[h] = b;
-        qsum[h] = sum;
       }
       for (int g = 0; g < n_kv; g++) {
-        for (int r0 = 0; r0 < n_rep; r0 += 4) {
-          const int nr = n_rep - r0 < 4 ? n_rep - r0 : 4;
-          const int h0 = g * n_rep + r0;
+        for (int j0 = 0; j0 < nj; j0 += 4) {
+          const int nr = nj - j0 < 4 ? nj - j0 : 4;
+          const size_t gp0 = (size_t)g * nj + j0;
           const key_args ka = {pl->k_upper + (size_t)t * rb + g * half, pl->k_lower + (size_t)t * rb + g * half, rb, half,
-                               qlo + (size_t)h0 * half, qhi + (size_t)h0 * half, dq + h0, base + h0, qsum + h0,
-                               scores + (size_t)h0 * count + k, count, scale, t_end - t};
+                               qlo + gp0 * half, qhi + gp0 * half, dq + gp0, base + gp0, qsum + gp0,
+                               scores + gp0 * count + k, count, scale, t_end - t};
           if (kv->bits == 8) {
             if (nr == 4) key_block(&ka, 4, 8); else if (nr == 3) key_block(&ka, 3, 8); else if (nr == 2) key_block(&ka, 2, 8); else key_block(&ka, 1, 8);
           } else {
@@ -562,44 +575,51 @@ static void attention_rows(const attn_args *a, int query, int p0, int p1, float 
   /* Keys in full precision. */
   for (; k < count; k++) {
     const size_t row = (size_t)(p0 + k - kv->fp_start) * kv_dim;
-    for (int h = 0; h < n_heads; h++) {
-      const float *qv = a->q + ((size_t)query * n_heads + h) * d;
-      scores[(size_t)h * count + k] = dot_fp(kv, row + (size_t)(h / n_rep) * d, qv, d) * scale;
+    for (int g = 0; g < n_kv; g++)
+      for (int j = 0; j < nj; j++)
+        scores[((size_t)g * nj + j) * count + k] = dot_fp(kv, row + (size_t)g * d, PAIR_Q(g, j), d) * scale;
+  }
+  /* Mask what each query may not see (later positions; outside its window), then softmax pieces. */
+  for (int g = 0; g < n_kv; g++) {
+    for (int j = 0; j < nj; j++) {
+      const size_t gp = (size_t)g * nj + j;
+      const int pos = a->start_pos + q0 + j / n_rep;
+      const int lo = dense_lo(a, pos);
+      float *s = scores + gp * count;
+      for (int i = 0; i < count; i++)
+        if (p0 + i > pos || p0 + i < lo) s[i] = -INFINITY;
+      part[gp].m = softmax_row(s, count, &part[gp].l);
     }
   }
-  for (int h = 0; h < n_heads; h++) part[h].m = softmax_row(scores + (size_t)h * count, count, &part[h].l);
 
-  /* Values in the planes. With one value group per head (Gv = head_dim), v = mn + s·(u + (l8 - 8)/16):
-   * out = Σ e·mn - Σ e·s/2 [INT8] + Σ (e·s)·u + Σ (e·s/16)·l8. The scalar terms are summed per head;
-   * the code terms accumulate in registers over the positions, 16 channels by 4 heads at a time,
-   * decoding each position's codes once per 4 heads. */
+  /* Values in the planes (see value_block); weights are 0 where masked. */
   k = 0;
   if (p0 < qa_end) {
     const int rb = pl->kv_dim / 2, Gv = pl->group_v, groups = pl->kv_dim / Gv, n = qa_end - p0;
     if (Gv == d) {
-      float *wu = (float *)(qsum + n_heads);           /* [n_heads, n]: e·s */
-      float *wl = wu + (size_t)n_heads * n;            /* [n_heads, n]: e·s/16 */
-      for (int h = 0; h < n_heads; h++) {
-        const int g = h / n_rep;
-        float bias = 0;
-        for (int i = 0; i < n; i++) {
-          const size_t gi = (size_t)(p0 + i) * groups + g;
-          const float e = scores[(size_t)h * count + i], s = _cvtsh_ss(pl->v_scale[gi]);
-          const float es = e * s;
-          wu[(size_t)h * n + i] = es;
-          wl[(size_t)h * n + i] = es * (1.0f / 16.0f);
-          bias += e * _cvtsh_ss(pl->v_min[gi]) - (kv->bits == 8 ? es * 0.5f : 0.0f);
-        }
-        float *o = outp + (size_t)h * d;
-        for (int c = 0; c < d; c++) o[c] = bias;
-      }
+      float *wu = (float *)(qsum + n_pairs); /* [n_pairs, n]: e·s */
+      float *wl = wu + (size_t)n_pairs * n;  /* [n_pairs, n]: e·s/16 */
       for (int g = 0; g < n_kv; g++) {
-        for (int r0 = 0; r0 < n_rep; r0 += 4) {
-          const int nr = n_rep - r0 < 4 ? n_rep - r0 : 4;
-          const size_t h0 = (size_t)g * n_rep + r0;
+        for (int j = 0; j < nj; j++) {
+          const size_t gp = (size_t)g * nj + j;
+          float bias = 0;
+          for (int i = 0; i < n; i++) {
+            const size_t gi = (size_t)(p0 + i) * groups + g;
+            const float e = scores[gp * count + i], s = _cvtsh_ss(pl->v_scale[gi]);
+            const float es = e * s;
+            wu[gp * n + i] = es;
+            wl[gp * n + i] = es * (1.0f / 16.0f);
+            bias += e * _cvtsh_ss(pl->v_min[gi]) - (kv->bits == 8 ? es * 0.5f : 0.0f);
+          }
+          float *o = outp + gp * d;
+          for (int c = 0; c < d; c++) o[c] = bias;
+        }
+        for (int j0 = 0; j0 < nj; j0 += 4) {
+          const int nr = nj - j0 < 4 ? nj - j0 : 4;
+          const size_t gp0 = (size_t)g * nj + j0;
           for (int c0 = 0; c0 < d; c0 += 16) {
             const value_args va = {pl->v_upper + (size_t)p0 * rb + g * half + c0 / 2, pl->v_lower + (size_t)p0 * rb + g * half + c0 / 2,
-                                   rb, n, wu + h0 * n, wl + h0 * n, n, outp + h0 * d + c0, d};
+                                   rb, n, wu + gp0 * n, wl + gp0 * n, n, outp + gp0 * d + c0, d};
             if (kv->bits == 8) {
               if (nr == 4) value_block(&va, 4, 8); else if (nr == 3) value_block(&va, 3, 8); else if (nr == 2) value_block(&va, 2, 8); else value_block(&va, 1, 8);
             } else {
@@ -610,7 +630,7 @@ static void attention_rows(const attn_args *a, int query, int p0, int p1, float 
       }
       k = n;
     } else {
-      /* several value groups per head: decode per position, apply to each head */
+      /* several value groups per head: decode per position, apply to each pair */
       for (int t = p0; t < qa_end; t++, k++) {
         for (int g = 0; g < n_kv; g++) {
           const uint8_t *up = pl->v_upper + (size_t)t * rb + g * half;
@@ -619,18 +639,18 @@ static void attention_rows(const attn_args *a, int query, int p0, int p1, float 
             __m256 u[4], l8[4];
             nibbles_to_f32(up + c0 / 2, u);
             if (kv->bits == 8) nibbles_to_f32(lw + c0 / 2, l8);
-            for (int j = 0; j < 4; j++) {
-              const size_t gi = (size_t)t * groups + (size_t)(g * d + c0 + j * 8) / Gv;
+            for (int jj = 0; jj < 4; jj++) {
+              const size_t gi = (size_t)t * groups + (size_t)(g * d + c0 + jj * 8) / Gv;
               const float s = _cvtsh_ss(pl->v_scale[gi]), mn = _cvtsh_ss(pl->v_min[gi]);
-              for (int r = 0; r < n_rep; r++) {
-                const int h = g * n_rep + r;
-                const float e = scores[(size_t)h * count + k];
-                float *o = outp + (size_t)h * d + c0 + j * 8;
+              for (int j = 0; j < nj; j++) {
+                const size_t gp = (size_t)g * nj + j;
+                const float e = scores[gp * count + k];
+                float *o = outp + gp * d + c0 + jj * 8;
                 const float es = e * s;
-                __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[j], _mm256_loadu_ps(o));
+                __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[jj], _mm256_loadu_ps(o));
                 float add = e * mn;
                 if (kv->bits == 8) {
-                  acc = _mm256_fmadd_ps(_mm256_set1_ps(es * (1.0f / 16.0f)), l8[j], acc);
+                  acc = _mm256_fmadd_ps(_mm256_set1_ps(es * (1.0f / 16.0f)), l8[jj], acc);
                   add -= es * 0.5f;
                 }
                 _mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_set1_ps(add)));
@@ -644,9 +664,14 @@ static void attention_rows(const attn_args *a, int query, int p0, int p1, float 
   /* Values in full precision. */
   for (; k < count; k++) {
     const size_t row = (size_t)(p0 + k - kv->fp_start) * kv_dim;
-    for (int h = 0; h < n_heads; h++)
-      axpy_fp(outp + (size_t)h * d, scores[(size_t)h * count + k], kv, row + (size_t)(h / n_rep) * d, d);
+    for (int g = 0; g < n_kv; g++)
+      for (int j = 0; j < nj; j++) {
+        const size_t gp = (size_t)g * nj + j;
+        const float e = scores[gp * count + k];
+        if (e != 0.0f) axpy_fp(outp + gp * d, e, kv, row + (size_t)g * d, d);
+      }
   }
+#undef PAIR_Q
 }
 
 const kernel_table kernels_avx2 = {

@@ -59,6 +59,17 @@ int quant_boundary(int p, int g) {
   return p >= 2 * g ? g * ((p - g) / g) : 0;
 }
 
+int dense_lo(const attn_args *a, int pos) {
+  int from = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
+  const kv_view *kv = a->kv;
+  if (kv->sel_positions) {
+    int f = kv->sel_dense_from;
+    if (kv->sel_recent > 0 && pos - kv->sel_recent + 1 > f) f = pos - kv->sel_recent + 1;
+    if (f > from) from = f;
+  }
+  return from;
+}
+
 #define F16_MAX 65504.0f
 
 static float clamp_f16(float x) {

@@ -157,11 +157,21 @@ static void attention_head(const attn_args *a, int query, int g, int p0, int p1,
   }
 }
 
-/* All heads: one attention_head call per KV head (the portable path keeps it simple). */
-static void attention_rows(const attn_args *a, int query, int p0, int p1, float *scratch, attn_partial *part, float *outp) {
-  const int n_rep = a->n_heads / a->n_kv_heads;
-  for (int g = 0; g < a->n_kv_heads; g++)
-    attention_head(a, query, g, p0, p1, NULL, scratch, part + g * n_rep, outp + (size_t)g * n_rep * a->head_dim);
+/* All queries and heads: one attention_head call per (query, KV head) over the positions that
+ * query may see (the portable path keeps it simple). Results use attention_rows' pair order. */
+static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part, float *outp) {
+  const int n_rep = a->n_heads / a->n_kv_heads, nj = (q1 - q0) * n_rep, d = a->head_dim;
+  for (int query = q0; query < q1; query++) {
+    const int pos = a->start_pos + query;
+    const int dlo = dense_lo(a, pos);
+    const int lo = dlo > p0 ? dlo : p0;
+    const int hi = pos + 1 < p1 ? pos + 1 : p1;
+    for (int g = 0; g < a->n_kv_heads; g++) {
+      const size_t gp = (size_t)g * nj + (size_t)(query - q0) * n_rep;
+      if (lo < hi) attention_head(a, query, g, lo, hi, NULL, scratch, part + gp, outp + gp * d);
+      else for (int r = 0; r < n_rep; r++) part[gp + r].m = -INFINITY, part[gp + r].l = 0;
+    }
+  }
 }
 
 const kernel_table kernels_scalar = {
