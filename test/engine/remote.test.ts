@@ -1,0 +1,53 @@
+// The engine in a worker thread: the main event loop stays free during a long prefill, early
+// return cancels the generation and frees its slot, and named errors keep their classes.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { InvalidArgumentError } from '../../src/core/errors.js';
+import { collect } from '../../src/engine/session.js';
+import { RemoteModel } from '../../src/engine/remote.js';
+
+test('a worker-hosted model streams the same tokens as in-process and never blocks the event loop', async () => {
+  const m = await RemoteModel.load(undefined, { contextLength: 1024, backend: 'reference' }, 2);
+  try {
+    // The reference backend makes a ~800-token prefill take seconds: the timer must keep firing.
+    const ids = [0, ...Array.from({ length: 800 }, (_, i) => 100 + ((i * 7) % 3000))];
+    let longestGapMs = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      longestGapMs = Math.max(longestGapMs, now - last);
+      last = now;
+    }, 5);
+    const t0 = performance.now();
+    const r = await collect(m.generate({ ids }, { temperature: 0, maxTokens: 4, spec: 'none', kv: 'fp' }));
+    const elapsed = performance.now() - t0;
+    clearInterval(timer);
+    assert.equal(r.generatedIds.length, 4);
+    assert.ok(elapsed > 300, `the prefill took ${elapsed} ms`);
+    assert.ok(longestGapMs < 100, `the event loop stalled for ${longestGapMs} ms`);
+  } finally {
+    await m.close();
+  }
+});
+
+test('early return cancels in the worker and frees the slot; errors keep their class', async () => {
+  const m = await RemoteModel.load(undefined, { contextLength: 256 }, 1);
+  try {
+    const gen = m.generate('Call me Ishmael.', { temperature: 0, maxTokens: 200, ignoreEos: true });
+    await gen.next();
+    await gen.return(undefined as never);
+    // The single slot is free again.
+    const r = await collect(m.generate('Call me Ishmael.', { temperature: 0, maxTokens: 3 }));
+    assert.equal(r.generatedIds.length, 3);
+    await assert.rejects(collect(m.generate('x', { temperature: -1 })), (e: unknown) => {
+      assert.ok(e instanceof InvalidArgumentError);
+      assert.equal((e as InvalidArgumentError).param, 'temperature');
+      return true;
+    });
+    const ids = await m.encode('Call me Ishmael.');
+    assert.deepEqual(ids, [0, 70, 346, 412, 785, 107, 1297, 469, 49]);
+  } finally {
+    await m.close();
+  }
+});
