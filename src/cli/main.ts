@@ -4,6 +4,7 @@ import { QuantspecError } from '../core/errors.js';
 import { CHAT_USAGE, GENERATE_USAGE, runChat, runGenerate } from './generate.js';
 import { EVAL_USAGE, runEval } from './eval.js';
 import { INSPECT_USAGE, runInspect } from './inspect.js';
+import { runServe, SERVE_USAGE } from './serve.js';
 
 const USAGE = `usage: quantspec <command> [options]
 
@@ -12,6 +13,7 @@ commands:
   chat       interactive chat with the model's chat template
   inspect    describe a model: architecture, tensors, memory
   eval       perplexity on a text file
+  serve      OpenAI-compatible HTTP server
 
 Run \`quantspec <command> --help\` for a command's options.`;
 
@@ -20,6 +22,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number> | numb
   chat: { run: runChat, usage: CHAT_USAGE },
   inspect: { run: runInspect, usage: INSPECT_USAGE },
   eval: { run: runEval, usage: EVAL_USAGE },
+  serve: { run: runServe, usage: SERVE_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -10,7 +10,7 @@ import { acceptanceRate, meanAcceptedLength, perPosition, type SpecStats } from 
 import type { DecodingPlan } from './decoding.js';
 import { resolveLogitBias, resolveSampling, type SamplingParams } from '../sampling/params.js';
 import { Sampler } from '../sampling/sampler.js';
-import type { DecodeState, Decoder } from '../spec/decoder.js';
+import type { DecodeState, Decoder, TokenLogprob } from '../spec/decoder.js';
 import { encodeChat, type ChatMessage } from '../tokenizer/chat.js';
 import { StreamDetokenizer } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -30,6 +30,8 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   readonly logitBias?: Readonly<Record<number, number>>;
   readonly signal?: AbortSignal;
   readonly onPrefillProgress?: (done: number, total: number) => void;
+  /** Report each token's log-probability and this many top alternatives (0..20); off when undefined. */
+  readonly logprobs?: number;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
@@ -39,6 +41,15 @@ export interface GenerationChunk {
   readonly text: string;
   /** Token ids accepted since the previous chunk. */
   readonly tokens: readonly number[];
+  /** With the logprobs option: one entry per token of `tokens`, with each token's text. */
+  readonly logprobs?: readonly ChunkLogprob[];
+}
+
+export interface ChunkLogprob {
+  readonly id: number;
+  readonly text: string;
+  readonly logprob: number;
+  readonly top: readonly { readonly id: number; readonly text: string; readonly logprob: number }[];
 }
 
 export interface Timings {
@@ -150,6 +161,9 @@ export class Session {
     if (options.seed !== undefined && !Number.isInteger(options.seed)) {
       throw new InvalidArgumentError(`seed must be an integer, got ${JSON.stringify(options.seed)}.`, 'seed');
     }
+    if (options.logprobs !== undefined && (!Number.isInteger(options.logprobs) || options.logprobs < 0 || options.logprobs > 20)) {
+      throw new InvalidArgumentError(`top_logprobs must be an integer in [0, 20], got ${JSON.stringify(options.logprobs)}.`, 'top_logprobs');
+    }
     const promptIds = this.encode(input);
     if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens).', 'prompt');
     const ctx = this.parts.contextLength;
@@ -181,6 +195,7 @@ export class Session {
       rt, target, cache, targetView: this.parts.targetView, scratch: this.scratch,
       sampler, rng: new Xoshiro128(options.seed ?? clockSeed()),
       tokens, probs: this.probs, reproducible: options.seed !== undefined,
+      logprobTop: options.logprobs ?? -1, logprobs: [],
     };
     decoder.begin?.();
     let cancelled = await this.prefill(tokens, reused, options);
@@ -207,6 +222,7 @@ export class Session {
         firstCount = n;
       }
       const fresh = tokens.slice(tokens.length - n);
+      const before = generated.length;
       let accepted = 0;
       let chunkText = '';
       let stopped = false;
@@ -226,9 +242,11 @@ export class Session {
         }
       }
       if (accepted < n) this.dropTail(tokens, n - accepted);
-      if (chunkText || fresh.length) {
+      const emitted = generated.slice(before); // EOS is not part of the output
+      const logprobs = state.logprobTop >= 0 ? this.describeLogprobs(state.logprobs.splice(0).slice(0, emitted.length)) : undefined;
+      if (chunkText || emitted.length) {
         text += chunkText;
-        yield { text: chunkText, tokens: fresh.slice(0, accepted) };
+        yield logprobs ? { text: chunkText, tokens: emitted, logprobs } : { text: chunkText, tokens: emitted };
       }
       if (stopped) {
         finish = 'stop';
@@ -267,6 +285,12 @@ export class Session {
         decodeTokensPerS: decodeMs > 0 ? (decoded / decodeMs) * 1000 : 0,
       },
     };
+  }
+
+  private describeLogprobs(entries: readonly TokenLogprob[]): ChunkLogprob[] {
+    const tok = this.parts.tokenizer;
+    const text = (id: number) => tok.decode([id], { keepSpecial: true });
+    return entries.map((e) => ({ id: e.id, text: text(e.id), logprob: e.logprob, top: e.top.map((t) => ({ id: t.id, text: text(t.id), logprob: t.logprob })) }));
   }
 
   /** Keep the longest cached prefix of the new prompt (at least one prompt token must be fed). */

@@ -27,6 +27,38 @@ export interface DecodeState {
    * randomness must then be reproducible (adaptive γ, which follows wall-clock timings, is frozen).
    */
   readonly reproducible: boolean;
+  /** When >= 0, each emitted token's log-probability (and this many alternatives) is recorded. */
+  readonly logprobTop: number;
+  readonly logprobs: TokenLogprob[];
+}
+
+/** Log-probability of an emitted token under the target (after logit bias and penalties). */
+export interface TokenLogprob {
+  readonly id: number;
+  readonly logprob: number;
+  /** The most likely tokens at that position, best first. */
+  readonly top: readonly { readonly id: number; readonly logprob: number }[];
+}
+
+/** Record log-softmax(row)[token] and the row's top alternatives, if the caller asked for them. */
+export function recordLogprob(state: DecodeState, row: Float32Array, offset: number, token: number): void {
+  if (state.logprobTop < 0) return;
+  const V = state.probs.length;
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (row[offset + i]! > max) max = row[offset + i]!;
+  let sum = 0;
+  for (let i = 0; i < V; i++) sum += Math.exp(row[offset + i]! - max);
+  const lse = max + Math.log(sum);
+  const top: { id: number; logprob: number }[] = [];
+  for (let k = 0; k < state.logprobTop; k++) {
+    let best = -1;
+    for (let i = 0; i < V; i++) {
+      if ((best < 0 || row[offset + i]! > row[offset + best]!) && !top.some((t) => t.id === i)) best = i;
+    }
+    if (best < 0) break;
+    top.push({ id: best, logprob: row[offset + best]! - lse });
+  }
+  state.logprobs.push({ id: token, logprob: row[offset + token]! - lse, top });
 }
 
 export interface Decoder {
@@ -48,9 +80,14 @@ export function pickToken(state: DecodeState, logits: Float32Array, offset: numb
   const { sampler, tokens, probs, rng } = state;
   const row = offset === 0 ? logits : logits.subarray(offset, offset + probs.length);
   sampler.applyPenalties(row, tokens, end);
-  if (sampler.greedy) return argmax(row, 0, probs.length);
-  sampler.distribution(probs, row);
-  return sampler.sample(probs, rng);
+  let token: number;
+  if (sampler.greedy) token = argmax(row, 0, probs.length);
+  else {
+    sampler.distribution(probs, row);
+    token = sampler.sample(probs, rng);
+  }
+  recordLogprob(state, row, 0, token);
+  return token;
 }
 
 export class PlainDecoder implements Decoder {

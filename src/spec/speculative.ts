@@ -11,7 +11,7 @@ import type { KvViewKind } from '../kv/cache.js';
 import { argmax } from '../sampling/sampler.js';
 import { acceptGreedy, acceptSampled } from './accept.js';
 import { GammaController } from './adaptive.js';
-import { pickToken, type DecodeState, type Decoder } from './decoder.js';
+import { pickToken, recordLogprob, type DecodeState, type Decoder } from './decoder.js';
 import { emptyStats, recordRound, type SpecStats } from './stats.js';
 
 /** What the draft is: its weights, the KV view it reads, and an optional setup after prefill. */
@@ -123,6 +123,7 @@ export class SpeculativeDecoder implements Decoder {
     // Commit: the accepted drafts (already in tokens) plus the target's token; drop the rest.
     tokens.length = base + result.accepted;
     tokens.push(result.next);
+    for (let i = 0; i <= result.accepted; i++) recordLogprob(state, logits, i * V, tokens[base + i]!);
     cache.truncate(pos + result.accepted + 1);
     cache.flush();
     recordRound(this.stats, gamma, result.accepted, t1 - t0, t2 - t1);

@@ -132,3 +132,33 @@ test('prefix reuse across quantized groups gives the same tokens as a fresh sess
     if (spec === 'quantspec') assert.ok(again.stats!.acceptanceRate > 0.5, `draft still agrees after reuse: ${again.stats!.acceptanceRate}`);
   }
 });
+
+test('logprobs: one entry per token, from the target, identical for plain and speculative decoding', async () => {
+  const m = await model();
+  const run = async (spec: 'none' | 'quantspec') => {
+    const chunks = [];
+    const gen = m.createSession({ spec, kv: 'int8' }).generate('Call me Ishmael.', { temperature: 0, maxTokens: 10, logprobs: 3 });
+    for (;;) {
+      const r = await gen.next();
+      if (r.done) return { chunks, result: r.value };
+      chunks.push(r.value);
+    }
+  };
+  const plain = await run('none');
+  const spec = await run('quantspec');
+  const lp = (x: typeof plain) => x.chunks.flatMap((c) => c.logprobs ?? []);
+  assert.equal(lp(plain).length, plain.result.generatedIds.length);
+  assert.deepEqual(lp(plain).map((e) => e.id), plain.result.generatedIds);
+  for (const e of lp(plain)) {
+    assert.ok(e.logprob <= 0);
+    assert.equal(e.top.length, 3);
+    assert.equal(e.top[0]!.id, e.id, 'greedy picks the most likely token');
+    assert.ok(e.top[0]!.logprob >= e.top[1]!.logprob && e.top[1]!.logprob >= e.top[2]!.logprob);
+    assert.equal(typeof e.text, 'string');
+  }
+  const a = lp(plain);
+  const b = lp(spec);
+  assert.deepEqual(b.map((e) => e.id), a.map((e) => e.id));
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]!.logprob - b[i]!.logprob) < 1e-4, `token ${i}`);
+  await assert.rejects(m.complete('x', { logprobs: 21 }), InvalidArgumentError);
+});

@@ -1,0 +1,234 @@
+// OpenAI wire format: request validation and response shapes. snake_case lives only here.
+
+import type { ChatMessage } from '../tokenizer/chat.js';
+import type { ChunkLogprob, GenerationResult } from '../engine/session.js';
+import type { ModelGenerateOptions } from '../engine/model.js';
+
+/** An error answered to the client in OpenAI's shape. */
+export class HttpError extends Error {
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  readonly code: string | null;
+  readonly headers: Record<string, string>;
+  constructor(status: number, message: string, opts: { type?: string; param?: string | null; code?: string | null; headers?: Record<string, string> } = {}) {
+    super(message);
+    this.status = status;
+    this.type = opts.type ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
+    this.param = opts.param ?? null;
+    this.code = opts.code ?? null;
+    this.headers = opts.headers ?? {};
+  }
+
+  body(): { error: { message: string; type: string; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+const bad = (message: string, param: string, code = 'invalid_value'): HttpError => new HttpError(400, message, { param, code });
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function optNumber(body: Json, key: string, lo: number, hi: number): number | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi) {
+    throw bad(`'${key}' must be a number between ${lo} and ${hi}, got ${JSON.stringify(v)}.`, key);
+  }
+  return v;
+}
+
+function optInt(body: Json, key: string, lo: number, hi: number): number | undefined {
+  const v = optNumber(body, key, lo, hi);
+  if (v !== undefined && !Number.isInteger(v)) throw bad(`'${key}' must be an integer, got ${v}.`, key);
+  return v;
+}
+
+function optBool(body: Json, key: string): boolean | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw bad(`'${key}' must be a boolean, got ${JSON.stringify(v)}.`, key);
+  return v;
+}
+
+/** The fields both endpoints share. */
+export interface ParsedRequest {
+  readonly model: string;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+  readonly options: ModelGenerateOptions;
+  readonly logprobs: boolean;
+}
+
+export interface ParsedChat extends ParsedRequest {
+  readonly messages: ChatMessage[];
+}
+
+export interface ParsedCompletion extends ParsedRequest {
+  readonly prompt: string | number[];
+  readonly echo: boolean;
+}
+
+export interface Limits {
+  readonly contextLength: number;
+  readonly vocabSize: number;
+  readonly defaults: ModelGenerateOptions;
+}
+
+function parseCommon(body: Json, limits: Limits, defaultMaxTokens: number | undefined): { base: ParsedRequest; maxTokens: number | undefined } {
+  const model = body['model'];
+  if (typeof model !== 'string' || model.length === 0) throw bad("'model' is required and must be a string.", 'model', 'missing_required_parameter');
+  const n = optInt(body, 'n', 1, 128);
+  if (n !== undefined && n !== 1) throw bad(`only n = 1 is supported, got ${n}.`, 'n', 'unsupported_value');
+  const stream = optBool(body, 'stream') ?? false;
+  const so = body['stream_options'];
+  if (so !== undefined && so !== null && !isObject(so)) throw bad("'stream_options' must be an object.", 'stream_options');
+  const includeUsage = isObject(so) && so['include_usage'] === true;
+  const maxTokens = optInt(body, 'max_completion_tokens', 1, limits.contextLength) ?? optInt(body, 'max_tokens', 1, limits.contextLength) ?? defaultMaxTokens;
+  let stop: string[] | undefined;
+  const s = body['stop'];
+  if (typeof s === 'string') stop = [s];
+  else if (Array.isArray(s)) {
+    if (s.length > 16 || !s.every((x) => typeof x === 'string')) throw bad("'stop' must be a string or a list of at most 16 strings.", 'stop');
+    stop = s as string[];
+  } else if (s !== undefined && s !== null) throw bad("'stop' must be a string or a list of strings.", 'stop');
+  const lb = body['logit_bias'];
+  if (lb !== undefined && lb !== null && !isObject(lb)) throw bad("'logit_bias' must be an object of token id to bias.", 'logit_bias');
+  const options: ModelGenerateOptions = {
+    ...limits.defaults,
+    temperature: optNumber(body, 'temperature', 0, 2) ?? limits.defaults.temperature,
+    topP: optNumber(body, 'top_p', 0, 1) ?? limits.defaults.topP,
+    topK: optInt(body, 'top_k', 0, limits.vocabSize) ?? limits.defaults.topK,
+    minP: optNumber(body, 'min_p', 0, 1) ?? limits.defaults.minP,
+    seed: optInt(body, 'seed', -(2 ** 53), 2 ** 53) ?? limits.defaults.seed,
+    presencePenalty: optNumber(body, 'presence_penalty', -2, 2) ?? limits.defaults.presencePenalty,
+    frequencyPenalty: optNumber(body, 'frequency_penalty', -2, 2) ?? limits.defaults.frequencyPenalty,
+    repetitionPenalty: optNumber(body, 'repetition_penalty', 0.01, 10) ?? optNumber(body, 'repeat_penalty', 0.01, 10) ?? limits.defaults.repetitionPenalty,
+    ignoreEos: optBool(body, 'ignore_eos') ?? limits.defaults.ignoreEos,
+    stop: stop ?? limits.defaults.stop,
+    maxTokens,
+    logitBias: lb ? (lb as Record<string, number>) : undefined,
+  };
+  if (options.topP === 0) throw bad("'top_p' must be greater than 0.", 'top_p');
+  return { base: { model, stream, includeUsage, options, logprobs: false }, maxTokens };
+}
+
+function messageText(content: unknown, i: number): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((part, j) => {
+      if (isObject(part) && part['type'] === 'text' && typeof part['text'] === 'string') return part['text'];
+      throw bad(`messages[${i}].content[${j}] must be a text part ({"type": "text", "text": ...}); other content types are not supported.`, `messages[${i}].content`);
+    }).join('');
+  }
+  if (content === null || content === undefined) return '';
+  throw bad(`messages[${i}].content must be a string or a list of text parts.`, `messages[${i}].content`);
+}
+
+export function parseChat(body: unknown, limits: Limits): ParsedChat {
+  if (!isObject(body)) throw bad('the request body must be a JSON object.', 'body');
+  if (body['tools'] !== undefined && body['tools'] !== null && !(Array.isArray(body['tools']) && body['tools'].length === 0)) {
+    throw bad('tools are not supported by this server.', 'tools', 'unsupported_parameter');
+  }
+  const msgs = body['messages'];
+  if (!Array.isArray(msgs) || msgs.length === 0) throw bad("'messages' must be a non-empty list.", 'messages', 'missing_required_parameter');
+  const messages: ChatMessage[] = msgs.map((m, i) => {
+    if (!isObject(m) || typeof m['role'] !== 'string') throw bad(`messages[${i}] must be an object with a string 'role'.`, `messages[${i}]`);
+    if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(m['role'] as string)) {
+      throw bad(`messages[${i}].role "${m['role'] as string}" is not one of system, developer, user, assistant, tool.`, `messages[${i}].role`);
+    }
+    const role = m['role'] === 'developer' ? 'system' : (m['role'] as string);
+    return { role, content: messageText(m['content'], i) };
+  });
+  const { base } = parseCommon(body, limits, undefined);
+  const logprobs = optBool(body, 'logprobs') ?? false;
+  const top = optInt(body, 'top_logprobs', 0, 20);
+  if (top !== undefined && !logprobs) throw bad("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
+  return { ...base, messages, logprobs, options: { ...base.options, logprobs: logprobs ? top ?? 0 : undefined } };
+}
+
+export function parseCompletion(body: unknown, limits: Limits): ParsedCompletion {
+  if (!isObject(body)) throw bad('the request body must be a JSON object.', 'body');
+  let prompt: string | number[];
+  const p = body['prompt'];
+  if (typeof p === 'string') prompt = p;
+  else if (Array.isArray(p) && p.length === 1 && typeof p[0] === 'string') prompt = p[0];
+  else if (Array.isArray(p) && p.length > 0 && p.every((x) => Number.isInteger(x))) {
+    for (const id of p as number[]) {
+      if (id < 0 || id >= limits.vocabSize) throw bad(`prompt token ${id} is outside the vocabulary [0, ${limits.vocabSize}).`, 'prompt');
+    }
+    prompt = p as number[];
+  } else if (Array.isArray(p) && p.length > 1) {
+    throw bad("only one prompt per request is supported ('prompt' as a string, a list of one string, or token ids).", 'prompt', 'unsupported_value');
+  } else {
+    throw bad("'prompt' is required: a string or a list of token ids.", 'prompt', 'missing_required_parameter');
+  }
+  if (body['suffix'] !== undefined && body['suffix'] !== null) throw bad("'suffix' is not supported.", 'suffix', 'unsupported_parameter');
+  if (body['best_of'] !== undefined && body['best_of'] !== null && body['best_of'] !== 1) throw bad("only 'best_of' = 1 is supported.", 'best_of', 'unsupported_value');
+  // OpenAI's completions default is 16 tokens.
+  const { base } = parseCommon(body, limits, 16);
+  const lp = optInt(body, 'logprobs', 0, 5);
+  return {
+    ...base, prompt, echo: optBool(body, 'echo') ?? false, logprobs: lp !== undefined,
+    options: { ...base.options, logprobs: lp },
+  };
+}
+
+/** finish_reason in OpenAI's words. */
+export function finishReason(r: GenerationResult): 'stop' | 'length' {
+  return r.finishReason === 'stop' ? 'stop' : 'length';
+}
+
+export function usage(r: GenerationResult): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
+  return { prompt_tokens: r.promptIds.length, completion_tokens: r.generatedIds.length, total_tokens: r.promptIds.length + r.generatedIds.length };
+}
+
+/** llama-server's timing names, with QuantSpec's draft counts. */
+export function timings(r: GenerationResult): Record<string, number> {
+  const t = r.timings;
+  const promptN = t.promptTokens - t.cachedTokens;
+  return {
+    prompt_n: promptN,
+    prompt_ms: t.prefillMs,
+    prompt_per_token_ms: promptN > 0 ? t.prefillMs / promptN : 0,
+    prompt_per_second: t.prefillTokensPerS,
+    predicted_n: t.generatedTokens,
+    predicted_ms: t.decodeMs,
+    predicted_per_token_ms: t.generatedTokens > 0 ? (t.prefillMs + t.decodeMs) / t.generatedTokens : 0,
+    predicted_per_second: t.decodeTokensPerS,
+    cache_n: t.cachedTokens,
+    draft_n: r.stats?.drafted ?? 0,
+    draft_n_accepted: r.stats?.accepted ?? 0,
+  };
+}
+
+/** Chat logprobs content entries. */
+export function chatLogprobs(entries: readonly ChunkLogprob[]): { content: unknown[] } {
+  const bytes = (s: string) => Array.from(new TextEncoder().encode(s));
+  return {
+    content: entries.map((e) => ({
+      token: e.text, logprob: e.logprob, bytes: bytes(e.text),
+      top_logprobs: e.top.map((t) => ({ token: t.text, logprob: t.logprob, bytes: bytes(t.text) })),
+    })),
+  };
+}
+
+/** Legacy completions logprobs. */
+export function completionLogprobs(entries: readonly ChunkLogprob[], offset: number): Record<string, unknown> {
+  const offsets: number[] = [];
+  let o = offset;
+  for (const e of entries) {
+    offsets.push(o);
+    o += e.text.length;
+  }
+  return {
+    tokens: entries.map((e) => e.text),
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((t) => [t.text, t.logprob]))),
+    text_offset: offsets,
+  };
+}
