@@ -5,6 +5,7 @@ import { CHAT_USAGE, GENERATE_USAGE, runChat, runGenerate } from './generate.js'
 import { EVAL_USAGE, runEval } from './eval.js';
 import { INSPECT_USAGE, runInspect } from './inspect.js';
 import { runServe, SERVE_USAGE } from './serve.js';
+import { BENCH_USAGE, runBenchCommand } from './bench.js';
 
 const USAGE = `usage: quantspec <command> [options]
 
@@ -14,6 +15,7 @@ commands:
   inspect    describe a model: architecture, tensors, memory
   eval       perplexity on a text file
   serve      OpenAI-compatible HTTP server
+  bench      decode speed, acceptance and memory versus context for each decoding mode
 
 Run \`quantspec <command> --help\` for a command's options.`;
 
@@ -23,6 +25,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number> | numb
   inspect: { run: runInspect, usage: INSPECT_USAGE },
   eval: { run: runEval, usage: EVAL_USAGE },
   serve: { run: runServe, usage: SERVE_USAGE },
+  bench: { run: runBenchCommand, usage: BENCH_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -5,37 +5,60 @@
 // tokens and costs γ·t_draft + t_verify(γ + 1); plain decoding emits one token per t_plain.
 
 const EMA = 0.2;
+const WINDOW = 15;
 
-function ema(prev: number, x: number): number {
-  return Number.isNaN(prev) ? x : prev + EMA * (x - prev);
+/** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
+class RecentMedian {
+  private readonly samples = new Float64Array(WINDOW);
+  private readonly sorted = new Float64Array(WINDOW);
+  private n = 0;
+  private next = 0;
+
+  add(x: number): void {
+    this.samples[this.next] = x;
+    this.next = (this.next + 1) % WINDOW;
+    this.n = Math.min(this.n + 1, WINDOW);
+  }
+
+  get value(): number {
+    if (this.n === 0) return NaN;
+    this.sorted.set(this.samples.subarray(0, this.n));
+    const s = this.sorted.subarray(0, this.n).sort();
+    return s[this.n >> 1]!;
+  }
 }
 
 export class GammaController {
   readonly maxGamma: number;
   /** γ while measurements are gathered, and for reproducible (seeded) sampling. */
   readonly initialGamma: number;
-  private draftMs = NaN; // per draft step
-  private readonly verifyMs: number[]; // [b] per verify pass of b tokens (b = 1 is a plain step)
+  private readonly draftStep = new RecentMedian(); // ms per draft step
+  private readonly verify: RecentMedian[]; // [b] ms per verify pass of b tokens (b = 1 is a plain step)
   private acceptedSum = 0; // decayed sums for the acceptance estimate
   private trialSum = 0;
   private plainRun = 0;
+  private specRun = 0;
   private lastGamma: number;
-  /** Plain steps between probing rounds while speculation is off. */
+  /** Plain steps between probing rounds while speculation is off, and rounds between plain probes while it is on. */
   readonly probeEvery = 16;
 
   constructor(maxGamma: number, initial: number) {
     this.maxGamma = maxGamma;
     this.initialGamma = Math.min(initial, maxGamma);
     this.lastGamma = this.initialGamma;
-    this.verifyMs = new Array(maxGamma + 2).fill(NaN);
+    this.verify = Array.from({ length: maxGamma + 2 }, () => new RecentMedian());
   }
 
   observeDraftStep(ms: number): void {
-    this.draftMs = ema(this.draftMs, ms);
+    this.draftStep.add(ms);
   }
 
   observeVerify(batch: number, ms: number): void {
-    this.verifyMs[batch] = ema(this.verifyMs[batch]!, ms);
+    this.verify[batch]!.add(ms);
+  }
+
+  private get draftMs(): number {
+    return this.draftStep.value;
   }
 
   /** One round: `accepted` of `gamma` drafts; a rejection (accepted < γ) is one failed trial. */
@@ -52,7 +75,7 @@ export class GammaController {
 
   /** Verify cost of b tokens: measured, else interpolated linearly from the measured batch sizes. */
   private verifyCost(b: number): number {
-    const v = this.verifyMs;
+    const v = this.verify.map((m) => m.value);
     if (!Number.isNaN(v[b]!)) return v[b]!;
     let lo = -1;
     let hi = -1;
@@ -72,7 +95,12 @@ export class GammaController {
 
   /** The draft length for the next step; 0 means a plain decoding step. */
   choose(): number {
-    if (Number.isNaN(this.draftMs) || Number.isNaN(this.verifyCost(1))) return this.initialGamma; // still measuring
+    if (Number.isNaN(this.draftMs)) return this.initialGamma; // still measuring the draft
+    // Measure plain decoding itself now and then: estimates from other batch sizes drift.
+    if (Number.isNaN(this.verify[1]!.value) || ++this.specRun >= 2 * this.probeEvery) {
+      this.specRun = 0;
+      return 0;
+    }
     let best = 0;
     let bestRate = 1 / this.verifyCost(1); // plain decoding
     for (let g = 1; g <= this.maxGamma; g++) {

@@ -1,0 +1,58 @@
+// `quantspec bench`: decode speed versus context for each decoding mode.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { BackendName } from '../kernels/select.js';
+import { BENCH_MODES, markdownTable, runBench } from '../../bench/decode.js';
+import { parse, str } from './args.js';
+
+export const BENCH_USAGE = `usage: quantspec bench [--model PATH] [--contexts 1024,4096,16384,32768] [--gen 128]
+                       [--modes fp,int8,quantspec,quantspec-auto,streaming,snapkv]
+                       [--text FILE] [--backend cpu|reference] [--json FILE] [--plot FILE.svg]
+
+For each context length (a prompt of that many tokens from --text) and decoding mode: prefill and
+decode tokens/s, the speedup over plain decoding with the F32 cache in the same run, acceptance,
+mean accepted length, peak RSS and KV bytes. Warm-up runs are excluded. Prints JSON lines as it
+goes and a markdown table at the end. Modes: ${BENCH_MODES.map((m) => m.name).join(', ')}.`;
+
+function defaultCorpus(): string | undefined {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidate = path.resolve(here, '..', '..', '..', '..', 'shared', 'corpus', 'austen-train.txt');
+  return fs.existsSync(candidate) ? candidate : undefined;
+}
+
+function intList(v: string | undefined, name: string, fallback: number[]): number[] {
+  if (v === undefined) return fallback;
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 2)) throw new InvalidArgumentError(`--${name} takes integers >= 2, got "${v}".`, name);
+  return xs;
+}
+
+export async function runBenchCommand(argv: string[]): Promise<number> {
+  const { flags } = parse(argv, {
+    model: { type: 'string', short: 'm' }, contexts: { type: 'string' }, gen: { type: 'string' }, modes: { type: 'string' },
+    text: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, plot: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  });
+  if (flags['help']) {
+    process.stdout.write(`${BENCH_USAGE}\n`);
+    return 0;
+  }
+  const corpus = str(flags, 'text') ?? defaultCorpus();
+  if (!corpus) throw new InvalidArgumentError('--text FILE is required (a long text to cut prompts from).', 'text');
+  const [gen] = intList(str(flags, 'gen'), 'gen', [128]);
+  const rows = await runBench({
+    model: str(flags, 'model'),
+    contexts: intList(str(flags, 'contexts'), 'contexts', [1024, 4096, 16384, 32768]),
+    gen: gen!,
+    modes: (str(flags, 'modes') ?? BENCH_MODES.map((m) => m.name).join(',')).split(',').map((s) => s.trim()),
+    backend: str(flags, 'backend') as BackendName | undefined,
+    corpus,
+    json: str(flags, 'json'),
+    plot: str(flags, 'plot'),
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  process.stdout.write(`\n${markdownTable(rows)}\n`);
+  return 0;
+}
