@@ -7,8 +7,9 @@ import { InvalidArgumentError } from '../src/core/errors.js';
 import type { DecodingOptions } from '../src/engine/decoding.js';
 import { loadModel, type Model } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
+import { physicalCores } from '../src/kernels/cpu/index.js';
 import type { BackendName } from '../src/kernels/select.js';
-import { cpuModel, machineSummary } from './machine.js';
+import { cpuModel, machineSummary, measureReadBandwidth } from './machine.js';
 
 export interface BenchMode {
   readonly name: string;
@@ -51,7 +52,7 @@ export interface BenchRow {
 }
 
 /** Prompt ids of exactly `n` tokens (BOS first) cut from the corpus text. */
-function promptOf(model: Model, text: string, n: number): number[] {
+export function promptOf(model: Model, text: string, n: number): number[] {
   const bos = model.tokenizer.bosId;
   const ids = model.tokenizer.encode(text, { addSpecial: false });
   const need = n - (bos !== null ? 1 : 0);
@@ -82,7 +83,8 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
   const maxContext = Math.max(...o.contexts);
   const model = await loadModel(o.model, { contextLength: maxContext + o.gen + 16, backend: o.backend, onWarning: () => {} });
   const text = fs.readFileSync(o.corpus, 'utf8');
-  o.log(`# ${machineSummary()}, backend ${model.backend.name}`);
+  const bandwidth = measureReadBandwidth();
+  o.log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured (no native backend)' : `${bandwidth.toFixed(1)} GB/s`}, backend ${model.backend.name}`);
   o.log(`# model ${model.path}: ${model.config.nLayers} layers, dim ${model.config.dim}; generating ${o.gen} tokens greedily after each prompt`);
   const rows: BenchRow[] = [];
   // Warm-up (excluded): compile paths and fill caches for every mode.
@@ -110,7 +112,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
       o.log(JSON.stringify(row));
     }
   }
-  if (o.json) fs.writeFileSync(o.json, rows.map((r) => JSON.stringify({ ...r, cpu: cpuModel() })).join('\n') + '\n');
+  if (o.json) fs.writeFileSync(o.json, rows.map((r) => JSON.stringify({ ...r, cpu: cpuModel(), cores: physicalCores(), read_bandwidth_gb_per_s: bandwidth })).join('\n') + '\n');
   if (o.plot) fs.writeFileSync(o.plot, plotSvg(rows));
   return rows;
 }

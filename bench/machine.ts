@@ -1,7 +1,9 @@
 // One line describing the machine, for benchmark output.
 
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { physicalCores } from '../src/kernels/cpu/index.js';
 
 export function cpuModel(): string {
@@ -26,4 +28,28 @@ export function cpuFlags(): string[] {
 export function machineSummary(): string {
   return `${cpuModel()} (${physicalCores()} cores, ${os.availableParallelism()} logical, ${cpuFlags().join(' ')}), ` +
     `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
+/**
+ * Read bandwidth in GB/s (median of streaming sums over 512 MiB with the native backend's threads),
+ * measured in a child process so that the buffer never counts towards the caller's RSS. Null when
+ * the native backend is not built.
+ */
+export function measureReadBandwidth(): number | null {
+  const backend = fileURLToPath(new URL('../src/kernels/cpu/index.js', import.meta.url));
+  const script = `
+    const { createCpuBackend } = await import(${JSON.stringify(backend)});
+    const cpu = createCpuBackend();
+    const data = new Float32Array(128 << 20).fill(1);
+    const times = [];
+    for (let i = 0; i < 9; i++) { const t0 = performance.now(); cpu.readSum(data); times.push(performance.now() - t0); }
+    times.sort((a, b) => a - b);
+    process.stdout.write(String(data.byteLength / (times[4] * 1e6)));`;
+  try {
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const gbs = Number(out);
+    return Number.isFinite(gbs) && gbs > 0 ? gbs : null;
+  } catch {
+    return null;
+  }
 }

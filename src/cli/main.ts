@@ -6,6 +6,7 @@ import { EVAL_USAGE, runEval } from './eval.js';
 import { INSPECT_USAGE, runInspect } from './inspect.js';
 import { runServe, SERVE_USAGE } from './serve.js';
 import { BENCH_USAGE, runBenchCommand } from './bench.js';
+import { CONVERT_USAGE, runConvert } from './convert.js';
 
 const USAGE = `usage: quantspec <command> [options]
 
@@ -16,6 +17,7 @@ commands:
   eval       perplexity on a text file
   serve      OpenAI-compatible HTTP server
   bench      decode speed, acceptance and memory versus context for each decoding mode
+  convert    write a Hugging Face model as a GGUF file
 
 Run \`quantspec <command> --help\` for a command's options.`;
 
@@ -26,6 +28,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number> | numb
   eval: { run: runEval, usage: EVAL_USAGE },
   serve: { run: runServe, usage: SERVE_USAGE },
   bench: { run: runBenchCommand, usage: BENCH_USAGE },
+  convert: { run: runConvert, usage: CONVERT_USAGE },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -15,6 +15,7 @@ import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js
 import { buildDraftWeights, type DraftOptions } from '../quant/draft.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
+import { ggufTokenizer } from '../tokenizer/gguf.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import {
   createCache, createDecoder, maxStepOf, resolveDecoding, resolveDraftOptions, type DecodingOptions, type DecodingPlan,
@@ -159,6 +160,9 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 function loadTokenizer(m: ResolvedModel, tokenizerPath?: string): Tokenizer {
   if (m.format === 'hf') return HfTokenizer.fromPath(tokenizerPath ?? m.path, m.config.eosIds);
+  if (m.format === 'gguf') {
+    return tokenizerPath ? HfTokenizer.fromPath(tokenizerPath, m.config.eosIds) : ggufTokenizer(m.gguf!, m.config.eosIds);
+  }
   const dir = path.dirname(m.path);
   const candidates = tokenizerPath ? [tokenizerPath] : [path.join(dir, 'tokenizer.bin'), path.join(dir, `tok${m.config.vocabSize}.bin`)];
   const found = candidates.find((c) => fs.existsSync(c));

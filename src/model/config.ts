@@ -11,6 +11,8 @@ export type RopeStyle = 'neox' | 'interleaved';
 export type RopeScaling =
   | { readonly type: 'none' }
   | { readonly type: 'linear'; readonly factor: number }
+  /** Per-frequency divisors, as GGUF's rope_freqs.weight carries llama3 scaling. */
+  | { readonly type: 'factors'; readonly factors: Float32Array }
   | {
       readonly type: 'llama3';
       readonly factor: number;

@@ -3,10 +3,11 @@
 // legacy freq_cis tables. RoPE rotates interleaved pairs (2i, 2i+1).
 
 import * as fs from 'node:fs';
-import { ModelConfigError, ModelFormatError, ModelNotFoundError } from '../core/errors.js';
+import { ModelConfigError, ModelFormatError } from '../core/errors.js';
 import type { DenseTensor } from '../core/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { TensorKey, TensorSource } from './weights.js';
+import { openModelFile } from './open.js';
 
 const HEADER_BYTES = 28;
 const VERSIONED_MAGIC = 0x616b3432; // "ak42": llama2.c export versions >= 1
@@ -34,12 +35,7 @@ export class Llama2cSource implements TensorSource {
   }
 
   static open(file: string): Llama2cSource {
-    let fd: number;
-    try {
-      fd = fs.openSync(file, 'r');
-    } catch (e) {
-      throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the --model path.`);
-    }
+    const fd = openModelFile(file);
     try {
       const size = fs.fstatSync(fd).size;
       if (size < HEADER_BYTES) throw new ModelFormatError(`${file}: ${size} bytes is too short for a llama2.c checkpoint.`);

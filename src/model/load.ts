@@ -7,9 +7,11 @@ import type { WeightTensor } from '../quant/format.js';
 import type { ModelConfig } from './config.js';
 import { hfTensorName, isHfDirectory, readHfConfig, SafetensorsSource } from './hf.js';
 import { Llama2cSource, llama2cTensorName } from './llama2c.js';
+import type { GgufFile } from './gguf.js';
+import { ggufTensorName, openGguf } from './gguf-model.js';
 import { loadWeightSet, type LoadProgress, type TensorKey, type TensorSource, type WeightSet } from './weights.js';
 
-export type ModelFormat = 'hf' | 'llama2c';
+export type ModelFormat = 'hf' | 'llama2c' | 'gguf';
 
 export interface ResolvedModel {
   readonly format: ModelFormat;
@@ -18,6 +20,8 @@ export interface ResolvedModel {
   readonly config: ModelConfig;
   readonly source: TensorSource;
   readonly nameOf: (key: TensorKey) => string;
+  /** The parsed GGUF header, for its tokenizer metadata. */
+  readonly gguf?: GgufFile;
 }
 
 function llama2cInDirectory(dir: string): string | null {
@@ -42,14 +46,15 @@ export function openModel(modelPath: string): ResolvedModel {
     );
   }
   if (p.endsWith('.gguf')) {
-    throw new ModelNotFoundError(`${p}: GGUF files are not readable by this version; use a Hugging Face directory or a llama2.c .bin.`);
+    const { config, source } = openGguf(p);
+    return { format: 'gguf', path: p, config, source, nameOf: ggufTensorName, gguf: source.gguf };
   }
   if (p.endsWith('.safetensors')) return openModel(path.dirname(p));
   if (p.endsWith('.bin')) {
     const source = Llama2cSource.open(p);
     return { format: 'llama2c', path: p, config: source.config, source, nameOf: llama2cTensorName };
   }
-  throw new ModelNotFoundError(`${p}: unrecognised model file (expected a directory, .bin or .safetensors).`);
+  throw new ModelNotFoundError(`${p}: unrecognised model file (expected a directory, .gguf, .bin or .safetensors).`);
 }
 
 export function loadWeights(m: ResolvedModel, prepare: (w: WeightTensor) => WeightTensor, onProgress?: LoadProgress): WeightSet {

@@ -16,6 +16,8 @@ export function inverseFrequencies(headDim: number, theta: number, scaling: Rope
   for (let j = 0; j < half; j++) inv[j] = 1 / Math.pow(theta, Math.fround((2 * j) / headDim));
   if (scaling.type === 'linear') {
     for (let j = 0; j < half; j++) inv[j] = inv[j]! / scaling.factor;
+  } else if (scaling.type === 'factors') {
+    for (let j = 0; j < half; j++) inv[j] = inv[j]! / scaling.factors[j]!;
   } else if (scaling.type === 'llama3') {
     // Llama 3.1: long wavelengths are divided by `factor`, short ones kept, the band between blended.
     const { factor, lowFreqFactor, highFreqFactor, originalMaxPositions: old } = scaling;

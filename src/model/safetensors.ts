@@ -3,8 +3,9 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelFormatError, ModelNotFoundError, UnsupportedDtypeError } from '../core/errors.js';
+import { ModelFormatError, UnsupportedDtypeError } from '../core/errors.js';
 import { type DenseTensor, numel, shapeString } from '../core/tensor.js';
+import { openModelFile } from './open.js';
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -37,12 +38,7 @@ export class SafetensorsFile {
   }
 
   static open(file: string): SafetensorsFile {
-    let fd: number;
-    try {
-      fd = fs.openSync(file, 'r');
-    } catch (e) {
-      throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the --model path.`);
-    }
+    const fd = openModelFile(file);
     try {
       const { tensors, metadata } = parseHeader(fd, file);
       return new SafetensorsFile(file, fd, tensors, metadata);

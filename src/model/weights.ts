@@ -4,7 +4,7 @@
 
 import { ModelFormatError, ShapeMismatchError } from '../core/errors.js';
 import { f16Lookup, bf16ToF32 } from '../core/half.js';
-import { type DenseTensor, shapeString } from '../core/tensor.js';
+import { shapeString } from '../core/tensor.js';
 import { type WeightTensor, weightBytes } from '../quant/format.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 
@@ -40,7 +40,8 @@ export type LinearRole = (typeof LINEAR_ROLES)[number];
 export interface TensorSource {
   /** Dtype and shape without reading data, or undefined when absent. */
   info(name: string): { readonly dtype: string; readonly shape: readonly number[]; readonly byteLength: number } | undefined;
-  read(name: string): DenseTensor;
+  /** Dense tensors as stored; GGUF may give 4-bit blocks for matrices. */
+  read(name: string): WeightTensor;
   readonly where: string;
   close(): void;
 }
@@ -54,7 +55,10 @@ export interface LoadProgress {
   (loadedBytes: number, totalBytes: number): void;
 }
 
-function toF32(t: DenseTensor): Float32Array {
+function toF32(t: WeightTensor, where: string): Float32Array {
+  if (t.dtype === 'q4' || t.dtype === 'q8') {
+    throw new ModelFormatError(`${where}: a vector (norm or bias) is stored quantized; it must be F32, F16 or BF16.`);
+  }
   if (t.dtype === 'f32') return t.data;
   const out = new Float32Array(t.data.length);
   if (t.dtype === 'f16') {
@@ -96,7 +100,7 @@ export function loadWeightSet(
   let loaded = 0;
   let totalBytes = 0;
 
-  const fetch = (key: TensorKey, shape: readonly number[]): DenseTensor => {
+  const fetch = (key: TensorKey, shape: readonly number[]): WeightTensor => {
     const name = nameOf(key);
     const info = source.info(name);
     if (!info) throw new ModelFormatError(`${source.where}: tensor "${name}" is missing; the checkpoint does not match its config.`);
@@ -111,7 +115,7 @@ export function loadWeightSet(
     onProgress?.(loaded, totalBytes);
     return t;
   };
-  const vector = (key: TensorKey, n: number): Float32Array => toF32(fetch(key, [n]));
+  const vector = (key: TensorKey, n: number): Float32Array => toF32(fetch(key, [n]), source.where);
   const matrix = (key: TensorKey, rows: number, cols: number): WeightTensor => prepare(fetch(key, [rows, cols]));
   const optional = (key: TensorKey, n: number, present: boolean): Float32Array | null => (present ? vector(key, n) : null);
 

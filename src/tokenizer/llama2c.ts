@@ -6,33 +6,65 @@ import * as fs from 'node:fs';
 import { TokenizerError } from '../core/errors.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
 
-const BYTE_FALLBACK_BASE = 3;
+/** How a score-merge vocabulary marks spaces, special tokens and BOS/EOS. */
+export interface ScoreBpeOptions {
+  readonly bosId: number;
+  readonly eosIds: readonly number[];
+  readonly addsBos: boolean;
+  /** ' ' in llama2.c vocabularies, '▁' in SentencePiece ones (GGUF "llama" tokenizers). */
+  readonly space: ' ' | '▁';
+  /** Control tokens, skipped when decoding. */
+  readonly specialIds: readonly number[];
+  readonly chatTemplate: string | null;
+  readonly bosText: string;
+  readonly eosText: string;
+}
+
+const LLAMA2C_OPTIONS: ScoreBpeOptions = {
+  bosId: 1, eosIds: [2, 1], addsBos: true, space: ' ', specialIds: [0, 1, 2], chatTemplate: null, bosText: '<s>', eosText: '</s>',
+};
+
+const SPM_SPACE = new TextEncoder().encode('▁');
 
 export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
-  readonly bosId = 1;
-  readonly eosIds: readonly number[] = [2, 1];
-  readonly addsBos = true;
-  readonly chatTemplate = null;
-  readonly templateTokens = { bos_token: '<s>', eos_token: '</s>' };
+  readonly bosId: number;
+  readonly eosIds: readonly number[];
+  readonly addsBos: boolean;
+  readonly chatTemplate: string | null;
+  readonly templateTokens: Readonly<Record<string, string>>;
+  private readonly opts: ScoreBpeOptions;
+  private readonly special: Set<number>;
   private readonly pieces: Uint8Array[];
   private readonly scores: Float32Array;
   private readonly lookup = new Map<string, number>();
   private readonly pieceStrings: string[]; // pieces as latin1 strings (one char per byte)
   private readonly byteToken: Int32Array = new Int32Array(256).fill(-1);
+  private readonly isByteToken: Uint8Array;
 
-  constructor(pieces: Uint8Array[], scores: Float32Array) {
+  constructor(pieces: Uint8Array[], scores: Float32Array, opts: ScoreBpeOptions = LLAMA2C_OPTIONS) {
     this.vocabSize = pieces.length;
     this.pieces = pieces;
     this.scores = scores;
+    this.opts = opts;
+    this.bosId = opts.bosId;
+    this.eosIds = opts.eosIds;
+    this.addsBos = opts.addsBos;
+    this.chatTemplate = opts.chatTemplate;
+    this.templateTokens = { bos_token: opts.bosText, eos_token: opts.eosText };
+    this.special = new Set(opts.specialIds);
     const dec = new TextDecoder('latin1');
     // Keys are the raw bytes as latin1 strings, so multi-byte pieces and byte strings compare exactly.
     this.pieceStrings = pieces.map((p) => dec.decode(p));
     for (let i = pieces.length - 1; i >= 0; i--) this.lookup.set(this.pieceStrings[i]!, i);
-    for (let b = 0; b < 256; b++) {
-      const id = BYTE_FALLBACK_BASE + b;
-      if (id < pieces.length && dec.decode(pieces[id]) === `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`) {
-        this.byteToken[b] = id;
+    // Byte-fallback tokens <0x00>..<0xFF>, wherever the vocabulary puts them.
+    this.isByteToken = new Uint8Array(pieces.length);
+    for (let i = 0; i < pieces.length; i++) {
+      const m = /^<0x([0-9A-F]{2})>$/.exec(this.pieceStrings[i]!);
+      if (m) {
+        const b = parseInt(m[1]!, 16);
+        if (this.byteToken[b] === -1) this.byteToken[b] = i;
+        this.isByteToken[i] = 1;
       }
     }
   }
@@ -65,11 +97,13 @@ export class Llama2cTokenizer implements Tokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids: number[] = [];
-    if (options.addSpecial !== false) ids.push(this.bosId);
+    const addBos = options.addSpecial !== false && this.addsBos;
+    if (addBos) ids.push(this.bosId);
     if (text.length === 0) return ids;
-    const space = this.lookup.get(' ');
+    const spaceChar = this.opts.space;
+    const space = this.lookup.get(new TextDecoder('latin1').decode(new TextEncoder().encode(spaceChar)));
     if (space !== undefined) ids.push(space); // SentencePiece's dummy prefix
-    const bytes = new TextEncoder().encode(text);
+    const bytes = new TextEncoder().encode(spaceChar === ' ' ? text : text.replaceAll(' ', '▁'));
     const latin = new TextDecoder('latin1');
     for (let i = 0; i < bytes.length; ) {
       let len = 1;
@@ -83,7 +117,7 @@ export class Llama2cTokenizer implements Tokenizer {
       else for (let k = i; k < i + len; k++) ids.push(this.byteFallback(bytes[k]!));
       i += len;
     }
-    this.mergePairs(ids, options.addSpecial !== false ? 1 : 0);
+    this.mergePairs(ids, addBos ? 1 : 0);
     return ids;
   }
 
@@ -164,10 +198,9 @@ export class Llama2cTokenizer implements Tokenizer {
   /** The bytes a token contributes to text (after BOS the leading space is dropped, as run.c does). */
   tokenBytes(id: number, prev: number): Uint8Array {
     if (id < 0 || id >= this.vocabSize) throw new TokenizerError(`token id ${id} is outside the vocabulary.`);
-    if (id >= BYTE_FALLBACK_BASE && id < BYTE_FALLBACK_BASE + 256 && this.byteToken[id - BYTE_FALLBACK_BASE] === id) {
-      return Uint8Array.of(id - BYTE_FALLBACK_BASE);
-    }
-    const piece = this.pieces[id]!;
+    if (this.isByteToken[id]) return Uint8Array.of(parseInt(this.pieceStrings[id]!.slice(3, 5), 16));
+    let piece = this.pieces[id]!;
+    if (this.opts.space === '▁') piece = replaceSpm(piece);
     if (prev === this.bosId && piece[0] === 0x20) return piece.subarray(1);
     return piece;
   }
@@ -176,8 +209,7 @@ export class Llama2cTokenizer implements Tokenizer {
     const parts: Uint8Array[] = [];
     let prev = -1;
     for (const id of ids) {
-      const special = id === 0 || id === 1 || id === 2;
-      if (!special || options.keepSpecial) parts.push(this.tokenBytes(id, prev));
+      if (!this.special.has(id) || options.keepSpecial) parts.push(this.tokenBytes(id, prev));
       prev = id;
     }
     const total = parts.reduce((s, p) => s + p.length, 0);
@@ -189,4 +221,20 @@ export class Llama2cTokenizer implements Tokenizer {
     }
     return new TextDecoder('utf-8').decode(out);
   }
+}
+
+/** SentencePiece's "▁" (E2 96 81) back to spaces. */
+function replaceSpm(piece: Uint8Array): Uint8Array {
+  let n = 0;
+  for (let i = 0; i + 2 < piece.length; i++) if (piece[i] === SPM_SPACE[0] && piece[i + 1] === SPM_SPACE[1] && piece[i + 2] === SPM_SPACE[2]) n++;
+  if (n === 0) return piece;
+  const out = new Uint8Array(piece.length - 2 * n);
+  let o = 0;
+  for (let i = 0; i < piece.length; ) {
+    if (i + 2 < piece.length && piece[i] === SPM_SPACE[0] && piece[i + 1] === SPM_SPACE[1] && piece[i + 2] === SPM_SPACE[2]) {
+      out[o++] = 0x20;
+      i += 3;
+    } else out[o++] = piece[i++]!;
+  }
+  return out;
 }
