@@ -12,6 +12,12 @@
 //
 //   node dist/bench/peer-llamacpp.js [--model HF_DIR] [--contexts 1024,4096,16384,32768] [--gen 128]
 //                                    [--threads 2] [--llama-threads 1] [--json FILE] [--keep DIR]
+//   node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]
+//
+// --json appends one JSON line per measurement as it is taken, so a long run that is interrupted
+// keeps what it measured. --tables measures nothing: it prints the tables from the JSON lines of
+// earlier runs (their --json files or their stdout); a later line for the same context, engine,
+// mode and thread count replaces an earlier one. Ratios always pair rows of the same context.
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -29,17 +35,24 @@ const { values: args } = parseArgs({
   options: {
     model: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
     json: { type: 'string' }, keep: { type: 'string' }, text: { type: 'string' }, 'llama-threads': { type: 'string' },
+    tables: { type: 'string' },
   },
 });
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = path.resolve(root, '..', 'shared');
-const hfDir = args.model ?? path.join(shared, 'models', 'pdlm-5.8m');
-const contexts = (args.contexts ?? '1024,4096,16384,32768').split(',').map(Number);
-const GEN = Number(args.gen ?? 128);
-const THREADS = Number(args.threads ?? 2);
-const LLAMA_THREADS = [...new Set([THREADS, ...(args['llama-threads'] ?? '1').split(',').map(Number)])];
-const corpus = args.text ?? path.join(shared, 'corpus', 'austen-train.txt');
 const GAMMA = 4;
+const QS_MODES = [
+  { mode: 'fp', decoding: { spec: 'none', kv: 'fp' } },
+  { mode: 'int8', decoding: { spec: 'none', kv: 'int8' } },
+  { mode: `quantspec γ${GAMMA}`, decoding: { spec: 'quantspec', gamma: GAMMA } },
+  { mode: 'quantspec auto', decoding: { spec: 'auto', gamma: 'auto' } },
+] as const;
+const CACHES = [
+  { mode: 'f16 cache', type: 'F16' },
+  { mode: 'q8_0 cache', type: 'Q8_0' },
+  { mode: 'q4_0 cache', type: 'Q4_0' },
+] as const;
+const DRAFT_MODE = `draft Q4_0 γ≤${GAMMA}`;
 
 interface Row {
   context: number;
@@ -54,143 +67,164 @@ interface Row {
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
 
-// ---- the files ---------------------------------------------------------------------------------
-const work = args.keep ?? fs.mkdtempSync(path.join(os.tmpdir(), 'quantspec-peer-'));
-fs.mkdirSync(work, { recursive: true });
-const targetFile = path.join(work, 'target-f16.gguf');
-const draftFile = path.join(work, 'draft-q4_0.gguf');
-convertHfToGguf(hfDir, targetFile, 'f16');
-convertHfToGguf(hfDir, draftFile, 'q4_0');
+/** Measures both engines, printing and (with --json) appending each row as it is taken. */
+async function measure(): Promise<Row[]> {
+  const hfDir = args.model ?? path.join(shared, 'models', 'pdlm-5.8m');
+  const contexts = (args.contexts ?? '1024,4096,16384,32768').split(',').map(Number);
+  const GEN = Number(args.gen ?? 128);
+  const THREADS = Number(args.threads ?? 2);
+  const LLAMA_THREADS = [...new Set([THREADS, ...(args['llama-threads'] ?? '1').split(',').map(Number)])];
+  const corpus = args.text ?? path.join(shared, 'corpus', 'austen-train.txt');
 
-const bandwidth = measureReadBandwidth();
-log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured' : `${bandwidth.toFixed(1)} GB/s`}, ${THREADS} threads for both engines`);
-log(`# model ${hfDir} as ${path.basename(targetFile)} (draft for llama.cpp: ${path.basename(draftFile)}); ${GEN} greedy tokens after each prompt`);
+  // ---- the files -------------------------------------------------------------------------------
+  const work = args.keep ?? fs.mkdtempSync(path.join(os.tmpdir(), 'quantspec-peer-'));
+  fs.mkdirSync(work, { recursive: true });
+  const targetFile = path.join(work, 'target-f16.gguf');
+  const draftFile = path.join(work, 'draft-q4_0.gguf');
+  convertHfToGguf(hfDir, targetFile, 'f16');
+  convertHfToGguf(hfDir, draftFile, 'q4_0');
 
-const rows: Row[] = [];
-const push = (r: Row) => {
-  rows.push(r);
-  log(JSON.stringify(r));
-};
+  const bandwidth = measureReadBandwidth();
+  log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured' : `${bandwidth.toFixed(1)} GB/s`}, ${THREADS} threads for both engines`);
+  log(`# model ${hfDir} as ${path.basename(targetFile)} (draft for llama.cpp: ${path.basename(draftFile)}); ${GEN} greedy tokens after each prompt`);
 
-// ---- quantspec ---------------------------------------------------------------------------------
-const maxContext = Math.max(...contexts);
-const ours = await loadModel(targetFile, { contextLength: maxContext + GEN + 16, onWarning: () => {} });
-const ourThreads = (ours.backend as { threads?: number }).threads;
-if (ourThreads !== undefined && ourThreads !== THREADS) {
-  log(`# note: quantspec's backend uses ${ourThreads} threads (set QUANTSPEC_THREADS=${THREADS} to match)`);
-}
-const text = fs.readFileSync(corpus, 'utf8');
-const prompts = new Map(contexts.map((c) => [c, promptOf(ours, text, c)]));
-const QS_MODES = [
-  { mode: 'fp', decoding: { spec: 'none', kv: 'fp' } },
-  { mode: 'int8', decoding: { spec: 'none', kv: 'int8' } },
-  { mode: `quantspec γ${GAMMA}`, decoding: { spec: 'quantspec', gamma: GAMMA } },
-  { mode: 'quantspec auto', decoding: { spec: 'auto', gamma: 'auto' } },
-] as const;
-const warm = promptOf(ours, text, 64);
-for (const m of QS_MODES) await collect(ours.createSession({ ...m.decoding, contextLength: 256 }).generate({ ids: warm }, { temperature: 0, maxTokens: 8, ignoreEos: true }));
-for (const context of contexts) {
-  for (const m of QS_MODES) {
-    const session = ours.createSession({ ...m.decoding, contextLength: context + GEN + 16 });
-    const r = await collect(session.generate({ ids: prompts.get(context)! }, { temperature: 0, maxTokens: GEN, ignoreEos: true }));
-    push({
-      context, engine: 'quantspec', mode: m.mode, threads: ourThreads ?? THREADS,
-      prefill_tokens_per_s: r.timings.prefillTokensPerS, decode_tokens_per_s: r.timings.decodeTokensPerS,
-      acceptance_rate: r.stats && r.stats.drafted > 0 ? r.stats.acceptanceRate : null, generated: r.generatedIds.length,
-    });
+  const rows: Row[] = [];
+  if (args.json) fs.writeFileSync(args.json, '');
+  const push = (r: Row) => {
+    rows.push(r);
+    log(JSON.stringify(r));
+    if (args.json) fs.appendFileSync(args.json, `${JSON.stringify({ ...r, cpu: cpuModel(), read_bandwidth_gb_per_s: bandwidth })}\n`);
+  };
+
+  // ---- quantspec -------------------------------------------------------------------------------
+  const maxContext = Math.max(...contexts);
+  const ours = await loadModel(targetFile, { contextLength: maxContext + GEN + 16, onWarning: () => {} });
+  const ourThreads = (ours.backend as { threads?: number }).threads;
+  if (ourThreads !== undefined && ourThreads !== THREADS) {
+    log(`# note: quantspec's backend uses ${ourThreads} threads (set QUANTSPEC_THREADS=${THREADS} to match)`);
   }
-}
-
-// ---- llama.cpp ---------------------------------------------------------------------------------
-const { getLlama, LlamaLogLevel, DraftSequenceTokenPredictor } = await import('node-llama-cpp');
-const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
-const target = await llama.loadModel({ modelPath: targetFile });
-const draft = await llama.loadModel({ modelPath: draftFile });
-
-/** Prefill all but the last prompt token, then time `GEN` greedy tokens from the last one. */
-async function timeSequence(seq: LlamaContextSequence, ids: number[], prefillExtra?: (ids: Token[]) => Promise<void>): Promise<{ prefill: number; decode: number; n: number }> {
-  const head = ids.slice(0, -1) as Token[];
-  const t0 = performance.now();
-  await seq.evaluateWithoutGeneratingNewTokens(head);
-  if (prefillExtra) await prefillExtra(head);
-  const t1 = performance.now();
-  let n = 0;
-  for await (const _ of seq.evaluate([ids.at(-1)! as Token], { temperature: 0 })) {
-    if (++n >= GEN) break;
+  const text = fs.readFileSync(corpus, 'utf8');
+  const prompts = new Map(contexts.map((c) => [c, promptOf(ours, text, c)]));
+  const warm = promptOf(ours, text, 64);
+  for (const m of QS_MODES) await collect(ours.createSession({ ...m.decoding, contextLength: 256 }).generate({ ids: warm }, { temperature: 0, maxTokens: 8, ignoreEos: true }));
+  for (const context of contexts) {
+    for (const m of QS_MODES) {
+      const session = ours.createSession({ ...m.decoding, contextLength: context + GEN + 16 });
+      const r = await collect(session.generate({ ids: prompts.get(context)! }, { temperature: 0, maxTokens: GEN, ignoreEos: true }));
+      push({
+        context, engine: 'quantspec', mode: m.mode, threads: ourThreads ?? THREADS,
+        prefill_tokens_per_s: r.timings.prefillTokensPerS, decode_tokens_per_s: r.timings.decodeTokensPerS,
+        acceptance_rate: r.stats && r.stats.drafted > 0 ? r.stats.acceptanceRate : null, generated: r.generatedIds.length,
+      });
+    }
   }
-  const t2 = performance.now();
-  return { prefill: head.length / ((t1 - t0) / 1000), decode: n / ((t2 - t1) / 1000), n };
-}
 
-const CACHES = [
-  { mode: 'f16 cache', type: 'F16' },
-  { mode: 'q8_0 cache', type: 'Q8_0' },
-  { mode: 'q4_0 cache', type: 'Q4_0' },
-] as const;
-for (const threads of LLAMA_THREADS) for (const context of contexts) {
-  const ids = prompts.get(context)!;
-  const contextSize = context + GEN + 16;
-  for (const c of CACHES) {
-    const ctx = await target.createContext({
-      contextSize, threads, flashAttention: true, sequences: 1,
-      experimentalKvCacheKeyType: c.type, experimentalKvCacheValueType: c.type,
-    });
-    const seq = ctx.getSequence();
-    await timeSequence(seq, ids.slice(0, 64)); // warm-up, excluded
+  // ---- llama.cpp -------------------------------------------------------------------------------
+  const { getLlama, LlamaLogLevel, DraftSequenceTokenPredictor } = await import('node-llama-cpp');
+  const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
+  const target = await llama.loadModel({ modelPath: targetFile });
+  const draft = await llama.loadModel({ modelPath: draftFile });
+
+  /** Prefill all but the last prompt token, then time `GEN` greedy tokens from the last one. */
+  async function timeSequence(seq: LlamaContextSequence, ids: number[], prefillExtra?: (ids: Token[]) => Promise<void>): Promise<{ prefill: number; decode: number; n: number }> {
+    const head = ids.slice(0, -1) as Token[];
+    const t0 = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(head);
+    if (prefillExtra) await prefillExtra(head);
+    const t1 = performance.now();
+    let n = 0;
+    for await (const _ of seq.evaluate([ids.at(-1)! as Token], { temperature: 0 })) {
+      if (++n >= GEN) break;
+    }
+    const t2 = performance.now();
+    return { prefill: head.length / ((t1 - t0) / 1000), decode: n / ((t2 - t1) / 1000), n };
+  }
+
+  for (const threads of LLAMA_THREADS) for (const context of contexts) {
+    const ids = prompts.get(context)!;
+    const contextSize = context + GEN + 16;
+    for (const c of CACHES) {
+      const ctx = await target.createContext({
+        contextSize, threads, flashAttention: true, sequences: 1,
+        experimentalKvCacheKeyType: c.type, experimentalKvCacheValueType: c.type,
+      });
+      const seq = ctx.getSequence();
+      await timeSequence(seq, ids.slice(0, 64)); // warm-up, excluded
+      await seq.clearHistory();
+      const t = await timeSequence(seq, ids);
+      push({ context, engine: 'llama.cpp', mode: c.mode, threads, prefill_tokens_per_s: t.prefill, decode_tokens_per_s: t.decode, acceptance_rate: null, generated: t.n });
+      await ctx.dispose();
+    }
+    // Draft-model speculative decoding: the Q4_0 copy drafts up to γ tokens, the F16 model verifies.
+    const draftCtx = await draft.createContext({ contextSize, threads, flashAttention: true, sequences: 1 });
+    const ctx = await target.createContext({ contextSize, threads, flashAttention: true, sequences: 1 });
+    const draftSeq = draftCtx.getSequence();
+    const predictor = new DraftSequenceTokenPredictor(draftSeq, { minTokens: 0, maxTokens: GAMMA, minConfidence: 0 });
+    const seq = ctx.getSequence({ tokenPredictor: predictor });
+    const both = async (head: Token[]) => draftSeq.evaluateWithoutGeneratingNewTokens(head);
+    await timeSequence(seq, ids.slice(0, 64), both); // warm-up, excluded
     await seq.clearHistory();
-    const t = await timeSequence(seq, ids);
-    push({ context, engine: 'llama.cpp', mode: c.mode, threads, prefill_tokens_per_s: t.prefill, decode_tokens_per_s: t.decode, acceptance_rate: null, generated: t.n });
+    await draftSeq.clearHistory();
+    const before = seq.tokenPredictions;
+    const t = await timeSequence(seq, ids, both);
+    const p = seq.tokenPredictions;
+    const validated = p.validated - before.validated;
+    const refuted = p.refuted - before.refuted;
+    push({
+      context, engine: 'llama.cpp', mode: DRAFT_MODE, threads, prefill_tokens_per_s: t.prefill, decode_tokens_per_s: t.decode,
+      acceptance_rate: validated + refuted > 0 ? validated / (validated + refuted) : null, generated: t.n,
+    });
     await ctx.dispose();
+    await draftCtx.dispose();
   }
-  // Draft-model speculative decoding: the Q4_0 copy drafts up to γ tokens, the F16 model verifies.
-  const draftCtx = await draft.createContext({ contextSize, threads, flashAttention: true, sequences: 1 });
-  const ctx = await target.createContext({ contextSize, threads, flashAttention: true, sequences: 1 });
-  const draftSeq = draftCtx.getSequence();
-  const predictor = new DraftSequenceTokenPredictor(draftSeq, { minTokens: 0, maxTokens: GAMMA, minConfidence: 0 });
-  const seq = ctx.getSequence({ tokenPredictor: predictor });
-  const both = async (head: Token[]) => draftSeq.evaluateWithoutGeneratingNewTokens(head);
-  await timeSequence(seq, ids.slice(0, 64), both); // warm-up, excluded
-  await seq.clearHistory();
-  await draftSeq.clearHistory();
-  const before = seq.tokenPredictions;
-  const t = await timeSequence(seq, ids, both);
-  const p = seq.tokenPredictions;
-  const validated = p.validated - before.validated;
-  const refuted = p.refuted - before.refuted;
-  push({
-    context, engine: 'llama.cpp', mode: `draft Q4_0 γ≤${GAMMA}`, threads, prefill_tokens_per_s: t.prefill, decode_tokens_per_s: t.decode,
-    acceptance_rate: validated + refuted > 0 ? validated / (validated + refuted) : null, generated: t.n,
-  });
-  await ctx.dispose();
-  await draftCtx.dispose();
+  await draft.dispose();
+  await target.dispose();
+  await llama.dispose();
+  if (!args.keep) fs.rmSync(work, { recursive: true, force: true });
+  return rows;
+}
+
+/** The rows in JSON lines of earlier runs (lines that are not JSON objects are skipped). */
+function readRows(files: string[]): Row[] {
+  const byKey = new Map<string, Row>();
+  for (const file of files) {
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const r = JSON.parse(line) as Row;
+      if (typeof r.context !== 'number' || typeof r.decode_tokens_per_s !== 'number') continue;
+      byKey.set(`${r.context}|${r.engine}|${r.mode}|${r.threads}`, r);
+    }
+  }
+  return [...byKey.values()];
 }
 
 // ---- the tables --------------------------------------------------------------------------------
-/** quantspec's row, or llama.cpp's fastest row (by the metric) over the thread counts tried. */
-function pick(context: number, engine: Row['engine'], mode: string, metric: 'decode_tokens_per_s' | 'prefill_tokens_per_s'): Row {
-  const all = rows.filter((r) => r.context === context && r.engine === engine && r.mode === mode);
-  return all.reduce((a, b) => (b[metric] > a[metric] ? b : a));
-}
-const f = (x: number) => x.toFixed(x >= 100 ? 0 : 1);
-for (const metric of ['decode_tokens_per_s', 'prefill_tokens_per_s'] as const) {
-  log(`\n${metric === 'decode_tokens_per_s' ? 'Decode' : 'Prefill'} tokens/s; llama.cpp at its fastest of ${LLAMA_THREADS.join(', ')} threads (named); quantspec / llama.cpp in the last columns\n`);
+function printTables(rows: Row[]): void {
+  const contexts = [...new Set(rows.map((r) => r.context))].sort((a, b) => a - b);
+  const threadCounts = [...new Set(rows.filter((r) => r.engine === 'llama.cpp').map((r) => r.threads))].sort((a, b) => b - a);
+  /** quantspec's row, or llama.cpp's fastest row (by the metric) over the thread counts tried. */
+  const pick = (context: number, engine: Row['engine'], mode: string, metric: 'decode_tokens_per_s' | 'prefill_tokens_per_s'): Row | undefined => {
+    const all = rows.filter((r) => r.context === context && r.engine === engine && r.mode === mode);
+    return all.length === 0 ? undefined : all.reduce((a, b) => (b[metric] > a[metric] ? b : a));
+  };
+  const f = (x: number) => x.toFixed(x >= 100 ? 0 : 1);
   const qs = QS_MODES.map((m) => m.mode);
-  const lc = [...CACHES.map((c) => c.mode), `draft Q4_0 γ≤${GAMMA}`];
-  log(`| context | ${qs.map((m) => `quantspec ${m}`).join(' | ')} | ${lc.map((m) => `llama.cpp ${m}`).join(' | ')} | fp / f16 | int8 / q8_0 | quantspec γ${GAMMA} / draft |`);
-  log(`|---:|${[...qs, ...lc].map(() => '---:').join('|')}|---:|---:|---:|`);
-  for (const c of contexts) {
-    const q = (m: string) => pick(c, 'quantspec', m, metric)[metric];
-    const l = (m: string) => pick(c, 'llama.cpp', m, metric);
-    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-    log(`| ${c} | ${qs.map((m) => f(q(m))).join(' | ')} | ${lc.map((m) => `${f(l(m)[metric])} (${l(m).threads}t)`).join(' | ')} | ` +
-      `${ratio(q('fp'), l('f16 cache')[metric])} | ${ratio(q('int8'), l('q8_0 cache')[metric])} | ` +
-      `${ratio(q(`quantspec γ${GAMMA}`), l(`draft Q4_0 γ≤${GAMMA}`)[metric])} |`);
+  const lc = [...CACHES.map((c) => c.mode), DRAFT_MODE];
+  for (const metric of ['decode_tokens_per_s', 'prefill_tokens_per_s'] as const) {
+    log(`\n${metric === 'decode_tokens_per_s' ? 'Decode' : 'Prefill'} tokens/s; llama.cpp at its fastest of ${threadCounts.join(', ')} threads (named); quantspec / llama.cpp in the last columns\n`);
+    log(`| context | ${qs.map((m) => `quantspec ${m}`).join(' | ')} | ${lc.map((m) => `llama.cpp ${m}`).join(' | ')} | fp / f16 | int8 / q8_0 | quantspec γ${GAMMA} / draft |`);
+    log(`|---:|${[...qs, ...lc].map(() => '---:').join('|')}|---:|---:|---:|`);
+    for (const c of contexts) {
+      const q = (m: string) => pick(c, 'quantspec', m, metric)?.[metric];
+      const l = (m: string) => pick(c, 'llama.cpp', m, metric);
+      const cell = (x: number | undefined) => (x === undefined ? '–' : f(x));
+      const ratio = (a: number | undefined, b: Row | undefined) => (a === undefined || b === undefined ? '–' : `${(a / b[metric]).toFixed(2)}×`);
+      log(`| ${c} | ${qs.map((m) => cell(q(m))).join(' | ')} | ${lc.map((m) => { const r = l(m); return r ? `${f(r[metric])} (${r.threads}t)` : '–'; }).join(' | ')} | ` +
+        `${ratio(q('fp'), l('f16 cache'))} | ${ratio(q('int8'), l('q8_0 cache'))} | ${ratio(q(`quantspec γ${GAMMA}`), l(DRAFT_MODE))} |`);
+    }
   }
+  const acc = rows.filter((r) => r.acceptance_rate !== null).map((r) => `${r.context} ${r.engine} ${r.mode} (${r.threads}t): ${(r.acceptance_rate! * 100).toFixed(1)}%`);
+  log(`\nAcceptance: ${acc.join('; ')}`);
 }
-const acc = rows.filter((r) => r.acceptance_rate !== null).map((r) => `${r.context} ${r.engine} ${r.mode} (${r.threads}t): ${(r.acceptance_rate! * 100).toFixed(1)}%`);
-log(`\nAcceptance: ${acc.join('; ')}`);
-if (args.json) fs.writeFileSync(args.json, rows.map((r) => JSON.stringify({ ...r, cpu: cpuModel(), read_bandwidth_gb_per_s: bandwidth })).join('\n') + '\n');
-await draft.dispose();
-await target.dispose();
-await llama.dispose();
-if (!args.keep) fs.rmSync(work, { recursive: true, force: true });
+
+printTables(args.tables ? readRows(args.tables.split(',')) : await measure());
