@@ -59,6 +59,66 @@ function assertClose(a: Float32Array, b: Float32Array, tol: number, scale: Float
 
 const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 1], [33, 67, 3], [64, 256, 5], [130, 301, 9], [17, 8, 16], [5, 1000, 2]];
 
+interface AttentionCase {
+  label: string;
+  q: Float32Array;
+  nq: number;
+  startPos: number;
+  view: KvLayerView;
+  shape: AttentionShape;
+  total: number;
+}
+
+/** Attention cases: FP rows, INT8 and INT4 planes, GQA ratios, windows, sparse selections, odd head sizes. */
+function* attentionCases(): Generator<AttentionCase> {
+  const rng = new Xoshiro128(4);
+  const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean }[] = [
+    { nHeads: 4, nKv: 4, d: 8, G: 4, Gv: 8, len: 19, nq: 1 },
+    { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 97, nq: 3, fp16: true },
+    { nHeads: 8, nKv: 2, d: 32, G: 8, Gv: 16, len: 700, nq: 5, fp16: true },
+    { nHeads: 2, nKv: 1, d: 128, G: 128, Gv: 128, len: 1300, nq: 2, fp16: true },
+    { nHeads: 4, nKv: 2, d: 96, G: 32, Gv: 32, len: 301, nq: 1, window: 40 },
+    { nHeads: 4, nKv: 2, d: 64, G: 64, Gv: 64, len: 620, nq: 4, sparse: true },
+    { nHeads: 6, nKv: 3, d: 24, G: 8, Gv: 12, len: 50, nq: 2, fp16: true },
+  ];
+  for (const c of cases) {
+    const kvDim = c.nKv * c.d;
+    const shape: AttentionShape = { nHeads: c.nHeads, nKvHeads: c.nKv, headDim: c.d, window: c.window ?? 0 };
+    const total = c.len + c.nq;
+    const keys = randn(rng, total * kvDim, 2);
+    const values = randn(rng, total * kvDim);
+    const q = randn(rng, c.nq * c.nHeads * c.d);
+    const startPos = c.len;
+    for (const bits of (c.sparse ? [8] : [8, 4]) as (4 | 8)[]) {
+      // Hierarchical: the planes hold what any query reads quantized; the FP rows start at the
+      // smallest boundary (like HierKvCache); the sparse case uses a plain F32 cache instead.
+      const qb = (p: number) => (p >= 2 * c.G ? c.G * Math.floor((p - c.G) / c.G) : 0);
+      let view: KvLayerView;
+      if (c.sparse) {
+        const stride = 16;
+        const positions = new Int32Array(c.nKv * stride);
+        for (let g = 0; g < c.nKv; g++) for (let j = 0; j < 10; j++) positions[g * stride + j] = j * 7 + g;
+        view = { kvDim, fp: { dtype: 'f32', keys, values }, fpStart: 0, planes: null, bits: 8,
+          sparse: { count: 10, stride, positions, denseFrom: 100, recent: 50 } };
+      } else {
+        const planeTokens = qb(total - 1);
+        const planes: KvPlanes = makePlanes(kvDim, Math.max(planeTokens, c.G), c.G, c.Gv);
+        const fpStart = qb(startPos);
+        const rows = total - fpStart;
+        const fpKeys = keys.subarray(fpStart * kvDim);
+        const fpValues = values.subarray(fpStart * kvDim);
+        const fp: FpRows = c.fp16
+          ? { dtype: 'f16', keys: Uint16Array.from(fpKeys, f32ToF16), values: Uint16Array.from(fpValues, f32ToF16) }
+          : { dtype: 'f32', keys: fpKeys.slice(), values: fpValues.slice() };
+        if (planeTokens > 0) ref.quantizeKv(planes, { dtype: 'f32', keys, values }, 0, 0, planeTokens);
+        assert.ok(rows > 0);
+        view = { kvDim, fp, fpStart, planes, bits, sparse: null };
+      }
+      yield { label: `${JSON.stringify(c)} bits ${bits}`, q, nq: c.nq, startPos, view, shape, total };
+    }
+  }
+}
+
 for (const isa of ISAS) {
   test(`${isa}: matmul f32/f16/bf16 matches the reference and is batch invariant`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
@@ -147,57 +207,31 @@ for (const isa of ISAS) {
 
   test(`${isa}: attention over FP rows, INT8 and INT4 planes, GQA, windows and sparse selections`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
-    const rng = new Xoshiro128(4);
-    const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean }[] = [
-      { nHeads: 4, nKv: 4, d: 8, G: 4, Gv: 8, len: 19, nq: 1 },
-      { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 97, nq: 3, fp16: true },
-      { nHeads: 8, nKv: 2, d: 32, G: 8, Gv: 16, len: 700, nq: 5, fp16: true },
-      { nHeads: 2, nKv: 1, d: 128, G: 128, Gv: 128, len: 1300, nq: 2, fp16: true },
-      { nHeads: 4, nKv: 2, d: 96, G: 32, Gv: 32, len: 301, nq: 1, window: 40 },
-      { nHeads: 4, nKv: 2, d: 64, G: 64, Gv: 64, len: 620, nq: 4, sparse: true },
-      { nHeads: 6, nKv: 3, d: 24, G: 8, Gv: 12, len: 50, nq: 2, fp16: true },
-    ];
-    for (const c of cases) {
-      const kvDim = c.nKv * c.d;
-      const shape: AttentionShape = { nHeads: c.nHeads, nKvHeads: c.nKv, headDim: c.d, window: c.window ?? 0 };
-      const total = c.len + c.nq;
-      const keys = randn(rng, total * kvDim, 2);
-      const values = randn(rng, total * kvDim);
-      const q = randn(rng, c.nq * c.nHeads * c.d);
-      const startPos = c.len;
-      for (const bits of (c.sparse ? [8] : [8, 4]) as (4 | 8)[]) {
-        // Hierarchical: the planes hold what any query reads quantized; the FP rows start at the
-        // smallest boundary (like HierKvCache); the sparse case uses a plain F32 cache instead.
-        const qb = (p: number) => (p >= 2 * c.G ? c.G * Math.floor((p - c.G) / c.G) : 0);
-        let view: KvLayerView;
-        if (c.sparse) {
-          const stride = 16;
-          const positions = new Int32Array(c.nKv * stride);
-          for (let g = 0; g < c.nKv; g++) for (let j = 0; j < 10; j++) positions[g * stride + j] = j * 7 + g;
-          view = { kvDim, fp: { dtype: 'f32', keys, values }, fpStart: 0, planes: null, bits: 8,
-            sparse: { count: 10, stride, positions, denseFrom: 100, recent: 50 } };
-        } else {
-          const planeTokens = qb(total - 1);
-          const planes: KvPlanes = makePlanes(kvDim, Math.max(planeTokens, c.G), c.G, c.Gv);
-          const fpStart = qb(startPos);
-          const rows = total - fpStart;
-          const fpKeys = keys.subarray(fpStart * kvDim);
-          const fpValues = values.subarray(fpStart * kvDim);
-          const fp: FpRows = c.fp16
-            ? { dtype: 'f16', keys: Uint16Array.from(fpKeys, f32ToF16), values: Uint16Array.from(fpValues, f32ToF16) }
-            : { dtype: 'f32', keys: fpKeys.slice(), values: fpValues.slice() };
-          if (planeTokens > 0) ref.quantizeKv(planes, { dtype: 'f32', keys, values }, 0, 0, planeTokens);
-          assert.ok(rows > 0);
-          view = { kvDim, fp, fpStart, planes, bits, sparse: null };
-        }
-        const a = new Float32Array(c.nq * c.nHeads * c.d);
-        const b = new Float32Array(c.nq * c.nHeads * c.d);
-        cpu.attention(a, q, c.nq, startPos, view, shape, new Float32Array(total));
-        ref.attention(b, q, c.nq, startPos, view, shape, new Float32Array(total));
-        // Quantized keys are dotted with an int16-quantized folded query (relative error ~1e-5).
-        const tol = 2e-4;
-        assertClose(a, b, tol, 1, `${JSON.stringify(c)} bits ${bits}`);
-      }
+    for (const c of attentionCases()) {
+      const a = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
+      const b = new Float32Array(a.length);
+      cpu.attention(a, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      ref.attention(b, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      // Quantized keys are dotted with an int16-quantized folded query (relative error ~1e-5).
+      assertClose(a, b, 2e-4, 1, c.label);
     }
   });
 }
+
+// The AVX-512 plane blocks (512-bit integer dots, 16 value channels per register) keep the AVX2
+// blocks' per-lane order, so the two paths must agree bit for bit, not just within a tolerance.
+test('avx512 attention equals avx2 attention exactly', { skip: skip || (!ISAS.includes('avx512') && 'this CPU has no AVX-512') }, () => {
+  const outputs = (isa: string): Float32Array[] => {
+    const cpu = createCpuBackend({ isa });
+    return [...attentionCases()].map((c) => {
+      const out = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
+      cpu.attention(out, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      return out;
+    });
+  };
+  const a = outputs('avx2');
+  const b = outputs('avx512');
+  const labels = [...attentionCases()].map((c) => c.label);
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], labels[i]);
+});

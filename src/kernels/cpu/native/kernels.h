@@ -88,13 +88,15 @@ typedef struct {
 extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const kernel_table kernels_avx2;
-extern const kernel_table kernels_avx512; /* attention entries NULL: the AVX2 ones are used */
+extern const kernel_table kernels_avx512; /* attention_head NULL: the AVX2 one is used */
 #endif
 
 /* Floats of scratch attention_rows needs for n_pairs (query, head) pairs. */
 static inline size_t attn_rows_scratch(int n_pairs, int head_dim, int count) {
-  /* scores, folded queries, per-pair scalars, value weights (2 per pair and position) */
-  return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim + 4 * (size_t)n_pairs + (size_t)head_dim * 2 + 64;
+  /* scores, folded queries, per-pair scalars, value weights (2 per pair and position), value
+   * scales and minimums of one KV head (2 per position) */
+  return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim + 4 * (size_t)n_pairs + (size_t)head_dim * 2 +
+         2 * (size_t)count + 64;
 }
 
 /* Shared scalar helpers (kernels_common.c). */

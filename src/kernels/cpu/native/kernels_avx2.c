@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include "kernels.h"
+#include "attention_blocks.h"
 
 static inline float hsum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -27,6 +28,13 @@ static inline int32_t hsum_i32(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
   return _mm_cvtsi128_si32(s);
+}
+
+static inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
 }
 
 static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
@@ -379,13 +387,13 @@ static void attention_head(const attn_args *a, int query, int g, int p0, int p1,
 
 /* Softmax pieces of one score row in place: returns max, writes exp(s - max), returns the sum in *l. */
 static inline float softmax_row(float *s, int count, float *l_out) {
-  __m256 mv = _mm256_set1_ps(-INFINITY);
+  __m256 mv[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
   int i = 0;
-  for (; i + 8 <= count; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + i));
-  float tmp[8], m = -INFINITY;
-  _mm256_storeu_ps(tmp, mv);
-  for (int j = 0; j < 8; j++) m = fmaxf(m, tmp[j]);
-  for (; i < count; i++) m = fmaxf(m, s[i]);
+  for (; i + 32 <= count; i += 32) /* four independent chains */
+    for (int k = 0; k < 4; k++) mv[k] = _mm256_max_ps(mv[k], _mm256_loadu_ps(s + i + 8 * k));
+  for (; i + 8 <= count; i += 8) mv[0] = _mm256_max_ps(mv[0], _mm256_loadu_ps(s + i));
+  float m = hmax(_mm256_max_ps(_mm256_max_ps(mv[0], mv[1]), _mm256_max_ps(mv[2], mv[3])));
+  for (; i < count; i++) m = s[i] > m ? s[i] : m;
   if (m == -INFINITY) { /* nothing visible in this chunk */
     memset(s, 0, sizeof(float) * count);
     *l_out = 0;
@@ -410,58 +418,45 @@ static inline float softmax_row(float *s, int count, float *l_out) {
   return m;
 }
 
-typedef struct {
-  const uint8_t *up, *lw; /* plane bytes of the first position, this KV head */
-  int rb, half;           /* plane row bytes; bytes of one head */
-  const int16_t *qlo, *qhi;
-  const float *dq, *base;
-  const int32_t *qsum;
-  float *scores; /* scores[r * count + i] for position i of the block */
-  int count;
-  float scale;
-  int n; /* positions */
-} key_args;
 
 /* Scores of NR query heads (sharing one KV head) against n quantized positions. NR and BITS are
- * literal constants at every call, so the accumulators stay in registers. */
+ * literal constants at every call, so the accumulators stay in registers; eight positions' dots
+ * are reduced together. */
 static inline __attribute__((always_inline)) void key_block(const key_args *a, const int NR, const int BITS) {
   const __m128i mask = _mm_set1_epi8(15), himask = _mm_set1_epi8((char)0xf0);
-  for (int i = 0; i < a->n; i++) {
-    const uint8_t *up = a->up + (size_t)i * a->rb, *lw = a->lw + (size_t)i * a->rb;
-    __m256i acc_u[4];
-    for (int r = 0; r < NR; r++) acc_u[r] = _mm256_setzero_si256();
-    for (int b = 0; b < a->half; b += 16) {
-      const __m128i raw = _mm_loadu_si128((const __m128i *)(up + b));
-      __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-      if (BITS == 8) {
-        /* the INT8 code 16u + l8 of each channel, from both planes: one dot instead of two */
-        const __m128i rl = _mm_loadu_si128((const __m128i *)(lw + b));
-        ce = _mm_or_si128(_mm_slli_epi16(ce, 4), _mm_and_si128(rl, mask));
-        co = _mm_or_si128(_mm_and_si128(raw, himask), _mm_and_si128(_mm_srli_epi16(rl, 4), mask));
+  for (int i0 = 0; i0 < a->n; i0 += 8) {
+    const int m = a->n - i0 < 8 ? a->n - i0 : 8;
+    __m256i dots[4][8];
+    for (int ii = 0; ii < 8; ii++) {
+      __m256i acc[4];
+      for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_si256();
+      if (ii >= m) {
+        for (int r = 0; r < NR; r++) dots[r][ii] = acc[r];
+        continue;
       }
-      const __m256i ue = _mm256_cvtepu8_epi16(ce), uo = _mm256_cvtepu8_epi16(co);
-      for (int r = 0; r < NR; r++) {
-        const __m256i qe = _mm256_loadu_si256((const __m256i *)(a->qlo + (size_t)r * a->half + b));
-        const __m256i qo = _mm256_loadu_si256((const __m256i *)(a->qhi + (size_t)r * a->half + b));
-        acc_u[r] = _mm256_add_epi32(acc_u[r], _mm256_add_epi32(_mm256_madd_epi16(ue, qe), _mm256_madd_epi16(uo, qo)));
+      const uint8_t *up = a->up + (size_t)(i0 + ii) * a->rb, *lw = a->lw + (size_t)(i0 + ii) * a->rb;
+      for (int b = 0; b < a->half; b += 16) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(up + b));
+        __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        if (BITS == 8) {
+          /* the INT8 code 16u + l8 of each channel, from both planes: one dot instead of two */
+          const __m128i rl = _mm_loadu_si128((const __m128i *)(lw + b));
+          ce = _mm_or_si128(_mm_slli_epi16(ce, 4), _mm_and_si128(rl, mask));
+          co = _mm_or_si128(_mm_and_si128(raw, himask), _mm_and_si128(_mm_srli_epi16(rl, 4), mask));
+        }
+        const __m256i ue = _mm256_cvtepu8_epi16(ce), uo = _mm256_cvtepu8_epi16(co);
+        for (int r = 0; r < NR; r++) {
+          const __m256i qe = _mm256_loadu_si256((const __m256i *)(a->qlo + (size_t)r * a->half + b));
+          const __m256i qo = _mm256_loadu_si256((const __m256i *)(a->qhi + (size_t)r * a->half + b));
+          acc[r] = _mm256_add_epi32(acc[r], _mm256_add_epi32(_mm256_madd_epi16(ue, qe), _mm256_madd_epi16(uo, qo)));
+        }
       }
+      for (int r = 0; r < NR; r++) dots[r][ii] = acc[r];
     }
-    for (int r = 0; r < NR; r++) {
-      /* INT8: q·(16u + l8 - 8)/16 = (Σ q·code - 8 Σ q) / 16 */
-      const float dot = BITS == 8 ? (float)(hsum_i32(acc_u[r]) - 8 * a->qsum[r]) * (1.0f / 16.0f) : (float)hsum_i32(acc_u[r]);
-      a->scores[(size_t)r * a->count + i] = (a->dq[r] * dot + a->base[r]) * a->scale;
-    }
+    for (int r = 0; r < NR; r++) key_scores8(a, r, hsum8x8_i32(dots[r]), i0, m, BITS);
   }
 }
 
-typedef struct {
-  const uint8_t *up, *lw; /* value plane bytes of the first position, this KV head, channel c0 */
-  int rb, n;
-  const float *wu, *wl; /* [r * n + i] */
-  int wstride;
-  float *out; /* out[r * d + c] at channel c0 */
-  int d;
-} value_args;
 
 /* 16 channels of NR heads accumulated over n positions in registers. */
 static inline __attribute__((always_inline)) void value_block(const value_args *a, const int NR, const int BITS) {
@@ -495,8 +490,31 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
   }
 }
 
-static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
-                           float *outp) {
+static void keys_avx2(const key_args *a, int nr, int bits) {
+  if (bits == 8) {
+    if (nr == 4) key_block(a, 4, 8); else if (nr == 3) key_block(a, 3, 8); else if (nr == 2) key_block(a, 2, 8); else key_block(a, 1, 8);
+  } else {
+    if (nr == 4) key_block(a, 4, 4); else if (nr == 3) key_block(a, 3, 4); else if (nr == 2) key_block(a, 2, 4); else key_block(a, 1, 4);
+  }
+}
+
+static void values_avx2(const value_args *args, int nr, int bits) {
+  for (int c0 = 0; c0 < args->nc; c0 += 16) { /* 16 channels per pass */
+    value_args v = *args;
+    v.up += c0 / 2, v.lw += c0 / 2, v.out += c0;
+    const value_args *a = &v;
+    if (bits == 8) {
+      if (nr == 4) value_block(a, 4, 8); else if (nr == 3) value_block(a, 3, 8); else if (nr == 2) value_block(a, 2, 8); else value_block(a, 1, 8);
+    } else {
+      if (nr == 4) value_block(a, 4, 4); else if (nr == 3) value_block(a, 3, 4); else if (nr == 2) value_block(a, 2, 4); else value_block(a, 1, 4);
+    }
+  }
+}
+
+/* Attention of queries [q0, q1) over positions [p0, p1) (see kernel_table.attention_rows), with
+ * the plane blocks of one instruction set. */
+void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,
+                         attn_partial *part, float *outp) {
   const kv_view *kv = a->kv;
   const kv_planes *pl = kv->planes;
   const int d = a->head_dim, n_heads = a->n_heads, n_kv = a->n_kv_heads, n_rep = n_heads / n_kv, kv_dim = n_kv * d;
@@ -532,23 +550,33 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
         for (int j = 0; j < nj; j++) {
           const size_t gp = (size_t)g * nj + j;
           const float *qv = PAIR_Q(g, j);
-          float qs[MAX_D], amax = 0, b = 0;
+          /* qs = q · s per channel; base = Σ q · mn; amax = max |qs| */
+          float qs[MAX_D];
+          __m256 bv = _mm256_setzero_ps(), av = _mm256_setzero_ps();
+          const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
           for (int c = 0; c < d; c += 8) {
             const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + c)));
             const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + c)));
-            const __m256 q8 = _mm256_loadu_ps(qv + c);
-            _mm256_storeu_ps(qs + c, _mm256_mul_ps(q8, s8));
-            b += hsum(_mm256_mul_ps(q8, m8));
+            const __m256 q8 = _mm256_loadu_ps(qv + c), qs8 = _mm256_mul_ps(q8, s8);
+            _mm256_storeu_ps(qs + c, qs8);
+            av = _mm256_max_ps(av, _mm256_and_ps(qs8, abs_mask));
+            bv = _mm256_add_ps(bv, _mm256_mul_ps(q8, m8));
           }
-          for (int c = 0; c < d; c++) amax = fmaxf(amax, fabsf(qs[c]));
+          const float b = hsum(bv), amax = hmax(av);
           const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
-          int32_t sum = 0;
-          for (int c = 0; c < d; c += 2) {
-            const int lo = (int)rintf(qs[c] * inv), hi = (int)rintf(qs[c + 1] * inv);
-            qlo[gp * half + c / 2] = (int16_t)lo;
-            qhi[gp * half + c / 2] = (int16_t)hi;
-            sum += lo + hi;
+          /* int16 codes (round to nearest even, as rintf), even channels to qlo, odd to qhi */
+          const __m256 invv = _mm256_set1_ps(inv);
+          const __m256i evens_odds = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+          __m256i sv = _mm256_setzero_si256();
+          for (int c = 0; c < d; c += 16) {
+            const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs + c), invv));
+            const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs + c + 8), invv));
+            sv = _mm256_add_epi32(sv, _mm256_add_epi32(i0, i1));
+            const __m256i p0 = _mm256_permutevar8x32_epi32(i0, evens_odds), p1 = _mm256_permutevar8x32_epi32(i1, evens_odds);
+            _mm_storeu_si128((__m128i *)(qlo + gp * half + c / 2), _mm_packs_epi32(_mm256_castsi256_si128(p0), _mm256_castsi256_si128(p1)));
+            _mm_storeu_si128((__m128i *)(qhi + gp * half + c / 2), _mm_packs_epi32(_mm256_extracti128_si256(p0, 1), _mm256_extracti128_si256(p1, 1)));
           }
+          const int32_t sum = hsum_i32(sv);
           dq[gp] = dd;
           base[gp] = b;
           qsum[gp] = sum;
@@ -561,11 +589,7 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
           const key_args ka = {pl->k_upper + (size_t)t * rb + g * half, pl->k_lower + (size_t)t * rb + g * half, rb, half,
                                qlo + gp0 * half, qhi + gp0 * half, dq + gp0, base + gp0, qsum + gp0,
                                scores + gp0 * count + k, count, scale, t_end - t};
-          if (kv->bits == 8) {
-            if (nr == 4) key_block(&ka, 4, 8); else if (nr == 3) key_block(&ka, 3, 8); else if (nr == 2) key_block(&ka, 2, 8); else key_block(&ka, 1, 8);
-          } else {
-            if (nr == 4) key_block(&ka, 4, 4); else if (nr == 3) key_block(&ka, 3, 4); else if (nr == 2) key_block(&ka, 2, 4); else key_block(&ka, 1, 4);
-          }
+          blocks->keys(&ka, nr, kv->bits);
         }
       }
       k += t_end - t;
@@ -586,8 +610,8 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
       const int pos = a->start_pos + q0 + j / n_rep;
       const int lo = dense_lo(a, pos);
       float *s = scores + gp * count;
-      for (int i = 0; i < count; i++)
-        if (p0 + i > pos || p0 + i < lo) s[i] = -INFINITY;
+      for (int i = 0; i < count && p0 + i < lo; i++) s[i] = -INFINITY;
+      for (int i = pos - p0 + 1 > 0 ? pos - p0 + 1 : 0; i < count; i++) s[i] = -INFINITY;
       part[gp].m = softmax_row(s, count, &part[gp].l);
     }
   }
@@ -599,17 +623,34 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
     if (Gv == d) {
       float *wu = (float *)(qsum + n_pairs); /* [n_pairs, n]: e·s */
       float *wl = wu + (size_t)n_pairs * n;  /* [n_pairs, n]: e·s/16 */
+      float *vs = wl + (size_t)n_pairs * n; /* [n]: this KV head's value scales, then minimums */
+      float *vm = vs + n;
+      const float half_or_0 = kv->bits == 8 ? 0.5f : 0.0f;
       for (int g = 0; g < n_kv; g++) {
+        for (int i = 0; i < n; i++) {
+          const size_t gi = (size_t)(p0 + i) * groups + g;
+          vs[i] = _cvtsh_ss(pl->v_scale[gi]);
+          vm[i] = _cvtsh_ss(pl->v_min[gi]);
+        }
         for (int j = 0; j < nj; j++) {
           const size_t gp = (size_t)g * nj + j;
-          float bias = 0;
-          for (int i = 0; i < n; i++) {
-            const size_t gi = (size_t)(p0 + i) * groups + g;
-            const float e = scores[gp * count + i], s = _cvtsh_ss(pl->v_scale[gi]);
-            const float es = e * s;
-            wu[gp * n + i] = es;
-            wl[gp * n + i] = es * (1.0f / 16.0f);
-            bias += e * _cvtsh_ss(pl->v_min[gi]) - (kv->bits == 8 ? es * 0.5f : 0.0f);
+          const float *e = scores + gp * count;
+          float *wug = wu + gp * n, *wlg = wl + gp * n;
+          /* bias = Σ e·mn - [INT8] Σ e·s/2: 8 lanes, then the tail, in a fixed order */
+          __m256 bv = _mm256_setzero_ps();
+          int i = 0;
+          for (; i + 8 <= n; i += 8) {
+            const __m256 e8 = _mm256_loadu_ps(e + i), es = _mm256_mul_ps(e8, _mm256_loadu_ps(vs + i));
+            _mm256_storeu_ps(wug + i, es);
+            _mm256_storeu_ps(wlg + i, _mm256_mul_ps(es, _mm256_set1_ps(1.0f / 16.0f)));
+            bv = _mm256_add_ps(bv, _mm256_sub_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(vm + i)), _mm256_mul_ps(es, _mm256_set1_ps(half_or_0))));
+          }
+          float bias = hsum(bv);
+          for (; i < n; i++) {
+            const float es = e[i] * vs[i];
+            wug[i] = es;
+            wlg[i] = es * (1.0f / 16.0f);
+            bias += e[i] * vm[i] - es * half_or_0;
           }
           float *o = outp + gp * d;
           for (int c = 0; c < d; c++) o[c] = bias;
@@ -617,15 +658,9 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
         for (int j0 = 0; j0 < nj; j0 += 4) {
           const int nr = nj - j0 < 4 ? nj - j0 : 4;
           const size_t gp0 = (size_t)g * nj + j0;
-          for (int c0 = 0; c0 < d; c0 += 16) {
-            const value_args va = {pl->v_upper + (size_t)p0 * rb + g * half + c0 / 2, pl->v_lower + (size_t)p0 * rb + g * half + c0 / 2,
-                                   rb, n, wu + gp0 * n, wl + gp0 * n, n, outp + gp0 * d + c0, d};
-            if (kv->bits == 8) {
-              if (nr == 4) value_block(&va, 4, 8); else if (nr == 3) value_block(&va, 3, 8); else if (nr == 2) value_block(&va, 2, 8); else value_block(&va, 1, 8);
-            } else {
-              if (nr == 4) value_block(&va, 4, 4); else if (nr == 3) value_block(&va, 3, 4); else if (nr == 2) value_block(&va, 2, 4); else value_block(&va, 1, 4);
-            }
-          }
+          const value_args va = {pl->v_upper + (size_t)p0 * rb + g * half, pl->v_lower + (size_t)p0 * rb + g * half,
+                                 rb, n, wu + gp0 * n, wl + gp0 * n, n, outp + gp0 * d, d, d};
+          blocks->values(&va, nr, kv->bits);
         }
       }
       k = n;
@@ -672,6 +707,13 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
       }
   }
 #undef PAIR_Q
+}
+
+static const attn_blocks avx2_blocks = {keys_avx2, values_avx2};
+
+static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
+                           float *outp) {
+  attention_rows_with(&avx2_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 
 const kernel_table kernels_avx2 = {

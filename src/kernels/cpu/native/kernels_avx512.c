@@ -1,12 +1,14 @@
 /* AVX-512 (F, BW, VL, VNNI) kernels (compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni
  * -mfma -mf16c; chosen at run time where the CPU has them). 32 vector registers allow 4 rows x 6
  * tokens of accumulators; VNNI's vpdpbusd multiplies and sums 4-bit codes with int8 activations
- * in one instruction. Reductions keep a fixed order per output (batch invariant). Attention uses
- * the AVX2 kernels. */
+ * in one instruction. Reductions keep a fixed order per output (batch invariant). Attention over
+ * the quantized planes uses 512-bit blocks (vpdpwssd for the keys' int16 dots, 16 value channels
+ * per register) inside the AVX2 driver; attention over FP rows and sparse lists is the AVX2 one. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <string.h>
 #include "kernels.h"
+#include "attention_blocks.h"
 
 static inline float hsum16(__m512 v) {
   __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -148,7 +150,138 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
   }
 }
 
+/* ---- attention over the planes -------------------------------------------------------------- */
+
+/* Scores of NR pairs against n quantized positions: 64 channels (32 plane bytes) per step, the
+ * int16 query dotted with vpdpwssd; each position's 16-lane sum is folded to 8 lanes, and eight
+ * positions are reduced together (integer sums: exact, so the scores equal the AVX2 ones). */
+static inline __attribute__((always_inline)) void key_block512(const key_args *a, const int NR, const int BITS) {
+  const __m256i mask = _mm256_set1_epi8(15), himask = _mm256_set1_epi8((char)0xf0);
+  const int half = a->half, full = half & ~31;
+  for (int i0 = 0; i0 < a->n; i0 += 8) {
+    const int m = a->n - i0 < 8 ? a->n - i0 : 8;
+    __m256i dots[4][8];
+    for (int ii = 0; ii < 8; ii++) {
+      __m512i acc[4];
+      for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_si512();
+      if (ii < m) {
+        const uint8_t *up = a->up + (size_t)(i0 + ii) * a->rb, *lw = a->lw + (size_t)(i0 + ii) * a->rb;
+        _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+        if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+        if (half > 32) _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
+        if (BITS == 8 && half > 32) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
+        for (int b = 0; b < half; b += 32) {
+          /* the last step of a head whose bytes are not a multiple of 32 reads 16 bytes */
+          const int tail = b >= full;
+          __m256i raw = tail ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(up + b))) : _mm256_loadu_si256((const __m256i *)(up + b));
+          __m256i ce = _mm256_and_si256(raw, mask), co = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+          if (BITS == 8) {
+            const __m256i rl = tail ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(lw + b))) : _mm256_loadu_si256((const __m256i *)(lw + b));
+            ce = _mm256_or_si256(_mm256_slli_epi16(ce, 4), _mm256_and_si256(rl, mask));
+            co = _mm256_or_si256(_mm256_and_si256(raw, himask), _mm256_and_si256(_mm256_srli_epi16(rl, 4), mask));
+          }
+          const __m512i ue = _mm512_cvtepu8_epi16(ce), uo = _mm512_cvtepu8_epi16(co);
+          const __mmask32 lanes = tail ? 0xffffu : 0xffffffffu;
+          for (int r = 0; r < NR; r++) {
+            const __m512i qe = _mm512_maskz_loadu_epi16(lanes, a->qlo + (size_t)r * half + b);
+            const __m512i qo = _mm512_maskz_loadu_epi16(lanes, a->qhi + (size_t)r * half + b);
+            acc[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(acc[r], ue, qe), uo, qo);
+          }
+        }
+      }
+      for (int r = 0; r < NR; r++)
+        dots[r][ii] = _mm256_add_epi32(_mm512_castsi512_si256(acc[r]), _mm512_extracti64x4_epi64(acc[r], 1));
+    }
+    for (int r = 0; r < NR; r++) key_scores8(a, r, hsum8x8_i32(dots[r]), i0, m, BITS);
+  }
+}
+
+/* C (16, 32 or 64) value channels of NR pairs over n positions: per position one read of C/2
+ * plane bytes, C/16 registers of decoded codes and one FMA per register and pair. Each channel
+ * accumulates in position order, as in the AVX2 block. */
+static inline __attribute__((always_inline)) void value_block512(const value_args *a, int c0, const int C, const int NR,
+                                                                 const int BITS) {
+  const __m256i mask = _mm256_set1_epi8(15);
+  __m512 acc[4][4];
+  for (int r = 0; r < NR; r++)
+    for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_setzero_ps();
+  const uint8_t *up = a->up + c0 / 2, *lw = a->lw + c0 / 2;
+  const float *w = BITS == 8 ? a->wl : a->wu;
+  for (int i = 0; i < a->n; i++, up += a->rb, lw += a->rb) {
+    _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+    if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+    __m256i raw, rl = _mm256_setzero_si256();
+    if (C == 64) raw = _mm256_loadu_si256((const __m256i *)up);
+    else if (C == 32) raw = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)up));
+    else raw = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)up));
+    if (BITS == 8) {
+      if (C == 64) rl = _mm256_loadu_si256((const __m256i *)lw);
+      else if (C == 32) rl = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)lw));
+      else rl = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)lw));
+    }
+    __m256i ce = _mm256_and_si256(raw, mask), co = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+    if (BITS == 8) {
+      /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
+      ce = _mm256_or_si256(_mm256_slli_epi16(ce, 4), _mm256_and_si256(rl, mask));
+      co = _mm256_or_si256(_mm256_slli_epi16(co, 4), _mm256_and_si256(_mm256_srli_epi16(rl, 4), mask));
+    }
+    /* per 128-bit lane: lo = channels 0-15 | 32-47, hi = 16-31 | 48-63 */
+    const __m256i lo = _mm256_unpacklo_epi8(ce, co), hi = _mm256_unpackhi_epi8(ce, co);
+    __m512 u[4];
+    u[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)));
+    if (C >= 32) u[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)));
+    if (C == 64) {
+      u[2] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)));
+      u[3] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)));
+    }
+    for (int r = 0; r < NR; r++) {
+      const __m512 wv = _mm512_set1_ps(w[(size_t)r * a->wstride + i]);
+      for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_fmadd_ps(wv, u[k], acc[r][k]);
+    }
+  }
+  for (int r = 0; r < NR; r++) {
+    float *o = a->out + (size_t)r * a->d + c0;
+    for (int k = 0; k < C / 16; k++) _mm512_storeu_ps(o + 16 * k, _mm512_add_ps(_mm512_loadu_ps(o + 16 * k), acc[r][k]));
+  }
+}
+
+#define VALUE_NR(C, BITS)                                                                               \
+  do {                                                                                                  \
+    if (nr == 4) value_block512(a, c0, C, 4, BITS); else if (nr == 3) value_block512(a, c0, C, 3, BITS); \
+    else if (nr == 2) value_block512(a, c0, C, 2, BITS); else value_block512(a, c0, C, 1, BITS);         \
+  } while (0)
+
+static void values_avx512(const value_args *a, int nr, int bits) {
+  int c0 = 0;
+  for (; c0 + 64 <= a->nc; c0 += 64) {
+    if (bits == 8) VALUE_NR(64, 8); else VALUE_NR(64, 4);
+  }
+  if (c0 + 32 <= a->nc) {
+    if (bits == 8) VALUE_NR(32, 8); else VALUE_NR(32, 4);
+    c0 += 32;
+  }
+  if (c0 < a->nc) {
+    if (bits == 8) VALUE_NR(16, 8); else VALUE_NR(16, 4);
+  }
+}
+#undef VALUE_NR
+
+static void keys_avx512(const key_args *a, int nr, int bits) {
+  if (bits == 8) {
+    if (nr == 4) key_block512(a, 4, 8); else if (nr == 3) key_block512(a, 3, 8); else if (nr == 2) key_block512(a, 2, 8); else key_block512(a, 1, 8);
+  } else {
+    if (nr == 4) key_block512(a, 4, 4); else if (nr == 3) key_block512(a, 3, 4); else if (nr == 2) key_block512(a, 2, 4); else key_block512(a, 1, 4);
+  }
+}
+
+static const attn_blocks avx512_blocks = {keys_avx512, values_avx512};
+
+static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
+                           float *outp) {
+  attention_rows_with(&avx512_blocks, a, q0, q1, p0, p1, scratch, part, outp);
+}
+
 const kernel_table kernels_avx512 = {
-  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, NULL, NULL,
+  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, NULL, attention_rows,
 };
 #endif

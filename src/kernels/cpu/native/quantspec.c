@@ -512,7 +512,6 @@ static const kernel_table *pick(const char *want) {
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
   avx512_table = kernels_avx512;
   avx512_table.attention_head = kernels_avx2.attention_head;
-  avx512_table.attention_rows = kernels_avx2.attention_rows;
   if (want && strcmp(want, "scalar") == 0) return &kernels_scalar;
   if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &kernels_avx2 : NULL;
   if (want && strcmp(want, "avx512") == 0) return has_avx512 ? &avx512_table : NULL;
