@@ -128,6 +128,12 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
     const __m256 dxb = _mm256_set1_ps(dx[b]);
     for (int i = 0; i < RB; i++) {
       const size_t wi = (size_t)(r + i) * nb + b;
+      /* the same blocks of the next group of rows, one group ahead (see kernels_avx512.c) */
+      if ((b & 3) == 0) _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * 16), _MM_HINT_T0);
+      if ((b & 31) == 0) {
+        _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
+      }
       const __m128i packed = _mm_loadu_si128((const __m128i *)(w->codes + wi * 16));
       const __m128i mask = _mm_set1_epi8(15);
       const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), mask), _mm_and_si128(packed, mask));

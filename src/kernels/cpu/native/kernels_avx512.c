@@ -112,6 +112,14 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
     const __m128 dxx = _mm_castpd_ps(_mm_load_sd((const double *)(dx + b)));
     for (int i = 0; i < RB; i++) {
       const size_t wi = (size_t)(r + i) * nb + b;
+      /* rows are short streams that the hardware prefetchers start late: fetch the same blocks of
+       * the next group of rows (and their scales and minimums) one group ahead; prefetches past
+       * the end of the matrix never fault */
+      _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * 16), _MM_HINT_T0);
+      if ((b & 31) == 0) {
+        _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
+      }
       const __m512i isum = q4_pair_dot(w->codes + wi * 16, xq);
       const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(*(const int32_t *)(w->scales + wi))), dxx);
       const __m512 sc = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dd));
