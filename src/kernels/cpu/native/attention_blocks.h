@@ -43,7 +43,7 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
 
 /* The planes are read with a stride of a whole row (all KV heads), which the hardware prefetchers
  * follow poorly: the blocks prefetch their own bytes this many positions ahead. */
-#define PF_AHEAD 16
+#define PF_AHEAD 64
 
 /* Eight int32 vectors to their eight horizontal sums, in order (integer adds: exact). */
 static inline __m256i hsum8x8_i32(const __m256i v[8]) {
