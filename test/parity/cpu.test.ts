@@ -216,6 +216,26 @@ for (const isa of ISAS) {
       assertClose(a, b, 2e-4, 1, c.label);
     }
   });
+
+  // A verify pass must give bit for bit what decoding the same tokens one by one gives, or
+  // speculative decoding could break a near-tie differently from plain decoding.
+  test(`${isa}: attention of a batch equals each query alone, bit for bit`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    let batches = 0;
+    for (const c of attentionCases()) {
+      if (c.nq < 2) continue;
+      batches++;
+      const width = c.shape.nHeads * c.shape.headDim;
+      const batch = new Float32Array(c.nq * width);
+      cpu.attention(batch, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      for (let i = 0; i < c.nq; i++) {
+        const one = new Float32Array(width);
+        cpu.attention(one, c.q.subarray(i * width, (i + 1) * width), 1, c.startPos + i, c.view, c.shape, new Float32Array(c.total));
+        assert.deepEqual(one, batch.subarray(i * width, (i + 1) * width), `${c.label}, query ${i}`);
+      }
+    }
+    assert.ok(batches >= 5, 'the cases include batches');
+  });
 }
 
 // The AVX-512 plane blocks (512-bit integer dots, 16 value channels per register) keep the AVX2

@@ -405,22 +405,27 @@ static inline float softmax_row(float *s, int count, float *l_out) {
     *l_out = 0;
     return m;
   }
+  /* Position i always goes to lane i % 8, the tail included (padded with masked positions, which
+   * add exact zeros): a longer row with more masked positions gives the same sum. */
   const __m256 mb = _mm256_set1_ps(m);
   __m256 lv = _mm256_setzero_ps();
   const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
-  for (i = 0; i + 8 <= count; i += 8) {
-    const __m256 x = _mm256_loadu_ps(s + i);
+  for (i = 0; i < count; i += 8) {
+    const int n = count - i < 8 ? count - i : 8;
+    float tail[8];
+    float *p = s + i;
+    if (n < 8) {
+      for (int j = 0; j < 8; j++) tail[j] = j < n ? s[i + j] : -INFINITY;
+      p = tail;
+    }
+    const __m256 x = _mm256_loadu_ps(p);
     /* masked positions (-inf) get exactly 0 */
     const __m256 e = _mm256_andnot_ps(_mm256_cmp_ps(x, neg_inf, _CMP_EQ_OQ), exp256(_mm256_sub_ps(x, mb)));
-    _mm256_storeu_ps(s + i, e);
+    _mm256_storeu_ps(p, e);
+    if (n < 8) memcpy(s + i, tail, sizeof(float) * n);
     lv = _mm256_add_ps(lv, e);
   }
-  float l = hsum(lv);
-  for (; i < count; i++) {
-    s[i] = expf(s[i] - m);
-    l += s[i];
-  }
-  *l_out = l;
+  *l_out = hsum(lv);
   return m;
 }
 
@@ -643,21 +648,24 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
           const float *e = scores + gp * count;
           float *wug = wu + gp * n, *wlg = wl + gp * n;
           /* bias = Σ e·mn - [INT8] Σ e·s/2: 8 lanes, then the tail, in a fixed order */
+          /* position i in lane i % 8, the tail padded with zero weights (see softmax_row) */
           __m256 bv = _mm256_setzero_ps();
-          int i = 0;
-          for (; i + 8 <= n; i += 8) {
-            const __m256 e8 = _mm256_loadu_ps(e + i), es = _mm256_mul_ps(e8, _mm256_loadu_ps(vs + i));
-            _mm256_storeu_ps(wug + i, es);
-            _mm256_storeu_ps(wlg + i, _mm256_mul_ps(es, _mm256_set1_ps(1.0f / 16.0f)));
-            bv = _mm256_add_ps(bv, _mm256_sub_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(vm + i)), _mm256_mul_ps(es, _mm256_set1_ps(half_or_0))));
+          for (int i = 0; i < n; i += 8) {
+            const int cnt = n - i < 8 ? n - i : 8;
+            float te[8] = {0}, ts[8] = {0}, tm[8] = {0}, tu[8], tl[8];
+            const float *pe = e + i, *ps = vs + i, *pm = vm + i;
+            float *pu = wug + i, *pl = wlg + i;
+            if (cnt < 8) {
+              memcpy(te, pe, sizeof(float) * cnt), memcpy(ts, ps, sizeof(float) * cnt), memcpy(tm, pm, sizeof(float) * cnt);
+              pe = te, ps = ts, pm = tm, pu = tu, pl = tl;
+            }
+            const __m256 e8 = _mm256_loadu_ps(pe), es = _mm256_mul_ps(e8, _mm256_loadu_ps(ps));
+            _mm256_storeu_ps(pu, es);
+            _mm256_storeu_ps(pl, _mm256_mul_ps(es, _mm256_set1_ps(1.0f / 16.0f)));
+            bv = _mm256_add_ps(bv, _mm256_sub_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(pm)), _mm256_mul_ps(es, _mm256_set1_ps(half_or_0))));
+            if (cnt < 8) memcpy(wug + i, tu, sizeof(float) * cnt), memcpy(wlg + i, tl, sizeof(float) * cnt);
           }
-          float bias = hsum(bv);
-          for (; i < n; i++) {
-            const float es = e[i] * vs[i];
-            wug[i] = es;
-            wlg[i] = es * (1.0f / 16.0f);
-            bias += e[i] * vm[i] - es * half_or_0;
-          }
+          const float bias = hsum(bv);
           float *o = outp + gp * d;
           for (int c = 0; c < d; c++) o[c] = bias;
         }

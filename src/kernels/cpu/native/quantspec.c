@@ -267,6 +267,8 @@ static napi_value js_matmul_q4(napi_env env, napi_callback_info info) {
 /* ---- attention ---------------------------------------------------------------------------- */
 
 #define MAX_GROUPS 8
+/* Positions per dense work item (rounded up to whole key groups). */
+#define ATTN_CHUNK 256
 
 typedef struct {
   attn_args a;
@@ -410,8 +412,12 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
     }
   }
   c.group_q0[c.n_groups] = nq;
-  /* Chunks: enough work items for every thread, long enough to amortize per-chunk setup. */
-  int longest = 1;
+  /* Chunks of ATTN_CHUNK positions (whole key groups) at absolute multiples of the chunk size:
+   * a query's partials then do not depend on the other queries of its batch (a verify pass gives
+   * bit for bit what decoding the same tokens one by one gives), because masked positions add
+   * exact zeros and every sum keeps its order. */
+  int chunk = ATTN_CHUNK;
+  if (ku && chunk % group_k != 0) chunk = (chunk / group_k + 1) * group_k;
   for (int k = 0; k < c.n_groups; k++) {
     int lo = 1 << 30, hi = 0;
     for (int qi = c.group_q0[k]; qi < c.group_q0[k + 1]; qi++) {
@@ -420,12 +426,9 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
       if (l < lo) lo = l;
       if (h > hi) hi = h;
     }
-    c.group_lo[k] = lo;
-    c.group_hi[k] = hi > lo ? hi : lo;
-    if (hi - lo > longest) longest = hi - lo;
+    c.group_lo[k] = (lo / chunk) * chunk;
+    c.group_hi[k] = hi > lo ? hi : c.group_lo[k];
   }
-  int chunk = (longest + 4 * pool.n_threads - 1) / (4 * pool.n_threads);
-  chunk = chunk < 64 ? 64 : (chunk > 1024 ? 1024 : chunk);
   c.chunk = chunk;
   c.group_items0[0] = 0;
   for (int k = 0; k < c.n_groups; k++)
