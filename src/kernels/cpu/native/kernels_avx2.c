@@ -429,7 +429,6 @@ static inline float softmax_row(float *s, int count, float *l_out) {
   return m;
 }
 
-
 /* Scores of NR query heads (sharing one KV head) against n quantized positions. NR and BITS are
  * literal constants at every call, so the accumulators stay in registers; eight positions' dots
  * are reduced together. */
@@ -446,6 +445,8 @@ static inline __attribute__((always_inline)) void key_block(const key_args *a, c
         continue;
       }
       const uint8_t *up = a->up + (size_t)(i0 + ii) * a->rb, *lw = a->lw + (size_t)(i0 + ii) * a->rb;
+      _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+      if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
       for (int b = 0; b < a->half; b += 16) {
         const __m128i raw = _mm_loadu_si128((const __m128i *)(up + b));
         __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
@@ -476,6 +477,8 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
   for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   const uint8_t *up = a->up, *lw = a->lw;
   for (int i = 0; i < a->n; i++, up += a->rb, lw += a->rb) {
+    _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+    if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
     const __m128i raw = _mm_loadl_epi64((const __m128i *)up);
     __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
     if (BITS == 8) {
