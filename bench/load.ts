@@ -6,12 +6,10 @@
 //
 //   node dist/bench/load.js [--clients 40] [--waves 3] [--max-tokens 48] [--model PATH] [--json FILE]
 
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { machineSummary } from './machine.js';
+import { startServeProcess } from './serve-process.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -23,7 +21,6 @@ const CLIENTS = Number(args.clients ?? 40);
 const WAVES = Number(args.waves ?? 3);
 const MAX_TOKENS = Number(args['max-tokens'] ?? 48);
 const MAX_QUEUE = Number(args['max-queue'] ?? 24);
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function rssOf(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -35,23 +32,9 @@ function percentile(xs: number[], p: number): number {
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
 }
 
-const child = spawn(process.execPath, [
-  path.join(root, 'bin', 'quantspec.js'), 'serve', '--port', '0', '--parallel', '2', '--max-queue', String(MAX_QUEUE),
-  ...(args.model ? ['--model', args.model] : []),
-], { stdio: ['ignore', 'ignore', 'pipe'] });
-let log = '';
-let startTimer: NodeJS.Timeout | undefined;
-const port = await new Promise<number>((resolve, reject) => {
-  child.stderr!.on('data', (d: Buffer) => {
-    log += d.toString();
-    const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-    if (m && log.includes('model ready')) resolve(Number(m[1]));
-  });
-  child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${log}`)));
-  startTimer = setTimeout(() => reject(new Error(`server did not start: ${log}`)), 60_000);
-});
-clearTimeout(startTimer);
-const url = `http://127.0.0.1:${port}`;
+const { child, url } = await startServeProcess([
+  '--parallel', '2', '--max-queue', String(MAX_QUEUE), ...(args.model ? ['--model', args.model] : []),
+]);
 const modelId = ((await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] }).data[0]!.id;
 
 interface Outcome { kind: 'complete' | 'cancelled' | 'rejected' | 'broken'; ttftMs?: number; tokens?: number; ms?: number; detail?: string }

@@ -3,12 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as http from 'node:http';
-import * as path from 'node:path';
 import { Xoshiro128 } from '../../src/core/rng.js';
-import { REPO_ROOT } from '../helpers/shared.js';
 import { startServer } from '../helpers/server.js';
+import { startServeProcess } from '../../bench/serve-process.js';
 
 interface Reply { status: number; body: string; headers: http.IncomingHttpHeaders }
 
@@ -144,19 +142,7 @@ test('fuzz: 10,000 random bodies all get a 4xx and the server keeps answering /h
 });
 
 test('SIGTERM: the server stops accepting, ends in-flight streams and exits 0', async () => {
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin', 'quantspec.js'), 'serve', '--port', '0', '--ctx', '256', '--backend', 'reference'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m && log.includes('model ready')) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`exited early with ${code}: ${log}`)));
-  });
-  const url = `http://127.0.0.1:${port}`;
+  const { child, url, log } = await startServeProcess(['--ctx', '256', '--backend', 'reference']);
   const res = await fetch(`${url}/v1/completions`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'pdlm-5.8m-bf16', prompt: 'The sea', max_tokens: 200, ignore_eos: true, stream: true }),
@@ -171,6 +157,6 @@ test('SIGTERM: the server stops accepting, ends in-flight streams and exits 0', 
     if (r.done) break;
     text += new TextDecoder().decode(r.value);
   }
-  assert.equal(await exited, 0, log);
+  assert.equal(await exited, 0, log());
   assert.match(text, /data: \[DONE\]/, 'the in-flight stream was ended properly');
 });
