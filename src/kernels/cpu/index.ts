@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { BackendUnavailableError } from '../../core/errors.js';
 import type { WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
-import type { AttentionShape, Backend, FpRows, KvLayerView, KvPlanes } from '../backend.js';
+import type { AttentionShape, Backend, KvLayerView } from '../backend.js';
 import { createReferenceBackend } from '../reference/index.js';
 
 interface NativeAddon {
@@ -81,15 +81,8 @@ function loadAddon(opts: CpuBackendOptions): NativeAddon {
 }
 
 const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2 } as const;
-
-function planeArgs(p: KvPlanes | null): unknown[] {
-  if (!p) return [null, null, null, null, null, null, null, null, 0, 0];
-  return [p.kUpper, p.kLower, p.kScale, p.kMin, p.vUpper, p.vLower, p.vScale, p.vMin, p.groupSizeK, p.groupSizeV];
-}
-
-function fpArgs(fp: FpRows): unknown[] {
-  return [fp.dtype === 'f32' ? 0 : 1, fp.keys, fp.values];
-}
+/** FP rows of the KV cache: 0 = f32, 1 = f16 (kv_view.fp_dtype). */
+const FP_DTYPE_CODE = { f32: 0, f16: 1 } as const;
 
 /** Create the native backend; throws BackendUnavailableError when it cannot run here. */
 export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
@@ -130,18 +123,22 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     add: ref.add,
     embed: ref.embed,
     attention(out, q, nQueries, startPos, kv: KvLayerView, shape: AttentionShape) {
+      // Called per layer and token: the arguments are passed one by one (no argument arrays).
       const sp = kv.sparse;
+      const p = kv.planes;
       native.attention(
         out, q, nQueries, startPos, shape.nHeads, shape.nKvHeads, shape.headDim, shape.window,
-        ...fpArgs(kv.fp), kv.fpStart, kv.bits,
-        ...planeArgs(kv.planes),
+        FP_DTYPE_CODE[kv.fp.dtype], kv.fp.keys, kv.fp.values, kv.fpStart, kv.bits,
+        p ? p.kUpper : null, p ? p.kLower : null, p ? p.kScale : null, p ? p.kMin : null,
+        p ? p.vUpper : null, p ? p.vLower : null, p ? p.vScale : null, p ? p.vMin : null,
+        p ? p.groupSizeK : 0, p ? p.groupSizeV : 0,
         sp ? sp.positions : null, sp ? sp.count : 0, sp ? sp.stride : 0, sp ? sp.denseFrom : 0, sp ? sp.recent : 0,
       );
     },
     quantizeKv(planes, fp, srcRow, dstPos, nTokens) {
       native.quantizeKv(
         planes.kUpper, planes.kLower, planes.kScale, planes.kMin, planes.vUpper, planes.vLower, planes.vScale, planes.vMin,
-        planes.kvDim, planes.groupSizeK, planes.groupSizeV, ...fpArgs(fp), srcRow, dstPos, nTokens,
+        planes.kvDim, planes.groupSizeK, planes.groupSizeV, FP_DTYPE_CODE[fp.dtype], fp.keys, fp.values, srcRow, dstPos, nTokens,
       );
     },
   };

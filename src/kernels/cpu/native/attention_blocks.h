@@ -24,16 +24,14 @@ typedef struct {
   const uint8_t *up, *lw; /* value plane bytes of the first position, this KV head, channel 0 */
   int rb, n;
   const float *wu, *wl; /* [r * n + i] */
-  int wstride;
-  float *out; /* out[r * d + c] */
-  int d;
-  int nc; /* channels: a multiple of 16 */
+  float *out;           /* out[r * d + c] */
+  int d;                /* head_dim: a multiple of 16 */
 } value_args;
 
 typedef struct {
   /* scores of nr (1..4) pairs against the key planes; bits 4 or 8 */
   void (*keys)(const key_args *a, int nr, int bits);
-  /* the nc value channels of nr (1..4) pairs accumulated over the value planes; every channel's
+  /* the d value channels of nr (1..4) pairs accumulated over the value planes; every channel's
    * sum runs over the positions in order, one FMA each, so the ISAs agree exactly */
   void (*values)(const value_args *a, int nr, int bits);
 } attn_blocks;

@@ -492,7 +492,7 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
     const __m256 u1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(ch, 8)));
     const float *w = BITS == 8 ? a->wl : a->wu;
     for (int r = 0; r < NR; r++) {
-      const __m256 a8 = _mm256_broadcast_ss(w + (size_t)r * a->wstride + i);
+      const __m256 a8 = _mm256_broadcast_ss(w + (size_t)r * a->n + i);
       acc[r][0] = _mm256_fmadd_ps(a8, u0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(a8, u1, acc[r][1]);
     }
@@ -513,7 +513,7 @@ static void keys_avx2(const key_args *a, int nr, int bits) {
 }
 
 static void values_avx2(const value_args *args, int nr, int bits) {
-  for (int c0 = 0; c0 < args->nc; c0 += 16) { /* 16 channels per pass */
+  for (int c0 = 0; c0 < args->d; c0 += 16) { /* 16 channels per pass */
     value_args v = *args;
     v.up += c0 / 2, v.lw += c0 / 2, v.out += c0;
     const value_args *a = &v;
@@ -676,7 +676,7 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
           const int nr = nj - j0 < 4 ? nj - j0 : 4;
           const size_t gp0 = (size_t)g * nj + j0;
           const value_args va = {pl->v_upper + (size_t)p0 * rb + g * half, pl->v_lower + (size_t)p0 * rb + g * half,
-                                 rb, n, wu + gp0 * n, wl + gp0 * n, n, outp + gp0 * d, d, d};
+                                 rb, n, wu + gp0 * n, wl + gp0 * n, outp + gp0 * d, d};
           blocks->values(&va, nr, kv->bits);
         }
       }

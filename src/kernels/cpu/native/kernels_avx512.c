@@ -243,7 +243,7 @@ static inline __attribute__((always_inline)) void value_block512(const value_arg
       u[3] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)));
     }
     for (int r = 0; r < NR; r++) {
-      const __m512 wv = _mm512_set1_ps(w[(size_t)r * a->wstride + i]);
+      const __m512 wv = _mm512_set1_ps(w[(size_t)r * a->n + i]);
       for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_fmadd_ps(wv, u[k], acc[r][k]);
     }
   }
@@ -261,14 +261,14 @@ static inline __attribute__((always_inline)) void value_block512(const value_arg
 
 static void values_avx512(const value_args *a, int nr, int bits) {
   int c0 = 0;
-  for (; c0 + 64 <= a->nc; c0 += 64) {
+  for (; c0 + 64 <= a->d; c0 += 64) {
     if (bits == 8) VALUE_NR(64, 8); else VALUE_NR(64, 4);
   }
-  if (c0 + 32 <= a->nc) {
+  if (c0 + 32 <= a->d) {
     if (bits == 8) VALUE_NR(32, 8); else VALUE_NR(32, 4);
     c0 += 32;
   }
-  if (c0 < a->nc) {
+  if (c0 < a->d) {
     if (bits == 8) VALUE_NR(16, 8); else VALUE_NR(16, 4);
   }
 }
