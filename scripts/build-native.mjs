@@ -52,6 +52,7 @@ const common = ['-O3', '-std=c11', '-fPIC', '-pthread', '-ffp-contract=off', '-f
   `-I${include[0]}`, '-DNODE_GYP_MODULE_NAME=quantspec'];
 const units = [
   { file: 'kernels_common.c', flags: [] },
+  { file: 'elementwise.c', flags: [] },
   { file: 'kernels_scalar.c', flags: [] },
   { file: 'quantspec.c', flags: [] },
   ...(x86 ? [

@@ -186,6 +186,81 @@ for (const isa of ISAS) {
     }
   });
 
+  // The elementwise kernels do what the reference does in the same precision (doubles where it
+  // uses JavaScript numbers), so they must match it exactly; SiLU's exp is vectorised in float.
+  // Sizes: odd ones, and ones above the addon's threshold for splitting across threads.
+  test(`${isa}: RMSNorm, RoPE, embedding and adds match the reference bit for bit; SiLU-gate within 1e-6`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(11);
+    for (const [rows, dim] of [[1, 1], [3, 67], [5, 256], [41, 1001]] as const) {
+      const x = randn(rng, rows * dim, 3);
+      const w = randn(rng, dim);
+      const a = new Float32Array(rows * dim);
+      const b = new Float32Array(rows * dim);
+      cpu.rmsnorm(a, x, w, rows, dim, 1e-5);
+      ref.rmsnorm(b, x, w, rows, dim, 1e-5);
+      assert.deepEqual(a, b, `rmsnorm [${rows}x${dim}]`);
+      const inPlace = x.slice();
+      cpu.rmsnorm(inPlace, inPlace, w, rows, dim, 1e-6);
+      ref.rmsnorm(b, x, w, rows, dim, 1e-6);
+      assert.deepEqual(inPlace, b, `rmsnorm in place [${rows}x${dim}]`);
+
+      const bias = randn(rng, dim);
+      const s1 = x.slice();
+      const s2 = x.slice();
+      cpu.addBias(s1, bias, rows, dim);
+      ref.addBias(s2, bias, rows, dim);
+      assert.deepEqual(s1, s2, `addBias [${rows}x${dim}]`);
+      const y = randn(rng, rows * dim);
+      cpu.add(s1, y, rows * dim);
+      ref.add(s2, y, rows * dim);
+      assert.deepEqual(s1, s2, `add [${rows}x${dim}]`);
+    }
+    for (const [n, nHeads, headDim, startPos] of [[1, 1, 2, 0], [3, 5, 6, 7], [2, 4, 64, 100], [20, 17, 128, 3]] as const) {
+      const half = headDim / 2;
+      const positions = startPos + n + 2;
+      const cos = new Float32Array(positions * half);
+      const sin = new Float32Array(positions * half);
+      for (let p = 0; p < positions; p++) {
+        for (let j = 0; j < half; j++) {
+          const angle = p * 10000 ** (-j / half);
+          cos[p * half + j] = Math.cos(angle);
+          sin[p * half + j] = Math.sin(angle);
+        }
+      }
+      for (const layout of [0, 1] as const) {
+        const x = randn(rng, n * nHeads * headDim);
+        const a = x.slice();
+        cpu.rope(a, n, nHeads, headDim, startPos, cos, sin, layout);
+        ref.rope(x, n, nHeads, headDim, startPos, cos, sin, layout);
+        assert.deepEqual(a, x, `rope layout ${layout} n=${n} heads=${nHeads} d=${headDim} at ${startPos}`);
+      }
+    }
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+      for (const [vocab, dim, n] of [[1, 1, 1], [50, 37, 4], [300, 4096, 9]] as const) {
+        const table = dense(dtype, vocab, dim, rng);
+        const tokens = Int32Array.from({ length: n }, (_, i) => (i * 97 + vocab - 1) % vocab);
+        const a = new Float32Array(n * dim);
+        const b = new Float32Array(n * dim);
+        cpu.embed(a, table, tokens, n);
+        ref.embed(b, table, tokens, n);
+        assert.deepEqual(a, b, `embed ${dtype} [${vocab}x${dim}] n=${n}`);
+      }
+    }
+    for (const n of [1, 7, 8, 1003, 70001]) {
+      const gate = randn(rng, n, 4);
+      gate[0] = -100; // far tails: sigmoid underflows to zero on one side, one on the other
+      if (n > 1) gate[1] = 100;
+      const up = randn(rng, n);
+      const a = gate.slice();
+      const b = gate.slice();
+      cpu.siluMul(a, up, n);
+      ref.siluMul(b, up, n);
+      const scale = Float32Array.from(up, (u, i) => Math.abs(u) * Math.max(1, Math.abs(gate[i]!)));
+      assertClose(a, b, 1e-6, scale, `siluMul n=${n}`);
+    }
+  });
+
   test(`${isa}: KV quantization writes exactly the reference's codes and metadata`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
     const rng = new Xoshiro128(3);
@@ -237,6 +312,17 @@ for (const isa of ISAS) {
     assert.ok(batches >= 5, 'the cases include batches');
   });
 }
+
+test('native elementwise kernels reject buffers too small and token ids outside the table instead of reading past them', { skip }, () => {
+  const cpu = createCpuBackend();
+  const w = new Float32Array(8);
+  assert.throws(() => cpu.rmsnorm(new Float32Array(8), new Float32Array(8), w, 2, 8, 1e-5), /rmsnorm out is too small/);
+  assert.throws(() => cpu.siluMul(new Float32Array(4), new Float32Array(3), 4), /siluMul up is too small/);
+  assert.throws(() => cpu.rope(new Float32Array(16), 1, 2, 8, 5, new Float32Array(8), new Float32Array(8), 0), /rope cos table is too small/);
+  const table: DenseTensor = { dtype: 'f32', shape: [4, 2], data: new Float32Array(8) };
+  assert.throws(() => cpu.embed(new Float32Array(2), table, Int32Array.of(4), 1), /token id 4 is outside the vocabulary \[0, 4\)/);
+  assert.throws(() => cpu.embed(new Float32Array(2), table, Int32Array.of(-1), 1), /token id -1/);
+});
 
 // The AVX-512 plane blocks (512-bit integer dots, 16 value channels per register) keep the AVX2
 // blocks' per-lane order, so the two paths must agree bit for bit, not just within a tolerance.

@@ -1,6 +1,7 @@
 // The native CPU backend: Node-API addon (build/quantspec.node, built on `npm ci` by
-// scripts/build-native.mjs) for the heavy kernels (matmul, attention, KV quantization); the
-// light elementwise kernels stay in TypeScript. Instruction set chosen at load (QUANTSPEC_CPU =
+// scripts/build-native.mjs) for every kernel: matmul, attention, KV quantization, RMSNorm, RoPE,
+// SiLU-gate, residual adds and embedding lookup (formats the addon does not read, such as 8-bit
+// weights, go through the reference kernels). Instruction set chosen at load (QUANTSPEC_CPU =
 // scalar | avx2 | avx512 overrides; the choice is process-wide); threads default to the physical
 // cores (QUANTSPEC_THREADS overrides; fixed once the first backend starts its thread pool).
 
@@ -22,6 +23,11 @@ interface NativeAddon {
   attention(...args: unknown[]): void;
   quantizeKv(...args: unknown[]): void;
   readSum(data: Float32Array): number;
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, nRows: number, dim: number, eps: number): void;
+  rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, startPos: number, cos: Float32Array, sin: Float32Array, layout: number): void;
+  embed(out: Float32Array, table: Float32Array | Uint16Array, dtype: number, vocab: number, dim: number, tokens: Int32Array, nTokens: number): void;
+  add(out: Float32Array, x: Float32Array | null, bias: Float32Array | null, nRows: number, dim: number): void;
+  siluMul(gate: Float32Array, up: Float32Array, n: number): void;
 }
 
 export interface CpuBackendOptions {
@@ -116,12 +122,28 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
           ref.matmul(out, x, w, nTokens);
       }
     },
-    addBias: ref.addBias,
-    rmsnorm: ref.rmsnorm,
-    rope: ref.rope,
-    siluMul: ref.siluMul,
-    add: ref.add,
-    embed: ref.embed,
+    addBias(x, bias, nRows, dim) {
+      native.add(x, null, bias, nRows, dim);
+    },
+    rmsnorm(out, x, weight, nRows, dim, eps) {
+      native.rmsnorm(out, x, weight, nRows, dim, eps);
+    },
+    rope(x, nTokens, nHeads, headDim, startPos, cos, sin, layout) {
+      native.rope(x, nTokens, nHeads, headDim, startPos, cos, sin, layout);
+    },
+    siluMul(gate, up, n) {
+      native.siluMul(gate, up, n);
+    },
+    add(out, x, n) {
+      native.add(out, x, null, 1, n);
+    },
+    embed(out, table, tokens, nTokens) {
+      if (table.dtype === 'f32' || table.dtype === 'f16' || table.dtype === 'bf16') {
+        native.embed(out, table.data, DTYPE_CODE[table.dtype], table.shape[0]!, table.shape[1]!, tokens, nTokens);
+        return;
+      }
+      ref.embed(out, table, tokens, nTokens); // 4- and 8-bit tables: the reference decodes them
+    },
     attention(out, q, nQueries, startPos, kv: KvLayerView, shape: AttentionShape) {
       // Called per layer and token: the arguments are passed one by one (no argument arrays).
       const sp = kv.sparse;

@@ -83,12 +83,14 @@ typedef struct {
    * scratch: attn_rows_scratch(nqs * n_heads, head_dim, p1 - p0) floats. */
   void (*attention_rows)(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                          float *out_partial);
+  /* gate[i] = silu(gate[i]) · up[i] for i in [i0, i1). */
+  void (*silu_mul)(float *gate, const float *up, int i0, int i1);
 } kernel_table;
 
 extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const kernel_table kernels_avx2;
-extern const kernel_table kernels_avx512; /* attention_head NULL: the AVX2 one is used */
+extern const kernel_table kernels_avx512; /* attention_head and silu_mul NULL: the AVX2 ones are used */
 #endif
 
 /* Floats of scratch attention_rows needs for n_pairs (query, head) pairs. */
@@ -109,5 +111,19 @@ void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *
 void kv_quantize(const kv_planes *planes_w, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                  uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
                  const void *fp_values, int src_row, int dst_pos, int n_tokens);
+
+/* Elementwise kernels (elementwise.c), each over rows [r0, r1), tokens [t0, t1) or elements
+ * [i0, i1); they match the TypeScript reference bit for bit (silu_mul_scalar to within an ulp of
+ * its exp). */
+void rmsnorm_rows(float *out, const float *x, const float *w, int dim, double eps, int r0, int r1);
+/* x[t, n_heads, head_dim] rotated in place at positions start_pos + t; cos/sin [positions, head_dim / 2];
+ * layout 0 = neox (j with j + head_dim / 2), 1 = interleaved pairs (2j, 2j + 1). */
+void rope_rows(float *x, int n_heads, int head_dim, int start_pos, const float *cos_t, const float *sin_t, int layout,
+               int t0, int t1);
+/* out[t, dim] = row tokens[t] of table [vocab, dim] (dtype 0 = f32, 1 = f16, 2 = bf16) as F32. */
+void embed_rows(float *out, const void *table, int dtype, int dim, const int32_t *tokens, int t0, int t1);
+/* out[r, dim] += bias[dim] when bias is not NULL, else out[r, dim] += x[r, dim]. */
+void add_rows(float *out, const float *x, const float *bias, int dim, int r0, int r1);
+void silu_mul_scalar(float *gate, const float *up, int i0, int i1);
 
 #endif

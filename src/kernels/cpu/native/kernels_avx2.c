@@ -733,7 +733,30 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   attention_rows_with(&avx2_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 
+/* ---- SiLU-gate ------------------------------------------------------------------------------ */
+
+/* gate = silu(gate) · up over 8 lanes: sigmoid(g) from e = exp(-|g|) <= 1 (exp256 takes x <= 0),
+ * 1 / (1 + e) for g >= 0 and e / (1 + e) below, so it neither overflows nor cancels. */
+static inline __m256 silu_mul8(__m256 g, __m256 u) {
+  const __m256 e = exp256(_mm256_or_ps(g, _mm256_set1_ps(-0.0f)));
+  const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+  const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_GE_OQ));
+  return _mm256_mul_ps(_mm256_mul_ps(g, sig), u);
+}
+
+static void silu_mul(float *gate, const float *up, int i0, int i1) {
+  int i = i0;
+  for (; i + 8 <= i1; i += 8) _mm256_storeu_ps(gate + i, silu_mul8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i < i1) { /* the tail through the same lanes, so every element gets the same arithmetic */
+    float g[8] = {0}, u[8] = {0};
+    memcpy(g, gate + i, sizeof(float) * (i1 - i));
+    memcpy(u, up + i, sizeof(float) * (i1 - i));
+    _mm256_storeu_ps(g, silu_mul8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
+    memcpy(gate + i, g, sizeof(float) * (i1 - i));
+  }
+}
+
 const kernel_table kernels_avx2 = {
-  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_head, attention_rows,
+  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_head, attention_rows, silu_mul,
 };
 #endif

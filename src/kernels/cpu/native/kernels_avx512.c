@@ -290,6 +290,6 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
 }
 
 const kernel_table kernels_avx512 = {
-  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, NULL, attention_rows,
+  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, NULL, attention_rows, NULL,
 };
 #endif

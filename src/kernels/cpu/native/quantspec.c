@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -462,6 +463,156 @@ static napi_value js_quantize_kv(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- elementwise kernels -------------------------------------------------------------------- */
+
+/* Below this many elements the calling thread does the work alone: waking the pool costs more. */
+#define EW_PARALLEL_MIN (1 << 15)
+
+/* A typed array argument and its length in bytes. */
+#define PTRB(i, var, bytes) void *var; size_t bytes; CHECK(ta(env, argv[i], &var, &bytes) ? napi_ok : napi_invalid_arg)
+
+/* Throws (and returns 0) unless a buffer of `have` bytes holds `need`. */
+static int fits(napi_env env, size_t have, size_t need, const char *what) {
+  if (have >= need) return 1;
+  char msg[160];
+  snprintf(msg, sizeof msg, "quantspec native: %s is too small (%zu bytes, needs %zu)", what, have, need);
+  napi_throw_range_error(env, "ERR_QUANTSPEC_SHAPE", msg);
+  return 0;
+}
+
+static void run_split(job_fn fn, void *ctx, size_t elements) {
+  if (elements < EW_PARALLEL_MIN) fn(ctx, 0, 1);
+  else pool_run(fn, ctx);
+}
+
+typedef struct {
+  float *out;
+  const float *x, *w;
+  const void *table;
+  const int32_t *tokens;
+  int rows, dim, dtype;
+  double eps;
+  /* rope */
+  int n_heads, head_dim, start_pos, layout;
+} ew_ctx;
+
+static void rmsnorm_job(void *p, int part, int n_parts) {
+  ew_ctx *c = (ew_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 1, &r0, &r1);
+  rmsnorm_rows(c->out, c->x, c->w, c->dim, c->eps, r0, r1);
+}
+
+/* rmsnorm(out, x, weight, nRows, dim, eps); out may alias x */
+static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
+  ARGS(6);
+  PTRB(0, out, out_b); PTRB(1, x, x_b); PTRB(2, w, w_b);
+  INT(3, rows); INT(4, dim);
+  double eps;
+  CHECK(napi_get_value_double(env, argv[5], &eps));
+  const size_t n = (size_t)rows * dim * 4;
+  if (rows < 0 || dim < 1 || !fits(env, out_b, n, "rmsnorm out") || !fits(env, x_b, n, "rmsnorm x") ||
+      !fits(env, w_b, (size_t)dim * 4, "rmsnorm weight"))
+    return NULL;
+  ew_ctx c = {.out = out, .x = x, .w = w, .rows = rows, .dim = dim, .eps = eps};
+  run_split(rmsnorm_job, &c, (size_t)rows * dim);
+  return NULL;
+}
+
+static void rope_job(void *p, int part, int n_parts) {
+  ew_ctx *c = (ew_ctx *)p;
+  int t0, t1;
+  share(c->rows, part, n_parts, 1, &t0, &t1);
+  rope_rows(c->out, c->n_heads, c->head_dim, c->start_pos, c->x, c->w, c->layout, t0, t1);
+}
+
+/* rope(x, nTokens, nHeads, headDim, startPos, cos, sin, layout) */
+static napi_value js_rope(napi_env env, napi_callback_info info) {
+  ARGS(8);
+  PTRB(0, x, x_b);
+  INT(1, n); INT(2, n_heads); INT(3, head_dim); INT(4, start_pos);
+  PTRB(5, cos_t, cos_b); PTRB(6, sin_t, sin_b);
+  INT(7, layout);
+  const size_t table = (size_t)(start_pos + n) * (head_dim / 2) * 4;
+  if (n < 0 || n_heads < 1 || head_dim < 2 || start_pos < 0 || !fits(env, x_b, (size_t)n * n_heads * head_dim * 4, "rope x") ||
+      !fits(env, cos_b, table, "rope cos table") || !fits(env, sin_b, table, "rope sin table"))
+    return NULL;
+  ew_ctx c = {.out = x, .x = cos_t, .w = sin_t, .rows = n, .n_heads = n_heads, .head_dim = head_dim,
+              .start_pos = start_pos, .layout = layout};
+  run_split(rope_job, &c, (size_t)n * n_heads * head_dim);
+  return NULL;
+}
+
+static void embed_job(void *p, int part, int n_parts) {
+  ew_ctx *c = (ew_ctx *)p;
+  int t0, t1;
+  share(c->rows, part, n_parts, 1, &t0, &t1);
+  embed_rows(c->out, c->table, c->dtype, c->dim, c->tokens, t0, t1);
+}
+
+/* embed(out, table, dtype 0=f32|1=f16|2=bf16, vocab, dim, tokens, nTokens) */
+static napi_value js_embed(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  PTRB(0, out, out_b); PTRB(1, table, table_b);
+  INT(2, dtype); INT(3, vocab); INT(4, dim);
+  PTRB(5, tokens, tokens_b);
+  INT(6, n);
+  const size_t el = dtype == 0 ? 4 : 2;
+  if (n < 0 || dim < 1 || !fits(env, out_b, (size_t)n * dim * 4, "embed out") ||
+      !fits(env, table_b, (size_t)vocab * dim * el, "embedding table") || !fits(env, tokens_b, (size_t)n * 4, "embed tokens"))
+    return NULL;
+  for (int t = 0; t < n; t++) {
+    const int32_t id = ((const int32_t *)tokens)[t];
+    if (id < 0 || id >= vocab) {
+      char msg[120];
+      snprintf(msg, sizeof msg, "quantspec native: token id %d is outside the vocabulary [0, %d)", id, vocab);
+      napi_throw_range_error(env, "ERR_QUANTSPEC_SHAPE", msg);
+      return NULL;
+    }
+  }
+  ew_ctx c = {.out = out, .table = table, .tokens = tokens, .rows = n, .dim = dim, .dtype = dtype};
+  run_split(embed_job, &c, (size_t)n * dim);
+  return NULL;
+}
+
+static void add_job(void *p, int part, int n_parts) {
+  ew_ctx *c = (ew_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 1, &r0, &r1);
+  add_rows(c->out, c->x, c->w, c->dim, r0, r1);
+}
+
+/* add(out, x, null, nRows, dim): out += x; add(out, null, bias, nRows, dim): out[r] += bias */
+static napi_value js_add(napi_env env, napi_callback_info info) {
+  ARGS(5);
+  PTRB(0, out, out_b); PTRB(1, x, x_b); PTRB(2, bias, bias_b);
+  INT(3, rows); INT(4, dim);
+  const size_t n = (size_t)rows * dim * 4;
+  if (rows < 0 || dim < 1 || !fits(env, out_b, n, "add out") || !fits(env, bias ? bias_b : x_b, bias ? (size_t)dim * 4 : n, "add input"))
+    return NULL;
+  ew_ctx c = {.out = out, .x = x, .w = bias, .rows = rows, .dim = dim};
+  run_split(add_job, &c, (size_t)rows * dim);
+  return NULL;
+}
+
+static void silu_job(void *p, int part, int n_parts) {
+  ew_ctx *c = (ew_ctx *)p;
+  int i0, i1;
+  share(c->rows, part, n_parts, 64, &i0, &i1);
+  if (i0 < i1) K->silu_mul(c->out, c->x, i0, i1);
+}
+
+/* siluMul(gate, up, n): gate = silu(gate) · up */
+static napi_value js_silu_mul(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  PTRB(0, gate, gate_b); PTRB(1, up, up_b);
+  INT(2, n);
+  if (n < 0 || !fits(env, gate_b, (size_t)n * 4, "siluMul gate") || !fits(env, up_b, (size_t)n * 4, "siluMul up")) return NULL;
+  ew_ctx c = {.out = gate, .x = up, .rows = n};
+  run_split(silu_job, &c, (size_t)n);
+  return NULL;
+}
+
 /* ---- memory bandwidth probe ----------------------------------------------------------------- */
 
 typedef struct {
@@ -515,6 +666,7 @@ static const kernel_table *pick(const char *want) {
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
   avx512_table = kernels_avx512;
   avx512_table.attention_head = kernels_avx2.attention_head;
+  avx512_table.silu_mul = kernels_avx2.silu_mul;
   if (want && strcmp(want, "scalar") == 0) return &kernels_scalar;
   if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &kernels_avx2 : NULL;
   if (want && strcmp(want, "avx512") == 0) return has_avx512 ? &avx512_table : NULL;
@@ -558,6 +710,11 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"matmulQ4", NULL, js_matmul_q4, NULL, NULL, NULL, napi_default, NULL},
     {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
     {"quantizeKv", NULL, js_quantize_kv, NULL, NULL, NULL, napi_default, NULL},
+    {"rmsnorm", NULL, js_rmsnorm, NULL, NULL, NULL, napi_default, NULL},
+    {"rope", NULL, js_rope, NULL, NULL, NULL, napi_default, NULL},
+    {"embed", NULL, js_embed, NULL, NULL, NULL, napi_default, NULL},
+    {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
+    {"siluMul", NULL, js_silu_mul, NULL, NULL, NULL, napi_default, NULL},
     {"readSum", NULL, js_read_sum, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
