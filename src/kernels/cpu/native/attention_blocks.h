@@ -20,19 +20,42 @@ typedef struct {
   int n; /* positions */
 } key_args;
 
+/* Values over the planes in integers: position i's weight e·s is rounded to an int16 W (one unit
+ * worth dw[r], a 32767th of the pair's largest weight in the block), and Σ W·code runs in int32
+ * with two positions per multiply-add (vpmaddwd / vpdpwssd take int16 pairs (W_i, W_i+1) against
+ * (code_i, code_i+1) of one channel). Codes are centred (u - 8; INT8 16u + l8 - 128): smaller
+ * codes carry less of W's rounding error, and the caller's bias term takes the offset. Integer sums are exact, so
+ * every ISA gets the same result. */
 typedef struct {
   const uint8_t *up, *lw; /* value plane bytes of the first position, this KV head, channel 0 */
-  int rb, n;
-  const float *wu, *wl; /* [r * n + i] */
-  float *out;           /* out[r * d + c] */
-  int d;                /* head_dim: a multiple of 16 */
+  int rb, n;              /* plane row bytes; positions (at most VALUE_ROWS) */
+  const int32_t *w;       /* [r * npw + i / 2]: W of positions i (low half) and i + 1 (high half) */
+  int npw;                /* entries of w per pair of (query, head), at least (n + 1) / 2 */
+  const float *dw;        /* [r]: what one unit of W is worth (INT8: already divided by 16) */
+  int32_t *acc;           /* [r * d + ..]: the running Σ W·code, in an order of the ISA's choosing */
+  int finish;             /* last rows of the value block: out[r * d + c] += dw[r] · Σ W·code instead */
+  float *out;
+  int d;                  /* head_dim: a multiple of 32 */
 } value_args;
+
+/* Rows per call of the plane blocks: the driver walks a chunk in blocks of this many positions and
+ * every KV head within a block, so the plane rows (all heads side by side) are read nearly in
+ * order, which the hardware prefetchers follow; one head down a whole chunk is a strided walk. */
+#define KEY_ROWS 16
+#define VALUE_ROWS 32 /* even: a weight pair never straddles two calls */
+
+/* Positions per value block: |Σ W·code| stays below 2^31 (VALUE_BLOCK · 32767 · 128 < 2^31). */
+#define VALUE_BLOCK 256
+
+/* out[c] += dw · acc[c] for the channels of one pair: the same float operations on every ISA. */
+static inline void value_finish(float *out, const int32_t *acc, int channels, float dw) {
+  for (int c = 0; c < channels; c++) out[c] += (float)acc[c] * dw;
+}
 
 typedef struct {
   /* scores of nr (1..4) pairs against the key planes; bits 4 or 8 */
   void (*keys)(const key_args *a, int nr, int bits);
-  /* the d value channels of nr (1..4) pairs accumulated over the value planes; every channel's
-   * sum runs over the positions in order, one FMA each, so the ISAs agree exactly */
+  /* the d value channels of nr (1..4) pairs accumulated over the value planes (see value_args) */
   void (*values)(const value_args *a, int nr, int bits);
 } attn_blocks;
 

@@ -95,10 +95,10 @@ extern const kernel_table kernels_avx512; /* attention_head and silu_mul NULL: t
 
 /* Floats of scratch attention_rows needs for n_pairs (query, head) pairs. */
 static inline size_t attn_rows_scratch(int n_pairs, int head_dim, int count) {
-  /* scores, folded queries, per-pair scalars, value weights (2 per pair and position), value
-   * scales and minimums of one KV head (2 per position) */
-  return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim + 4 * (size_t)n_pairs + (size_t)head_dim * 2 +
-         2 * (size_t)count + 64;
+  /* scores, folded queries, per-pair scalars, int16 value weights and their units, int32 value
+   * sums, value scales and minimums of one KV head and e·s of one pair (3 per position) */
+  return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim * 2 + 4 * (size_t)n_pairs + (size_t)head_dim * 2 +
+         3 * (size_t)count + 64;
 }
 
 /* Shared scalar helpers (kernels_common.c). */

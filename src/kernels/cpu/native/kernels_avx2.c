@@ -470,37 +470,60 @@ static inline __attribute__((always_inline)) void key_block(const key_args *a, c
 }
 
 
-/* 16 channels of NR heads accumulated over n positions in registers. */
+/* 16 channels of NR pairs over n positions, two positions per step: the codes of channel c at
+ * positions i and i + 1 become one int16 pair, multiplied with the pair (W_i, W_i+1) by vpmaddwd. */
 static inline __attribute__((always_inline)) void value_block(const value_args *a, const int NR, const int BITS) {
   const __m128i mask = _mm_set1_epi8(15);
-  __m256 acc[4][2];
-  for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  const uint8_t *up = a->up, *lw = a->lw;
-  for (int i = 0; i < a->n; i++, up += a->rb, lw += a->rb) {
-    _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-    if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-    const __m128i raw = _mm_loadl_epi64((const __m128i *)up);
-    __m128i ce = _mm_and_si128(raw, mask), co = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+  __m256i acc[4][2]; /* [r][0]: even channels 0, 2, .., 14; [r][1]: odd channels */
+  for (int r = 0; r < NR; r++) {
+    acc[r][0] = _mm256_loadu_si256((const __m256i *)(a->acc + (size_t)r * a->d));
+    acc[r][1] = _mm256_loadu_si256((const __m256i *)(a->acc + (size_t)r * a->d + 8));
+  }
+  const size_t rb = a->rb;
+  for (int i = 0; i < a->n; i += 2) {
+    /* an odd last position pairs with itself under a zero weight */
+    const size_t next = i + 1 < a->n ? rb : 0;
+    const uint8_t *u0 = a->up + (size_t)i * rb, *u1 = u0 + next, *l0 = a->lw + (size_t)i * rb, *l1 = l0 + next;
+    _mm_prefetch((const char *)(u0 + PF_AHEAD * rb), _MM_HINT_T0);
+    _mm_prefetch((const char *)(u1 + PF_AHEAD * rb), _MM_HINT_T0);
+    if (BITS == 8) {
+      _mm_prefetch((const char *)(l0 + PF_AHEAD * rb), _MM_HINT_T0);
+      _mm_prefetch((const char *)(l1 + PF_AHEAD * rb), _MM_HINT_T0);
+    }
+    const __m128i r0 = _mm_loadl_epi64((const __m128i *)u0), r1 = _mm_loadl_epi64((const __m128i *)u1);
+    __m128i e0 = _mm_and_si128(r0, mask), o0 = _mm_and_si128(_mm_srli_epi16(r0, 4), mask);
+    __m128i e1 = _mm_and_si128(r1, mask), o1 = _mm_and_si128(_mm_srli_epi16(r1, 4), mask);
     if (BITS == 8) {
       /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
-      const __m128i rl = _mm_loadl_epi64((const __m128i *)lw);
-      ce = _mm_or_si128(_mm_slli_epi16(ce, 4), _mm_and_si128(rl, mask));
-      co = _mm_or_si128(_mm_slli_epi16(co, 4), _mm_and_si128(_mm_srli_epi16(rl, 4), mask));
+      const __m128i m0 = _mm_loadl_epi64((const __m128i *)l0), m1 = _mm_loadl_epi64((const __m128i *)l1);
+      e0 = _mm_or_si128(_mm_slli_epi16(e0, 4), _mm_and_si128(m0, mask));
+      o0 = _mm_or_si128(_mm_slli_epi16(o0, 4), _mm_and_si128(_mm_srli_epi16(m0, 4), mask));
+      e1 = _mm_or_si128(_mm_slli_epi16(e1, 4), _mm_and_si128(m1, mask));
+      o1 = _mm_or_si128(_mm_slli_epi16(o1, 4), _mm_and_si128(_mm_srli_epi16(m1, 4), mask));
     }
-    const __m128i ch = _mm_unpacklo_epi8(ce, co);
-    const __m256 u0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(ch));
-    const __m256 u1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(ch, 8)));
-    const float *w = BITS == 8 ? a->wl : a->wu;
+    /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
+    const __m128i center = _mm_set1_epi8(BITS == 8 ? (char)128 : 8);
+    e0 = _mm_sub_epi8(e0, center), e1 = _mm_sub_epi8(e1, center), o0 = _mm_sub_epi8(o0, center), o1 = _mm_sub_epi8(o1, center);
+    const __m256i pe = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(e0, e1)), po = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(o0, o1));
     for (int r = 0; r < NR; r++) {
-      const __m256 a8 = _mm256_broadcast_ss(w + (size_t)r * a->n + i);
-      acc[r][0] = _mm256_fmadd_ps(a8, u0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(a8, u1, acc[r][1]);
+      const __m256i wv = _mm256_set1_epi32(a->w[(size_t)r * a->npw + i / 2]);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(pe, wv));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(po, wv));
     }
   }
   for (int r = 0; r < NR; r++) {
-    float *o = a->out + (size_t)r * a->d;
-    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][0]));
-    _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[r][1]));
+    if (!a->finish) {
+      _mm256_storeu_si256((__m256i *)(a->acc + (size_t)r * a->d), acc[r][0]);
+      _mm256_storeu_si256((__m256i *)(a->acc + (size_t)r * a->d + 8), acc[r][1]);
+      continue;
+    }
+    int32_t t[16];
+    _mm256_storeu_si256((__m256i *)t, _mm256_unpacklo_epi32(acc[r][0], acc[r][1]));
+    _mm256_storeu_si256((__m256i *)(t + 8), _mm256_unpackhi_epi32(acc[r][0], acc[r][1]));
+    /* unpack works per 128-bit lane: t = channels 0-3, 8-11, 4-7, 12-15 */
+    int32_t c[16];
+    memcpy(c, t, 16), memcpy(c + 8, t + 4, 16), memcpy(c + 4, t + 8, 16), memcpy(c + 12, t + 12, 16);
+    value_finish(a->out + (size_t)r * a->d, c, 16, a->dw[r]);
   }
 }
 
@@ -515,7 +538,7 @@ static void keys_avx2(const key_args *a, int nr, int bits) {
 static void values_avx2(const value_args *args, int nr, int bits) {
   for (int c0 = 0; c0 < args->d; c0 += 16) { /* 16 channels per pass */
     value_args v = *args;
-    v.up += c0 / 2, v.lw += c0 / 2, v.out += c0;
+    v.up += c0 / 2, v.lw += c0 / 2, v.out += c0, v.acc += c0;
     const value_args *a = &v;
     if (bits == 8) {
       if (nr == 4) value_block(a, 4, 8); else if (nr == 3) value_block(a, 3, 8); else if (nr == 2) value_block(a, 2, 8); else value_block(a, 1, 8);
@@ -596,14 +619,18 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
           qsum[gp] = sum;
         }
       }
-      for (int g = 0; g < n_kv; g++) {
-        for (int j0 = 0; j0 < nj; j0 += 4) {
-          const int nr = nj - j0 < 4 ? nj - j0 : 4;
-          const size_t gp0 = (size_t)g * nj + j0;
-          const key_args ka = {pl->k_upper + (size_t)t * rb + g * half, pl->k_lower + (size_t)t * rb + g * half, rb, half,
-                               qlo + gp0 * half, qhi + gp0 * half, dq + gp0, base + gp0, qsum + gp0,
-                               scores + gp0 * count + k, count, scale, t_end - t};
-          blocks->keys(&ka, nr, kv->bits);
+      /* KEY_ROWS positions at a time, every KV head within them (rows read nearly in order) */
+      for (int tb = t; tb < t_end; tb += KEY_ROWS) {
+        const int nb = t_end - tb < KEY_ROWS ? t_end - tb : KEY_ROWS, kb = k + (tb - t);
+        for (int g = 0; g < n_kv; g++) {
+          for (int j0 = 0; j0 < nj; j0 += 4) {
+            const int nr = nj - j0 < 4 ? nj - j0 : 4;
+            const size_t gp0 = (size_t)g * nj + j0;
+            const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
+                                 qlo + gp0 * half, qhi + gp0 * half, dq + gp0, base + gp0, qsum + gp0,
+                                 scores + gp0 * count + kb, count, scale, nb};
+            blocks->keys(&ka, nr, kv->bits);
+          }
         }
       }
       k += t_end - t;
@@ -635,11 +662,15 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
   if (p0 < qa_end) {
     const int rb = pl->kv_dim / 2, Gv = pl->group_v, groups = pl->kv_dim / Gv, n = qa_end - p0;
     if (Gv == d) {
-      float *wu = (float *)(qsum + n_pairs); /* [n_pairs, n]: e·s */
-      float *wl = wu + (size_t)n_pairs * n;  /* [n_pairs, n]: e·s/16 */
-      float *vs = wl + (size_t)n_pairs * n; /* [n]: this KV head's value scales, then minimums */
+      const int npw = (n + 1) / 2, nblk = (n + VALUE_BLOCK - 1) / VALUE_BLOCK;
+      int32_t *w = qsum + n_pairs;                          /* [n_pairs, npw]: int16 weight pairs (value_args) */
+      float *dw = (float *)(w + (size_t)n_pairs * npw);     /* [nblk, n_pairs]: worth of one weight unit */
+      int32_t *acc = (int32_t *)(dw + (size_t)nblk * n_pairs); /* [n_pairs, d]: Σ W·code of one value block */
+      float *es = (float *)(acc + (size_t)n_pairs * d);     /* [n]: e·s of one pair */
+      float *vs = es + n;                                   /* [n]: this KV head's value scales, then minimums */
       float *vm = vs + n;
-      const float half_or_0 = kv->bits == 8 ? 0.5f : 0.0f;
+      /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
+      const float offset = kv->bits == 8 ? 7.5f : 8.0f;
       for (int g = 0; g < n_kv; g++) {
         for (int i = 0; i < n; i++) {
           const size_t gi = (size_t)(p0 + i) * groups + g;
@@ -649,35 +680,75 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
         for (int j = 0; j < nj; j++) {
           const size_t gp = (size_t)g * nj + j;
           const float *e = scores + gp * count;
-          float *wug = wu + gp * n, *wlg = wl + gp * n;
-          /* bias = Σ e·mn - [INT8] Σ e·s/2: 8 lanes, then the tail, in a fixed order */
-          /* position i in lane i % 8, the tail padded with zero weights (see softmax_row) */
+          /* bias = Σ e·mn + offset · Σ e·s: position i in lane i % 8, the tail padded with zero
+           * weights (see softmax_row); e·s kept for the weights */
           __m256 bv = _mm256_setzero_ps();
           for (int i = 0; i < n; i += 8) {
             const int cnt = n - i < 8 ? n - i : 8;
-            float te[8] = {0}, ts[8] = {0}, tm[8] = {0}, tu[8], tl[8];
+            float te[8] = {0}, ts[8] = {0}, tm[8] = {0}, tes[8];
             const float *pe = e + i, *ps = vs + i, *pm = vm + i;
-            float *pu = wug + i, *pl = wlg + i;
+            float *pes = es + i;
             if (cnt < 8) {
               memcpy(te, pe, sizeof(float) * cnt), memcpy(ts, ps, sizeof(float) * cnt), memcpy(tm, pm, sizeof(float) * cnt);
-              pe = te, ps = ts, pm = tm, pu = tu, pl = tl;
+              pe = te, ps = ts, pm = tm, pes = tes;
             }
-            const __m256 e8 = _mm256_loadu_ps(pe), es = _mm256_mul_ps(e8, _mm256_loadu_ps(ps));
-            _mm256_storeu_ps(pu, es);
-            _mm256_storeu_ps(pl, _mm256_mul_ps(es, _mm256_set1_ps(1.0f / 16.0f)));
-            bv = _mm256_add_ps(bv, _mm256_sub_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(pm)), _mm256_mul_ps(es, _mm256_set1_ps(half_or_0))));
-            if (cnt < 8) memcpy(wug + i, tu, sizeof(float) * cnt), memcpy(wlg + i, tl, sizeof(float) * cnt);
+            const __m256 e8 = _mm256_loadu_ps(pe), es8 = _mm256_mul_ps(e8, _mm256_loadu_ps(ps));
+            _mm256_storeu_ps(pes, es8);
+            if (cnt < 8) memcpy(es + i, tes, sizeof(float) * cnt);
+            bv = _mm256_add_ps(bv, _mm256_add_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(pm)), _mm256_mul_ps(es8, _mm256_set1_ps(offset))));
           }
           const float bias = hsum(bv);
           float *o = outp + gp * d;
           for (int c = 0; c < d; c++) o[c] = bias;
+          /* W = e·s in units of a 32767th of the block's largest (round to nearest even) */
+          int16_t *wg = (int16_t *)(w + gp * npw);
+          for (int blk = 0; blk < nblk; blk++) {
+            const int b0 = blk * VALUE_BLOCK, bn = n - b0 < VALUE_BLOCK ? n - b0 : VALUE_BLOCK;
+            __m256 mv = _mm256_setzero_ps(); /* e·s >= 0 */
+            int i = b0;
+            for (; i + 8 <= b0 + bn; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(es + i));
+            float emax = hmax(mv);
+            for (; i < b0 + bn; i++) emax = es[i] > emax ? es[i] : emax;
+            const float unit = emax / 32767.0f, inv = unit > 0 ? 32767.0f / emax : 0.0f;
+            const __m256 invv = _mm256_set1_ps(inv);
+            for (i = b0; i < b0 + bn; i += 8) {
+              const int cnt = b0 + bn - i < 8 ? b0 + bn - i : 8;
+              float te[8] = {0};
+              const float *pe = es + i;
+              if (cnt < 8) memcpy(te, pe, sizeof(float) * cnt), pe = te;
+              const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(pe), invv));
+              const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+              if (cnt == 8) {
+                _mm_storeu_si128((__m128i *)(wg + i), q16);
+              } else {
+                int16_t t8[8];
+                _mm_storeu_si128((__m128i *)t8, q16);
+                memcpy(wg + i, t8, sizeof(int16_t) * cnt);
+              }
+            }
+            dw[(size_t)blk * n_pairs + gp] = kv->bits == 8 ? unit * (1.0f / 16.0f) : unit;
+          }
+          if (n & 1) wg[n] = 0; /* the odd last position's partner */
         }
-        for (int j0 = 0; j0 < nj; j0 += 4) {
-          const int nr = nj - j0 < 4 ? nj - j0 : 4;
-          const size_t gp0 = (size_t)g * nj + j0;
-          const value_args va = {pl->v_upper + (size_t)p0 * rb + g * half, pl->v_lower + (size_t)p0 * rb + g * half,
-                                 rb, n, wu + gp0 * n, wl + gp0 * n, outp + gp0 * d, d};
-          blocks->values(&va, nr, kv->bits);
+      }
+      /* Σ W·code per value block, in row blocks of VALUE_ROWS positions with every KV head inside
+       * (rows read nearly in order); the int32 sums wait in acc between row blocks (exact, so the
+       * row block size does not change the result) and are finished into out after the last. */
+      for (int blk = 0; blk < nblk; blk++) {
+        const int b0 = blk * VALUE_BLOCK, b1 = b0 + (n - b0 < VALUE_BLOCK ? n - b0 : VALUE_BLOCK);
+        memset(acc, 0, sizeof(int32_t) * (size_t)n_pairs * d);
+        for (int rbk = b0; rbk < b1; rbk += VALUE_ROWS) {
+          const int nr_rows = b1 - rbk < VALUE_ROWS ? b1 - rbk : VALUE_ROWS;
+          for (int g = 0; g < n_kv; g++) {
+            for (int j0 = 0; j0 < nj; j0 += 4) {
+              const int nr = nj - j0 < 4 ? nj - j0 : 4;
+              const size_t gp0 = (size_t)g * nj + j0;
+              const value_args va = {pl->v_upper + (size_t)(p0 + rbk) * rb + g * half, pl->v_lower + (size_t)(p0 + rbk) * rb + g * half,
+                                     rb, nr_rows, w + gp0 * npw + rbk / 2, npw, dw + (size_t)blk * n_pairs + gp0,
+                                     acc + gp0 * d, rbk + VALUE_ROWS >= b1, outp + gp0 * d, d};
+              blocks->values(&va, nr, kv->bits);
+            }
+          }
         }
       }
       k = n;

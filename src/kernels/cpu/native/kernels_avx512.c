@@ -204,52 +204,87 @@ static inline __attribute__((always_inline)) void key_block512(const key_args *a
   }
 }
 
-/* C (16, 32 or 64) value channels of NR pairs over n positions: per position one read of C/2
- * plane bytes, C/16 registers of decoded codes and one FMA per register and pair. Each channel
- * accumulates in position order, as in the AVX2 block. */
+/* C (32 or 64) value channels of NR pairs over n positions, two positions per step: the codes of
+ * channel c at positions i and i + 1 become one int16 pair, dotted with (W_i, W_i+1) by vpdpwssd. */
 static inline __attribute__((always_inline)) void value_block512(const value_args *a, int c0, const int C, const int NR,
                                                                  const int BITS) {
   const __m256i mask = _mm256_set1_epi8(15);
-  __m512 acc[4][4];
+  __m512i acc[4][4];
   for (int r = 0; r < NR; r++)
-    for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_setzero_ps();
-  const uint8_t *up = a->up + c0 / 2, *lw = a->lw + c0 / 2;
-  const float *w = BITS == 8 ? a->wl : a->wu;
-  for (int i = 0; i < a->n; i++, up += a->rb, lw += a->rb) {
-    _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-    if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-    __m256i raw, rl = _mm256_setzero_si256();
-    if (C == 64) raw = _mm256_loadu_si256((const __m256i *)up);
-    else if (C == 32) raw = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)up));
-    else raw = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)up));
-    if (BITS == 8) {
-      if (C == 64) rl = _mm256_loadu_si256((const __m256i *)lw);
-      else if (C == 32) rl = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)lw));
-      else rl = _mm256_zextsi128_si256(_mm_loadl_epi64((const __m128i *)lw));
+    for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_loadu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k);
+  const size_t rb = a->rb;
+  for (int i = 0; i < a->n; i += 2) {
+    /* an odd last position pairs with itself under a zero weight */
+    const size_t next = i + 1 < a->n ? rb : 0;
+    const uint8_t *u0 = a->up + c0 / 2 + (size_t)i * rb, *u1 = u0 + next;
+    const uint8_t *l0 = a->lw + c0 / 2 + (size_t)i * rb, *l1 = l0 + next;
+    if (c0 == 0) { /* later passes over the same rows find them in the cache */
+      _mm_prefetch((const char *)(u0 + PF_AHEAD * rb), _MM_HINT_T0);
+      _mm_prefetch((const char *)(u1 + PF_AHEAD * rb), _MM_HINT_T0);
+      if (BITS == 8) {
+        _mm_prefetch((const char *)(l0 + PF_AHEAD * rb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(l1 + PF_AHEAD * rb), _MM_HINT_T0);
+      }
     }
-    __m256i ce = _mm256_and_si256(raw, mask), co = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-    if (BITS == 8) {
-      /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
-      ce = _mm256_or_si256(_mm256_slli_epi16(ce, 4), _mm256_and_si256(rl, mask));
-      co = _mm256_or_si256(_mm256_slli_epi16(co, 4), _mm256_and_si256(_mm256_srli_epi16(rl, 4), mask));
-    }
-    /* per 128-bit lane: lo = channels 0-15 | 32-47, hi = 16-31 | 48-63 */
-    const __m256i lo = _mm256_unpacklo_epi8(ce, co), hi = _mm256_unpackhi_epi8(ce, co);
-    __m512 u[4];
-    u[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)));
-    if (C >= 32) u[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)));
+    __m256i raw[2], lraw[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if (C == 64) {
-      u[2] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)));
-      u[3] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)));
+      raw[0] = _mm256_loadu_si256((const __m256i *)u0), raw[1] = _mm256_loadu_si256((const __m256i *)u1);
+      if (BITS == 8) lraw[0] = _mm256_loadu_si256((const __m256i *)l0), lraw[1] = _mm256_loadu_si256((const __m256i *)l1);
+    } else {
+      raw[0] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)u0));
+      raw[1] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)u1));
+      if (BITS == 8) {
+        lraw[0] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)l0));
+        lraw[1] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)l1));
+      }
+    }
+    __m256i ce[2], co[2];
+    for (int p = 0; p < 2; p++) {
+      ce[p] = _mm256_and_si256(raw[p], mask), co[p] = _mm256_and_si256(_mm256_srli_epi16(raw[p], 4), mask);
+      if (BITS == 8) {
+        /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
+        ce[p] = _mm256_or_si256(_mm256_slli_epi16(ce[p], 4), _mm256_and_si256(lraw[p], mask));
+        co[p] = _mm256_or_si256(_mm256_slli_epi16(co[p], 4), _mm256_and_si256(_mm256_srli_epi16(lraw[p], 4), mask));
+      }
+    }
+    /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
+    const __m256i center = _mm256_set1_epi8(BITS == 8 ? (char)128 : 8);
+    for (int p = 0; p < 2; p++) ce[p] = _mm256_sub_epi8(ce[p], center), co[p] = _mm256_sub_epi8(co[p], center);
+    __m512i pr[4];
+    if (C == 64) {
+      /* per 128-bit lane: unpacklo = even (odd) channels of k = 0-7 | 16-23, unpackhi = 8-15 | 24-31 */
+      pr[0] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(ce[0], ce[1]));
+      pr[1] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(ce[0], ce[1]));
+      pr[2] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(co[0], co[1]));
+      pr[3] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(co[0], co[1]));
+    } else {
+      /* k = 0-15 in order */
+      const __m128i e0 = _mm256_castsi256_si128(ce[0]), e1 = _mm256_castsi256_si128(ce[1]);
+      const __m128i o0 = _mm256_castsi256_si128(co[0]), o1 = _mm256_castsi256_si128(co[1]);
+      pr[0] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(e0, e1), _mm_unpacklo_epi8(e0, e1)));
+      pr[1] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(o0, o1), _mm_unpacklo_epi8(o0, o1)));
     }
     for (int r = 0; r < NR; r++) {
-      const __m512 wv = _mm512_set1_ps(w[(size_t)r * a->n + i]);
-      for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_fmadd_ps(wv, u[k], acc[r][k]);
+      const __m512i wv = _mm512_set1_epi32(a->w[(size_t)r * a->npw + i / 2]);
+      for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_dpwssd_epi32(acc[r][k], pr[k], wv);
     }
   }
   for (int r = 0; r < NR; r++) {
-    float *o = a->out + (size_t)r * a->d + c0;
-    for (int k = 0; k < C / 16; k++) _mm512_storeu_ps(o + 16 * k, _mm512_add_ps(_mm512_loadu_ps(o + 16 * k), acc[r][k]));
+    if (!a->finish) {
+      for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k, acc[r][k]);
+      continue;
+    }
+    int32_t t[4][16], c[64];
+    for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(t[k], acc[r][k]);
+    for (int i = 0; i < 16; i++) {
+      if (C == 64) {
+        const int lo = i < 8 ? i : i + 8, hi = lo + 8; /* the k of lane i in pr[0] / pr[2] and pr[1] / pr[3] */
+        c[2 * lo] = t[0][i], c[2 * hi] = t[1][i], c[2 * lo + 1] = t[2][i], c[2 * hi + 1] = t[3][i];
+      } else {
+        c[2 * i] = t[0][i], c[2 * i + 1] = t[1][i];
+      }
+    }
+    value_finish(a->out + (size_t)r * a->d + c0, c, C, a->dw[r]);
   }
 }
 
@@ -264,12 +299,8 @@ static void values_avx512(const value_args *a, int nr, int bits) {
   for (; c0 + 64 <= a->d; c0 += 64) {
     if (bits == 8) VALUE_NR(64, 8); else VALUE_NR(64, 4);
   }
-  if (c0 + 32 <= a->d) {
+  if (c0 < a->d) { /* head_dim is a multiple of 32 */
     if (bits == 8) VALUE_NR(32, 8); else VALUE_NR(32, 4);
-    c0 += 32;
-  }
-  if (c0 < a->d) {
-    if (bits == 8) VALUE_NR(16, 8); else VALUE_NR(16, 4);
   }
 }
 #undef VALUE_NR
