@@ -107,6 +107,33 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   __m512 acc[4];
   for (int i = 0; i < RB; i++) acc[i] = _mm512_setzero_ps();
   int b = 0;
+  /* 16 blocks at a time: their 16 scales times the activation scales converted once per row, then
+   * broadcast to each pair's halves by a permute (the same products as the pair loop below) */
+  const float *ds = x->dsum + (size_t)t * nb;
+  __m512 m16[4]; /* the min term: sum over blocks of min · (d · sum q), one 16-lane accumulator per row */
+  for (int i = 0; i < RB; i++) m16[i] = _mm512_setzero_ps();
+  for (; b + 16 <= nb; b += 16) {
+    const __m512 dx16 = _mm512_loadu_ps(dx + b), ds16 = _mm512_loadu_ps(ds + b);
+    __m512 s16[4];
+    for (int i = 0; i < RB; i++) {
+      s16[i] = _mm512_mul_ps(load16_f16(w->scales + (size_t)(r + i) * nb + b), dx16);
+      m16[i] = _mm512_fmadd_ps(load16_f16(w->mins + (size_t)(r + i) * nb + b), ds16, m16[i]);
+    }
+    for (int k = 0; k < 8; k++) {
+      const int8_t *xq = x->q + ((size_t)t * nb + b + 2 * k) * QK;
+      const __m512i idx = _mm512_add_epi32(halves, _mm512_set1_epi32(2 * k));
+      for (int i = 0; i < RB; i++) {
+        const size_t wi = (size_t)(r + i) * nb + b + 2 * k;
+        _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * 16), _MM_HINT_T0);
+        if (k == 0 && (b & 31) == 0) { /* one line holds 32 scales (minimums) */
+          _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
+          _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
+        }
+        const __m512i isum = q4_pair_dot(w->codes + wi * 16, xq);
+        acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s16[i]), _mm512_cvtepi32_ps(isum), acc[i]);
+      }
+    }
+  }
   for (; b + 2 <= nb; b += 2) {
     const int8_t *xq = x->q + ((size_t)t * nb + b) * QK;
     const __m128 dxx = _mm_castpd_ps(_mm_load_sd((const double *)(dx + b)));
@@ -138,14 +165,9 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
     }
   }
   for (int i = 0; i < RB; i++) {
-    /* the min term: sum over blocks of min · (d · sum q), one 16-lane accumulator */
     const uint16_t *mins = w->mins + (size_t)(r + i) * nb;
-    const float *ds = x->dsum + (size_t)t * nb;
-    __m512 m16 = _mm512_setzero_ps();
-    int bb = 0;
-    for (; bb + 16 <= nb; bb += 16) m16 = _mm512_fmadd_ps(load16_f16(mins + bb), _mm512_loadu_ps(ds + bb), m16);
-    float m = hsum16(m16);
-    for (; bb < nb; bb++) m += _cvtsh_ss(mins[bb]) * ds[bb];
+    float m = hsum16(m16[i]);
+    for (int bb = nb & ~15; bb < nb; bb++) m += _cvtsh_ss(mins[bb]) * ds[bb];
     out[(size_t)t * rows + r + i] = hsum16(acc[i]) + tail[i] + m;
   }
 }
