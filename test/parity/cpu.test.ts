@@ -153,7 +153,8 @@ for (const isa of ISAS) {
     const cpu = createCpuBackend({ isa });
     const rng = new Xoshiro128(2);
     for (const [group, symmetric] of [[32, false], [32, true], [64, false], [128, true]] as const) {
-      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2]] as const) {
+      // Rows of 1100 and 2048 columns reach the kernels' 16-block main loops (with a remainder).
+      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2], [7, 1100, 2], [5, 2048, 3]] as const) {
         const w = quantizeQ4(dense('f32', rows, cols, rng) as DenseTensor, group, symmetric);
         const prepared = cpu.prepareWeight(w);
         assert.equal(prepared.dtype === 'q4' && prepared.packing, 'blocks32');

@@ -88,6 +88,24 @@ MM_BLOCK(f32, float)
 MM_BLOCK(f16, uint16_t)
 MM_BLOCK(bf16, uint16_t)
 
+/* Activations for the AVX-512 4-bit kernel: quantized as everywhere (kernels_common.c), then in
+ * each whole group of 16 blocks the 32 values of every 4 blocks are reordered to [first halves of
+ * the 4 blocks | second halves], the order of the low and high nibbles of 64 code bytes (4 blocks
+ * of one row), so a 64-byte load of codes needs no shuffles. The rest stays in order. */
+static void quantize_acts512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
+  quantize_acts(q, d, sum, dsum, x, cols, nb, t0, t1);
+  for (int t = t0; t < t1; t++) {
+    for (int b = 0; b + 4 <= (nb & ~15); b += 4) {
+      int8_t *g = q + ((size_t)t * nb + b) * QK, tmp[4 * QK];
+      for (int k = 0; k < 4; k++) {
+        memcpy(tmp + 16 * k, g + QK * k, 16);
+        memcpy(tmp + 64 + 16 * k, g + QK * k + 16, 16);
+      }
+      memcpy(g, tmp, sizeof tmp);
+    }
+  }
+}
+
 /* Two Q4 blocks (64 nibbles) against 64 int8 activations: 16 int32 lanes, lanes 0-7 block b,
  * lanes 8-15 block b + 1. */
 static inline __m512i q4_pair_dot(const uint8_t *codes, const int8_t *xq) {
@@ -107,8 +125,11 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   __m512 acc[4];
   for (int i = 0; i < RB; i++) acc[i] = _mm512_setzero_ps();
   int b = 0;
-  /* 16 blocks at a time: their 16 scales times the activation scales converted once per row, then
-   * broadcast to each pair's halves by a permute (the same products as the pair loop below) */
+  /* 16 blocks at a time (activations reordered by quantize_acts512): their 16 scales times the
+   * activation scales converted once per row and permuted to each block's lanes; the minimum term
+   * summed in the same pass */
+  const __m512i quarters = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i nib = _mm512_set1_epi8(15);
   const float *ds = x->dsum + (size_t)t * nb;
   __m512 m16[4]; /* the min term: sum over blocks of min · (d · sum q), one 16-lane accumulator per row */
   for (int i = 0; i < RB; i++) m16[i] = _mm512_setzero_ps();
@@ -119,17 +140,21 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
       s16[i] = _mm512_mul_ps(load16_f16(w->scales + (size_t)(r + i) * nb + b), dx16);
       m16[i] = _mm512_fmadd_ps(load16_f16(w->mins + (size_t)(r + i) * nb + b), ds16, m16[i]);
     }
-    for (int k = 0; k < 8; k++) {
-      const int8_t *xq = x->q + ((size_t)t * nb + b + 2 * k) * QK;
-      const __m512i idx = _mm512_add_epi32(halves, _mm512_set1_epi32(2 * k));
+    for (int k = 0; k < 4; k++) { /* 4 blocks: 64 code bytes per row against the reordered activations */
+      const int8_t *xq = x->q + ((size_t)t * nb + b + 4 * k) * QK;
+      const __m512i xlo = _mm512_loadu_si512((const void *)xq), xhi = _mm512_loadu_si512((const void *)(xq + 64));
+      /* int32 lane l holds block b + 4k + l / 4 */
+      const __m512i idx = _mm512_add_epi32(quarters, _mm512_set1_epi32(4 * k));
       for (int i = 0; i < RB; i++) {
-        const size_t wi = (size_t)(r + i) * nb + b + 2 * k;
+        const size_t wi = (size_t)(r + i) * nb + b + 4 * k;
         _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * 16), _MM_HINT_T0);
         if (k == 0 && (b & 31) == 0) { /* one line holds 32 scales (minimums) */
           _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
           _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
         }
-        const __m512i isum = q4_pair_dot(w->codes + wi * 16, xq);
+        const __m512i c = _mm512_loadu_si512((const void *)(w->codes + wi * 16));
+        const __m512i lo = _mm512_and_si512(c, nib), hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nib);
+        const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
         acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s16[i]), _mm512_cvtepi32_ps(isum), acc[i]);
       }
     }
@@ -343,6 +368,6 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
 }
 
 const kernel_table kernels_avx512 = {
-  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, NULL, attention_rows, NULL,
+  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts512, NULL, attention_rows, NULL,
 };
 #endif
