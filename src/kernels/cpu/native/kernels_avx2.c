@@ -107,23 +107,61 @@ MM_BLOCK(f32, float)
 MM_BLOCK(f16, uint16_t)
 MM_BLOCK(bf16, uint16_t)
 
-/* Sum over blocks of min · (d · sum q), one 8-lane accumulator: the minimum term of Q4 x Q8. */
-static inline float min_term(const uint16_t *mins, const float *dsum, int nb) {
-  __m256 acc = _mm256_setzero_ps();
-  int b = 0;
-  for (; b + 8 <= nb; b += 8) acc = _mm256_fmadd_ps(load8_f16(mins + b), _mm256_loadu_ps(dsum + b), acc);
-  float s = hsum(acc);
-  for (; b < nb; b++) s += _cvtsh_ss(mins[b]) * dsum[b];
-  return s;
+/* Activations for the AVX2 4-bit kernel: quantized as everywhere (kernels_common.c), then in each
+ * whole group of 8 blocks the values of every 2 blocks are reordered to [first halves | second
+ * halves], the order of the low and high nibbles of 32 code bytes (2 blocks of one row), so a
+ * 32-byte load of codes needs no shuffles. The rest stays in order. */
+static void quantize_acts2(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
+  quantize_acts(q, d, sum, dsum, x, cols, nb, t0, t1);
+  for (int t = t0; t < t1; t++) {
+    for (int b = 0; b + 2 <= (nb & ~7); b += 2) {
+      int8_t *g = q + ((size_t)t * nb + b) * QK, tmp[2 * QK];
+      memcpy(tmp, g, 16), memcpy(tmp + 16, g + QK, 16), memcpy(tmp + 32, g + 16, 16), memcpy(tmp + 48, g + QK + 16, 16);
+      memcpy(g, tmp, sizeof tmp);
+    }
+  }
 }
 
 static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_acts *x, const q4_weights *w, int rows,
                                                           int r, int t, const int RB) {
   const int nb = w->nb;
-  const float *dx = x->d + (size_t)t * nb;
-  __m256 acc[4];
-  for (int i = 0; i < RB; i++) acc[i] = _mm256_setzero_ps();
-  for (int b = 0; b < nb; b++) {
+  const float *dx = x->d + (size_t)t * nb, *ds = x->dsum + (size_t)t * nb;
+  __m256 acc[4], m8[4]; /* m8: the minimum term, Σ over blocks of min · (d · Σ q) */
+  for (int i = 0; i < RB; i++) acc[i] = m8[i] = _mm256_setzero_ps();
+  const __m128i mask = _mm_set1_epi8(15);
+  int b = 0;
+  /* 8 blocks at a time (activations reordered by quantize_acts2): 8 scales times the activation
+   * scales converted once per row and permuted to each block's lanes, 2 blocks per step */
+  for (; b + 8 <= nb; b += 8) {
+    const __m256 dx8 = _mm256_loadu_ps(dx + b), ds8 = _mm256_loadu_ps(ds + b);
+    __m256 s8[4];
+    for (int i = 0; i < RB; i++) {
+      s8[i] = _mm256_mul_ps(load8_f16(w->scales + (size_t)(r + i) * nb + b), dx8);
+      m8[i] = _mm256_fmadd_ps(load8_f16(w->mins + (size_t)(r + i) * nb + b), ds8, m8[i]);
+    }
+    for (int k = 0; k < 4; k++) {
+      const int8_t *xq = x->q + ((size_t)t * nb + b + 2 * k) * QK;
+      const __m256i xlo = _mm256_loadu_si256((const __m256i *)xq), xhi = _mm256_loadu_si256((const __m256i *)(xq + 32));
+      /* int32 lane l holds block b + 2k + l / 4 */
+      const __m256i idx = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
+      for (int i = 0; i < RB; i++) {
+        const size_t wi = (size_t)(r + i) * nb + b + 2 * k;
+        if ((k & 1) == 0) _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * 16), _MM_HINT_T0);
+        if (k == 0 && (b & 31) == 0) {
+          _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
+          _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
+        }
+        const __m256i c = _mm256_loadu_si256((const __m256i *)(w->codes + wi * 16));
+        const __m256i nib = _mm256_set1_epi8(15);
+        const __m256i lo = _mm256_and_si256(c, nib), hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nib);
+        /* int16 pair sums stay far from saturation: |15 · 127 · 2 · 2| < 2^15 */
+        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+        const __m256i isum = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        acc[i] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s8[i], idx), _mm256_cvtepi32_ps(isum), acc[i]);
+      }
+    }
+  }
+  for (; b < nb; b++) {
     const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->q + ((size_t)t * nb + b) * QK));
     const __m256 dxb = _mm256_set1_ps(dx[b]);
     for (int i = 0; i < RB; i++) {
@@ -135,14 +173,17 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
         _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
       }
       const __m128i packed = _mm_loadu_si128((const __m128i *)(w->codes + wi * 16));
-      const __m128i mask = _mm_set1_epi8(15);
       const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), mask), _mm_and_si128(packed, mask));
       const __m256i isum = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), _mm256_set1_epi16(1));
       acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(w->scales[wi])), dxb), _mm256_cvtepi32_ps(isum), acc[i]);
     }
   }
-  for (int i = 0; i < RB; i++)
-    out[(size_t)t * rows + r + i] = hsum(acc[i]) + min_term(w->mins + (size_t)(r + i) * nb, x->dsum + (size_t)t * nb, nb);
+  for (int i = 0; i < RB; i++) {
+    const uint16_t *mins = w->mins + (size_t)(r + i) * nb;
+    float mt = hsum(m8[i]);
+    for (int bb = nb & ~7; bb < nb; bb++) mt += _cvtsh_ss(mins[bb]) * ds[bb];
+    out[(size_t)t * rows + r + i] = hsum(acc[i]) + mt;
+  }
 }
 
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
@@ -828,6 +869,6 @@ static void silu_mul(float *gate, const float *up, int i0, int i1) {
 }
 
 const kernel_table kernels_avx2 = {
-  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_head, attention_rows, silu_mul,
+  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts2, attention_head, attention_rows, silu_mul,
 };
 #endif
