@@ -6,6 +6,9 @@
 
 const EMA = 0.2;
 const WINDOW = 15;
+/** Plain steps measured before the controller compares speculation with plain decoding. */
+const MIN_PLAIN_SAMPLES = 3;
+const HOPELESS_PROBE_SPACING = 4;
 
 /** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
 class RecentMedian {
@@ -20,11 +23,16 @@ class RecentMedian {
     this.n = Math.min(this.n + 1, WINDOW);
   }
 
+  get count(): number {
+    return this.n;
+  }
+
+  /** The median; of an even count the lower middle (timing outliers are slow ones). */
   get value(): number {
     if (this.n === 0) return NaN;
     this.sorted.set(this.samples.subarray(0, this.n));
     const s = this.sorted.subarray(0, this.n).sort();
-    return s[this.n >> 1]!;
+    return s[(this.n - 1) >> 1]!;
   }
 }
 
@@ -93,11 +101,20 @@ export class GammaController {
     return tokens / (gamma * this.draftMs + this.verifyCost(gamma + 1));
   }
 
+  /** Tokens per millisecond of the best round if every draft were accepted. */
+  private bestFullAcceptanceRate(): number {
+    let best = 0;
+    for (let g = 1; g <= this.maxGamma; g++) best = Math.max(best, (g + 1) / (g * this.draftMs + this.verifyCost(g + 1)));
+    return best;
+  }
+
   /** The draft length for the next step; 0 means a plain decoding step. */
   choose(): number {
     if (Number.isNaN(this.draftMs)) return this.initialGamma; // still measuring the draft
-    // Measure plain decoding itself now and then: estimates from other batch sizes drift.
-    if (Number.isNaN(this.verify[1]!.value) || ++this.specRun >= 2 * this.probeEvery) {
+    // Measure plain decoding itself now and then: estimates from other batch sizes drift. The first
+    // few plain steps are taken early, so one slow step (the first after prefill often is) cannot
+    // decide alone.
+    if (this.verify[1]!.count < MIN_PLAIN_SAMPLES || ++this.specRun >= 2 * this.probeEvery) {
       this.specRun = 0;
       return 0;
     }
@@ -116,7 +133,10 @@ export class GammaController {
       return best;
     }
     // Speculation does not pay now; still probe now and then so the acceptance estimate stays fresh.
-    if (++this.plainRun >= this.probeEvery) {
+    // When even full acceptance would not pay at the measured costs, a probe only re-measures the
+    // costs (they move as the context grows), so it comes HOPELESS_PROBE_SPACING times less often.
+    const spacing = this.bestFullAcceptanceRate() <= bestRate ? HOPELESS_PROBE_SPACING : 1;
+    if (++this.plainRun >= spacing * this.probeEvery) {
       this.plainRun = 0;
       return this.lastGamma;
     }

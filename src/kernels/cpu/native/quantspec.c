@@ -480,27 +480,36 @@ static int fits(napi_env env, size_t have, size_t need, const char *what) {
   return 0;
 }
 
-static void run_split(job_fn fn, void *ctx, size_t elements) {
-  if (elements < EW_PARALLEL_MIN) fn(ctx, 0, 1);
-  else pool_run(fn, ctx);
-}
+enum { EW_RMSNORM, EW_ROPE, EW_EMBED, EW_ADD, EW_SILU };
 
 typedef struct {
+  int op;
   float *out;
-  const float *x, *w;
+  const float *x, *w; /* rope: the cos and sin tables; add: x or the bias in w */
   const void *table;
   const int32_t *tokens;
-  int rows, dim, dtype;
+  int rows, dim, dtype; /* rows: the unit split across threads (rows, tokens or elements) */
   double eps;
-  /* rope */
   int n_heads, head_dim, start_pos, layout;
 } ew_ctx;
 
-static void rmsnorm_job(void *p, int part, int n_parts) {
-  ew_ctx *c = (ew_ctx *)p;
-  int r0, r1;
-  share(c->rows, part, n_parts, 1, &r0, &r1);
-  rmsnorm_rows(c->out, c->x, c->w, c->dim, c->eps, r0, r1);
+static void ew_job(void *p, int part, int n_parts) {
+  const ew_ctx *c = (const ew_ctx *)p;
+  int a, b;
+  share(c->rows, part, n_parts, c->op == EW_SILU ? 64 : 1, &a, &b);
+  if (a >= b) return;
+  switch (c->op) {
+    case EW_RMSNORM: rmsnorm_rows(c->out, c->x, c->w, c->dim, c->eps, a, b); break;
+    case EW_ROPE: rope_rows(c->out, c->n_heads, c->head_dim, c->start_pos, c->x, c->w, c->layout, a, b); break;
+    case EW_EMBED: embed_rows(c->out, c->table, c->dtype, c->dim, c->tokens, a, b); break;
+    case EW_ADD: add_rows(c->out, c->x, c->w, c->dim, a, b); break;
+    default: K->silu_mul(c->out, c->x, a, b); break;
+  }
+}
+
+static void ew_run(ew_ctx *c, size_t elements) {
+  if (elements < EW_PARALLEL_MIN) ew_job(c, 0, 1);
+  else pool_run(ew_job, c);
 }
 
 /* rmsnorm(out, x, weight, nRows, dim, eps); out may alias x */
@@ -514,16 +523,9 @@ static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
   if (rows < 0 || dim < 1 || !fits(env, out_b, n, "rmsnorm out") || !fits(env, x_b, n, "rmsnorm x") ||
       !fits(env, w_b, (size_t)dim * 4, "rmsnorm weight"))
     return NULL;
-  ew_ctx c = {.out = out, .x = x, .w = w, .rows = rows, .dim = dim, .eps = eps};
-  run_split(rmsnorm_job, &c, (size_t)rows * dim);
+  ew_ctx c = {.op = EW_RMSNORM, .out = out, .x = x, .w = w, .rows = rows, .dim = dim, .eps = eps};
+  ew_run(&c, (size_t)rows * dim);
   return NULL;
-}
-
-static void rope_job(void *p, int part, int n_parts) {
-  ew_ctx *c = (ew_ctx *)p;
-  int t0, t1;
-  share(c->rows, part, n_parts, 1, &t0, &t1);
-  rope_rows(c->out, c->n_heads, c->head_dim, c->start_pos, c->x, c->w, c->layout, t0, t1);
 }
 
 /* rope(x, nTokens, nHeads, headDim, startPos, cos, sin, layout) */
@@ -537,17 +539,10 @@ static napi_value js_rope(napi_env env, napi_callback_info info) {
   if (n < 0 || n_heads < 1 || head_dim < 2 || start_pos < 0 || !fits(env, x_b, (size_t)n * n_heads * head_dim * 4, "rope x") ||
       !fits(env, cos_b, table, "rope cos table") || !fits(env, sin_b, table, "rope sin table"))
     return NULL;
-  ew_ctx c = {.out = x, .x = cos_t, .w = sin_t, .rows = n, .n_heads = n_heads, .head_dim = head_dim,
+  ew_ctx c = {.op = EW_ROPE, .out = x, .x = cos_t, .w = sin_t, .rows = n, .n_heads = n_heads, .head_dim = head_dim,
               .start_pos = start_pos, .layout = layout};
-  run_split(rope_job, &c, (size_t)n * n_heads * head_dim);
+  ew_run(&c, (size_t)n * n_heads * head_dim);
   return NULL;
-}
-
-static void embed_job(void *p, int part, int n_parts) {
-  ew_ctx *c = (ew_ctx *)p;
-  int t0, t1;
-  share(c->rows, part, n_parts, 1, &t0, &t1);
-  embed_rows(c->out, c->table, c->dtype, c->dim, c->tokens, t0, t1);
 }
 
 /* embed(out, table, dtype 0=f32|1=f16|2=bf16, vocab, dim, tokens, nTokens) */
@@ -570,16 +565,9 @@ static napi_value js_embed(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  ew_ctx c = {.out = out, .table = table, .tokens = tokens, .rows = n, .dim = dim, .dtype = dtype};
-  run_split(embed_job, &c, (size_t)n * dim);
+  ew_ctx c = {.op = EW_EMBED, .out = out, .table = table, .tokens = tokens, .rows = n, .dim = dim, .dtype = dtype};
+  ew_run(&c, (size_t)n * dim);
   return NULL;
-}
-
-static void add_job(void *p, int part, int n_parts) {
-  ew_ctx *c = (ew_ctx *)p;
-  int r0, r1;
-  share(c->rows, part, n_parts, 1, &r0, &r1);
-  add_rows(c->out, c->x, c->w, c->dim, r0, r1);
 }
 
 /* add(out, x, null, nRows, dim): out += x; add(out, null, bias, nRows, dim): out[r] += bias */
@@ -590,16 +578,9 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
   const size_t n = (size_t)rows * dim * 4;
   if (rows < 0 || dim < 1 || !fits(env, out_b, n, "add out") || !fits(env, bias ? bias_b : x_b, bias ? (size_t)dim * 4 : n, "add input"))
     return NULL;
-  ew_ctx c = {.out = out, .x = x, .w = bias, .rows = rows, .dim = dim};
-  run_split(add_job, &c, (size_t)rows * dim);
+  ew_ctx c = {.op = EW_ADD, .out = out, .x = x, .w = bias, .rows = rows, .dim = dim};
+  ew_run(&c, (size_t)rows * dim);
   return NULL;
-}
-
-static void silu_job(void *p, int part, int n_parts) {
-  ew_ctx *c = (ew_ctx *)p;
-  int i0, i1;
-  share(c->rows, part, n_parts, 64, &i0, &i1);
-  if (i0 < i1) K->silu_mul(c->out, c->x, i0, i1);
 }
 
 /* siluMul(gate, up, n): gate = silu(gate) · up */
@@ -608,8 +589,8 @@ static napi_value js_silu_mul(napi_env env, napi_callback_info info) {
   PTRB(0, gate, gate_b); PTRB(1, up, up_b);
   INT(2, n);
   if (n < 0 || !fits(env, gate_b, (size_t)n * 4, "siluMul gate") || !fits(env, up_b, (size_t)n * 4, "siluMul up")) return NULL;
-  ew_ctx c = {.out = gate, .x = up, .rows = n};
-  run_split(silu_job, &c, (size_t)n);
+  ew_ctx c = {.op = EW_SILU, .out = gate, .x = up, .rows = n};
+  ew_run(&c, (size_t)n);
   return NULL;
 }
 
