@@ -8,7 +8,7 @@ const EMA = 0.2;
 const WINDOW = 15;
 /** Plain steps measured before the controller compares speculation with plain decoding. */
 const MIN_PLAIN_SAMPLES = 3;
-const HOPELESS_PROBE_SPACING = 4;
+const HOPELESS_PROBE_SPACING = 2;
 
 /** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
 class RecentMedian {

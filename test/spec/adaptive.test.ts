@@ -28,7 +28,7 @@ test('drafts as costly as the target: fall back to plain decoding, probing now a
   feed(c, 5, (b) => 5 + 0.5 * b, (g) => Math.floor(g / 2));
   let plain = 0;
   let spec = 0;
-  // Here not even full acceptance would pay, so the probes (which re-measure the costs) are rare.
+  // Here not even full acceptance would pay, so the probes (which re-measure the costs) are rarer.
   for (let i = 0; i < 256; i++) {
     const g = c.choose();
     if (g === 0) { plain++; c.observeVerify(1, 5.5); } else { spec++; c.observeDraftStep(5); c.observeVerify(g + 1, 5 + 0.5 * (g + 1)); c.observeRound(g, Math.floor(g / 2)); }
