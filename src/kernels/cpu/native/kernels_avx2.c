@@ -189,7 +189,7 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
   for (int t = 0; t < n; t++) {
     int r = r0;
-    for (; r + 4 <= r1; r += 4) q4_rows(out, x, w, rows, r, t, 4);
+    for (; r + 2 <= r1; r += 2) q4_rows(out, x, w, rows, r, t, 2);
     for (; r < r1; r++) q4_rows(out, x, w, rows, r, t, 1);
   }
 }
