@@ -13,7 +13,7 @@ const HOPELESS_PROBE_SPACING = 2;
 /** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
 class RecentMedian {
   private readonly samples = new Float64Array(WINDOW);
-  private readonly sorted = new Float64Array(WINDOW);
+  private readonly sorted = new Float64Array(WINDOW); // the samples, then +Infinity, sorted in place
   private n = 0;
   private next = 0;
 
@@ -30,9 +30,10 @@ class RecentMedian {
   /** The median; of an even count the lower middle (timing outliers are slow ones). */
   get value(): number {
     if (this.n === 0) return NaN;
-    this.sorted.set(this.samples.subarray(0, this.n));
-    const s = this.sorted.subarray(0, this.n).sort();
-    return s[(this.n - 1) >> 1]!;
+    this.sorted.set(this.samples);
+    this.sorted.fill(Infinity, this.n);
+    this.sorted.sort();
+    return this.sorted[(this.n - 1) >> 1]!;
   }
 }
 
@@ -42,6 +43,9 @@ export class GammaController {
   readonly initialGamma: number;
   private readonly draftStep = new RecentMedian(); // ms per draft step
   private readonly verify: RecentMedian[]; // [b] ms per verify pass of b tokens (b = 1 is a plain step)
+  // Medians as of the current choose(): each window is sorted once per step.
+  private draftMs = NaN;
+  private readonly verifyMs: Float64Array; // [b], NaN where not measured
   private acceptedSum = 0; // decayed sums for the acceptance estimate
   private trialSum = 0;
   private plainRun = 0;
@@ -55,6 +59,7 @@ export class GammaController {
     this.initialGamma = Math.min(initial, maxGamma);
     this.lastGamma = this.initialGamma;
     this.verify = Array.from({ length: maxGamma + 2 }, () => new RecentMedian());
+    this.verifyMs = new Float64Array(maxGamma + 2).fill(NaN);
   }
 
   observeDraftStep(ms: number): void {
@@ -63,10 +68,6 @@ export class GammaController {
 
   observeVerify(batch: number, ms: number): void {
     this.verify[batch]!.add(ms);
-  }
-
-  private get draftMs(): number {
-    return this.draftStep.value;
   }
 
   /** One round: `accepted` of `gamma` drafts; a rejection (accepted < γ) is one failed trial. */
@@ -83,7 +84,7 @@ export class GammaController {
 
   /** Verify cost of b tokens: measured, else interpolated linearly from the measured batch sizes. */
   private verifyCost(b: number): number {
-    const v = this.verify.map((m) => m.value);
+    const v = this.verifyMs;
     if (!Number.isNaN(v[b]!)) return v[b]!;
     let lo = -1;
     let hi = -1;
@@ -94,26 +95,31 @@ export class GammaController {
     return known > 0 ? v[known]! * (1 + 0.1 * (b - known)) : NaN;
   }
 
+  /** Milliseconds of a round with γ drafts: γ draft steps and a verify pass of γ + 1 tokens. */
+  private roundMs(gamma: number): number {
+    return gamma * this.draftMs + this.verifyCost(gamma + 1);
+  }
+
   /** Expected tokens per millisecond of a round with γ drafts. */
-  rate(gamma: number): number {
+  private rate(gamma: number): number {
     const a = this.alpha;
-    const tokens = (1 - a ** (gamma + 1)) / (1 - a);
-    return tokens / (gamma * this.draftMs + this.verifyCost(gamma + 1));
+    return (1 - a ** (gamma + 1)) / (1 - a) / this.roundMs(gamma);
   }
 
   /** Tokens per millisecond of the best round if every draft were accepted. */
   private bestFullAcceptanceRate(): number {
     let best = 0;
-    for (let g = 1; g <= this.maxGamma; g++) best = Math.max(best, (g + 1) / (g * this.draftMs + this.verifyCost(g + 1)));
+    for (let g = 1; g <= this.maxGamma; g++) best = Math.max(best, (g + 1) / this.roundMs(g));
     return best;
   }
 
   /** The draft length for the next step; 0 means a plain decoding step. */
   choose(): number {
+    this.draftMs = this.draftStep.value;
     if (Number.isNaN(this.draftMs)) return this.initialGamma; // still measuring the draft
+    for (let b = 1; b < this.verify.length; b++) this.verifyMs[b] = this.verify[b]!.value;
     // Measure plain decoding itself now and then: estimates from other batch sizes drift. The first
-    // few plain steps are taken early, so one slow step (the first after prefill often is) cannot
-    // decide alone.
+    // few plain steps are taken early, so one slow step cannot decide alone.
     if (this.verify[1]!.count < MIN_PLAIN_SAMPLES || ++this.specRun >= 2 * this.probeEvery) {
       this.specRun = 0;
       return 0;

@@ -24,8 +24,8 @@ typedef struct {
  * worth dw[r], a 32767th of the pair's largest weight in the block), and Σ W·code runs in int32
  * with two positions per multiply-add (vpmaddwd / vpdpwssd take int16 pairs (W_i, W_i+1) against
  * (code_i, code_i+1) of one channel). Codes are centred (u - 8; INT8 16u + l8 - 128): smaller
- * codes carry less of W's rounding error, and the caller's bias term takes the offset. Integer sums are exact, so
- * every ISA gets the same result. */
+ * codes carry less of W's rounding error, and the caller's bias term takes the offset. Integer
+ * sums are exact, so every ISA gets the same result. */
 typedef struct {
   const uint8_t *up, *lw; /* value plane bytes of the first position, this KV head, channel 0 */
   int rb, n;              /* plane row bytes; positions (at most VALUE_ROWS) */

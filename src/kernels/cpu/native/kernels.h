@@ -108,6 +108,11 @@ int quant_boundary(int p, int g);
 /* First position of the dense range query `pos` sees: its window start, raised for a sparse view. */
 int dense_lo(const attn_args *a, int pos);
 void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
+/* Reorders quantized activations for 4-bit kernels that load `per` (at most 4) blocks of one row's
+ * codes at once: within the first nb / whole · whole blocks, the values of every `per` blocks
+ * become [first halves of the blocks | second halves], the order in which the low and high
+ * nibbles of their code bytes fall. The other blocks stay in order. */
+void act_halves_first(int8_t *q, int nb, int per, int whole, int t0, int t1);
 void kv_quantize(const kv_planes *planes_w, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                  uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
                  const void *fp_values, int src_row, int dst_pos, int n_tokens);

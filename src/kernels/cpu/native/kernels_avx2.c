@@ -107,19 +107,10 @@ MM_BLOCK(f32, float)
 MM_BLOCK(f16, uint16_t)
 MM_BLOCK(bf16, uint16_t)
 
-/* Activations for the AVX2 4-bit kernel: quantized as everywhere (kernels_common.c), then in each
- * whole group of 8 blocks the values of every 2 blocks are reordered to [first halves | second
- * halves], the order of the low and high nibbles of 32 code bytes (2 blocks of one row), so a
- * 32-byte load of codes needs no shuffles. The rest stays in order. */
+/* Activations for the AVX2 4-bit kernel: 2 blocks per load in whole groups of 8 (act_halves_first). */
 static void quantize_acts2(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
   quantize_acts(q, d, sum, dsum, x, cols, nb, t0, t1);
-  for (int t = t0; t < t1; t++) {
-    for (int b = 0; b + 2 <= (nb & ~7); b += 2) {
-      int8_t *g = q + ((size_t)t * nb + b) * QK, tmp[2 * QK];
-      memcpy(tmp, g, 16), memcpy(tmp + 16, g + QK, 16), memcpy(tmp + 32, g + 16, 16), memcpy(tmp + 48, g + QK + 16, 16);
-      memcpy(g, tmp, sizeof tmp);
-    }
-  }
+  act_halves_first(q, nb, 2, 8, t0, t1);
 }
 
 static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_acts *x, const q4_weights *w, int rows,
@@ -129,6 +120,7 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   __m256 acc[4], m8[4]; /* m8: the minimum term, Σ over blocks of min · (d · Σ q) */
   for (int i = 0; i < RB; i++) acc[i] = m8[i] = _mm256_setzero_ps();
   const __m128i mask = _mm_set1_epi8(15);
+  const __m256i nib = _mm256_set1_epi8(15);
   int b = 0;
   /* 8 blocks at a time (activations reordered by quantize_acts2): 8 scales times the activation
    * scales converted once per row and permuted to each block's lanes, 2 blocks per step */
@@ -152,7 +144,6 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
           _mm_prefetch((const char *)(w->mins + wi + (size_t)RB * nb), _MM_HINT_T0);
         }
         const __m256i c = _mm256_loadu_si256((const __m256i *)(w->codes + wi * 16));
-        const __m256i nib = _mm256_set1_epi8(15);
         const __m256i lo = _mm256_and_si256(c, nib), hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), nib);
         /* int16 pair sums stay far from saturation: |15 · 127 · 2 · 2| < 2^15 */
         const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));

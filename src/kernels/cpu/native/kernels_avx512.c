@@ -2,8 +2,9 @@
  * -mfma -mf16c; chosen at run time where the CPU has them). 32 vector registers allow 4 rows x 6
  * tokens of accumulators; VNNI's vpdpbusd multiplies and sums 4-bit codes with int8 activations
  * in one instruction. Reductions keep a fixed order per output (batch invariant). Attention over
- * the quantized planes uses 512-bit blocks (vpdpwssd for the keys' int16 dots, 16 value channels
- * per register) inside the AVX2 driver; attention over FP rows and sparse lists is the AVX2 one. */
+ * the quantized planes uses 512-bit blocks (vpdpwssd for the keys' int16 dots and the values'
+ * int16 weight pairs) inside the AVX2 driver; attention over FP rows and sparse lists is the AVX2
+ * one. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <string.h>
@@ -88,22 +89,10 @@ MM_BLOCK(f32, float)
 MM_BLOCK(f16, uint16_t)
 MM_BLOCK(bf16, uint16_t)
 
-/* Activations for the AVX-512 4-bit kernel: quantized as everywhere (kernels_common.c), then in
- * each whole group of 16 blocks the 32 values of every 4 blocks are reordered to [first halves of
- * the 4 blocks | second halves], the order of the low and high nibbles of 64 code bytes (4 blocks
- * of one row), so a 64-byte load of codes needs no shuffles. The rest stays in order. */
+/* Activations for the AVX-512 4-bit kernel: 4 blocks per load in whole groups of 16 (act_halves_first). */
 static void quantize_acts512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
   quantize_acts(q, d, sum, dsum, x, cols, nb, t0, t1);
-  for (int t = t0; t < t1; t++) {
-    for (int b = 0; b + 4 <= (nb & ~15); b += 4) {
-      int8_t *g = q + ((size_t)t * nb + b) * QK, tmp[4 * QK];
-      for (int k = 0; k < 4; k++) {
-        memcpy(tmp + 16 * k, g + QK * k, 16);
-        memcpy(tmp + 64 + 16 * k, g + QK * k + 16, 16);
-      }
-      memcpy(g, tmp, sizeof tmp);
-    }
-  }
+  act_halves_first(q, nb, 4, 16, t0, t1);
 }
 
 /* Two Q4 blocks (64 nibbles) against 64 int8 activations: 16 int32 lanes, lanes 0-7 block b,

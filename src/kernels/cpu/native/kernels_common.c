@@ -188,3 +188,16 @@ void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *
   }
 }
 
+void act_halves_first(int8_t *q, int nb, int per, int whole, int t0, int t1) {
+  int8_t tmp[4 * QK];
+  for (int t = t0; t < t1; t++) {
+    for (int b = 0; b + per <= (nb / whole) * whole; b += per) {
+      int8_t *g = q + ((size_t)t * nb + b) * QK;
+      for (int k = 0; k < per; k++) {
+        memcpy(tmp + 16 * k, g + QK * k, 16);
+        memcpy(tmp + 16 * (per + k), g + QK * k + 16, 16);
+      }
+      memcpy(g, tmp, (size_t)per * QK);
+    }
+  }
+}
