@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
-import { machineSummary } from './machine.js';
+import { machineSummary } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
   options: {

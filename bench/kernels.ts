@@ -9,12 +9,13 @@ import { parseArgs } from 'node:util';
 import { f32ToBf16, f32ToF16 } from '../src/core/half.js';
 import { Xoshiro128 } from '../src/core/rng.js';
 import type { DenseTensor } from '../src/core/tensor.js';
-import type { AttentionShape, KvLayerView } from '../src/kernels/backend.js';
-import { quantBoundary } from '../src/kernels/backend.js';
+import type { AttentionShape } from '../src/kernels/backend.js';
+import { bind } from '../src/kv/cache.js';
+import { quantBoundary, type KvLayerView } from '../src/kv/layout.js';
 import { createCpuBackend, type CpuBackend } from '../src/kernels/cpu/index.js';
 import type { WeightTensor } from '../src/quant/format.js';
 import { quantizeQ4 } from '../src/quant/weights.js';
-import { machineSummary } from './machine.js';
+import { machineSummary } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
   options: { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' } },
@@ -148,8 +149,8 @@ for (const d of [64, 128]) {
     const f16Base = wide.subarray(0, 2 * ctx * kvDim * layers);
     for (let l = 0; l < layers; l++) {
       const o = l * 2 * ctx * kvDim;
-      f16Layers.push({ kvDim, fp: { dtype: 'f16', keys: f16Base.subarray(o, o + ctx * kvDim), values: f16Base.subarray(o + ctx * kvDim, o + 2 * ctx * kvDim) },
-        fpStart: 0, planes: null, bits: 8, sparse: null });
+      f16Layers.push(bind(cpu, { kind: 'fp', kvDim, fp: { dtype: 'f16', keys: f16Base.subarray(o, o + ctx * kvDim), values: f16Base.subarray(o + ctx * kvDim, o + 2 * ctx * kvDim) },
+        fpStart: 0 }));
     }
     let li = 0;
     const tF16 = timeUs(() => cpu.attention(out, q, 1, pos, f16Layers[li++ % layers]!, shape, new Float32Array(0)));
@@ -171,14 +172,14 @@ for (const d of [64, 128]) {
       const c0 = 4 * planeBytes * l;
       const m0 = (2 * metaK + 2 * metaV) * l;
       const planes = {
-        kvDim, groupSizeK: G, groupSizeV: d,
+        kvDim, keyGroupSize: G, valueGroupSize: d,
         kUpper: codes.subarray(c0, c0 + planeBytes), kLower: codes.subarray(c0 + planeBytes, c0 + 2 * planeBytes),
         vUpper: codes.subarray(c0 + 2 * planeBytes, c0 + 3 * planeBytes), vLower: codes.subarray(c0 + 3 * planeBytes, c0 + 4 * planeBytes),
         kScale: scale.subarray(m0, m0 + metaK), kMin: scale.subarray(m0 + metaK, m0 + 2 * metaK),
         vScale: scale.subarray(m0 + 2 * metaK, m0 + 2 * metaK + metaV), vMin: scale.subarray(m0 + 2 * metaK + metaV, m0 + 2 * metaK + 2 * metaV),
       };
       const fp = { dtype: 'f16' as const, keys: f16Base.subarray(0, fpRows * kvDim), values: f16Base.subarray(fpRows * kvDim, 2 * fpRows * kvDim) };
-      for (const bits of [8, 4] as const) views[bits].push({ kvDim, fp, fpStart: qEnd, planes, bits, sparse: null });
+      for (const bits of [8, 4] as const) views[bits].push(bind(cpu, { kind: 'hier', kvDim, fp, fpStart: qEnd, planes, bits }));
     }
     const metaBytes = (2 * metaK + 2 * metaV) * 2;
     for (const bits of [8, 4] as const) {

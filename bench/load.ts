@@ -8,7 +8,7 @@
 
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { machineSummary } from './machine.js';
+import { machineSummary } from '../src/engine/machine.js';
 import { startServeProcess } from './serve-process.js';
 
 const { values: args } = parseArgs({

@@ -28,8 +28,8 @@ import type { LlamaContextSequence, Token } from 'node-llama-cpp';
 import { loadModel } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
 import { convertHfToGguf } from '../src/model/gguf-writer.js';
-import { promptOf } from './decode.js';
-import { cpuModel, machineSummary, measureReadBandwidth } from './machine.js';
+import { promptOf } from '../src/engine/bench.js';
+import { cpuModel, machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
   options: {

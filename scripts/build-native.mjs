@@ -54,7 +54,11 @@ const units = [
   { file: 'kernels_common.c', flags: [] },
   { file: 'elementwise.c', flags: [] },
   { file: 'kernels_scalar.c', flags: [] },
-  { file: 'quantspec.c', flags: [] },
+  { file: 'pool.c', flags: [] },
+  { file: 'isa.c', flags: [] },
+  { file: 'jobs.c', flags: [] },
+  { file: 'attention.c', flags: [] },
+  { file: 'addon.c', flags: [] },
   ...(x86 ? [
     { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'kernels_avx512.c', flags: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'] },

@@ -86,3 +86,20 @@ export const DECODING_FLAGS = {
   'draft-layers': { type: 'string' },
   'draft-symmetric': { type: 'boolean' },
 } as const;
+
+/** Library option names (as library errors spell them) and the flags that set them. */
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
+  maxTokens: '--max-tokens', topK: '--top-k', topP: '--top-p', minP: '--min-p', repetitionPenalty: '--repeat-penalty',
+  presencePenalty: '--presence-penalty', frequencyPenalty: '--frequency-penalty', contextLength: '--ctx',
+  keyGroupSize: '--kv-group', valueGroupSize: '--kv-value-group', spec: '--spec', kv: '--kv', gamma: '--gamma',
+  'draft.bits': '--draft-bits', 'draft.groupSize': '--draft-group', 'draft.layers': '--draft-layers', tokenizer: '--tokenizer',
+  dtype: '--dtype', backend: '--backend', window: '--window', text: '--text', modes: '--modes',
+};
+
+/**
+ * A library error's message in the command line's words: each library option name it mentions
+ * (as a whole word) becomes its flag, so the user sees what to type.
+ */
+export function inFlagTerms(message: string): string {
+  return message.replace(/(?<![\w.-])(draft\.[a-zA-Z]+|[a-z][a-zA-Z]*)(?![\w-])/g, (word) => FLAG_OF_OPTION[word] ?? word);
+}

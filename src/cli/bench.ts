@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../core/errors.js';
-import type { BackendName } from '../kernels/select.js';
-import { BENCH_MODES, markdownTable, runBench } from '../../bench/decode.js';
+import type { BackendName } from '../engine/api.js';
+import { BENCH_MODES, markdownTable, runBench } from '../engine/bench.js';
 import { parse, str } from './args.js';
 
 export const BENCH_USAGE = `usage: quantspec bench [--model PATH] [--contexts 1024,4096,16384,32768] [--gen 128]

@@ -1,7 +1,7 @@
 // `quantspec convert`: a Hugging Face model directory to a GGUF file llama.cpp can load.
 
 import { InvalidArgumentError } from '../core/errors.js';
-import { convertHfToGguf, type GgufDtype } from '../model/gguf-writer.js';
+import { convertHfToGguf, type GgufDtype } from '../engine/api.js';
 import { parse, str } from './args.js';
 import { formatBytes } from './progress.js';
 

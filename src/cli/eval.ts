@@ -5,7 +5,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import { perplexity } from '../engine/eval.js';
 import { int, MODEL_FLAGS, parse, str } from './args.js';
 import { loadForCli } from './generate.js';
-import type { KvMode } from '../engine/decoding.js';
+import type { KvMode } from '../engine/api.js';
 
 export const EVAL_USAGE = `usage: quantspec eval [--model PATH] --text FILE [--window N] [--kv fp|int8|int4] [--kv-group G] [--json]
 

@@ -4,11 +4,11 @@ import * as readline from 'node:readline';
 import { InvalidArgumentError } from '../core/errors.js';
 import { loadModel, type Model } from '../engine/model.js';
 import type { GenerateOptions, GenerationResult, PromptInput, Session } from '../engine/session.js';
-import type { BackendName } from '../kernels/select.js';
-import { resolveSampling } from '../sampling/params.js';
-import type { ChatMessage } from '../tokenizer/chat.js';
+import type { BackendName } from '../engine/api.js';
+import { resolveSampling } from '../engine/api.js';
+import type { ChatMessage } from '../engine/api.js';
 import { DECODING_FLAGS, int, list, MODEL_FLAGS, num, parse, SAMPLING_FLAGS, str, type Flags } from './args.js';
-import type { DecodingOptions, KvMode, SpecMode } from '../engine/decoding.js';
+import type { DecodingOptions, KvMode, SpecMode } from '../engine/api.js';
 import { formatBytes, ProgressBar } from './progress.js';
 
 export const GENERATE_USAGE = `usage: quantspec generate [--model PATH] --prompt TEXT [options]
@@ -55,8 +55,8 @@ export function decodingOptions(flags: Flags): DecodingOptions {
     spec: str(flags, 'spec') as SpecMode | undefined,
     gamma: gamma === 'auto' ? 'auto' : int(flags, 'gamma'),
     kv: str(flags, 'kv') as KvMode | undefined,
-    kvGroup: int(flags, 'kv-group'),
-    kvValueGroup: int(flags, 'kv-value-group'),
+    keyGroupSize: int(flags, 'kv-group'),
+    valueGroupSize: int(flags, 'kv-value-group'),
   };
 }
 

@@ -2,7 +2,7 @@
 
 import { defaultModelPath } from '../engine/model.js';
 import { inspectModel } from '../engine/inspect.js';
-import { describeConfig } from '../model/config.js';
+import { describeConfig } from '../engine/api.js';
 import { int, parse, str } from './args.js';
 import { formatBytes } from './progress.js';
 
@@ -31,7 +31,7 @@ export function runInspect(argv: string[]): number {
       kv_bytes: {
         context: s.kv.contextLength, f32: s.kv.f32, f16: s.kv.f16, hierarchical: s.kv.hier,
         read_per_step: { int8: s.kv.readInt8, int4: s.kv.readInt4, f16: s.kv.f16 },
-        group_size_k: s.kv.groupSizeK, group_size_v: s.kv.groupSizeV,
+        group_size_k: s.kv.keyGroupSize, group_size_v: s.kv.valueGroupSize,
       },
       tensors: s.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
     })}\n`);
@@ -48,7 +48,7 @@ export function runInspect(argv: string[]): number {
     `context      ${c.maxSeqLen} positions (trained)`,
     `weights      ${formatBytes(s.weightBytes)}`,
     `kv cache     ${s.kv.contextLength} positions: f32 ${formatBytes(s.kv.f32)}, f16 ${formatBytes(s.kv.f16)}`,
-    `             hierarchical int8/int4 (G=${s.kv.groupSizeK}, value group ${s.kv.groupSizeV}): ${formatBytes(s.kv.hier.total)} ` +
+    `             hierarchical int8/int4 (G=${s.kv.keyGroupSize}, value group ${s.kv.valueGroupSize}): ${formatBytes(s.kv.hier.total)} ` +
       `= ${pct(s.kv.hier.total, s.kv.f16)} of f16 (upper ${formatBytes(s.kv.hier.upper)}, lower ${formatBytes(s.kv.hier.lower)}, ` +
       `scales ${formatBytes(s.kv.hier.meta)}, buffer ${formatBytes(s.kv.hier.buffer)})`,
     `             read per decode step: int8 view ${formatBytes(s.kv.readInt8)} (${pct(s.kv.readInt8, s.kv.f16)}), ` +

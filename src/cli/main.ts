@@ -1,6 +1,7 @@
 // quantspec command-line entry: dispatch to subcommands; user errors print one line, no stack.
 
 import { QuantspecError } from '../core/errors.js';
+import { inFlagTerms } from './args.js';
 import { CHAT_USAGE, GENERATE_USAGE, runChat, runGenerate } from './generate.js';
 import { EVAL_USAGE, runEval } from './eval.js';
 import { INSPECT_USAGE, runInspect } from './inspect.js';
@@ -46,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     return await entry.run(rest);
   } catch (e) {
     if (e instanceof QuantspecError) {
-      process.stderr.write(`quantspec: error: ${e.message}\n`);
+      process.stderr.write(`quantspec: error: ${e.code === 'invalid_argument' || e.code === 'context_length_exceeded' ? inFlagTerms(e.message) : e.message}\n`);
       return e.code === 'invalid_argument' ? 2 : 1;
     }
     const err = e as Error;

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
 import { defaultModelPath } from '../engine/model.js';
 import { RemoteModel } from '../engine/remote.js';
-import type { BackendName } from '../kernels/select.js';
+import type { BackendName } from '../engine/api.js';
 import { QuantspecServer } from '../server/http.js';
 import { DECODING_FLAGS, int, MODEL_FLAGS, parse, SAMPLING_FLAGS, str } from './args.js';
 import { decodingOptions, generationOptions } from './generate.js';

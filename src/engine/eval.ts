@@ -3,7 +3,7 @@
 
 import { ContextOverflowError, InvalidArgumentError } from '../core/errors.js';
 import { computeLogits, createScratch, forward } from '../model/forward.js';
-import { createCache, type KvMode } from './decoding.js';
+import { createCache, type KvMode } from '../speculative/modes.js';
 import type { Model } from './model.js';
 
 /** Called with the logits row that predicts ids[position + 1]; `row` is valid only during the call. */
@@ -19,7 +19,7 @@ export function scoreSequence(model: Model, ids: readonly number[], onRow: Logit
   const { vocabSize } = rt.config;
   if (ids.length > model.contextLength) {
     throw new ContextOverflowError(
-      `a sequence of ${ids.length} tokens does not fit the context of ${model.contextLength}; use a smaller window or a larger --ctx.`,
+      `a sequence of ${ids.length} tokens does not fit the context of ${model.contextLength}; use a smaller window or a larger contextLength.`,
       ids.length,
       model.contextLength,
     );

@@ -3,7 +3,7 @@
 import { kvDimOf, type ModelConfig } from '../model/config.js';
 import { openModel, type ModelFormat } from '../model/load.js';
 import { hierLayout } from '../kv/hier-cache.js';
-import { bufferSlack, resolveDecoding } from './decoding.js';
+import { bufferSlack, resolveDecoding } from '../speculative/modes.js';
 import type { TensorKey } from '../model/weights.js';
 
 export interface TensorSummary {
@@ -34,14 +34,14 @@ export interface KvEstimate {
   /** Bytes one decode step reads at full context: the target's INT8 view and the draft's INT4 view. */
   readonly readInt8: number;
   readonly readInt4: number;
-  readonly groupSizeK: number;
-  readonly groupSizeV: number;
+  readonly keyGroupSize: number;
+  readonly valueGroupSize: number;
 }
 
 /** KV memory of a cache of `contextLength` positions, for each storage. */
 export function kvEstimate(c: ModelConfig, contextLength: number, prefillChunk = 128): KvEstimate {
   const plan = resolveDecoding(c, { spec: 'auto' });
-  const lay = hierLayout(c.nKvHeads, c.headDim, contextLength, plan.kvGroup, plan.kvValueGroup, bufferSlack(plan, prefillChunk));
+  const lay = hierLayout(c.nKvHeads, c.headDim, contextLength, plan.keyGroupSize, plan.valueGroupSize, bufferSlack(plan, prefillChunk));
   const n = c.nLayers;
   const hier = { upper: lay.upper * n, lower: lay.lower * n, meta: lay.meta * n, buffer: lay.fp * n };
   // Both views read the metadata and the buffer; the draft skips the lower plane.
@@ -53,8 +53,8 @@ export function kvEstimate(c: ModelConfig, contextLength: number, prefillChunk =
     hier: { ...hier, total: hier.upper + hier.lower + hier.meta + hier.buffer },
     readInt8: hier.upper + hier.lower + hier.meta + bufferUsed,
     readInt4: hier.upper + hier.meta + bufferUsed,
-    groupSizeK: plan.kvGroup,
-    groupSizeV: plan.kvValueGroup,
+    keyGroupSize: plan.keyGroupSize,
+    valueGroupSize: plan.valueGroupSize,
   };
 }
 

@@ -19,7 +19,7 @@ import { ggufTokenizer } from '../tokenizer/gguf.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import {
   createCache, createDecoder, maxStepOf, resolveDecoding, resolveDraftOptions, type DecodingOptions, type DecodingPlan,
-} from './decoding.js';
+} from '../speculative/modes.js';
 import { collect, Session, type GenerateOptions, type GenerationChunk, type GenerationResult, type PromptInput } from './session.js';
 
 export interface LoadOptions extends DecodingOptions {
@@ -106,7 +106,7 @@ export class Model {
     if (plan.needsDraftWeights && !this.draft) {
       // Without draft weights, auto means plain decoding; an explicit quantspec is an error.
       if (plan.spec === 'auto') return { ...plan, spec: 'none', needsDraftWeights: false };
-      throw new InvalidArgumentError('--spec quantspec needs the draft weights; the model was loaded with the draft disabled.', 'spec');
+      throw new InvalidArgumentError("spec quantspec needs the draft weights; the model was loaded with draft: false.", 'spec');
     }
     return plan;
   }
@@ -114,16 +114,17 @@ export class Model {
   createSession(options: SessionOptions = {}): Session {
     const ctx = options.contextLength ?? this.contextLength;
     if (!Number.isInteger(ctx) || ctx < 2 || ctx > this.contextLength) {
-      throw new InvalidArgumentError(`session context must be an integer in [2, ${this.contextLength}], got ${ctx}.`, 'ctx');
+      throw new InvalidArgumentError(`a session's contextLength must be an integer in [2, ${this.contextLength}], got ${ctx}.`, 'contextLength');
     }
     const plan = this.plan(options);
+    const cache = createCache(plan, this.config, this.backend, ctx, this.prefillChunk);
     return new Session({
       rt: this.runtime,
       target: this.target,
       tokenizer: this.tokenizer,
-      cache: createCache(plan, this.config, this.backend, ctx, this.prefillChunk),
+      cache,
       targetView: plan.kv,
-      decoder: createDecoder(plan, this.config, this.target, this.draft),
+      decoder: createDecoder(plan, this.config, cache, this.target, this.draft),
       plan,
       contextLength: ctx,
       prefillChunk: this.prefillChunk,
@@ -167,7 +168,7 @@ function loadTokenizer(m: ResolvedModel, tokenizerPath?: string): Tokenizer {
   const candidates = tokenizerPath ? [tokenizerPath] : [path.join(dir, 'tokenizer.bin'), path.join(dir, `tok${m.config.vocabSize}.bin`)];
   const found = candidates.find((c) => fs.existsSync(c));
   if (!found) {
-    throw new TokenizerError(`no llama2.c tokenizer found (looked for ${candidates.join(', ')}). Pass --tokenizer PATH.`);
+    throw new TokenizerError(`no llama2.c tokenizer found (looked for ${candidates.join(', ')}). Pass the tokenizer option with its path.`);
   }
   if (found.endsWith('.json')) return HfTokenizer.fromPath(found, m.config.eosIds);
   return Llama2cTokenizer.fromFile(found, m.config.vocabSize);
@@ -185,11 +186,11 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
     tokenizer = loadTokenizer(resolved, options.tokenizer);
     contextLength = options.contextLength ?? Math.min(config.maxSeqLen, DEFAULT_CONTEXT_CAP);
     if (!Number.isInteger(contextLength) || contextLength < 2) {
-      throw new InvalidArgumentError(`context length must be an integer >= 2, got ${options.contextLength}.`, 'ctx');
+      throw new InvalidArgumentError(`contextLength must be an integer >= 2, got ${options.contextLength}.`, 'contextLength');
     }
     prefillChunk = options.prefillChunk ?? 128;
     if (!Number.isInteger(prefillChunk) || prefillChunk < 1) {
-      throw new InvalidArgumentError(`prefill chunk must be a positive integer, got ${prefillChunk}.`, 'prefill_chunk');
+      throw new InvalidArgumentError(`prefillChunk must be a positive integer, got ${prefillChunk}.`, 'prefillChunk');
     }
     draftOptions = options.draft === false ? null : resolveDraftOptions(options.draft ?? {});
     resolveDecoding(config, options); // validate the default decoding mode before reading weights
@@ -209,7 +210,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare) : null;
   const target = mapMatrices(dense, prepare);
   const defaults: DecodingOptions = {
-    spec: options.spec, gamma: options.gamma, kv: options.kv, kvGroup: options.kvGroup, kvValueGroup: options.kvValueGroup,
+    spec: options.spec, gamma: options.gamma, kv: options.kv, keyGroupSize: options.keyGroupSize, valueGroupSize: options.valueGroupSize,
   };
   return new Model({
     resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import * as errors from '../core/errors.js';
 import type { ModelConfig } from '../model/config.js';
-import type { DecodingPlan } from './decoding.js';
+import type { DecodingPlan } from '../speculative/modes.js';
 import type { LoadOptions, ModelGenerateOptions } from './model.js';
 import type { GenerationChunk, GenerationResult, PromptInput } from './session.js';
 

@@ -6,11 +6,11 @@ import { clockSeed, Xoshiro128 } from '../core/rng.js';
 import { createScratch, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvBytes, KvCache, KvViewKind } from '../kv/cache.js';
-import { acceptanceRate, meanAcceptedLength, perPosition, type SpecStats } from '../spec/stats.js';
-import type { DecodingPlan } from './decoding.js';
+import type { DecodingPlan } from '../speculative/modes.js';
+import { acceptanceRate, meanAcceptedLength, perPosition, type SpecStats } from '../speculative/stats.js';
 import { resolveLogitBias, resolveSampling, type SamplingParams } from '../sampling/params.js';
 import { Sampler } from '../sampling/sampler.js';
-import type { DecodeState, Decoder, TokenLogprob } from '../spec/decoder.js';
+import type { Decoder, DecodeState, TokenLogprob } from '../speculative/decoder.js';
 import { encodeChat, type ChatMessage } from '../tokenizer/chat.js';
 import { StreamDetokenizer } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -26,7 +26,7 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   readonly stop?: readonly string[];
   /** Keep going past end-of-sequence tokens. */
   readonly ignoreEos?: boolean;
-  /** Additive logit biases by token id (OpenAI's logit_bias), in [-100, 100]. */
+  /** Additive logit biases by token id (as OpenAI's API takes them), in [-100, 100]. */
   readonly logitBias?: Readonly<Record<number, number>>;
   readonly signal?: AbortSignal;
   readonly onPrefillProgress?: (done: number, total: number) => void;
@@ -156,13 +156,13 @@ export class Session {
     const bias = resolveLogitBias(options.logitBias, this.parts.rt.config.vocabSize);
     const maxTokens = options.maxTokens ?? DEFAULT_MAX_TOKENS;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-      throw new InvalidArgumentError(`max_tokens must be a positive integer, got ${JSON.stringify(options.maxTokens)}.`, 'max_tokens');
+      throw new InvalidArgumentError(`maxTokens must be a positive integer, got ${JSON.stringify(options.maxTokens)}.`, 'maxTokens');
     }
     if (options.seed !== undefined && !Number.isInteger(options.seed)) {
       throw new InvalidArgumentError(`seed must be an integer, got ${JSON.stringify(options.seed)}.`, 'seed');
     }
     if (options.logprobs !== undefined && (!Number.isInteger(options.logprobs) || options.logprobs < 0 || options.logprobs > 20)) {
-      throw new InvalidArgumentError(`top_logprobs must be an integer in [0, 20], got ${JSON.stringify(options.logprobs)}.`, 'top_logprobs');
+      throw new InvalidArgumentError(`logprobs must be an integer in [0, 20], got ${JSON.stringify(options.logprobs)}.`, 'logprobs');
     }
     const promptIds = this.encode(input);
     if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens).', 'prompt');
@@ -170,7 +170,7 @@ export class Session {
     if (promptIds.length >= ctx) {
       throw new ContextOverflowError(
         `the prompt has ${promptIds.length} tokens but the context holds ${ctx} (at least one more is needed to generate). ` +
-          'Shorten the prompt or raise --ctx.',
+          'Shorten the prompt or raise contextLength.',
         promptIds.length,
         ctx,
       );
@@ -197,9 +197,9 @@ export class Session {
       tokens, probs: this.probs, reproducible: options.seed !== undefined,
       logprobTop: options.logprobs ?? -1, logprobs: [],
     };
-    decoder.begin?.();
+    decoder.begin();
     let cancelled = await this.prefill(tokens, reused, options);
-    if (!cancelled) decoder.onPrefill?.(state);
+    if (!cancelled) decoder.onPrefill(state);
     const eos = options.ignoreEos ? new Set<number>() : new Set(tokenizer.eosIds);
     const detok = new StreamDetokenizer(tokenizer, promptIds);
     const stops = new StopMatcher(options.stop ?? []);
@@ -216,19 +216,19 @@ export class Session {
       }
       // A step may append at most this many positions and emit this many tokens.
       const maxNew = Math.min(this.parts.contextLength - cache.length, budget - generated.length);
-      const n = decoder.step(state, maxNew);
+      const step = decoder.step(state, maxNew);
       if (firstMs === 0) {
         firstMs = performance.now() - t0;
-        firstCount = n;
+        firstCount = step.count;
       }
-      const fresh = tokens.slice(tokens.length - n);
+      // Commit: the step's tokens up to EOS, a stop string or the budget; the cache keeps the
+      // positions of every committed token but the last, and only then are groups quantized.
       const before = generated.length;
-      let accepted = 0;
       let chunkText = '';
       let stopped = false;
-      for (const id of fresh) {
-        if (generated.length >= budget) break;
-        accepted++;
+      for (let i = 0; i < step.count && generated.length < budget; i++) {
+        const id = step.tokens[i]!;
+        tokens.push(id);
         if (eos.has(id)) {
           stopped = true;
           break;
@@ -241,7 +241,8 @@ export class Session {
           break;
         }
       }
-      if (accepted < n) this.dropTail(tokens, n - accepted);
+      cache.truncate(tokens.length - 1);
+      cache.flush();
       const emitted = generated.slice(before); // EOS is not part of the output
       const logprobs = state.logprobTop >= 0 ? this.describeLogprobs(state.logprobs.splice(0).slice(0, emitted.length)) : undefined;
       if (chunkText || emitted.length) {
@@ -321,21 +322,6 @@ export class Session {
     }
     cache.flush();
     return false;
-  }
-
-  /** Forget the newest `count` tokens (e.g. drafted past a stop), in history and cache. */
-  private dropTail(tokens: number[], count: number): void {
-    tokens.length -= count;
-    const { cache } = this.parts;
-    const want = tokens.length - 1;
-    if (cache.length > want) {
-      if (want >= cache.floor) cache.truncate(want);
-      else {
-        // The dropped tokens already reached quantized storage; start over next call.
-        cache.truncate(0);
-        tokens.length = 0;
-      }
-    }
   }
 }
 

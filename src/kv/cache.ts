@@ -1,8 +1,8 @@
-// The KV cache contract (DESIGN rule 6): length, append, truncate, flush, view, byteSize.
-// The forward pass reserves rows with append(), writes each layer's new K/V into the view's
-// full-precision rows, and attends through the same view.
+// The KV cache contract (DESIGN rule 6): length, append (the cache writes its own rows), truncate,
+// flush, view, byteSize. The forward pass reserves positions with append(), hands each layer's new
+// F32 K/V to write(), and attends through view(kind).
 
-import type { KvLayerView } from '../kernels/backend.js';
+import type { KvLayerView, KvStorage } from './layout.js';
 
 /**
  * How attention reads the history: full precision, the hierarchical cache at 8 or 4 bits, or a
@@ -30,21 +30,36 @@ export interface KvCache {
   /** Positions held (committed, plus any appended but not yet truncated away). */
   readonly length: number;
   /** Most positions this cache can hold. */
-  readonly capacity: number;
+  readonly contextLength: number;
   /** Positions append() accepts right now (the hierarchical cache needs a flush() to make more room). */
   readonly room: number;
   /** The view kinds this cache can serve. */
   readonly kinds: readonly KvViewKind[];
-  /** Reserve rows for nTokens new positions at `length`; returns the first position. */
+  /** Reserve nTokens new positions at `length`; returns the first. write() fills them layer by layer. */
   append(nTokens: number): number;
+  /** Store layer `layer`'s K/V rows k, v [nTokens, kvDim] (F32) at positions pos.. (reserved by append). */
+  write(layer: number, pos: number, k: Float32Array, v: Float32Array, nTokens: number): void;
   /** Forget positions >= length (rollback after a rejected draft). O(1). */
   truncate(length: number): void;
   /** Move verified full-precision rows into quantized storage where the cache's policy says so. */
   flush(): void;
-  /** The read/write view attention uses; the same object is returned every time. */
+  /** The read view attention uses; the same object is returned every time. */
   view(kind: KvViewKind): KvView;
   /** Memory held, by part, at the current length (allocated capacity, not just the used part). */
   byteSize(): KvBytes;
   /** Smallest length truncate() accepts (quantized positions cannot be rolled back). */
   readonly floor: number;
+}
+
+/** Internal: the cache's own writable form of its layer views. */
+export type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** A layer view without its handle (each member of the union, less `handle`). */
+export type UnboundView = KvLayerView extends infer V ? (V extends KvLayerView ? Omit<V, 'handle'> : never) : never;
+
+/** A layer view with `storage`'s handle on it (made once, with the cache; any handle `view` had is replaced). */
+export function bind<V extends UnboundView>(storage: KvStorage, view: V): V & KvLayerView {
+  const full = { ...view, handle: null } as unknown as Writable<KvLayerView>;
+  full.handle = storage.bindKv(full);
+  return full as V & KvLayerView;
 }

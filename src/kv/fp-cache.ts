@@ -1,38 +1,48 @@
-// Plain full-precision (F32) KV cache: every position stays in float rows. Used for `--kv fp`
-// and as the baseline the hierarchical cache is measured against.
+// Plain full-precision (F32) KV cache: every position stays in float rows. Used for `kv: 'fp'`
+// and as the baseline the hierarchical cache is measured against. With a sparse stride it also
+// serves the StreamingLLM / SnapKV drafts a 'sparse' view over the same rows.
 
 import { ContextOverflowError, InvalidArgumentError, KvCacheError } from '../core/errors.js';
-import type { KvLayerView } from '../kernels/backend.js';
-import type { KvBytes, KvCache, KvView, KvViewKind } from './cache.js';
+import { bind, type KvBytes, type KvCache, type KvView, type KvViewKind, type Writable } from './cache.js';
+import type { FpRows, KvLayerView, KvStorage, SparseSelection } from './layout.js';
 
 export class FpKvCache implements KvCache {
-  readonly capacity: number;
+  readonly contextLength: number;
   readonly kinds: readonly KvViewKind[];
   readonly floor = 0;
   private len = 0;
+  private readonly kvDim: number;
+  private readonly nKvHeads: number;
+  private readonly storage: KvStorage;
+  private readonly rows: FpRows[] = [];
   private readonly fpView: KvView;
   private readonly sparseView: KvView | null;
+  private readonly selections: Writable<SparseSelection>[] = [];
 
   /**
    * `sparseStride` > 0 adds a 'sparse' view over the same rows, with one selection per layer of up
    * to sparseStride positions per KV head (the StreamingLLM/SnapKV draft's cache).
    */
-  constructor(nLayers: number, nKvHeads: number, headDim: number, capacity: number, sparseStride = 0) {
-    if (!(capacity > 0)) throw new InvalidArgumentError(`KV cache capacity must be positive, got ${capacity}.`, 'ctx');
-    this.capacity = capacity;
-    const kvDim = nKvHeads * headDim;
+  constructor(nLayers: number, nKvHeads: number, headDim: number, contextLength: number, storage: KvStorage, sparseStride = 0) {
+    if (!(contextLength > 0)) throw new InvalidArgumentError(`the KV cache's context length must be positive, got ${contextLength}.`, 'contextLength');
+    this.contextLength = contextLength;
+    this.storage = storage;
+    this.nKvHeads = nKvHeads;
+    const kvDim = (this.kvDim = nKvHeads * headDim);
     const layers: KvLayerView[] = [];
     const sparse: KvLayerView[] = [];
     for (let l = 0; l < nLayers; l++) {
-      const fp = {
-        dtype: 'f32' as const,
-        keys: new Float32Array(capacity * kvDim), // [capacity, kvDim]
-        values: new Float32Array(capacity * kvDim), // [capacity, kvDim]
+      const fp: FpRows = {
+        dtype: 'f32',
+        keys: new Float32Array(contextLength * kvDim), // [contextLength, kvDim]
+        values: new Float32Array(contextLength * kvDim), // [contextLength, kvDim]
       };
-      layers.push({ kvDim, fp, fpStart: 0, planes: null, bits: 8, sparse: null });
+      this.rows.push(fp);
+      layers.push(bind(storage, { kind: 'fp', kvDim, fp, fpStart: 0 }));
       if (sparseStride > 0) {
         const selection = { count: 0, stride: sparseStride, positions: new Int32Array(nKvHeads * sparseStride), denseFrom: 0, recent: 0 };
-        sparse.push({ kvDim, fp, fpStart: 0, planes: null, bits: 8, sparse: selection });
+        this.selections.push(selection);
+        sparse.push(bind(storage, { kind: 'sparse', kvDim, fp, fpStart: 0, selection }));
       }
     }
     this.fpView = { kind: 'fp', layers };
@@ -45,21 +55,26 @@ export class FpKvCache implements KvCache {
   }
 
   get room(): number {
-    return this.capacity - this.len;
+    return this.contextLength - this.len;
   }
 
   append(nTokens: number): number {
-    if (this.len + nTokens > this.capacity) {
+    if (this.len + nTokens > this.contextLength) {
       throw new ContextOverflowError(
-        `the KV cache holds ${this.capacity} positions; ${this.len} are used and ${nTokens} more were requested. ` +
-          'Use a larger --ctx or a shorter prompt.',
+        `the KV cache holds ${this.contextLength} positions; ${this.len} are used and ${nTokens} more were requested. ` +
+          'Use a larger contextLength or a shorter prompt.',
         this.len + nTokens,
-        this.capacity,
+        this.contextLength,
       );
     }
     const start = this.len;
     this.len += nTokens;
     return start;
+  }
+
+  write(layer: number, pos: number, k: Float32Array, v: Float32Array, nTokens: number): void {
+    if (pos < 0 || pos + nTokens > this.len) throw new KvCacheError(`write at ${pos}..${pos + nTokens} is outside the reserved positions [0, ${this.len}).`);
+    this.storage.writeKv(this.rows[layer]!, pos, k, v, nTokens, this.kvDim);
   }
 
   truncate(length: number): void {
@@ -78,7 +93,41 @@ export class FpKvCache implements KvCache {
   }
 
   byteSize(): KvBytes {
-    const fp = this.fpView.layers.reduce((s, l) => s + l.fp.keys.byteLength + l.fp.values.byteLength, 0);
+    const fp = this.rows.reduce((s, r) => s + r.keys.byteLength + r.values.byteLength, 0);
     return { total: fp, fp, upper: 0, lower: 0, meta: 0 };
+  }
+
+  /** Most positions a sparse selection keeps per KV head (0 without a sparse view). */
+  get sparseStride(): number {
+    return this.selections[0]?.stride ?? 0;
+  }
+
+  /**
+   * Set layer `layer`'s sparse selection: KV head g sees positions perHead[g] (ascending, each below
+   * denseFrom), then every position from denseFrom on, of which only the newest `recent` when
+   * recent > 0.
+   */
+  select(layer: number, perHead: readonly ArrayLike<number>[], denseFrom: number, recent: number): void {
+    const sel = this.selections[layer];
+    if (!sel) throw new KvCacheError(`layer ${layer} has no sparse selection (the cache was made without a sparse stride).`);
+    if (perHead.length !== this.nKvHeads) throw new KvCacheError(`a selection needs ${this.nKvHeads} KV heads' positions, got ${perHead.length}.`);
+    const count = perHead[0]!.length;
+    if (count > sel.stride) throw new KvCacheError(`a selection of ${count} positions exceeds the sparse stride ${sel.stride}.`);
+    for (let g = 0; g < perHead.length; g++) {
+      const list = perHead[g]!;
+      if (list.length !== count) throw new KvCacheError('every KV head of a selection keeps the same number of positions.');
+      for (let j = 0; j < count; j++) {
+        const t = list[j]!;
+        if (!Number.isInteger(t) || t < 0 || t >= denseFrom || (j > 0 && t <= list[j - 1]!)) {
+          throw new KvCacheError(`selected positions must ascend and lie in [0, ${denseFrom}); got ${t} at ${j}.`);
+        }
+        sel.positions[g * sel.stride + j] = t;
+      }
+    }
+    sel.count = count;
+    sel.denseFrom = denseFrom;
+    sel.recent = recent;
+    const view = this.sparseView!.layers[layer]!;
+    view.handle.refresh(view);
   }
 }

@@ -2,7 +2,7 @@
 //
 // Groups of G positions are quantized into nibble planes (upper = the draft's INT4, upper + lower
 // = the target's INT8); the newest positions stay in a full-precision buffer. Which positions a
-// query reads from the planes is quantBoundary(p, G) (kernels/backend.ts): at least G and fewer
+// query reads from the planes is quantBoundary(p, G) (kv/layout.ts): at least G and fewer
 // than 2G of the newest positions stay full precision, as in the paper's double buffer.
 //
 // flush() (after a commit at length L) quantizes every complete group any query of the next batch
@@ -14,27 +14,27 @@
 // so that planes + metadata + buffer stay under 55% of an F16 cache at 8K context.
 
 import { ContextOverflowError, InvalidArgumentError, KvCacheError } from '../core/errors.js';
-import { quantBoundary, type FpRows, type KvLayerView, type KvPlanes } from '../kernels/backend.js';
-import type { KvBytes, KvCache, KvView, KvViewKind } from './cache.js';
+import { bind, type KvBytes, type KvCache, type KvView, type KvViewKind, type Writable } from './cache.js';
+import { quantBoundary, type FpRows, type HierLayer, type KvLayerView, type KvPlanes, type KvStorage } from './layout.js';
 
 export interface HierKvOptions {
   readonly nLayers: number;
   readonly nKvHeads: number;
   readonly headDim: number;
-  /** Most positions the cache holds (the context length). */
-  readonly capacity: number;
+  /** Most positions the cache holds. */
+  readonly contextLength: number;
   /** Tokens per key group, G (default 128). */
-  readonly groupSizeK: number;
+  readonly keyGroupSize: number;
   /** Channels per value group (default min(128, headDim)); must divide headDim. */
-  readonly groupSizeV: number;
+  readonly valueGroupSize: number;
   /** Rows beyond 2G in the buffer: at least γ + 1 (a verify pass); more lets prefill chunks be larger. */
   readonly slack: number;
-  /** The backend's quantizer (Backend.quantizeKv). */
-  readonly quantize: (planes: KvPlanes, fp: FpRows, srcRow: number, dstPos: number, nTokens: number) => void;
+  /** The backend's row conversion, quantizer and view handles. */
+  readonly storage: KvStorage;
 }
 
 export interface HierLayout {
-  /** Positions the planes can hold: queries never read more than capacity - G of them. */
+  /** Positions the planes can hold: queries never read more than contextLength - G of them. */
   readonly planeTokens: number;
   readonly fpRows: number;
   /** Bytes per layer, by part. */
@@ -51,24 +51,24 @@ export function defaultValueGroup(headDim: number): number {
 }
 
 /** Validate group sizes against the head size (named errors, never wrong numbers). */
-export function checkGroups(headDim: number, groupSizeK: number, groupSizeV: number): void {
-  if (!Number.isInteger(groupSizeK) || groupSizeK < 1) {
-    throw new InvalidArgumentError(`the key group size must be a positive integer, got ${groupSizeK}.`, 'kv_group');
+export function checkGroups(headDim: number, keyGroupSize: number, valueGroupSize: number): void {
+  if (!Number.isInteger(keyGroupSize) || keyGroupSize < 1) {
+    throw new InvalidArgumentError(`keyGroupSize must be a positive integer, got ${keyGroupSize}.`, 'keyGroupSize');
   }
-  if (!Number.isInteger(groupSizeV) || groupSizeV < 2 || groupSizeV % 2 !== 0 || headDim % groupSizeV !== 0) {
+  if (!Number.isInteger(valueGroupSize) || valueGroupSize < 2 || valueGroupSize % 2 !== 0 || headDim % valueGroupSize !== 0) {
     throw new InvalidArgumentError(
-      `the value group size ${groupSizeV} must be an even divisor of head_dim ${headDim} ` +
+      `the value group size ${valueGroupSize} must be an even divisor of head_dim ${headDim} ` +
         `(value groups may not cross heads); use ${defaultValueGroup(headDim)}.`,
-      'kv_group',
+      'valueGroupSize',
     );
   }
 }
 
-/** Storage of one layer for a cache of `capacity` positions (shared by the constructor and estimates). */
-export function hierLayout(nKvHeads: number, headDim: number, capacity: number, G: number, Gv: number, slack: number): HierLayout {
+/** Storage of one layer for a cache of `contextLength` positions (shared by the constructor and estimates). */
+export function hierLayout(nKvHeads: number, headDim: number, contextLength: number, G: number, Gv: number, slack: number): HierLayout {
   const kvDim = nKvHeads * headDim;
-  const planeTokens = quantBoundary(Math.max(0, capacity - 1), G);
-  const fpRows = Math.min(capacity, 2 * G + slack);
+  const planeTokens = quantBoundary(Math.max(0, contextLength - 1), G);
+  const fpRows = Math.min(contextLength, 2 * G + slack);
   const plane = planeTokens * (kvDim / 2);
   const keyMeta = (planeTokens / G) * kvDim * 2 * 2; // scale + min, F16
   const valueMeta = planeTokens * (kvDim / Gv) * 2 * 2;
@@ -76,10 +76,10 @@ export function hierLayout(nKvHeads: number, headDim: number, capacity: number, 
 }
 
 export class HierKvCache implements KvCache {
-  readonly capacity: number;
+  readonly contextLength: number;
   readonly kinds: readonly KvViewKind[] = ['int8', 'int4'];
-  readonly groupSizeK: number;
-  readonly groupSizeV: number;
+  readonly keyGroupSize: number;
+  readonly valueGroupSize: number;
   private readonly opts: HierKvOptions;
   private readonly kvDim: number;
   private readonly fpCapacity: number;
@@ -88,6 +88,7 @@ export class HierKvCache implements KvCache {
   private readonly fp: FpRows[] = [];
   private readonly int8: KvView;
   private readonly int4: KvView;
+  private readonly allLayers: Writable<HierLayer>[] = [];
   private len = 0;
   /** Positions [0, planesValid) are quantized in the planes. */
   private planesValid = 0;
@@ -95,15 +96,16 @@ export class HierKvCache implements KvCache {
   private fpBase = 0;
 
   constructor(opts: HierKvOptions) {
-    checkGroups(opts.headDim, opts.groupSizeK, opts.groupSizeV);
+    checkGroups(opts.headDim, opts.keyGroupSize, opts.valueGroupSize);
     if (opts.slack < 1) throw new InvalidArgumentError(`the buffer slack must be at least 1, got ${opts.slack}.`);
     this.opts = opts;
-    this.capacity = opts.capacity;
-    this.groupSizeK = opts.groupSizeK;
-    this.groupSizeV = opts.groupSizeV;
+    this.contextLength = opts.contextLength;
+    this.keyGroupSize = opts.keyGroupSize;
+    this.valueGroupSize = opts.valueGroupSize;
     this.kvDim = opts.nKvHeads * opts.headDim;
-    const G = opts.groupSizeK;
-    const lay = hierLayout(opts.nKvHeads, opts.headDim, opts.capacity, G, opts.groupSizeV, opts.slack);
+    const G = opts.keyGroupSize;
+    const Gv = opts.valueGroupSize;
+    const lay = hierLayout(opts.nKvHeads, opts.headDim, opts.contextLength, G, Gv, opts.slack);
     this.fpCapacity = lay.fpRows;
     this.planeTokens = lay.planeTokens;
     const kvDim = this.kvDim;
@@ -113,16 +115,16 @@ export class HierKvCache implements KvCache {
     for (let l = 0; l < opts.nLayers; l++) {
       const planes: KvPlanes = {
         kvDim,
-        groupSizeK: G,
-        groupSizeV: opts.groupSizeV,
+        keyGroupSize: G,
+        valueGroupSize: Gv,
         kUpper: new Uint8Array(T * (kvDim / 2)), // [T, kvDim / 2]
         kLower: new Uint8Array(T * (kvDim / 2)), // [T, kvDim / 2]
         kScale: new Uint16Array((T / G) * kvDim), // [T / G, kvDim]
         kMin: new Uint16Array((T / G) * kvDim), // [T / G, kvDim]
         vUpper: new Uint8Array(T * (kvDim / 2)), // [T, kvDim / 2]
         vLower: new Uint8Array(T * (kvDim / 2)), // [T, kvDim / 2]
-        vScale: new Uint16Array(T * (kvDim / opts.groupSizeV)), // [T, kvDim / Gv]
-        vMin: new Uint16Array(T * (kvDim / opts.groupSizeV)), // [T, kvDim / Gv]
+        vScale: new Uint16Array(T * (kvDim / Gv)), // [T, kvDim / Gv]
+        vMin: new Uint16Array(T * (kvDim / Gv)), // [T, kvDim / Gv]
       };
       const fp: FpRows = {
         dtype: 'f16',
@@ -131,8 +133,11 @@ export class HierKvCache implements KvCache {
       };
       this.planes.push(planes);
       this.fp.push(fp);
-      int8.push({ kvDim, fp, fpStart: 0, planes, bits: 8, sparse: null });
-      int4.push({ kvDim, fp, fpStart: 0, planes, bits: 4, sparse: null });
+      for (const bits of [8, 4] as const) {
+        const view = bind(opts.storage, { kind: 'hier', kvDim, fp, fpStart: 0, planes, bits });
+        (bits === 8 ? int8 : int4).push(view);
+        this.allLayers.push(view);
+      }
     }
     this.int8 = { kind: 'int8', layers: int8 };
     this.int4 = { kind: 'int4', layers: int4 };
@@ -147,9 +152,9 @@ export class HierKvCache implements KvCache {
    * ending at a group boundary so that chunked prefills stay aligned to groups.
    */
   get room(): number {
-    const G = this.groupSizeK;
+    const G = this.keyGroupSize;
     return Math.min(
-      this.capacity - this.len,
+      this.contextLength - this.len,
       this.fpCapacity - (this.len - this.fpBase),
       this.planesValid + 2 * G - this.len,
       G - (this.len % G),
@@ -161,7 +166,7 @@ export class HierKvCache implements KvCache {
    * from quantBoundary(L) on in the buffer, whose first row holds fpBase.
    */
   get floor(): number {
-    return this.fpBase === 0 ? 0 : this.fpBase + this.groupSizeK;
+    return this.fpBase === 0 ? 0 : this.fpBase + this.keyGroupSize;
   }
 
   /** Positions quantized so far. */
@@ -176,13 +181,13 @@ export class HierKvCache implements KvCache {
 
   append(nTokens: number): number {
     const start = this.len;
-    const G = this.groupSizeK;
-    if (start + nTokens > this.capacity) {
+    const G = this.keyGroupSize;
+    if (start + nTokens > this.contextLength) {
       throw new ContextOverflowError(
-        `the KV cache holds ${this.capacity} positions; ${start} are used and ${nTokens} more were requested. ` +
-          'Use a larger --ctx or a shorter prompt.',
+        `the KV cache holds ${this.contextLength} positions; ${start} are used and ${nTokens} more were requested. ` +
+          'Use a larger contextLength or a shorter prompt.',
         start + nTokens,
-        this.capacity,
+        this.contextLength,
       );
     }
     if (nTokens > G) throw new KvCacheError(`a batch of ${nTokens} tokens exceeds the key group size ${G}; split it.`);
@@ -191,6 +196,13 @@ export class HierKvCache implements KvCache {
     }
     this.len += nTokens;
     return start;
+  }
+
+  write(layer: number, pos: number, k: Float32Array, v: Float32Array, nTokens: number): void {
+    if (pos < this.fpBase || pos + nTokens > this.len) {
+      throw new KvCacheError(`write at ${pos}..${pos + nTokens} is outside the buffered positions [${this.fpBase}, ${this.len}).`);
+    }
+    this.opts.storage.writeKv(this.fp[layer]!, pos - this.fpBase, k, v, nTokens, this.kvDim);
   }
 
   truncate(length: number): void {
@@ -209,12 +221,12 @@ export class HierKvCache implements KvCache {
     }
     this.len = length;
     // Groups reaching past the new length held positions that no longer exist.
-    const G = this.groupSizeK;
+    const G = this.keyGroupSize;
     this.planesValid = Math.min(this.planesValid, G * Math.floor(length / G));
   }
 
   flush(): void {
-    const G = this.groupSizeK;
+    const G = this.keyGroupSize;
     const L = this.len;
     const kvDim = this.kvDim;
     // Every group a query of the next batch (positions L .. L + G - 1) reads from the planes; all
@@ -222,7 +234,7 @@ export class HierKvCache implements KvCache {
     const target = Math.min(quantBoundary(L + G - 1, G), this.planeTokens);
     while (this.planesValid < target) {
       for (let l = 0; l < this.planes.length; l++) {
-        this.opts.quantize(this.planes[l]!, this.fp[l]!, this.planesValid - this.fpBase, this.planesValid, G);
+        this.opts.storage.quantizeKv(this.planes[l]!, this.fp[l]!, this.planesValid - this.fpBase, this.planesValid, G);
       }
       this.planesValid += G;
     }
@@ -261,7 +273,9 @@ export class HierKvCache implements KvCache {
   }
 
   private setFpStart(pos: number): void {
-    for (const v of this.int8.layers) v.fpStart = pos;
-    for (const v of this.int4.layers) v.fpStart = pos;
+    for (const v of this.allLayers) {
+      v.fpStart = pos;
+      v.handle.refresh(v);
+    }
   }
 }

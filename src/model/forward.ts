@@ -3,8 +3,7 @@
 // callers choose the WeightSet and the KV view kind (DESIGN 2.4), nothing else differs.
 
 import { InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
-import { f32ToF16 } from '../core/half.js';
-import type { AttentionShape, Backend, KvLayerView, RopeLayout } from '../kernels/backend.js';
+import type { AttentionShape, Backend, RopeLayout } from '../kernels/backend.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { RopeTables } from './rope.js';
@@ -67,24 +66,6 @@ export function createScratch(config: ModelConfig, maxBatch: number, maxLogitRow
   };
 }
 
-/** Copy nTokens rows of new K/V into the view's full-precision rows at `pos`. */
-function storeKv(view: KvLayerView, pos: number, k: Float32Array, v: Float32Array, n: number): void {
-  const base = (pos - view.fpStart) * view.kvDim;
-  const len = n * view.kvDim;
-  const fp = view.fp;
-  if (fp.dtype === 'f32') {
-    for (let i = 0; i < len; i++) {
-      fp.keys[base + i] = k[i]!;
-      fp.values[base + i] = v[i]!;
-    }
-  } else {
-    for (let i = 0; i < len; i++) {
-      fp.keys[base + i] = f32ToF16(k[i]!);
-      fp.values[base + i] = f32ToF16(v[i]!);
-    }
-  }
-}
-
 /** Sees each layer's rotated queries q[n, nHeads·headDim] (SnapKV scores prompt positions with them). */
 export type QueryObserver = (layer: number, q: Float32Array, nTokens: number) => void;
 
@@ -108,8 +89,8 @@ export function forward(
     }
     s.tokens[i] = t;
   }
-  if (cache.length + nTokens > rope.maxPositions) {
-    throw new ShapeMismatchError(`position ${cache.length + nTokens} is beyond the RoPE table (${rope.maxPositions}).`);
+  if (cache.length + nTokens > rope.contextLength) {
+    throw new ShapeMismatchError(`position ${cache.length + nTokens} is beyond the RoPE table (${rope.contextLength}).`);
   }
   const pos = cache.append(nTokens);
   const view = cache.view(kind);
@@ -138,7 +119,7 @@ export function forward(
     be.rope(s.q, n, nHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
     be.rope(s.k, n, nKvHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
     observeQueries?.(l, s.q, n);
-    storeKv(lv, pos, s.k, s.v, n);
+    cache.write(l, pos, s.k, s.v, n);
     be.attention(s.xb, s.q, n, pos, lv, attn, s.scores);
     be.matmul(s.xb2, s.xb, lw.wo, n);
     be.add(s.x, s.xb2, n * dim);

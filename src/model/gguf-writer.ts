@@ -264,7 +264,7 @@ function postProcessorBos(tj: Record<string, any>, vocab: Record<string, number>
   return null;
 }
 
-/** Re-encodes a matrix (e.g. to a quantized GGUF type); null keeps --dtype. */
+/** Re-encodes a matrix (e.g. to a quantized GGUF type); null keeps the requested dtype. */
 export type TensorEncoder = (name: string, t: DenseTensor) => GgufTensorOut | null;
 
 export type GgufDtype = 'f32' | 'f16' | 'q4_0';
@@ -274,7 +274,7 @@ export type GgufDtype = 'f32' | 'f16' | 'q4_0';
  * matrices whose rows are not a multiple of 32), vectors in F32.
  */
 export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
-  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q4_0') throw new InvalidArgumentError(`--dtype must be f32, f16 or q4_0, got ${dtype}.`, 'dtype');
+  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q4_0') throw new InvalidArgumentError(`dtype must be f32, f16 or q4_0, got ${dtype}.`, 'dtype');
   const c = readHfConfig(dir);
   const arch = GGUF_ARCH_OF[c.arch]!;
   if (c.slidingWindow !== null) throw new InvalidArgumentError(`${dir}: sliding-window models cannot be converted (llama.cpp's llama architecture has no window).`);

@@ -32,7 +32,7 @@ function llama2cInDirectory(dir: string): string | null {
 /** Open a model's tensors and config without reading weight data yet. */
 export function openModel(modelPath: string): ResolvedModel {
   const p = path.resolve(modelPath);
-  if (!fs.existsSync(p)) throw new ModelNotFoundError(`model path ${p} does not exist. Pass --model with a model directory or file.`);
+  if (!fs.existsSync(p)) throw new ModelNotFoundError(`model path ${p} does not exist. Pass a model directory or file.`);
   const stat = fs.statSync(p);
   if (stat.isDirectory()) {
     if (isHfDirectory(p)) {

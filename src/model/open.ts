@@ -8,6 +8,6 @@ export function openModelFile(file: string): number {
   try {
     return fs.openSync(file, 'r');
   } catch (e) {
-    throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the --model path.`);
+    throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the model path.`);
   }
 }

@@ -4,9 +4,9 @@
 import type { ModelConfig, RopeScaling } from './config.js';
 
 export interface RopeTables {
-  readonly cos: Float32Array; // [maxPositions, headDim / 2]
-  readonly sin: Float32Array; // [maxPositions, headDim / 2]
-  readonly maxPositions: number;
+  readonly cos: Float32Array; // [contextLength, headDim / 2]
+  readonly sin: Float32Array; // [contextLength, headDim / 2]
+  readonly contextLength: number;
 }
 
 /** inv_freq[j] = theta^(-2j/headDim), then adjusted by the scaling rule. */
@@ -36,17 +36,17 @@ export function inverseFrequencies(headDim: number, theta: number, scaling: Rope
   return inv;
 }
 
-export function buildRopeTables(config: ModelConfig, maxPositions: number): RopeTables {
+export function buildRopeTables(config: ModelConfig, contextLength: number): RopeTables {
   const half = config.headDim / 2;
   const inv = inverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
-  const cos = new Float32Array(maxPositions * half);
-  const sin = new Float32Array(maxPositions * half);
-  for (let p = 0; p < maxPositions; p++) {
+  const cos = new Float32Array(contextLength * half);
+  const sin = new Float32Array(contextLength * half);
+  for (let p = 0; p < contextLength; p++) {
     for (let j = 0; j < half; j++) {
       const angle = Math.fround(inv[j]! * p);
       cos[p * half + j] = Math.cos(angle);
       sin[p * half + j] = Math.sin(angle);
     }
   }
-  return { cos, sin, maxPositions };
+  return { cos, sin, contextLength };
 }

@@ -3,7 +3,7 @@
 // extra memory is only the 4-bit copies.
 
 import { InvalidArgumentError } from '../core/errors.js';
-import type { WeightSet, LayerWeights } from '../model/weights.js';
+import type { LayerWeights, WeightSet } from './weight-set.js';
 import type { WeightTensor } from './format.js';
 import { weightBytes } from './format.js';
 import { quantizeQ4 } from './weights.js';
@@ -44,7 +44,7 @@ export function parseDraftRoles(spec: string): DraftRole[] {
     if (!(DRAFT_ROLES as readonly string[]).includes(r)) {
       throw new InvalidArgumentError(
         `unknown draft layer "${r}"; use all, all+head, mlp, attn, none or a list of ${DRAFT_ROLES.join(', ')}.`,
-        'draft_layers',
+        'draft.layers',
       );
     }
   }
@@ -61,7 +61,7 @@ export interface DraftWeights {
 export function buildDraftWeights(
   target: WeightSet, opts: DraftOptions, prepare: (w: WeightTensor) => WeightTensor = (w) => w,
 ): DraftWeights {
-  if (opts.bits !== 4) throw new InvalidArgumentError(`the draft supports 4-bit weights only, got ${opts.bits}.`, 'draft_bits');
+  if (opts.bits !== 4) throw new InvalidArgumentError(`draft.bits supports 4 only, got ${opts.bits}.`, 'draft.bits');
   let extra = 0;
   const roles = new Set(opts.roles);
   const q = (role: DraftRole, w: WeightTensor): WeightTensor => {

@@ -22,7 +22,7 @@ function rint(x: number): number {
 export function quantizeQ4(t: DenseTensor, groupSize: number, symmetric: boolean): Q4Tensor {
   if (t.shape.length !== 2) throw new InvalidArgumentError(`only matrices can be quantized, got shape [${t.shape.join(', ')}].`);
   if (!Number.isInteger(groupSize) || groupSize < 2 || groupSize % 2 !== 0) {
-    throw new InvalidArgumentError(`the draft group size must be an even integer >= 2, got ${groupSize}.`, 'draft_group');
+    throw new InvalidArgumentError(`draft.groupSize must be an even integer >= 2, got ${groupSize}.`, 'draft.groupSize');
   }
   const [rows, cols] = t.shape as [number, number];
   const nGroups = groupsPerRow(cols, groupSize);

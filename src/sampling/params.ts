@@ -43,13 +43,13 @@ const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFin
 export function resolveSampling(p: Partial<SamplingParams> = {}): SamplingParams {
   const r = { ...DEFAULT_SAMPLING, ...Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) };
   check(isNum(r.temperature) && r.temperature >= 0 && r.temperature <= 100, 'temperature', r.temperature, 'a number in [0, 100]');
-  check(Number.isInteger(r.topK) && r.topK >= 0, 'top_k', r.topK, 'an integer >= 0 (0 = off)');
-  check(isNum(r.topP) && r.topP > 0 && r.topP <= 1, 'top_p', r.topP, 'a number in (0, 1]');
-  check(isNum(r.minP) && r.minP >= 0 && r.minP <= 1, 'min_p', r.minP, 'a number in [0, 1]');
-  check(isNum(r.repetitionPenalty) && r.repetitionPenalty > 0 && r.repetitionPenalty <= 10, 'repetition_penalty', r.repetitionPenalty, 'a number in (0, 10]');
-  check(isNum(r.presencePenalty) && Math.abs(r.presencePenalty) <= 2, 'presence_penalty', r.presencePenalty, 'a number in [-2, 2]');
-  check(isNum(r.frequencyPenalty) && Math.abs(r.frequencyPenalty) <= 2, 'frequency_penalty', r.frequencyPenalty, 'a number in [-2, 2]');
-  check(Number.isInteger(r.penaltyWindow) && r.penaltyWindow >= -1, 'penalty_window', r.penaltyWindow, 'an integer >= -1');
+  check(Number.isInteger(r.topK) && r.topK >= 0, 'topK', r.topK, 'an integer >= 0 (0 = off)');
+  check(isNum(r.topP) && r.topP > 0 && r.topP <= 1, 'topP', r.topP, 'a number in (0, 1]');
+  check(isNum(r.minP) && r.minP >= 0 && r.minP <= 1, 'minP', r.minP, 'a number in [0, 1]');
+  check(isNum(r.repetitionPenalty) && r.repetitionPenalty > 0 && r.repetitionPenalty <= 10, 'repetitionPenalty', r.repetitionPenalty, 'a number in (0, 10]');
+  check(isNum(r.presencePenalty) && Math.abs(r.presencePenalty) <= 2, 'presencePenalty', r.presencePenalty, 'a number in [-2, 2]');
+  check(isNum(r.frequencyPenalty) && Math.abs(r.frequencyPenalty) <= 2, 'frequencyPenalty', r.frequencyPenalty, 'a number in [-2, 2]');
+  check(Number.isInteger(r.penaltyWindow) && r.penaltyWindow >= -1, 'penaltyWindow', r.penaltyWindow, 'an integer >= -1');
   return Object.freeze(r);
 }
 
@@ -62,12 +62,12 @@ export function resolveLogitBias(bias: Readonly<Record<string | number, number>>
   const out: Record<number, number> = {};
   if (bias === undefined) return out;
   if (typeof bias !== 'object' || bias === null || Array.isArray(bias)) {
-    throw new InvalidArgumentError('logit_bias must be an object mapping token ids to biases.', 'logit_bias');
+    throw new InvalidArgumentError('logitBias must be an object mapping token ids to biases.', 'logitBias');
   }
   for (const [key, v] of Object.entries(bias)) {
     const id = Number(key);
-    check(Number.isInteger(id) && id >= 0 && id < vocabSize, 'logit_bias', key, `a token id in [0, ${vocabSize})`);
-    check(isNum(v) && Math.abs(v) <= 100, 'logit_bias', v, 'a number in [-100, 100]');
+    check(Number.isInteger(id) && id >= 0 && id < vocabSize, 'logitBias', key, `a token id in [0, ${vocabSize})`);
+    check(isNum(v) && Math.abs(v) <= 100, 'logitBias', v, 'a number in [-100, 100]');
     out[id] = v;
   }
   return out;

@@ -11,7 +11,7 @@ import type { RemoteModel } from '../engine/remote.js';
 import type { ChunkLogprob, GenerationChunk, GenerationResult, PromptInput } from '../engine/session.js';
 import { Metrics } from './metrics.js';
 import {
-  chatLogprobs, completionLogprobs, finishReason, HttpError, parseChat, parseCompletion, timings, usage,
+  chatLogprobs, completionLogprobs, finishReason, HttpError, inRequestTerms, parseChat, parseCompletion, timings, usage,
   type Limits, type ParsedRequest,
 } from './protocol.js';
 
@@ -359,7 +359,10 @@ export class QuantspecServer {
 export function toHttpError(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
   if (e instanceof ContextOverflowError) return new HttpError(400, e.message, { param: 'messages', code: 'context_length_exceeded' });
-  if (e instanceof InvalidArgumentError) return new HttpError(400, e.message, { param: e.param ?? null, code: 'invalid_value' });
+  if (e instanceof InvalidArgumentError) {
+    const { message, param } = inRequestTerms(e.message, e.param);
+    return new HttpError(400, message, { param, code: 'invalid_value' });
+  }
   if (e instanceof QuantspecError && ['tokenizer', 'invalid_argument'].includes(e.code)) {
     return new HttpError(400, e.message, { code: e.code });
   }

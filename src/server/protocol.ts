@@ -1,6 +1,6 @@
 // OpenAI wire format: request validation and response shapes. snake_case lives only here.
 
-import type { ChatMessage } from '../tokenizer/chat.js';
+import type { ChatMessage } from '../engine/api.js';
 import type { ChunkLogprob, GenerationResult } from '../engine/session.js';
 import type { ModelGenerateOptions } from '../engine/model.js';
 
@@ -231,4 +231,17 @@ export function completionLogprobs(entries: readonly ChunkLogprob[], offset: num
     top_logprobs: entries.map((e) => Object.fromEntries(e.top.map((t) => [t.text, t.logprob]))),
     text_offset: offsets,
   };
+}
+
+/** Library option names (as engine errors spell them) and the request fields that set them. */
+const FIELD_OF_OPTION: Readonly<Record<string, string>> = {
+  maxTokens: 'max_tokens', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty',
+  presencePenalty: 'presence_penalty', frequencyPenalty: 'frequency_penalty', penaltyWindow: 'penalty_window',
+  logitBias: 'logit_bias', logprobs: 'top_logprobs',
+};
+
+/** An engine error's message and parameter in the API's words (snake_case request fields). */
+export function inRequestTerms(message: string, param: string | undefined): { message: string; param: string | null } {
+  const text = message.replace(/(?<![\w.])([a-z][a-zA-Z]*)(?![\w])/g, (word) => FIELD_OF_OPTION[word] ?? word);
+  return { message: text, param: param === undefined ? null : (FIELD_OF_OPTION[param] ?? param) };
 }

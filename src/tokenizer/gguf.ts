@@ -3,7 +3,12 @@
 // score-driven merge of tokenizer/llama2c.ts with "▁" for spaces and <0xNN> byte fallback.
 
 import { TokenizerError } from '../core/errors.js';
-import type { GgufFile } from '../model/gguf.js';
+
+/** The part of a GGUF file a vocabulary is read from (model/gguf.ts GgufFile satisfies it). */
+export interface GgufVocabSource {
+  readonly path: string;
+  readonly metadata: ReadonlyMap<string, unknown>;
+}
 import { HfTokenizer } from './hf.js';
 import { Llama2cTokenizer } from './llama2c.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -17,28 +22,28 @@ const PRE_REGEX: Readonly<Record<string, string>> = {
   qwen2: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 
-function strings(g: GgufFile, key: string): string[] | null {
+function strings(g: GgufVocabSource, key: string): string[] | null {
   const v = g.metadata.get(key);
   if (!Array.isArray(v)) return null;
   if (!v.every((x) => typeof x === 'string')) throw new TokenizerError(`${g.path}: ${key} must be a list of strings.`);
   return v as string[];
 }
 
-function numbers(g: GgufFile, key: string): number[] | null {
+function numbers(g: GgufVocabSource, key: string): number[] | null {
   const v = g.metadata.get(key);
   if (!Array.isArray(v)) return null;
   return v.map((x) => Number(x));
 }
 
-function id(g: GgufFile, key: string): number | undefined {
+function id(g: GgufVocabSource, key: string): number | undefined {
   const v = g.metadata.get(key);
   return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : undefined;
 }
 
-export function ggufTokenizer(g: GgufFile, modelEosIds: readonly number[]): Tokenizer {
+export function ggufTokenizer(g: GgufVocabSource, modelEosIds: readonly number[]): Tokenizer {
   const model = g.metadata.get('tokenizer.ggml.model');
   const tokens = strings(g, 'tokenizer.ggml.tokens');
-  if (!tokens) throw new TokenizerError(`${g.path} has no tokenizer.ggml.tokens; pass --tokenizer with a tokenizer.json.`);
+  if (!tokens) throw new TokenizerError(`${g.path} has no tokenizer.ggml.tokens; pass the tokenizer option with a tokenizer.json.`);
   const types = numbers(g, 'tokenizer.ggml.token_type') ?? [];
   const bos = id(g, 'tokenizer.ggml.bos_token_id');
   const eos = id(g, 'tokenizer.ggml.eos_token_id');
@@ -55,7 +60,7 @@ export function ggufTokenizer(g: GgufFile, modelEosIds: readonly number[]): Toke
         { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
       ] };
     } else {
-      throw new TokenizerError(`${g.path}: pre-tokenizer "${pre}" is not supported (gpt-2, default, llama-bpe, qwen2); pass --tokenizer with a tokenizer.json.`);
+      throw new TokenizerError(`${g.path}: pre-tokenizer "${pre}" is not supported (gpt-2, default, llama-bpe, qwen2); pass the tokenizer option with a tokenizer.json.`);
     }
     const special = tokens
       .map((content, i) => ({ id: i, content, special: types[i] === TOKEN_TYPE_CONTROL, single_word: false, lstrip: false, rstrip: false, normalized: false }))
@@ -95,5 +100,5 @@ export function ggufTokenizer(g: GgufFile, modelEosIds: readonly number[]): Toke
       eosText: eos !== undefined ? tokens[eos]! : '</s>',
     });
   }
-  throw new TokenizerError(`${g.path}: tokenizer model "${String(model)}" is not supported (gpt2, llama); pass --tokenizer with a tokenizer.json.`);
+  throw new TokenizerError(`${g.path}: tokenizer model "${String(model)}" is not supported (gpt2, llama); pass the tokenizer option with a tokenizer.json.`);
 }

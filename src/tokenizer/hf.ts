@@ -85,7 +85,7 @@ export class HfTokenizer implements Tokenizer {
   static fromPath(p: string, modelEosIds: readonly number[] = []): HfTokenizer {
     const file = fs.existsSync(p) && fs.statSync(p).isDirectory() ? path.join(p, 'tokenizer.json') : p;
     if (!fs.existsSync(file)) {
-      throw new TokenizerError(`no tokenizer.json at ${file}. Pass --tokenizer PATH to a tokenizer.json.`);
+      throw new TokenizerError(`no tokenizer.json at ${file}. Pass the tokenizer option with the path of a tokenizer.json.`);
     }
     const cfgFile = path.join(path.dirname(file), 'tokenizer_config.json');
     const config = fs.existsSync(cfgFile) ? readJson(cfgFile) : {};

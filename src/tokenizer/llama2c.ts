@@ -74,7 +74,7 @@ export class Llama2cTokenizer implements Tokenizer {
     try {
       buf = fs.readFileSync(file);
     } catch (e) {
-      throw new TokenizerError(`cannot read tokenizer ${file}: ${(e as Error).message}. Pass --tokenizer PATH.`);
+      throw new TokenizerError(`cannot read tokenizer ${file}: ${(e as Error).message}. Pass the tokenizer option with its path.`);
     }
     const bad = (why: string): never => {
       throw new TokenizerError(`${file} is not a llama2.c tokenizer.bin (${why}).`);

@@ -115,7 +115,7 @@ test('an aborted signal cancels generation and frees the session', async () => {
 });
 
 test('prefix reuse across quantized groups gives the same tokens as a fresh session (INT8 cache, QuantSpec)', async () => {
-  const m = await loadModel(undefined, { contextLength: 512, kvGroup: 16 });
+  const m = await loadModel(undefined, { contextLength: 512, keyGroupSize: 16 });
   const prompt = { ids: [0, ...Array.from({ length: 150 }, (_, i) => 100 + ((i * 37) % 3000))] };
   for (const spec of ['none', 'quantspec'] as const) {
     const s = m.createSession({ spec, kv: 'int8' });

@@ -1,10 +1,10 @@
 // Empty KV planes for kernel tests.
 
-import type { KvPlanes } from '../../src/kernels/backend.js';
+import type { KvPlanes } from '../../src/kv/layout.js';
 
 export function makePlanes(kvDim: number, tokens: number, G: number, Gv: number): KvPlanes {
   return {
-    kvDim, groupSizeK: G, groupSizeV: Gv,
+    kvDim, keyGroupSize: G, valueGroupSize: Gv,
     kUpper: new Uint8Array((tokens * kvDim) / 2), kLower: new Uint8Array((tokens * kvDim) / 2),
     kScale: new Uint16Array((tokens / G) * kvDim), kMin: new Uint16Array((tokens / G) * kvDim),
     vUpper: new Uint8Array((tokens * kvDim) / 2), vLower: new Uint8Array((tokens * kvDim) / 2),

@@ -93,7 +93,7 @@ export function hfConfigJson(c: ModelConfig, architecture = 'LlamaForCausalLM'):
 /** Logits of every position, feeding `ids` in chunks of `chunk` tokens. */
 export function allLogits(rt: ModelRuntime, w: WeightSet, ids: number[], chunk: number): Float32Array {
   const c = rt.config;
-  const cache = new FpKvCache(c.nLayers, c.nKvHeads, c.headDim, ids.length);
+  const cache = new FpKvCache(c.nLayers, c.nKvHeads, c.headDim, ids.length, rt.backend);
   const s = createScratch(c, chunk, chunk, ids.length);
   const out = new Float32Array(ids.length * c.vocabSize);
   for (let pos = 0; pos < ids.length; pos += chunk) {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KvCacheError } from '../../src/core/errors.js';
-import { quantBoundary } from '../../src/kernels/backend.js';
+import { quantBoundary } from '../../src/kv/layout.js';
 import { createReferenceBackend } from '../../src/kernels/reference/index.js';
 import type { KvViewKind } from '../../src/kv/cache.js';
 import { HierKvCache, hierLayout } from '../../src/kv/hier-cache.js';
@@ -23,8 +23,8 @@ const backend = createReferenceBackend();
 
 function newCache(capacity = 128, slack = 8): HierKvCache {
   return new HierKvCache({
-    nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim, capacity,
-    groupSizeK: G, groupSizeV: 8, slack, quantize: backend.quantizeKv,
+    nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim, contextLength: capacity,
+    keyGroupSize: G, valueGroupSize: 8, slack, storage: backend,
   });
 }
 

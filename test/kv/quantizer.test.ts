@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { f16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
-import type { FpRows } from '../../src/kernels/backend.js';
+import type { FpRows } from '../../src/kv/layout.js';
 import { dequantKey, dequantValue } from '../../src/kernels/reference/attention.js';
 import { quantizeKv, rint } from '../../src/kernels/reference/kvquant.js';
 import { gaussian } from '../helpers/tiny.js';

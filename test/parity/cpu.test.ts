@@ -8,7 +8,9 @@ import * as fs from 'node:fs';
 import { f32ToBf16, f32ToF16 } from '../../src/core/half.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import type { DenseTensor } from '../../src/core/tensor.js';
-import type { AttentionShape, FpRows, KvLayerView, KvPlanes } from '../../src/kernels/backend.js';
+import type { AttentionShape } from '../../src/kernels/backend.js';
+import { bind } from '../../src/kv/cache.js';
+import { quantBoundary, type FpRows, type KvLayerView, type KvPlanes } from '../../src/kv/layout.js';
 import { createCpuBackend, NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index.js';
 import { createReferenceBackend } from '../../src/kernels/reference/index.js';
 import { quantizeQ4 } from '../../src/quant/weights.js';
@@ -64,7 +66,7 @@ interface AttentionCase {
   q: Float32Array;
   nq: number;
   startPos: number;
-  view: KvLayerView;
+  view: KvLayerView; // bound by the reference: rebind it for the backend under test
   shape: AttentionShape;
   total: number;
 }
@@ -98,8 +100,8 @@ function* attentionCases(): Generator<AttentionCase> {
         const stride = 16;
         const positions = new Int32Array(c.nKv * stride);
         for (let g = 0; g < c.nKv; g++) for (let j = 0; j < 10; j++) positions[g * stride + j] = j * 7 + g;
-        view = { kvDim, fp: { dtype: 'f32', keys, values }, fpStart: 0, planes: null, bits: 8,
-          sparse: { count: 10, stride, positions, denseFrom: 100, recent: 50 } };
+        view = bind(ref, { kind: 'sparse', kvDim, fp: { dtype: 'f32', keys, values }, fpStart: 0,
+          selection: { count: 10, stride, positions, denseFrom: 100, recent: 50 } });
       } else {
         const planeTokens = qb(total - 1);
         const planes: KvPlanes = makePlanes(kvDim, Math.max(planeTokens, c.G), c.G, c.Gv);
@@ -112,7 +114,7 @@ function* attentionCases(): Generator<AttentionCase> {
           : { dtype: 'f32', keys: fpKeys.slice(), values: fpValues.slice() };
         if (planeTokens > 0) ref.quantizeKv(planes, { dtype: 'f32', keys, values }, 0, 0, planeTokens);
         assert.ok(rows > 0);
-        view = { kvDim, fp, fpStart, planes, bits, sparse: null };
+        view = bind(ref, { kind: 'hier', kvDim, fp, fpStart, planes, bits });
       }
       yield { label: `${JSON.stringify(c)} bits ${bits}`, q, nq: c.nq, startPos, view, shape, total };
     }
@@ -286,7 +288,7 @@ for (const isa of ISAS) {
     for (const c of attentionCases()) {
       const a = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
       const b = new Float32Array(a.length);
-      cpu.attention(a, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      cpu.attention(a, c.q, c.nq, c.startPos, bind(cpu, c.view), c.shape, new Float32Array(c.total));
       ref.attention(b, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
       // Quantized keys are dotted with an int16-quantized folded query (relative error ~1e-5), and
       // value weights are rounded to int16 units of 1/32767 of the largest in each 256-position
@@ -305,10 +307,10 @@ for (const isa of ISAS) {
       batches++;
       const width = c.shape.nHeads * c.shape.headDim;
       const batch = new Float32Array(c.nq * width);
-      cpu.attention(batch, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      cpu.attention(batch, c.q, c.nq, c.startPos, bind(cpu, c.view), c.shape, new Float32Array(c.total));
       for (let i = 0; i < c.nq; i++) {
         const one = new Float32Array(width);
-        cpu.attention(one, c.q.subarray(i * width, (i + 1) * width), 1, c.startPos + i, c.view, c.shape, new Float32Array(c.total));
+        cpu.attention(one, c.q.subarray(i * width, (i + 1) * width), 1, c.startPos + i, bind(cpu, c.view), c.shape, new Float32Array(c.total));
         assert.deepEqual(one, batch.subarray(i * width, (i + 1) * width), `${c.label}, query ${i}`);
       }
     }
@@ -334,7 +336,7 @@ test('avx512 attention equals avx2 attention exactly', { skip: skip || (!ISAS.in
     const cpu = createCpuBackend({ isa });
     return [...attentionCases()].map((c) => {
       const out = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
-      cpu.attention(out, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
+      cpu.attention(out, c.q, c.nq, c.startPos, bind(cpu, c.view), c.shape, new Float32Array(c.total));
       return out;
     });
   };
@@ -343,4 +345,32 @@ test('avx512 attention equals avx2 attention exactly', { skip: skip || (!ISAS.in
   const labels = [...attentionCases()].map((c) => c.label);
   assert.equal(a.length, b.length);
   for (let i = 0; i < a.length; i++) assert.deepEqual(b[i], a[i], labels[i]);
+});
+
+test('the addon\'s quantization boundary (C) equals kv/layout.ts quantBoundary', { skip }, () => {
+  const cpu = createCpuBackend({ isa: 'scalar' });
+  for (const G of [1, 2, 3, 4, 16, 100, 128]) {
+    for (let p = 0; p < 6 * G + 700; p++) {
+      assert.equal(cpu.quantBoundary(p, G), quantBoundary(p, G), `p ${p}, G ${G}`);
+    }
+  }
+});
+
+test('the native backend writes F32 rows into F32 and F16 cache rows as the reference does', { skip }, () => {
+  const cpu = createCpuBackend({ isa: 'scalar' });
+  const rng = new Xoshiro128(12);
+  const kvDim = 24;
+  const k = randn(rng, 3 * kvDim, 70000); // beyond F16's range too: infinities must round alike
+  const v = randn(rng, 3 * kvDim, 1e-6); // subnormal halves
+  for (const dtype of ['f32', 'f16'] as const) {
+    const make = (): FpRows => dtype === 'f32'
+      ? { dtype, keys: new Float32Array(8 * kvDim), values: new Float32Array(8 * kvDim) }
+      : { dtype, keys: new Uint16Array(8 * kvDim), values: new Uint16Array(8 * kvDim) };
+    const a = make();
+    const b = make();
+    cpu.writeKv(a, 5, k, v, 3, kvDim);
+    ref.writeKv(b, 5, k, v, 3, kvDim);
+    assert.deepEqual(a, b, dtype);
+    assert.ok(a.keys.slice(0, 5 * kvDim).every((x) => x === 0), 'rows before the destination untouched');
+  }
 });

@@ -59,9 +59,9 @@ test('sampling is reproducible with a seed and follows the distribution', () => 
 
 test('invalid sampling parameters are InvalidArgumentError naming the parameter', () => {
   const bad: [object, string][] = [
-    [{ temperature: -1 }, 'temperature'], [{ topP: 0 }, 'top_p'], [{ topP: 1.5 }, 'top_p'], [{ topK: -2 }, 'top_k'],
-    [{ topK: 2.5 }, 'top_k'], [{ minP: 2 }, 'min_p'], [{ repetitionPenalty: 0 }, 'repetition_penalty'],
-    [{ temperature: NaN }, 'temperature'], [{ presencePenalty: 3 }, 'presence_penalty'],
+    [{ temperature: -1 }, 'temperature'], [{ topP: 0 }, 'topP'], [{ topP: 1.5 }, 'topP'], [{ topK: -2 }, 'topK'],
+    [{ topK: 2.5 }, 'topK'], [{ minP: 2 }, 'minP'], [{ repetitionPenalty: 0 }, 'repetitionPenalty'],
+    [{ temperature: NaN }, 'temperature'], [{ presencePenalty: 3 }, 'presencePenalty'],
   ];
   for (const [p, name] of bad) {
     assert.throws(() => resolveSampling(p), (e: unknown) => e instanceof InvalidArgumentError && e.param === name, JSON.stringify(p));

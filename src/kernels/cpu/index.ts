@@ -13,15 +13,29 @@ import { fileURLToPath } from 'node:url';
 import { BackendUnavailableError } from '../../core/errors.js';
 import type { WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
-import type { AttentionShape, Backend, KvLayerView } from '../backend.js';
+import type { KvHandle, KvLayerView } from '../../kv/layout.js';
+import type { Backend } from '../backend.js';
 import { createReferenceBackend } from '../reference/index.js';
 
 interface NativeAddon {
   init(threads: number, isa: string): { isa: string; threads: number };
   matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, n: number): void;
   matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array, rows: number, cols: number, n: number): void;
-  attention(...args: unknown[]): void;
-  quantizeKv(...args: unknown[]): void;
+  attention(out: Float32Array, q: Float32Array, nq: number, startPos: number, nHeads: number, nKvHeads: number, headDim: number, window: number, kv: NativeKvHandle): void;
+  kvBind(
+    fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, bits: number, kvDim: number, groupK: number, groupV: number,
+    kUpper: Uint8Array | null, kLower: Uint8Array | null, kScale: Uint16Array | null, kMin: Uint16Array | null,
+    vUpper: Uint8Array | null, vLower: Uint8Array | null, vScale: Uint16Array | null, vMin: Uint16Array | null,
+    selPositions: Int32Array | null, selStride: number,
+  ): NativeKvHandle;
+  kvRefresh(kv: NativeKvHandle, fpStart: number, selCount: number, selDenseFrom: number, selRecent: number): void;
+  quantBoundary(p: number, G: number): number;
+  quantizeKv(
+    kUpper: Uint8Array, kLower: Uint8Array, kScale: Uint16Array, kMin: Uint16Array, vUpper: Uint8Array, vLower: Uint8Array, vScale: Uint16Array, vMin: Uint16Array,
+    kvDim: number, groupK: number, groupV: number, fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array,
+    srcRow: number, dstPos: number, nTokens: number,
+  ): void;
+  writeKv(fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, row: number, k: Float32Array, v: Float32Array, nTokens: number, kvDim: number): void;
   readSum(data: Float32Array): number;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, nRows: number, dim: number, eps: number): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, startPos: number, cos: Float32Array, sin: Float32Array, layout: number): void;
@@ -42,6 +56,38 @@ export interface CpuBackend extends Backend {
   readonly threads: number;
   /** Sum of a buffer read by every thread (benchmarks use it to measure read bandwidth). */
   readSum(data: Float32Array): number;
+  /** The addon's own quantization boundary (tested against kv/layout.ts quantBoundary). */
+  quantBoundary(p: number, G: number): number;
+}
+
+/** The addon's binding of one layer view (an external), made once by kvBind. */
+declare const nativeKvHandle: unique symbol;
+type NativeKvHandle = { readonly [nativeKvHandle]: true };
+
+/** A layer view's handle: the native binding and the refresh that keeps its scalars current. */
+class CpuKvHandle implements KvHandle {
+  constructor(private readonly native: NativeAddon, readonly bound: NativeKvHandle) {}
+
+  refresh(view: KvLayerView): void {
+    const sel = view.kind === 'sparse' ? view.selection : null;
+    this.native.kvRefresh(this.bound, view.fpStart, sel ? sel.count : 0, sel ? sel.denseFrom : 0, sel ? sel.recent : 0);
+  }
+}
+
+function bindView(native: NativeAddon, view: KvLayerView): CpuKvHandle {
+  const fp = view.fp;
+  const p = view.kind === 'hier' ? view.planes : null;
+  const sel = view.kind === 'sparse' ? view.selection : null;
+  const bound = native.kvBind(
+    FP_DTYPE_CODE[fp.dtype], fp.keys, fp.values, view.kind === 'hier' ? view.bits : 8, view.kvDim,
+    p ? p.keyGroupSize : 0, p ? p.valueGroupSize : 0,
+    p ? p.kUpper : null, p ? p.kLower : null, p ? p.kScale : null, p ? p.kMin : null,
+    p ? p.vUpper : null, p ? p.vLower : null, p ? p.vScale : null, p ? p.vMin : null,
+    sel ? sel.positions : null, sel ? sel.stride : 0,
+  );
+  const handle = new CpuKvHandle(native, bound);
+  handle.refresh(view);
+  return handle;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -100,6 +146,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     isa: info.isa,
     threads: info.threads,
     readSum: (data) => native.readSum(data),
+    quantBoundary: (p, G) => native.quantBoundary(p, G),
     prepareWeight(w: WeightTensor): WeightTensor {
       if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;
       return w;
@@ -144,23 +191,20 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
       }
       ref.embed(out, table, tokens, nTokens); // 4- and 8-bit tables: the reference decodes them
     },
-    attention(out, q, nQueries, startPos, kv: KvLayerView, shape: AttentionShape) {
-      // Called per layer and token: the arguments are passed one by one (no argument arrays).
-      const sp = kv.sparse;
-      const p = kv.planes;
-      native.attention(
-        out, q, nQueries, startPos, shape.nHeads, shape.nKvHeads, shape.headDim, shape.window,
-        FP_DTYPE_CODE[kv.fp.dtype], kv.fp.keys, kv.fp.values, kv.fpStart, kv.bits,
-        p ? p.kUpper : null, p ? p.kLower : null, p ? p.kScale : null, p ? p.kMin : null,
-        p ? p.vUpper : null, p ? p.vLower : null, p ? p.vScale : null, p ? p.vMin : null,
-        p ? p.groupSizeK : 0, p ? p.groupSizeV : 0,
-        sp ? sp.positions : null, sp ? sp.count : 0, sp ? sp.stride : 0, sp ? sp.denseFrom : 0, sp ? sp.recent : 0,
-      );
+    attention(out, q, nQueries, startPos, kv, shape) {
+      if (!(kv.handle instanceof CpuKvHandle)) {
+        throw new BackendUnavailableError('this KV view was bound by another backend; make the cache with the backend that runs attention.');
+      }
+      native.attention(out, q, nQueries, startPos, shape.nHeads, shape.nKvHeads, shape.headDim, shape.window, kv.handle.bound);
+    },
+    bindKv: (view) => bindView(native, view),
+    writeKv(fp, row, k, v, nTokens, kvDim) {
+      native.writeKv(FP_DTYPE_CODE[fp.dtype], fp.keys, fp.values, row, k, v, nTokens, kvDim);
     },
     quantizeKv(planes, fp, srcRow, dstPos, nTokens) {
       native.quantizeKv(
         planes.kUpper, planes.kLower, planes.kScale, planes.kMin, planes.vUpper, planes.vLower, planes.vScale, planes.vMin,
-        planes.kvDim, planes.groupSizeK, planes.groupSizeV, FP_DTYPE_CODE[fp.dtype], fp.keys, fp.values, srcRow, dstPos, nTokens,
+        planes.kvDim, planes.keyGroupSize, planes.valueGroupSize, FP_DTYPE_CODE[fp.dtype], fp.keys, fp.values, srcRow, dstPos, nTokens,
       );
     },
   };

@@ -3,7 +3,8 @@
 // merging), which makes it the oracle for the blocked log-sum-exp kernels of faster backends.
 
 import { f16Lookup } from '../../core/half.js';
-import { quantBoundary, type AttentionShape, type KvLayerView, type KvPlanes } from '../backend.js';
+import { quantBoundary, type KvLayerView, type KvPlanes } from '../../kv/layout.js';
+import type { AttentionShape } from '../backend.js';
 
 const f16 = f16Lookup();
 let headScratch = new Float32Array(0);
@@ -14,10 +15,10 @@ function nibble(plane: Uint8Array, rowBytes: number, t: number, c: number): numb
   return c & 1 ? byte >> 4 : byte & 15;
 }
 
-/** Keys: group = one channel over groupSizeK tokens; scale/min indexed [t / groupSizeK, channel]. */
+/** Keys: group = one channel over keyGroupSize tokens; scale/min indexed [t / keyGroupSize, channel]. */
 export function dequantKey(out: Float32Array, p: KvPlanes, bits: 4 | 8, t: number, c0: number, n: number): void {
   const rowBytes = p.kvDim >> 1;
-  const meta = Math.floor(t / p.groupSizeK) * p.kvDim;
+  const meta = Math.floor(t / p.keyGroupSize) * p.kvDim;
   for (let d = 0; d < n; d++) {
     const c = c0 + d;
     const s = f16[p.kScale[meta + c]!]!;
@@ -27,13 +28,13 @@ export function dequantKey(out: Float32Array, p: KvPlanes, bits: 4 | 8, t: numbe
   }
 }
 
-/** Values: group = groupSizeV consecutive channels of one token; scale/min indexed [t, channel / groupSizeV]. */
+/** Values: group = valueGroupSize consecutive channels of one token; scale/min indexed [t, channel / valueGroupSize]. */
 export function dequantValue(out: Float32Array, p: KvPlanes, bits: 4 | 8, t: number, c0: number, n: number): void {
   const rowBytes = p.kvDim >> 1;
-  const groups = p.kvDim / p.groupSizeV;
+  const groups = p.kvDim / p.valueGroupSize;
   for (let d = 0; d < n; d++) {
     const c = c0 + d;
-    const gi = t * groups + Math.floor(c / p.groupSizeV);
+    const gi = t * groups + Math.floor(c / p.valueGroupSize);
     const s = f16[p.vScale[gi]!]!;
     let x = f16[p.vMin[gi]!]! + nibble(p.vUpper, rowBytes, t, c) * s;
     if (bits === 8) x += (nibble(p.vLower, rowBytes, t, c) - 8) * (s / 16);
@@ -46,7 +47,7 @@ export function dequantValue(out: Float32Array, p: KvPlanes, bits: 4 | 8, t: num
  * whose quantization boundary is `qEnd` sees it.
  */
 export function readKv(out: Float32Array, kv: KvLayerView, which: 0 | 1, t: number, g: number, headDim: number, qEnd: number): void {
-  if (t < qEnd && kv.planes) {
+  if (t < qEnd && kv.kind === 'hier') {
     (which === 0 ? dequantKey : dequantValue)(out, kv.planes, kv.bits, t, g * headDim, headDim);
     return;
   }
@@ -67,8 +68,8 @@ function visible(kv: KvLayerView, pos: number, g: number, window: number): numbe
   if (posScratch.length < pos + 1) posScratch = new Int32Array(Math.max(pos + 1, 2 * posScratch.length));
   let m = 0;
   let from = lo;
-  const sp = kv.sparse;
-  if (sp) {
+  if (kv.kind === 'sparse') {
+    const sp = kv.selection;
     for (let j = 0; j < sp.count; j++) {
       const t = sp.positions[g * sp.stride + j]!;
       if (t >= lo && t <= pos) posScratch[m++] = t;
@@ -94,7 +95,7 @@ export function attention(
       const g = Math.floor(h / nRep); // GQA: query head h reads kv head h / nRep
       const qo = (i * nHeads + h) * headDim;
       const m = visible(kv, pos, g, window);
-      const qEnd = kv.planes ? quantBoundary(pos, kv.planes.groupSizeK) : 0;
+      const qEnd = kv.kind === 'hier' ? quantBoundary(pos, kv.planes.keyGroupSize) : 0;
       let max = -Infinity;
       for (let k = 0; k < m; k++) {
         readKv(row, kv, 0, posScratch[k]!, g, headDim, qEnd);

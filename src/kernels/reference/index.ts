@@ -2,7 +2,7 @@
 
 import type { Backend } from '../backend.js';
 import { attention } from './attention.js';
-import { quantizeKv } from './kvquant.js';
+import { NO_HANDLE, quantizeKv, writeKv } from './kvquant.js';
 import { add, addBias, embed, matmul, rmsnorm, rope, siluMul } from './ops.js';
 
 export function createReferenceBackend(): Backend {
@@ -18,5 +18,7 @@ export function createReferenceBackend(): Backend {
     embed,
     attention,
     quantizeKv,
+    writeKv,
+    bindKv: () => NO_HANDLE,
   };
 }

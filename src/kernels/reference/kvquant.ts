@@ -4,7 +4,7 @@
 // computed against the F16-rounded scale and minimum, so dequantization matches what was coded.
 
 import { f16Lookup, f32ToF16 } from '../../core/half.js';
-import type { FpRows, KvPlanes } from '../backend.js';
+import type { FpRows, KvHandle, KvPlanes } from '../../kv/layout.js';
 
 const f16 = f16Lookup();
 const F16_MAX = 65504;
@@ -49,7 +49,7 @@ function fpValue(rows: Uint16Array | Float32Array, dtype: 'f32' | 'f16', i: numb
 }
 
 export function quantizeKv(planes: KvPlanes, fp: FpRows, srcRow: number, dstPos: number, nTokens: number): void {
-  const { kvDim, groupSizeK: G, groupSizeV: Gv } = planes;
+  const { kvDim, keyGroupSize: G, valueGroupSize: Gv } = planes;
   const half = kvDim >> 1;
   // Keys: per channel over each group of G tokens.
   for (let g0 = 0; g0 < nTokens; g0 += G) {
@@ -101,3 +101,23 @@ export function quantizeKv(planes: KvPlanes, fp: FpRows, srcRow: number, dstPos:
     }
   }
 }
+
+/** Write nTokens F32 rows k, v [nTokens, kvDim] into fp at `row`, converted to fp's dtype. */
+export function writeKv(fp: FpRows, row: number, k: Float32Array, v: Float32Array, nTokens: number, kvDim: number): void {
+  const base = row * kvDim;
+  const len = nTokens * kvDim;
+  if (fp.dtype === 'f32') {
+    for (let i = 0; i < len; i++) {
+      fp.keys[base + i] = k[i]!;
+      fp.values[base + i] = v[i]!;
+    }
+    return;
+  }
+  for (let i = 0; i < len; i++) {
+    fp.keys[base + i] = f32ToF16(k[i]!);
+    fp.values[base + i] = f32ToF16(v[i]!);
+  }
+}
+
+/** The reference kernels read a view's fields directly: its handle has nothing to refresh. */
+export const NO_HANDLE: KvHandle = { refresh() {} };

@@ -28,7 +28,7 @@ typedef struct {
   int nb;
 } q8_acts;
 
-/* Hierarchical KV planes of one layer (see src/kernels/backend.ts KvPlanes). */
+/* Hierarchical KV planes of one layer (see src/kv/layout.ts KvPlanes). */
 typedef struct {
   int kv_dim, group_k, group_v;
   const uint8_t *k_upper, *k_lower; /* [T, kv_dim / 2] */
@@ -90,7 +90,11 @@ typedef struct {
 extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const kernel_table kernels_avx2;
-extern const kernel_table kernels_avx512; /* attention_head and silu_mul NULL: the AVX2 ones are used */
+extern const kernel_table kernels_avx512;
+/* AVX2 kernels the AVX-512 table shares (kernels_avx2.c). */
+void avx2_attention_head(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list, float *scratch,
+                         attn_partial *part, float *out_partial);
+void avx2_silu_mul(float *gate, const float *up, int i0, int i1);
 #endif
 
 /* Floats of scratch attention_rows needs for n_pairs (query, head) pairs. */
@@ -104,6 +108,7 @@ static inline size_t attn_rows_scratch(int n_pairs, int head_dim, int count) {
 /* Shared scalar helpers (kernels_common.c). */
 float qs_f16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);
+/* The C twin of src/kv/layout.ts quantBoundary (the two are tested against each other). */
 int quant_boundary(int p, int g);
 /* First position of the dense range query `pos` sees: its window start, raised for a sparse view. */
 int dense_lo(const attn_args *a, int pos);

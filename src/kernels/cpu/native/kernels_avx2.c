@@ -242,7 +242,7 @@ static inline void nibbles_to_f32(const uint8_t *src, __m256 out[4]) {
   out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c1, 8)));
 }
 
-static void attention_head(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
+void avx2_attention_head(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
                             attn_partial *part, float *outp) {
   const kv_view *kv = a->kv;
   const int d = a->head_dim, n_rep = a->n_heads / a->n_kv_heads, kv_dim = a->n_kv_heads * d;
@@ -847,7 +847,7 @@ static inline __m256 silu_mul8(__m256 g, __m256 u) {
   return _mm256_mul_ps(_mm256_mul_ps(g, sig), u);
 }
 
-static void silu_mul(float *gate, const float *up, int i0, int i1) {
+void avx2_silu_mul(float *gate, const float *up, int i0, int i1) {
   int i = i0;
   for (; i + 8 <= i1; i += 8) _mm256_storeu_ps(gate + i, silu_mul8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
   if (i < i1) { /* the tail through the same lanes, so every element gets the same arithmetic */
@@ -860,6 +860,14 @@ static void silu_mul(float *gate, const float *up, int i0, int i1) {
 }
 
 const kernel_table kernels_avx2 = {
-  "avx2", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts2, attention_head, attention_rows, silu_mul,
+  .name = "avx2",
+  .matmul_f32 = matmul_f32,
+  .matmul_f16 = matmul_f16,
+  .matmul_bf16 = matmul_bf16,
+  .matmul_q4 = matmul_q4,
+  .quantize_acts = quantize_acts2,
+  .attention_head = avx2_attention_head,
+  .attention_rows = attention_rows,
+  .silu_mul = avx2_silu_mul,
 };
 #endif

@@ -356,7 +356,16 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   attention_rows_with(&avx512_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 
+/* Sparse-selection attention and SiLU-gate are not bound by the vector width: the AVX2 ones serve. */
 const kernel_table kernels_avx512 = {
-  "avx512", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts512, NULL, attention_rows, NULL,
+  .name = "avx512",
+  .matmul_f32 = matmul_f32,
+  .matmul_f16 = matmul_f16,
+  .matmul_bf16 = matmul_bf16,
+  .matmul_q4 = matmul_q4,
+  .quantize_acts = quantize_acts512,
+  .attention_head = avx2_attention_head,
+  .attention_rows = attention_rows,
+  .silu_mul = avx2_silu_mul,
 };
 #endif

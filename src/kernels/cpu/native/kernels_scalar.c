@@ -175,6 +175,13 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
 }
 
 const kernel_table kernels_scalar = {
-  "scalar", matmul_f32, matmul_f16, matmul_bf16, matmul_q4, quantize_acts, attention_head, attention_rows,
-  silu_mul_scalar,
+  .name = "scalar",
+  .matmul_f32 = matmul_f32,
+  .matmul_f16 = matmul_f16,
+  .matmul_bf16 = matmul_bf16,
+  .matmul_q4 = matmul_q4,
+  .quantize_acts = quantize_acts,
+  .attention_head = attention_head,
+  .attention_rows = attention_rows,
+  .silu_mul = silu_mul_scalar,
 };

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCache, createDecoder, maxStepOf, resolveDecoding } from '../../src/engine/decoding.js';
+import { createCache, createDecoder, maxStepOf, resolveDecoding } from '../../src/speculative/modes.js';
 import { collect, Session } from '../../src/engine/session.js';
 import { computeLogits, createScratch, forward } from '../../src/model/forward.js';
 import { buildDraftWeights, DEFAULT_DRAFT } from '../../src/quant/draft.js';
@@ -37,7 +37,7 @@ test('speculative sampling through the engine matches the target joint distribut
   const draft = buildDraftWeights(noisy, { ...DEFAULT_DRAFT, groupSize: 8 }).weights;
   const sampling = { temperature: 2, topK: 0, topP: 1, minP: 0 };
   const prompt = [0, 5, 3, 1, 2];
-  const plan = resolveDecoding(config, { spec: 'quantspec', gamma: 3, kvGroup: 4 });
+  const plan = resolveDecoding(config, { spec: 'quantspec', gamma: 3, keyGroupSize: 4 });
 
   // Exact target distributions: q0 after the prompt, q1 after prompt + t1.
   const sampler = new Sampler(resolveSampling(sampling), config.vocabSize);
@@ -65,10 +65,11 @@ test('speculative sampling through the engine matches the target joint distribut
   }
   assert.equal(cells.size, 64);
 
+  const cache = createCache(plan, config, rt.backend, 64, 8);
   const session = new Session({
     rt, target, tokenizer: fakeTokenizer(config.vocabSize),
-    cache: createCache(plan, config, rt.backend, 64, 8), targetView: 'int8',
-    decoder: createDecoder(plan, config, target, draft), plan, contextLength: 64, prefillChunk: 8, maxStep: maxStepOf(plan),
+    cache, targetView: 'int8',
+    decoder: createDecoder(plan, config, cache, target, draft), plan, contextLength: 64, prefillChunk: 8, maxStep: maxStepOf(plan),
   });
   const counts = new Map<string, number>();
   const n = 20000;

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { physicalCores } from '../src/kernels/cpu/index.js';
+import { physicalCores } from '../kernels/cpu/index.js';
 
 export function cpuModel(): string {
   try {
@@ -36,7 +36,7 @@ export function machineSummary(): string {
  * the native backend is not built.
  */
 export function measureReadBandwidth(): number | null {
-  const backend = fileURLToPath(new URL('../src/kernels/cpu/index.js', import.meta.url));
+  const backend = fileURLToPath(new URL('../kernels/cpu/index.js', import.meta.url));
   const script = `
     const { createCpuBackend } = await import(${JSON.stringify(backend)});
     const cpu = createCpuBackend();

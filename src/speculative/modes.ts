@@ -1,17 +1,17 @@
-// Decoding modes: which cache, which view the target reads, which decoder (plain or speculative
-// with a QuantSpec / StreamingLLM / SnapKV draft). Resolves user options into one plan.
+// Decoding modes: which cache, which view the target reads, which draft (none for plain decoding,
+// or QuantSpec / StreamingLLM / SnapKV). Resolves user options into one plan, and wires the draft's
+// weights and KV view into a Decoder: the engine never sees which pass is the draft.
 
 import { InvalidArgumentError } from '../core/errors.js';
-import type { Backend } from '../kernels/backend.js';
-import type { KvCache, KvViewKind } from '../kv/cache.js';
+import type { KvCache } from '../kv/cache.js';
 import { FpKvCache } from '../kv/fp-cache.js';
 import { checkGroups, DEFAULT_KEY_GROUP, defaultValueGroup, HierKvCache } from '../kv/hier-cache.js';
+import type { KvStorage } from '../kv/layout.js';
 import type { ModelConfig } from '../model/config.js';
 import { parseDraftRoles, type DraftOptions, DEFAULT_DRAFT } from '../quant/draft.js';
 import type { WeightSet } from '../model/weights.js';
-import { PlainDecoder, type Decoder } from '../spec/decoder.js';
-import { SpeculativeDecoder } from '../spec/speculative.js';
-import { snapKvDraft, sparseStride, streamingDraft } from '../spec/sparse.js';
+import { Decoder } from './decoder.js';
+import { snapKvDraft, sparseStride, streamingDraft } from './sparse.js';
 
 export type SpecMode = 'auto' | 'none' | 'quantspec' | 'streaming' | 'snapkv';
 export type KvMode = 'fp' | 'int8' | 'int4';
@@ -29,9 +29,9 @@ export interface DecodingOptions {
   /** The target's KV: 'fp' (F32 cache) or the hierarchical cache read at 8 (or 4) bits. */
   readonly kv?: KvMode;
   /** Tokens per key group G (default 128). */
-  readonly kvGroup?: number;
+  readonly keyGroupSize?: number;
   /** Channels per value group (default min(128, head_dim)). */
-  readonly kvValueGroup?: number;
+  readonly valueGroupSize?: number;
 }
 
 /** A resolved decoding mode. */
@@ -40,8 +40,8 @@ export interface DecodingPlan {
   readonly kv: KvMode;
   readonly gamma: number | 'auto';
   readonly maxGamma: number;
-  readonly kvGroup: number;
-  readonly kvValueGroup: number;
+  readonly keyGroupSize: number;
+  readonly valueGroupSize: number;
   /** Whether the QuantSpec draft weights are needed. */
   readonly needsDraftWeights: boolean;
 }
@@ -56,10 +56,10 @@ export function resolveDecoding(config: ModelConfig, o: DecodingOptions = {}): D
   const kv: KvMode = o.kv ?? (spec === 'none' || sparse ? 'fp' : 'int8');
   let mode = spec;
   if (sparse && kv !== 'fp') {
-    throw new InvalidArgumentError(`--spec ${spec} drafts from the full-precision cache; use --kv fp (or omit --kv).`, 'kv');
+    throw new InvalidArgumentError(`spec ${spec} drafts from the full-precision cache; use kv fp (or leave kv unset).`, 'kv');
   }
   if (spec === 'quantspec' && kv !== 'int8') {
-    throw new InvalidArgumentError('--spec quantspec verifies against the INT8 view of the hierarchical cache; use --kv int8 (or omit --kv).', 'kv');
+    throw new InvalidArgumentError('spec quantspec verifies against the INT8 view of the hierarchical cache; use kv int8 (or leave kv unset).', 'kv');
   }
   // auto with a cache QuantSpec cannot verify against is plain decoding over that cache.
   if (spec === 'auto' && kv !== 'int8') mode = 'none';
@@ -67,14 +67,14 @@ export function resolveDecoding(config: ModelConfig, o: DecodingOptions = {}): D
   if (gamma !== 'auto' && (!Number.isInteger(gamma) || gamma < 1 || gamma > 32)) {
     throw new InvalidArgumentError(`gamma must be an integer in [1, 32] or "auto", got ${JSON.stringify(gamma)}.`, 'gamma');
   }
-  const kvGroup = o.kvGroup ?? DEFAULT_KEY_GROUP;
-  const kvValueGroup = o.kvValueGroup ?? defaultValueGroup(config.headDim);
-  const maxGamma = gamma === 'auto' ? Math.min(MAX_AUTO_GAMMA, kvGroup - 1) : gamma;
+  const keyGroupSize = o.keyGroupSize ?? DEFAULT_KEY_GROUP;
+  const valueGroupSize = o.valueGroupSize ?? defaultValueGroup(config.headDim);
+  const maxGamma = gamma === 'auto' ? Math.min(MAX_AUTO_GAMMA, keyGroupSize - 1) : gamma;
   if (kv !== 'fp') {
-    checkGroups(config.headDim, kvGroup, kvValueGroup);
+    checkGroups(config.headDim, keyGroupSize, valueGroupSize);
     // A verify pass (γ + 1 tokens) must fit in one key group (see HierKvCache).
-    if (mode !== 'none' && maxGamma + 1 > kvGroup) {
-      throw new InvalidArgumentError(`gamma ${maxGamma} needs a key group of at least ${maxGamma + 1}; raise --kv-group or lower --gamma.`, 'gamma');
+    if (mode !== 'none' && maxGamma + 1 > keyGroupSize) {
+      throw new InvalidArgumentError(`gamma ${maxGamma} needs a key group of at least ${maxGamma + 1}; raise keyGroupSize or lower gamma.`, 'gamma');
     }
   }
   return {
@@ -82,8 +82,8 @@ export function resolveDecoding(config: ModelConfig, o: DecodingOptions = {}): D
     kv,
     gamma,
     maxGamma,
-    kvGroup,
-    kvValueGroup,
+    keyGroupSize,
+    valueGroupSize,
     needsDraftWeights: mode === 'quantspec' || mode === 'auto',
   };
 }
@@ -99,51 +99,51 @@ export function bufferSlack(plan: DecodingPlan, prefillChunk: number): number {
 }
 
 export function createCache(
-  plan: DecodingPlan, config: ModelConfig, backend: Backend, contextLength: number, prefillChunk: number,
+  plan: DecodingPlan, config: ModelConfig, storage: KvStorage, contextLength: number, prefillChunk: number,
 ): KvCache {
   if (plan.kv === 'fp') {
     const stride = plan.spec === 'streaming' || plan.spec === 'snapkv' ? sparseStride(contextLength) : 0;
-    return new FpKvCache(config.nLayers, config.nKvHeads, config.headDim, contextLength, stride);
+    return new FpKvCache(config.nLayers, config.nKvHeads, config.headDim, contextLength, storage, stride);
   }
   return new HierKvCache({
     nLayers: config.nLayers,
     nKvHeads: config.nKvHeads,
     headDim: config.headDim,
-    capacity: contextLength,
-    groupSizeK: plan.kvGroup,
-    groupSizeV: plan.kvValueGroup,
+    contextLength,
+    keyGroupSize: plan.keyGroupSize,
+    valueGroupSize: plan.valueGroupSize,
     slack: bufferSlack(plan, prefillChunk),
-    quantize: (planes, fp, src, dst, n) => backend.quantizeKv(planes, fp, src, dst, n),
+    storage,
   });
 }
 
-/** The view the target reads for a plan. */
-export function targetView(plan: DecodingPlan): KvViewKind {
-  return plan.kv;
-}
-
-export function createDecoder(plan: DecodingPlan, config: ModelConfig, target: WeightSet, draftWeights: WeightSet | null): Decoder {
+/** The decoder of a plan: the draft's weights and KV view, or none (plain decoding, γ = 0). */
+export function createDecoder(plan: DecodingPlan, config: ModelConfig, cache: KvCache, target: WeightSet, draftWeights: WeightSet | null): Decoder {
   const opts = { gamma: plan.gamma, maxGamma: plan.maxGamma };
   switch (plan.spec) {
     case 'none':
-      return new PlainDecoder();
+      return new Decoder(null, config.vocabSize, opts);
     case 'streaming':
-      return new SpeculativeDecoder(streamingDraft(target), config.vocabSize, opts);
-    case 'snapkv':
-      return new SpeculativeDecoder(snapKvDraft(target), config.vocabSize, opts);
+    case 'snapkv': {
+      if (!(cache instanceof FpKvCache) || cache.sparseStride === 0) {
+        throw new InvalidArgumentError(`spec ${plan.spec} drafts from a full-precision cache with a sparse view; make the cache with createCache.`, 'spec');
+      }
+      const draft = plan.spec === 'streaming' ? streamingDraft(target, cache) : snapKvDraft(target, cache);
+      return new Decoder(draft, config.vocabSize, opts);
+    }
     case 'auto':
     case 'quantspec':
-      if (!draftWeights) throw new InvalidArgumentError('this model was loaded without draft weights; load it with draft enabled.', 'spec');
-      return new SpeculativeDecoder({ name: 'quantspec', weights: draftWeights, view: 'int4' }, config.vocabSize, opts);
+      if (!draftWeights) throw new InvalidArgumentError('this model was loaded without draft weights; load it with the draft enabled.', 'spec');
+      return new Decoder({ name: 'quantspec', weights: draftWeights, view: 'int4' }, config.vocabSize, opts);
   }
 }
 
 /** Draft weight options from user-facing settings. */
 export function resolveDraftOptions(o: { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean } = {}): DraftOptions {
-  if (o.bits !== undefined && o.bits !== 4) throw new InvalidArgumentError(`--draft-bits supports 4 only, got ${o.bits}.`, 'draft_bits');
+  if (o.bits !== undefined && o.bits !== 4) throw new InvalidArgumentError(`draft.bits supports 4 only, got ${o.bits}.`, 'draft.bits');
   const groupSize = o.groupSize ?? DEFAULT_DRAFT.groupSize;
   if (!Number.isInteger(groupSize) || groupSize < 2 || groupSize % 2 !== 0) {
-    throw new InvalidArgumentError(`--draft-group must be an even integer >= 2, got ${groupSize}.`, 'draft_group');
+    throw new InvalidArgumentError(`draft.groupSize must be an even integer >= 2, got ${groupSize}.`, 'draft.groupSize');
   }
   return {
     bits: 4,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GammaController } from '../../src/spec/adaptive.js';
+import { GammaController } from '../../src/speculative/adaptive.js';
 
 function feed(c: GammaController, draftMs: number, verify: (b: number) => number, accepted: (g: number) => number, rounds = 30): void {
   for (let i = 0; i < rounds; i++) {

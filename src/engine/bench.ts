@@ -3,12 +3,12 @@
 // with acceptance, peak RSS and KV bytes. JSON lines, a markdown table, an optional SVG plot.
 
 import * as fs from 'node:fs';
-import { InvalidArgumentError } from '../src/core/errors.js';
-import type { DecodingOptions } from '../src/engine/decoding.js';
-import { loadModel, type Model } from '../src/engine/model.js';
-import { collect } from '../src/engine/session.js';
-import { physicalCores } from '../src/kernels/cpu/index.js';
-import type { BackendName } from '../src/kernels/select.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { DecodingOptions } from '../speculative/modes.js';
+import { loadModel, type Model } from './model.js';
+import { collect } from './session.js';
+import { physicalCores } from '../kernels/cpu/index.js';
+import type { BackendName } from '../kernels/select.js';
 import { cpuModel, machineSummary, measureReadBandwidth } from './machine.js';
 
 export interface BenchMode {
@@ -57,7 +57,7 @@ export function promptOf(model: Model, text: string, n: number): number[] {
   const ids = model.tokenizer.encode(text, { addSpecial: false });
   const need = n - (bos !== null ? 1 : 0);
   if (ids.length < need) {
-    throw new InvalidArgumentError(`the corpus has ${ids.length} tokens; a context of ${n} needs more text (--text).`, 'contexts');
+    throw new InvalidArgumentError(`the corpus has ${ids.length} tokens; a context of ${n} needs more text.`, 'text');
   }
   return bos !== null ? [bos, ...ids.slice(0, need)] : ids.slice(0, need);
 }

@@ -5,44 +5,36 @@
 
 import { forward } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
-import type { SparseSelection } from '../kernels/backend.js';
-import type { DecodeState } from './decoder.js';
-import type { DraftModel } from './speculative.js';
+import type { FpKvCache } from '../kv/fp-cache.js';
+import type { DecodeState, DraftModel } from './decoder.js';
 
 export const SPARSE_BUDGET_FRACTION = 0.25;
 const SINKS = 4;
 const SNAP_WINDOW = 32;
 const SNAP_POOL = 7;
 
-function selections(state: DecodeState): SparseSelection[] {
-  return state.cache.view('sparse').layers.map((l) => l.sparse!);
-}
-
 /** Positions the draft may keep for a prompt of `promptLength` tokens. */
 export function sparseBudget(promptLength: number): number {
   return Math.max(SINKS + 4, Math.floor(promptLength * SPARSE_BUDGET_FRACTION));
 }
 
-export function streamingDraft(weights: WeightSet): DraftModel {
+export function streamingDraft(weights: WeightSet, cache: FpKvCache): DraftModel {
   return {
     name: 'streaming',
     weights,
     view: 'sparse',
     prepare(state) {
       const budget = sparseBudget(state.tokens.length);
-      const nKv = state.rt.config.nKvHeads;
-      for (const sel of selections(state)) {
-        sel.count = SINKS;
-        for (let g = 0; g < nKv; g++) for (let j = 0; j < SINKS; j++) sel.positions[g * sel.stride + j] = j;
-        sel.denseFrom = SINKS;
-        sel.recent = budget - SINKS;
-      }
+      const { nLayers, nKvHeads } = state.rt.config;
+      const sinks = Array.from({ length: SINKS }, (_, j) => j);
+      const perHead = Array.from({ length: nKvHeads }, () => sinks);
+      for (let l = 0; l < nLayers; l++) cache.select(l, perHead, SINKS, budget - SINKS);
     },
   };
 }
 
-export function snapKvDraft(weights: WeightSet): DraftModel {
-  return { name: 'snapkv', weights, view: 'sparse', prepare: (state) => snapSelect(state) };
+export function snapKvDraft(weights: WeightSet, cache: FpKvCache): DraftModel {
+  return { name: 'snapkv', weights, view: 'sparse', prepare: (state) => snapSelect(state, cache) };
 }
 
 /** Largest selection a sparse draft needs for contexts up to `contextLength` (sizes the cache). */
@@ -50,18 +42,14 @@ export function sparseStride(contextLength: number): number {
   return Math.max(SINKS, sparseBudget(contextLength));
 }
 
-function snapSelect(state: DecodeState): void {
-  const { rt, target, cache, tokens, scratch } = state;
+function snapSelect(state: DecodeState, cache: FpKvCache): void {
+  const { rt, target, tokens, scratch } = state;
   const { nLayers, nHeads, nKvHeads, headDim } = rt.config;
   const L = cache.length; // prompt tokens in the cache (the last prompt token is fed later)
   const budget = sparseBudget(tokens.length);
-  const sels = selections(state);
+  const none = Array.from({ length: nKvHeads }, () => []);
   if (L <= budget) {
-    for (const sel of sels) {
-      sel.count = 0;
-      sel.denseFrom = 0;
-      sel.recent = 0;
-    }
+    for (let l = 0; l < nLayers; l++) cache.select(l, none, 0, 0);
     return;
   }
   const w = Math.min(SNAP_WINDOW, Math.max(1, Math.floor(budget / 2)), scratch.maxBatch);
@@ -83,7 +71,7 @@ function snapSelect(state: DecodeState): void {
   const order: number[] = [];
   for (let l = 0; l < nLayers; l++) {
     const keys = cache.view('fp').layers[l]!.fp.keys as Float32Array;
-    const sel = sels[l]!;
+    const perHead: number[][] = [];
     for (let g = 0; g < nKvHeads; g++) {
       score.fill(0);
       for (let i = 0; i < w; i++) {
@@ -112,11 +100,8 @@ function snapSelect(state: DecodeState): void {
       order.length = 0;
       for (let t = 0; t < start; t++) order.push(t);
       order.sort((a, b) => pooled[b]! - pooled[a]! || a - b);
-      const chosen = order.slice(0, Math.min(keep, start, sel.stride)).sort((a, b) => a - b);
-      for (let j = 0; j < chosen.length; j++) sel.positions[g * sel.stride + j] = chosen[j]!;
-      sel.count = chosen.length;
+      perHead.push(order.slice(0, Math.min(keep, start, cache.sparseStride)).sort((a, b) => a - b));
     }
-    sel.denseFrom = start;
-    sel.recent = 0;
+    cache.select(l, perHead, start, 0);
   }
 }

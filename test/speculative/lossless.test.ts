@@ -7,10 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createCache, maxStepOf, type DecodingOptions } from '../../src/engine/decoding.js';
+import { createCache, maxStepOf, type DecodingOptions } from '../../src/speculative/modes.js';
 import { loadModel, type Model } from '../../src/engine/model.js';
 import { collect, Session } from '../../src/engine/session.js';
-import { SpeculativeDecoder } from '../../src/spec/speculative.js';
+import { Decoder } from '../../src/speculative/decoder.js';
 import { HF_REFERENCE_MODELS, sharedPath } from '../helpers/shared.js';
 
 const corpus = sharedPath('corpus/eval-moby-tail.txt');
@@ -39,13 +39,13 @@ const MODELS: { name: string; file?: string; long: number; groups: number[] }[] 
 for (const m of MODELS) {
   const dir = sharedPath(`models/${m.name}`);
   test(`${m.name}: greedy QuantSpec == plain decoding over the INT8 cache`, { skip: dir.skip || corpus.skip }, async () => {
-    for (const kvGroup of m.groups) {
-      const model = await loadModel(m.file ? path.join(dir.path, m.file) : dir.path, { kvGroup, contextLength: 512 });
+    for (const keyGroupSize of m.groups) {
+      const model = await loadModel(m.file ? path.join(dir.path, m.file) : dir.path, { keyGroupSize, contextLength: 512 });
       for (const ids of prompts(model, m.long)) {
         const plain = await greedy(model, ids, { spec: 'none', kv: 'int8' }, 40);
         for (const gamma of [3, 'auto'] as const) {
           const spec = await greedy(model, ids, { spec: 'quantspec', gamma }, 40);
-          assert.deepEqual(spec.generatedIds, plain.generatedIds, `G ${kvGroup}, prompt of ${ids.length}, gamma ${gamma}`);
+          assert.deepEqual(spec.generatedIds, plain.generatedIds, `G ${keyGroupSize}, prompt of ${ids.length}, gamma ${gamma}`);
           assert.ok(spec.stats!.rounds > 0);
         }
       }
@@ -54,9 +54,9 @@ for (const m of MODELS) {
 }
 
 test('draft = target (full weights, INT8 view): every draft is accepted', { skip: sharedPath('models/pdlm-5.8m').skip || corpus.skip }, async () => {
-  const model = await loadModel(sharedPath('models/pdlm-5.8m').path, { contextLength: 512, kvGroup: 16 });
+  const model = await loadModel(sharedPath('models/pdlm-5.8m').path, { contextLength: 512, keyGroupSize: 16 });
   const plan = model.plan({ spec: 'quantspec', gamma: 4 });
-  const decoder = new SpeculativeDecoder({ name: 'self', weights: model.target, view: 'int8' }, model.config.vocabSize, { gamma: 4, maxGamma: 4 });
+  const decoder = new Decoder({ name: 'self', weights: model.target, view: 'int8' }, model.config.vocabSize, { gamma: 4, maxGamma: 4 });
   const session = new Session({
     rt: model.runtime, target: model.target, tokenizer: model.tokenizer,
     cache: createCache(plan, model.config, model.backend, 512, model.prefillChunk),

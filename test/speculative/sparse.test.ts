@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/engine/model.js';
-import { sparseBudget } from '../../src/spec/sparse.js';
+import { sparseBudget } from '../../src/speculative/sparse.js';
 import { randomTokens } from '../helpers/tiny.js';
 
 test('StreamingLLM and SnapKV drafts: greedy output equals plain F32 decoding; selections are sparse', async () => {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Xoshiro128 } from '../../src/core/rng.js';
-import { acceptGreedy, acceptSampled } from '../../src/spec/accept.js';
+import { acceptGreedy, acceptSampled } from '../../src/speculative/accept.js';
 
 test('greedy: longest matching prefix, then the target token', () => {
   assert.deepEqual(acceptGreedy([5, 6, 7], [5, 6, 7, 8], 3), { accepted: 3, next: 8 });

@@ -1,0 +1,9 @@
+// What the command line and the server use from the layers below, in one place: they reach the
+// model, sampling, tokenizer, kernel and decoding modules only through the engine (DESIGN 3).
+
+export type { DecodingOptions, KvMode, SpecMode } from '../speculative/modes.js';
+export type { BackendName } from '../kernels/select.js';
+export { resolveSampling } from '../sampling/params.js';
+export type { ChatMessage } from '../tokenizer/chat.js';
+export { describeConfig } from '../model/config.js';
+export { convertHfToGguf, type GgufDtype } from '../model/gguf-writer.js';

@@ -1,0 +1,181 @@
+/* The attention scheduler (attention.h). */
+#include <math.h>
+#include <string.h>
+#include "attention.h"
+#include "isa.h"
+#include "pool.h"
+
+static void *attn_scratch, *attn_parts, *attn_outs;
+static size_t attn_scratch_cap, attn_parts_cap, attn_outs_cap;
+
+#define MAX_GROUPS 8
+/* Positions per dense work item (rounded up to whole key groups). */
+#define ATTN_CHUNK 256
+
+typedef struct {
+  attn_args a;
+  int n_rep;
+  int chunk; /* positions per dense work item */
+  /* Queries with the same quantization boundary form a group; one pass over the cache serves a group. */
+  int n_groups;
+  int group_q0[MAX_GROUPS + 1]; /* group k = queries [group_q0[k], group_q0[k + 1]) */
+  int group_lo[MAX_GROUPS], group_hi[MAX_GROUPS], group_items0[MAX_GROUPS + 1];
+  int dense_items;  /* items [0, dense_items): (group, chunk); then one sparse item per query */
+  int n_items;
+  size_t slot;      /* partials per item: nq * n_heads */
+  size_t scratch_per_thread;
+} at_ctx;
+
+/* The dense positions query `query` sees: [*lo, *hi). A sparse selection adds its own positions. */
+static void visible_range(const attn_args *a, int query, int *lo, int *hi) {
+  const int pos = a->start_pos + query;
+  *lo = dense_lo(a, pos);
+  *hi = pos + 1;
+}
+
+static void empty_parts(attn_partial *p, int n) {
+  for (int i = 0; i < n; i++) p[i].m = -INFINITY, p[i].l = 0;
+}
+
+static void attn_job(void *p, int part, int n_parts) {
+  at_ctx *c = (at_ctx *)p;
+  const attn_args *a = &c->a;
+  const int d = a->head_dim, n_rep = c->n_rep;
+  float *scratch = (float *)attn_scratch + (size_t)part * c->scratch_per_thread;
+  int i0, i1;
+  share(c->n_items, part, n_parts, 1, &i0, &i1);
+  for (int item = i0; item < i1; item++) {
+    attn_partial *parts = (attn_partial *)attn_parts + (size_t)item * c->slot;
+    float *outs = (float *)attn_outs + (size_t)item * c->slot * d;
+    if (item < c->dense_items) {
+      int k = 0;
+      while (item >= c->group_items0[k + 1]) k++;
+      const int p0 = c->group_lo[k] + (item - c->group_items0[k]) * c->chunk;
+      const int p1 = p0 + c->chunk < c->group_hi[k] ? p0 + c->chunk : c->group_hi[k];
+      K->attention_rows(a, c->group_q0[k], c->group_q0[k + 1], p0, p1, scratch, parts, outs);
+      continue;
+    }
+    /* sparse selection of one query: the selected positions inside its window that precede its dense range */
+    const kv_view *kv = a->kv;
+    const int query = item - c->dense_items;
+    const int pos = a->start_pos + query;
+    const int wlo = a->window > 0 ? pos - a->window + 1 : 0;
+    int lo, hi;
+    visible_range(a, query, &lo, &hi);
+    for (int g = 0; g < a->n_kv_heads; g++) {
+      const int32_t *sel = kv->sel_positions + (size_t)g * kv->sel_stride;
+      int k0 = 0;
+      while (k0 < kv->sel_count && sel[k0] < wlo) k0++;
+      int k1 = k0;
+      while (k1 < kv->sel_count && sel[k1] < lo && sel[k1] <= pos) k1++;
+      if (k1 > k0) K->attention_head(a, query, g, 0, k1 - k0, sel + k0, scratch, parts + g * n_rep, outs + (size_t)g * n_rep * d);
+      else empty_parts(parts + g * n_rep, n_rep);
+    }
+  }
+}
+
+/* Merge, for every (query, head), its partials over the group's chunks (and its sparse item) by
+ * log-sum-exp into out; empty partials contribute nothing. */
+static void attn_merge(const at_ctx *c) {
+  const attn_args *a = &c->a;
+  const int d = a->head_dim, n_heads = a->n_heads, n_rep = c->n_rep;
+  for (int k = 0; k < c->n_groups; k++) {
+    const int q0 = c->group_q0[k], nqs = c->group_q0[k + 1] - q0, nj = nqs * n_rep;
+    for (int query = q0; query < q0 + nqs; query++) {
+      for (int h = 0; h < n_heads; h++) {
+        const int g = h / n_rep, r = h % n_rep;
+        const size_t gp = (size_t)g * nj + (size_t)(query - q0) * n_rep + r; /* pair index in dense items */
+        const size_t sp = (size_t)h;                                        /* index in the sparse item */
+        const int n_dense = c->group_items0[k + 1] - c->group_items0[k];
+        const int has_sparse = a->kv->sel_positions != NULL;
+        float m = -INFINITY;
+        for (int it = 0; it < n_dense + has_sparse; it++) {
+          const size_t item = it < n_dense ? (size_t)(c->group_items0[k] + it) : (size_t)(c->dense_items + query);
+          const attn_partial *pp = (attn_partial *)attn_parts + item * c->slot + (it < n_dense ? gp : sp);
+          if (pp->l > 0 && pp->m > m) m = pp->m;
+        }
+        float *o = a->out + ((size_t)query * n_heads + h) * d;
+        memset(o, 0, sizeof(float) * d);
+        float l = 0;
+        for (int it = 0; it < n_dense + has_sparse; it++) {
+          const size_t item = it < n_dense ? (size_t)(c->group_items0[k] + it) : (size_t)(c->dense_items + query);
+          const size_t idx = it < n_dense ? gp : sp;
+          const attn_partial *pp = (attn_partial *)attn_parts + item * c->slot + idx;
+          if (!(pp->l > 0)) continue;
+          const float w = expf(pp->m - m);
+          l += pp->l * w;
+          const float *src = (float *)attn_outs + (item * c->slot + idx) * d;
+          for (int i = 0; i < d; i++) o[i] += src[i] * w;
+        }
+        const float inv = l > 0 ? 1.0f / l : 0.0f;
+        for (int i = 0; i < d; i++) o[i] *= inv;
+      }
+    }
+  }
+}
+
+/* Group consecutive queries by quantization boundary (at most two in a batch of <= G tokens). */
+static int group_queries(at_ctx *c) {
+  const attn_args *a = &c->a;
+  const kv_planes *p = a->kv->planes;
+  c->n_groups = 0;
+  for (int qi = 0; qi < a->nq; qi++) {
+    const int b = p ? quant_boundary(a->start_pos + qi, p->group_k) : 0;
+    const int prev = qi > 0 && p ? quant_boundary(a->start_pos + qi - 1, p->group_k) : 0;
+    if (qi == 0 || b != prev) {
+      if (c->n_groups == MAX_GROUPS) return ATTN_TOO_MANY_GROUPS;
+      c->group_q0[c->n_groups++] = qi;
+    }
+  }
+  c->group_q0[c->n_groups] = a->nq;
+  return ATTN_OK;
+}
+
+/* Chunks of ATTN_CHUNK positions (whole key groups) at absolute multiples of the chunk size: a
+ * query's partials then do not depend on the other queries of its batch (a verify pass gives bit
+ * for bit what decoding the same tokens one by one gives), because masked positions add exact
+ * zeros and every sum keeps its order. */
+static void plan_items(at_ctx *c) {
+  const attn_args *a = &c->a;
+  const kv_planes *p = a->kv->planes;
+  int chunk = ATTN_CHUNK;
+  if (p && chunk % p->group_k != 0) chunk = (chunk / p->group_k + 1) * p->group_k;
+  for (int k = 0; k < c->n_groups; k++) {
+    int lo = 1 << 30, hi = 0;
+    for (int qi = c->group_q0[k]; qi < c->group_q0[k + 1]; qi++) {
+      int l, h;
+      visible_range(a, qi, &l, &h);
+      if (l < lo) lo = l;
+      if (h > hi) hi = h;
+    }
+    c->group_lo[k] = (lo / chunk) * chunk;
+    c->group_hi[k] = hi > lo ? hi : c->group_lo[k];
+  }
+  c->chunk = chunk;
+  c->group_items0[0] = 0;
+  for (int k = 0; k < c->n_groups; k++)
+    c->group_items0[k + 1] = c->group_items0[k] + (c->group_hi[k] - c->group_lo[k] + chunk - 1) / chunk;
+  c->dense_items = c->group_items0[c->n_groups];
+  c->n_items = c->dense_items + (a->kv->sel_positions ? a->nq : 0);
+  c->slot = (size_t)a->nq * a->n_heads;
+  const size_t rows_scratch = attn_rows_scratch(a->nq * a->n_heads, a->head_dim, chunk);
+  const int sel_stride = a->kv->sel_stride;
+  const size_t head_scratch = (size_t)a->head_dim * 2 + (size_t)c->n_rep * (chunk > sel_stride ? chunk : sel_stride) + 64;
+  c->scratch_per_thread = ((rows_scratch > head_scratch ? rows_scratch : head_scratch) + 15) & ~(size_t)15;
+}
+
+int attention_run(const attn_args *a) {
+  at_ctx c;
+  c.a = *a;
+  c.n_rep = a->n_heads / a->n_kv_heads;
+  const int grouped = group_queries(&c);
+  if (grouped != ATTN_OK) return grouped;
+  plan_items(&c);
+  if (!grow(&attn_scratch, &attn_scratch_cap, c.scratch_per_thread * pool_threads() * sizeof(float)) ||
+      !grow(&attn_parts, &attn_parts_cap, (size_t)c.n_items * c.slot * sizeof(attn_partial)) ||
+      !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float)))
+    return ATTN_OUT_OF_MEMORY;
+  pool_run(attn_job, &c);
+  attn_merge(&c);
+  return ATTN_OK;
+}

@@ -1,0 +1,130 @@
+/* Kernels split over the thread pool (jobs.h). */
+#include <stdlib.h>
+#include "isa.h"
+#include "jobs.h"
+#include "pool.h"
+
+static void *acts_q, *acts_d, *acts_sum, *acts_dsum;
+static size_t acts_q_cap, acts_d_cap, acts_sum_cap, acts_dsum_cap;
+
+typedef struct {
+  float *out;
+  const float *x;
+  const void *w;
+  int dtype, rows, cols, n;
+} mm_ctx;
+
+static void mm_job(void *p, int part, int n_parts) {
+  mm_ctx *c = (mm_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 4, &r0, &r1);
+  if (r0 >= r1) return;
+  if (c->dtype == 0) K->matmul_f32(c->out, c->x, (const float *)c->w, c->rows, c->cols, c->n, r0, r1);
+  else if (c->dtype == 1) K->matmul_f16(c->out, c->x, (const uint16_t *)c->w, c->rows, c->cols, c->n, r0, r1);
+  else K->matmul_bf16(c->out, c->x, (const uint16_t *)c->w, c->rows, c->cols, c->n, r0, r1);
+}
+
+void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, int cols, int n) {
+  mm_ctx c = {out, x, w, dtype, rows, cols, n};
+  pool_run(mm_job, &c);
+}
+
+typedef struct {
+  float *out;
+  const float *x;
+  q4_weights w;
+  q8_acts a;
+  int rows, cols, n;
+} q4_ctx;
+
+static void q4_quant_job(void *p, int part, int n_parts) {
+  q4_ctx *c = (q4_ctx *)p;
+  int t0, t1;
+  share(c->n, part, n_parts, 1, &t0, &t1);
+  if (t0 < t1) K->quantize_acts((int8_t *)c->a.q, (float *)c->a.d, (int32_t *)c->a.sum, (float *)c->a.dsum, c->x, c->cols, c->a.nb, t0, t1);
+}
+
+static void q4_job(void *p, int part, int n_parts) {
+  q4_ctx *c = (q4_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 4, &r0, &r1);
+  if (r0 < r1) K->matmul_q4(c->out, &c->a, &c->w, c->rows, c->n, r0, r1);
+}
+
+int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16_t *scales, const uint16_t *mins, int rows,
+                  int cols, int n) {
+  const int nb = (cols + QK - 1) / QK;
+  q4_ctx c;
+  c.out = out;
+  c.x = x;
+  c.w.codes = codes;
+  c.w.scales = scales;
+  c.w.mins = mins;
+  c.w.nb = nb;
+  c.a.q = grow(&acts_q, &acts_q_cap, (size_t)n * nb * QK);
+  c.a.d = grow(&acts_d, &acts_d_cap, (size_t)n * nb * sizeof(float));
+  c.a.sum = grow(&acts_sum, &acts_sum_cap, (size_t)n * nb * sizeof(int32_t));
+  c.a.dsum = grow(&acts_dsum, &acts_dsum_cap, (size_t)n * nb * sizeof(float));
+  c.a.nb = nb;
+  c.rows = rows;
+  c.cols = cols;
+  c.n = n;
+  if (!c.a.q || !c.a.d || !c.a.sum || !c.a.dsum) return -1;
+  if (n > 1) pool_run(q4_quant_job, &c);
+  else K->quantize_acts((int8_t *)c.a.q, (float *)c.a.d, (int32_t *)c.a.sum, (float *)c.a.dsum, c.x, cols, nb, 0, 1);
+  pool_run(q4_job, &c);
+  return 0;
+}
+
+/* Below this many elements the calling thread does the work alone: waking the pool costs more. */
+#define EW_PARALLEL_MIN (1 << 15)
+
+static void ew_job(void *p, int part, int n_parts) {
+  const ew_ctx *c = (const ew_ctx *)p;
+  int a, b;
+  share(c->rows, part, n_parts, c->op == EW_SILU ? 64 : 1, &a, &b);
+  if (a >= b) return;
+  switch (c->op) {
+    case EW_RMSNORM: rmsnorm_rows(c->out, c->x, c->w, c->dim, c->eps, a, b); break;
+    case EW_ROPE: rope_rows(c->out, c->n_heads, c->head_dim, c->start_pos, c->x, c->w, c->layout, a, b); break;
+    case EW_EMBED: embed_rows(c->out, c->table, c->dtype, c->dim, c->tokens, a, b); break;
+    case EW_ADD: add_rows(c->out, c->x, c->w, c->dim, a, b); break;
+    default: K->silu_mul(c->out, c->x, a, b); break;
+  }
+}
+
+void ew_run(ew_ctx *c, size_t elements) {
+  if (elements < EW_PARALLEL_MIN) ew_job(c, 0, 1);
+  else pool_run(ew_job, c);
+}
+
+typedef struct {
+  const float *data;
+  size_t n;
+  double partial[MAX_THREADS];
+} sum_ctx;
+
+static void sum_job(void *p, int part, int n_parts) {
+  sum_ctx *c = (sum_ctx *)p;
+  const size_t per = (c->n / n_parts) & ~(size_t)63;
+  const size_t a = per * part, b = part == n_parts - 1 ? c->n : a + per;
+  /* eight independent accumulators: a streaming read, as fast as the memory allows */
+  float acc[8] = {0};
+  size_t i = a;
+  for (; i + 8 <= b; i += 8)
+    for (int k = 0; k < 8; k++) acc[k] += c->data[i + k];
+  double s = 0;
+  for (int k = 0; k < 8; k++) s += acc[k];
+  for (; i < b; i++) s += c->data[i];
+  c->partial[part] = s;
+}
+
+double read_sum(const float *data, size_t n) {
+  sum_ctx c;
+  c.data = data;
+  c.n = n;
+  pool_run(sum_job, &c);
+  double s = 0;
+  for (int i = 0; i < pool_threads(); i++) s += c.partial[i];
+  return s;
+}

@@ -1,0 +1,34 @@
+/* Kernels split over the thread pool: matmul (by rows), Q4 matmul (activations by token, then
+ * rows), elementwise ops (by rows, tokens or elements) and the read-bandwidth probe. Each calls the
+ * kernel table chosen at load (isa.h). */
+#ifndef QUANTSPEC_JOBS_H
+#define QUANTSPEC_JOBS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[n, rows] = x[n, cols] · wᵀ; dtype 0 = f32, 1 = f16, 2 = bf16. */
+void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, int cols, int n);
+/* The same for Q4 blocks of 32 (kernels.h); returns 0, or -1 when out of memory. */
+int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16_t *scales, const uint16_t *mins, int rows,
+                  int cols, int n);
+
+enum { EW_RMSNORM, EW_ROPE, EW_EMBED, EW_ADD, EW_SILU };
+
+typedef struct {
+  int op;
+  float *out;
+  const float *x, *w; /* rope: the cos and sin tables; add: x or the bias in w */
+  const void *table;
+  const int32_t *tokens;
+  int rows, dim, dtype; /* rows: the unit split across threads (rows, tokens or elements) */
+  double eps;
+  int n_heads, head_dim, start_pos, layout;
+} ew_ctx;
+
+/* Run an elementwise op over `elements` values: on the calling thread when small, else the pool. */
+void ew_run(ew_ctx *c, size_t elements);
+
+/* Sum of n floats read by every thread: the benchmarks' measure of read bandwidth. */
+double read_sum(const float *data, size_t n);
+
+#endif

@@ -1,0 +1,120 @@
+/* The thread pool (pool.h) and scratch growth. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+#include "pool.h"
+
+#define SPIN_ITERS 20000
+
+
+static struct {
+  int n_threads;
+  pthread_t threads[MAX_THREADS];
+  _Atomic uint32_t generation;
+  _Atomic int pending;
+  _Atomic int sleepers;
+  job_fn fn;
+  void *ctx;
+  int started;
+} pool;
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t value) {
+#ifdef __linux__
+  syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+#else
+  (void)addr; (void)value;
+  usleep(50);
+#endif
+}
+
+static void futex_wake_all(_Atomic uint32_t *addr) {
+#ifdef __linux__
+  syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);
+#else
+  (void)addr;
+#endif
+}
+
+static void *worker_main(void *arg) {
+  const int part = (int)(intptr_t)arg;
+  /* The generation when the pool was created: a job published before this thread first runs
+   * must still be seen as new. */
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t g;
+    int spins = 0;
+    while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
+      if (++spins < SPIN_ITERS) {
+        CPU_RELAX();
+        continue;
+      }
+      atomic_fetch_add(&pool.sleepers, 1);
+      if (atomic_load(&pool.generation) == seen) futex_wait(&pool.generation, seen);
+      atomic_fetch_sub(&pool.sleepers, 1);
+      spins = 0;
+    }
+    seen = g;
+    pool.fn(pool.ctx, part, pool.n_threads);
+    atomic_fetch_sub_explicit(&pool.pending, 1, memory_order_release);
+  }
+  return NULL;
+}
+
+void pool_start(int n) {
+  if (n < 1) n = 1;
+  if (n > MAX_THREADS) n = MAX_THREADS;
+  if (pool.started) return; /* the thread count is fixed once workers exist */
+  pool.n_threads = n;
+  atomic_store(&pool.generation, 0);
+  for (int i = 1; i < n; i++) pthread_create(&pool.threads[i], NULL, worker_main, (void *)(intptr_t)i);
+  pool.started = 1;
+}
+
+/* Run fn(ctx, part, n_parts) for every part, the calling thread taking part 0. */
+void pool_run(job_fn fn, void *ctx) {
+  if (pool.n_threads <= 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  pool.fn = fn;
+  pool.ctx = ctx;
+  atomic_store(&pool.pending, pool.n_threads - 1);
+  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  if (atomic_load(&pool.sleepers) > 0) futex_wake_all(&pool.generation);
+  fn(ctx, 0, pool.n_threads);
+  while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) CPU_RELAX();
+}
+
+void share(int n, int part, int n_parts, int align, int *a, int *b) {
+  int units = (n + align - 1) / align;
+  int per = units / n_parts, extra = units % n_parts;
+  int u0 = part * per + (part < extra ? part : extra);
+  int u1 = u0 + per + (part < extra ? 1 : 0);
+  *a = u0 * align < n ? u0 * align : n;
+  *b = u1 * align < n ? u1 * align : n;
+}
+
+int pool_threads(void) {
+  return pool.n_threads > 0 ? pool.n_threads : 1;
+}
+
+void *grow(void **buf, size_t *cap, size_t need) {
+  if (need > *cap) {
+    free(*buf);
+    *buf = aligned_alloc(64, (need + 63) & ~(size_t)63);
+    *cap = *buf ? need : 0;
+  }
+  return *buf;
+}

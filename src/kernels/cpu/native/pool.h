@@ -1,0 +1,21 @@
+/* The addon's persistent thread pool: workers spin briefly, then sleep on a futex; a job runs as
+ * fn(ctx, part, n_parts) on every thread, the caller taking part 0. */
+#ifndef QUANTSPEC_POOL_H
+#define QUANTSPEC_POOL_H
+#include <stddef.h>
+
+#define MAX_THREADS 64
+
+typedef void (*job_fn)(void *ctx, int part, int n_parts);
+
+/* Start n threads (the caller included); the count is fixed once workers exist. */
+void pool_start(int n);
+int pool_threads(void);
+/* Run fn(ctx, part, n_parts) for every part, the calling thread taking part 0; returns when all are done. */
+void pool_run(job_fn fn, void *ctx);
+/* Contiguous share [*a, *b) of n items for one part, aligned to `align`. */
+void share(int n, int part, int n_parts, int align, int *a, int *b);
+/* A scratch buffer grown (64-byte aligned) to the largest size asked for; NULL when out of memory. */
+void *grow(void **buf, size_t *cap, size_t need);
+
+#endif
