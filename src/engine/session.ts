@@ -140,10 +140,10 @@ export class Session {
     const tok = this.parts.tokenizer;
     if (typeof input === 'string') return tok.encode(input);
     if ('messages' in input) return encodeChat(tok, input.messages);
-    const vocab = this.parts.rt.config.vocabSize;
+    const { vocabSize } = this.parts.rt.config;
     for (const id of input.ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-        throw new InvalidArgumentError(`prompt token id ${id} is outside the vocabulary [0, ${vocab}).`, 'prompt');
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new InvalidArgumentError(`prompt token id ${id} is outside the vocabulary [0, ${vocabSize}).`, 'prompt');
       }
     }
     return [...input.ids];

@@ -47,7 +47,7 @@ export interface Backend extends KvStorage {
   /** out[i] += x[i] for i < n. */
   add(out: Float32Array, x: Float32Array, n: number): void;
 
-  /** out[n, dim] = rows `tokens[0..n)` of table [vocab, dim]. */
+  /** out[n, dim] = rows `tokens[0..n)` of table [vocabSize, dim]. */
   embed(out: Float32Array, table: WeightTensor, tokens: Int32Array, nTokens: number): void;
 
   /**

@@ -133,7 +133,7 @@ export function forward(
   }
 }
 
-/** Logits for rows [firstRow, firstRow + nRows) of the last forward(): scratch.logits [nRows, vocab]. */
+/** Logits for rows [firstRow, firstRow + nRows) of the last forward(): scratch.logits [nRows, vocabSize]. */
 export function computeLogits(rt: ModelRuntime, w: WeightSet, s: ForwardScratch, firstRow: number, nRows: number): Float32Array {
   const { dim, normEps } = rt.config;
   if (nRows < 1 || nRows > s.maxLogitRows) {

@@ -22,10 +22,10 @@ export interface LayerWeights {
 }
 
 export interface WeightSet {
-  readonly tokEmbed: WeightTensor; // [vocab, dim]
+  readonly tokEmbed: WeightTensor; // [vocabSize, dim]
   readonly layers: readonly LayerWeights[];
   readonly finalNorm: Float32Array; // [dim]
-  readonly lmHead: WeightTensor; // [vocab, dim]; the same object as tokEmbed when tied
+  readonly lmHead: WeightTensor; // [vocabSize, dim]; the same object as tokEmbed when tied
 }
 
 /** The matrices a draft may quantize, by their role (DESIGN 2.4: which layers is a setting). */

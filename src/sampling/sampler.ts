@@ -10,10 +10,10 @@ export class Sampler {
   readonly params: SamplingParams;
   readonly greedy: boolean;
   private readonly vocabSize: number;
-  private readonly order: Uint32Array; // [vocab] candidate indices
-  private readonly counts: Int32Array; // [vocab] occurrences in the penalty window
+  private readonly order: Uint32Array; // [vocabSize] candidate indices
+  private readonly counts: Int32Array; // [vocabSize] occurrences in the penalty window
   private readonly touched: Int32Array; // ids whose count is non-zero
-  private readonly kept: Float32Array; // [vocab] survivor probabilities while warping
+  private readonly kept: Float32Array; // [vocabSize] survivor probabilities while warping
 
   private readonly biasIds: Int32Array;
   private readonly biasValues: Float32Array;
@@ -63,7 +63,7 @@ export class Sampler {
 
   /**
    * out = the warped distribution of `logits` (already penalised). Greedy: one-hot at the argmax.
-   * `logits` may be a row inside a larger buffer: [offset, offset + vocab).
+   * `logits` may be a row inside a larger buffer: [offset, offset + vocabSize).
    */
   distribution(out: Float32Array, logits: Float32Array, offset = 0): void {
     const V = this.vocabSize;

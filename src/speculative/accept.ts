@@ -28,23 +28,23 @@ export function acceptGreedy(draft: ArrayLike<number>, targetArgmax: ArrayLike<n
  * p: [γ, V] draft distributions; q: [γ + 1, V] target distributions; residual: [V] scratch.
  */
 export function acceptSampled(
-  draft: ArrayLike<number>, p: Float32Array, q: Float32Array, gamma: number, vocab: number,
+  draft: ArrayLike<number>, p: Float32Array, q: Float32Array, gamma: number, vocabSize: number,
   rng: Rng, residual: Float32Array,
 ): Acceptance {
   for (let i = 0; i < gamma; i++) {
     const d = draft[i]!;
-    const pd = p[i * vocab + d]!;
-    const qd = q[i * vocab + d]!;
+    const pd = p[i * vocabSize + d]!;
+    const qd = q[i * vocabSize + d]!;
     if (pd > 0 && rng.next() * pd < qd) continue; // u < q/p, without dividing
     let mass = 0;
-    for (let v = 0; v < vocab; v++) {
-      const r = q[i * vocab + v]! - p[i * vocab + v]!;
+    for (let v = 0; v < vocabSize; v++) {
+      const r = q[i * vocabSize + v]! - p[i * vocabSize + v]!;
       residual[v] = r > 0 ? r : 0;
       mass += residual[v]!;
     }
     // q == p up to rounding leaves no residual mass; q itself is then the right distribution.
-    if (!(mass > 0)) for (let v = 0; v < vocab; v++) residual[v] = q[i * vocab + v]!;
-    return { accepted: i, next: sampleFrom(residual, vocab, rng) };
+    if (!(mass > 0)) for (let v = 0; v < vocabSize; v++) residual[v] = q[i * vocabSize + v]!;
+    return { accepted: i, next: sampleFrom(residual, vocabSize, rng) };
   }
-  return { accepted: gamma, next: sampleFrom(q.subarray(gamma * vocab, (gamma + 1) * vocab), vocab, rng) };
+  return { accepted: gamma, next: sampleFrom(q.subarray(gamma * vocabSize, (gamma + 1) * vocabSize), vocabSize, rng) };
 }

@@ -39,7 +39,7 @@ interface NativeAddon {
   readSum(data: Float32Array): number;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, nRows: number, dim: number, eps: number): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, startPos: number, cos: Float32Array, sin: Float32Array, layout: number): void;
-  embed(out: Float32Array, table: Float32Array | Uint16Array, dtype: number, vocab: number, dim: number, tokens: Int32Array, nTokens: number): void;
+  embed(out: Float32Array, table: Float32Array | Uint16Array, dtype: number, vocabSize: number, dim: number, tokens: Int32Array, nTokens: number): void;
   add(out: Float32Array, x: Float32Array | null, bias: Float32Array | null, nRows: number, dim: number): void;
   siluMul(gate: Float32Array, up: Float32Array, n: number): void;
 }
