@@ -3,6 +3,7 @@
 // with a visible message.
 
 import type * as NodeLlamaCpp from 'node-llama-cpp';
+import { inCi } from './ci.js';
 
 export type LlamaCppModule = typeof NodeLlamaCpp;
 export type Llama = Awaited<ReturnType<LlamaCppModule['getLlama']>>;
@@ -15,7 +16,7 @@ export async function openLlamaCpp(): Promise<{ mod: LlamaCppModule; llama: Llam
     return { mod, llama };
   } catch (e) {
     const msg = `node-llama-cpp is unavailable here (${(e as Error).message.split('\n')[0]})`;
-    if (process.env['CI'] === 'true') throw new Error(`${msg}; CI installs the pinned dev dependency and must be able to run it.`);
+    if (inCi()) throw new Error(`${msg}; CI installs the pinned dev dependency and must be able to run it.`);
     process.stderr.write(`# SKIP: ${msg}\n`);
     return { skip: msg };
   }

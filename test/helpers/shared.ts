@@ -1,9 +1,10 @@
-// Locating ../shared (models and corpus) for tests. In CI (CI=true) a missing file is a failure;
+// Locating ../shared (models and corpus) for tests. In CI (any non-empty CI) a missing file is a failure;
 // elsewhere the test is skipped with a visible message.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inCi } from './ci.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Repository root (tests run from dist/test/...). */
@@ -18,7 +19,7 @@ export function sharedPath(rel: string): { path: string; skip: false } | { path:
   const p = path.join(SHARED_ROOT, rel);
   if (fs.existsSync(p)) return { path: p, skip: false };
   const msg = `../shared/${rel} is missing (looked in ${SHARED_ROOT})`;
-  if (process.env['CI'] === 'true') throw new Error(`${msg}; CI must provide ../shared beside the checkout.`);
+  if (inCi()) throw new Error(`${msg}; CI must provide ../shared beside the checkout.`);
   process.stderr.write(`# SKIP: ${msg}\n`);
   return { path: p, skip: msg };
 }
