@@ -61,6 +61,7 @@ const units = [
   { file: 'addon.c', flags: [] },
   ...(x86 ? [
     { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
+    { file: 'attention_avx.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'kernels_avx512.c', flags: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'] },
   ] : []),
 ];

@@ -1,5 +1,5 @@
 /* The blocks of quantized attention that differ per instruction set, shared by the AVX2 and
- * AVX-512 files (both compiled with AVX2): attention_rows_with() in kernels_avx2.c does the
+ * AVX-512 files (both compiled with AVX2): attention_rows_with() in attention_avx.c does the
  * rest (folding the query, masking, softmax pieces, FP rows) and calls these for the planes. */
 #ifndef QUANTSPEC_ATTENTION_BLOCKS_H
 #define QUANTSPEC_ATTENTION_BLOCKS_H

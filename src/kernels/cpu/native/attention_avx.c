@@ -1,0 +1,329 @@
+/* The AVX attention driver shared by the AVX2 and AVX-512 tables (compiled with -mavx2 -mfma
+ * -mf16c): for the queries of one quantization boundary and every head over one chunk of
+ * positions, it folds the key scales into int16 queries, masks, takes softmax pieces, turns the
+ * weights into int16 units for the value planes and handles the full-precision rows. The
+ * per-ISA blocks (attention_blocks.h) take the integer dot products over the planes. */
+#if defined(__x86_64__) || defined(_M_X64)
+#include "attention_blocks.h"
+#include "simd_avx2.h"
+
+/* One call's shapes and scratch. Pairs (query, head) are grouped by KV head:
+ * gp = g * nj + j, j = (query - q0) * n_rep + r for query head g * n_rep + r. */
+typedef struct {
+  const attn_blocks *blocks;
+  const attn_args *a;
+  const kv_view *kv;
+  const kv_planes *pl;
+  int q0, p0, p1, count, qa_end; /* positions [p0, qa_end) come from the planes */
+  int d, half, n_heads, n_kv, n_rep, kv_dim, nj, n_pairs;
+  float scale;
+  float *scores;      /* [n_pairs, count] */
+  int16_t *qlo, *qhi; /* [n_pairs, d / 2]: even and odd channels of the folded queries */
+  float *dq, *base;   /* [n_pairs] */
+  int32_t *qsum;      /* [n_pairs], then the value weights' scratch */
+  attn_partial *part;
+  float *outp;        /* [n_pairs, d] */
+} rows_ctx;
+
+static inline const float *pair_query(const rows_ctx *c, int g, int j) {
+  return c->a->q + ((size_t)(c->q0 + j / c->n_rep) * c->n_heads + (size_t)g * c->n_rep + j % c->n_rep) * c->d;
+}
+
+/* The query of pair gp folded with key group blk's per-channel scales (qs = q · s), quantized to
+ * int16 (even channels to qlo, odd to qhi); base = Σ q · mn, qsum = Σ of the int16 codes. */
+static void fold_pair(const rows_ctx *c, int blk, int g, int j) {
+  const kv_planes *pl = c->pl;
+  const int d = c->d, half = c->half;
+  const size_t gp = (size_t)g * c->nj + j;
+  const uint16_t *ks = pl->k_scale + (size_t)blk * pl->kv_dim + g * d;
+  const uint16_t *km = pl->k_min + (size_t)blk * pl->kv_dim + g * d;
+  const float *qv = pair_query(c, g, j);
+  float qs[MAX_D];
+  __m256 bv = _mm256_setzero_ps(), av = _mm256_setzero_ps();
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int ch = 0; ch < d; ch += 8) {
+    const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + ch)));
+    const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + ch)));
+    const __m256 q8 = _mm256_loadu_ps(qv + ch), qs8 = _mm256_mul_ps(q8, s8);
+    _mm256_storeu_ps(qs + ch, qs8);
+    av = _mm256_max_ps(av, _mm256_and_ps(qs8, abs_mask));
+    bv = _mm256_add_ps(bv, _mm256_mul_ps(q8, m8));
+  }
+  const float b = hsum(bv), amax = hmax(av);
+  const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
+  /* int16 codes (round to nearest even, as rintf), even channels to qlo, odd to qhi */
+  const __m256 invv = _mm256_set1_ps(inv);
+  const __m256i evens_odds = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  __m256i sv = _mm256_setzero_si256();
+  for (int ch = 0; ch < d; ch += 16) {
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs + ch), invv));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs + ch + 8), invv));
+    sv = _mm256_add_epi32(sv, _mm256_add_epi32(i0, i1));
+    const __m256i e0 = _mm256_permutevar8x32_epi32(i0, evens_odds), e1 = _mm256_permutevar8x32_epi32(i1, evens_odds);
+    _mm_storeu_si128((__m128i *)(c->qlo + gp * half + ch / 2), _mm_packs_epi32(_mm256_castsi256_si128(e0), _mm256_castsi256_si128(e1)));
+    _mm_storeu_si128((__m128i *)(c->qhi + gp * half + ch / 2), _mm_packs_epi32(_mm256_extracti128_si256(e0, 1), _mm256_extracti128_si256(e1, 1)));
+  }
+  c->dq[gp] = dd;
+  c->base[gp] = b;
+  c->qsum[gp] = hsum_i32(sv);
+}
+
+/* Scores of every pair over the plane positions [p0, qa_end): per key group the folded queries,
+ * then KEY_ROWS positions at a time with every KV head within them (rows read nearly in order). */
+static void keys_from_planes(const rows_ctx *c) {
+  const kv_planes *pl = c->pl;
+  const int G = pl->group_k, rb = pl->kv_dim / 2, half = c->half;
+  for (int t = c->p0; t < c->qa_end;) {
+    const int blk = t / G, t_end = ((blk + 1) * G < c->qa_end) ? (blk + 1) * G : c->qa_end;
+    for (int g = 0; g < c->n_kv; g++)
+      for (int j = 0; j < c->nj; j++) fold_pair(c, blk, g, j);
+    for (int tb = t; tb < t_end; tb += KEY_ROWS) {
+      const int nb = t_end - tb < KEY_ROWS ? t_end - tb : KEY_ROWS, kb = tb - c->p0;
+      for (int g = 0; g < c->n_kv; g++) {
+        for (int j0 = 0; j0 < c->nj; j0 += 4) {
+          const int nr = c->nj - j0 < 4 ? c->nj - j0 : 4;
+          const size_t gp0 = (size_t)g * c->nj + j0;
+          const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
+                               c->qlo + gp0 * half, c->qhi + gp0 * half, c->dq + gp0, c->base + gp0, c->qsum + gp0,
+                               c->scores + gp0 * c->count + kb, c->count, c->scale, nb};
+          c->blocks->keys(&ka, nr, c->kv->bits);
+        }
+      }
+    }
+    t = t_end;
+  }
+}
+
+/* Scores of every pair over the full-precision positions, chunk index k onward. */
+static void keys_from_rows(const rows_ctx *c, int k) {
+  for (; k < c->count; k++) {
+    const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim;
+    for (int g = 0; g < c->n_kv; g++)
+      for (int j = 0; j < c->nj; j++)
+        c->scores[((size_t)g * c->nj + j) * c->count + k] = dot_fp(c->kv, row + (size_t)g * c->d, pair_query(c, g, j), c->d) * c->scale;
+  }
+}
+
+/* Mask what each query may not see (later positions; outside its window), then softmax pieces. */
+static void mask_and_softmax(const rows_ctx *c) {
+  for (int g = 0; g < c->n_kv; g++) {
+    for (int j = 0; j < c->nj; j++) {
+      const size_t gp = (size_t)g * c->nj + j;
+      const int pos = c->a->start_pos + c->q0 + j / c->n_rep;
+      const int lo = dense_lo(c->a, pos);
+      float *s = c->scores + gp * c->count;
+      for (int i = 0; i < c->count && c->p0 + i < lo; i++) s[i] = -INFINITY;
+      for (int i = pos - c->p0 + 1 > 0 ? pos - c->p0 + 1 : 0; i < c->count; i++) s[i] = -INFINITY;
+      c->part[gp].m = softmax_row(s, c->count, &c->part[gp].l);
+    }
+  }
+}
+
+/* Scratch of the value weights over n plane positions (see value_args). */
+typedef struct {
+  int n, npw, nblk;
+  int32_t *w;  /* [n_pairs, npw]: int16 weight pairs */
+  float *dw;   /* [nblk, n_pairs]: what one weight unit is worth */
+  int32_t *acc; /* [n_pairs, d]: Σ W·code of one value block */
+  float *es;   /* [n]: e·s of one pair */
+  float *vs, *vm; /* [n]: one KV head's value scales and minimums */
+} value_scratch;
+
+/* Pair gp's bias Σ e·mn + offset · Σ e·s (position i in lane i % 8, the tail padded with zero
+ * weights, see softmax_row) written to every channel of its output; e·s kept in es. */
+static void pair_bias(const rows_ctx *c, const value_scratch *v, size_t gp, float offset) {
+  const float *e = c->scores + gp * c->count;
+  __m256 bv = _mm256_setzero_ps();
+  for (int i = 0; i < v->n; i += 8) {
+    const int cnt = v->n - i < 8 ? v->n - i : 8;
+    float te[8] = {0}, ts[8] = {0}, tm[8] = {0}, tes[8];
+    const float *pe = e + i, *ps = v->vs + i, *pm = v->vm + i;
+    float *pes = v->es + i;
+    if (cnt < 8) {
+      memcpy(te, pe, sizeof(float) * cnt), memcpy(ts, ps, sizeof(float) * cnt), memcpy(tm, pm, sizeof(float) * cnt);
+      pe = te, ps = ts, pm = tm, pes = tes;
+    }
+    const __m256 e8 = _mm256_loadu_ps(pe), es8 = _mm256_mul_ps(e8, _mm256_loadu_ps(ps));
+    _mm256_storeu_ps(pes, es8);
+    if (cnt < 8) memcpy(v->es + i, tes, sizeof(float) * cnt);
+    bv = _mm256_add_ps(bv, _mm256_add_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(pm)), _mm256_mul_ps(es8, _mm256_set1_ps(offset))));
+  }
+  const float bias = hsum(bv);
+  float *o = c->outp + gp * c->d;
+  for (int ch = 0; ch < c->d; ch++) o[ch] = bias;
+}
+
+/* Pair gp's weights W = e·s in units of a 32767th of each value block's largest (round to
+ * nearest even), and the worth of one unit per block. */
+static void pair_weights(const rows_ctx *c, const value_scratch *v, size_t gp) {
+  const float *es = v->es;
+  int16_t *wg = (int16_t *)(v->w + gp * v->npw);
+  for (int blk = 0; blk < v->nblk; blk++) {
+    const int b0 = blk * VALUE_BLOCK, bn = v->n - b0 < VALUE_BLOCK ? v->n - b0 : VALUE_BLOCK;
+    __m256 mv = _mm256_setzero_ps(); /* e·s >= 0 */
+    int i = b0;
+    for (; i + 8 <= b0 + bn; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(es + i));
+    float emax = hmax(mv);
+    for (; i < b0 + bn; i++) emax = es[i] > emax ? es[i] : emax;
+    const float unit = emax / 32767.0f, inv = unit > 0 ? 32767.0f / emax : 0.0f;
+    const __m256 invv = _mm256_set1_ps(inv);
+    for (i = b0; i < b0 + bn; i += 8) {
+      const int cnt = b0 + bn - i < 8 ? b0 + bn - i : 8;
+      float te[8] = {0};
+      const float *pe = es + i;
+      if (cnt < 8) memcpy(te, pe, sizeof(float) * cnt), pe = te;
+      const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(pe), invv));
+      const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+      if (cnt == 8) {
+        _mm_storeu_si128((__m128i *)(wg + i), q16);
+      } else {
+        int16_t t8[8];
+        _mm_storeu_si128((__m128i *)t8, q16);
+        memcpy(wg + i, t8, sizeof(int16_t) * cnt);
+      }
+    }
+    v->dw[(size_t)blk * c->n_pairs + gp] = c->kv->bits == 8 ? unit * (1.0f / 16.0f) : unit;
+  }
+  if (v->n & 1) wg[v->n] = 0; /* the odd last position's partner */
+}
+
+/* Σ W·code per value block, in row blocks of VALUE_ROWS positions with every KV head inside (rows
+ * read nearly in order); the int32 sums wait in acc between row blocks (exact, so the row block
+ * size does not change the result) and are finished into out after the last. */
+static void values_accumulate(const rows_ctx *c, const value_scratch *v) {
+  const kv_planes *pl = c->pl;
+  const int rb = pl->kv_dim / 2, half = c->half;
+  for (int blk = 0; blk < v->nblk; blk++) {
+    const int b0 = blk * VALUE_BLOCK, b1 = b0 + (v->n - b0 < VALUE_BLOCK ? v->n - b0 : VALUE_BLOCK);
+    memset(v->acc, 0, sizeof(int32_t) * (size_t)c->n_pairs * c->d);
+    for (int rbk = b0; rbk < b1; rbk += VALUE_ROWS) {
+      const int nr_rows = b1 - rbk < VALUE_ROWS ? b1 - rbk : VALUE_ROWS;
+      for (int g = 0; g < c->n_kv; g++) {
+        for (int j0 = 0; j0 < c->nj; j0 += 4) {
+          const int nr = c->nj - j0 < 4 ? c->nj - j0 : 4;
+          const size_t gp0 = (size_t)g * c->nj + j0;
+          const value_args va = {pl->v_upper + (size_t)(c->p0 + rbk) * rb + g * half, pl->v_lower + (size_t)(c->p0 + rbk) * rb + g * half,
+                                 rb, nr_rows, v->w + gp0 * v->npw + rbk / 2, v->npw, v->dw + (size_t)blk * c->n_pairs + gp0,
+                                 v->acc + gp0 * c->d, rbk + VALUE_ROWS >= b1, c->outp + gp0 * c->d, c->d};
+          c->blocks->values(&va, nr, c->kv->bits);
+        }
+      }
+    }
+  }
+}
+
+/* Values over the planes when one value group spans a head (the usual case): integer blocks. */
+static void values_whole_groups(const rows_ctx *c) {
+  const kv_planes *pl = c->pl;
+  const int groups = pl->kv_dim / pl->group_v, n = c->qa_end - c->p0;
+  value_scratch v;
+  v.n = n;
+  v.npw = (n + 1) / 2;
+  v.nblk = (n + VALUE_BLOCK - 1) / VALUE_BLOCK;
+  v.w = c->qsum + c->n_pairs;
+  v.dw = (float *)(v.w + (size_t)c->n_pairs * v.npw);
+  v.acc = (int32_t *)(v.dw + (size_t)v.nblk * c->n_pairs);
+  v.es = (float *)(v.acc + (size_t)c->n_pairs * c->d);
+  v.vs = v.es + n;
+  v.vm = v.vs + n;
+  /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
+  const float offset = c->kv->bits == 8 ? 7.5f : 8.0f;
+  for (int g = 0; g < c->n_kv; g++) {
+    for (int i = 0; i < n; i++) {
+      const size_t gi = (size_t)(c->p0 + i) * groups + g;
+      v.vs[i] = _cvtsh_ss(pl->v_scale[gi]);
+      v.vm[i] = _cvtsh_ss(pl->v_min[gi]);
+    }
+    for (int j = 0; j < c->nj; j++) {
+      const size_t gp = (size_t)g * c->nj + j;
+      pair_bias(c, &v, gp, offset);
+      pair_weights(c, &v, gp);
+    }
+  }
+  values_accumulate(c, &v);
+}
+
+/* Values over the planes with several value groups per head: decoded per position in floats. */
+static void values_split_groups(const rows_ctx *c) {
+  const kv_planes *pl = c->pl;
+  const int rb = pl->kv_dim / 2, Gv = pl->group_v, groups = pl->kv_dim / Gv, d = c->d, half = c->half;
+  const int bits = c->kv->bits;
+  for (int t = c->p0, k = 0; t < c->qa_end; t++, k++) {
+    for (int g = 0; g < c->n_kv; g++) {
+      const uint8_t *up = pl->v_upper + (size_t)t * rb + g * half;
+      const uint8_t *lw = pl->v_lower + (size_t)t * rb + g * half;
+      for (int c0 = 0; c0 < d; c0 += 32) {
+        __m256 u[4], l8[4];
+        nibbles_to_f32(up + c0 / 2, u);
+        if (bits == 8) nibbles_to_f32(lw + c0 / 2, l8);
+        for (int jj = 0; jj < 4; jj++) {
+          const size_t gi = (size_t)t * groups + (size_t)(g * d + c0 + jj * 8) / Gv;
+          const float s = _cvtsh_ss(pl->v_scale[gi]), mn = _cvtsh_ss(pl->v_min[gi]);
+          for (int j = 0; j < c->nj; j++) {
+            const size_t gp = (size_t)g * c->nj + j;
+            const float e = c->scores[gp * c->count + k];
+            float *o = c->outp + gp * d + c0 + jj * 8;
+            const float es = e * s;
+            __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[jj], _mm256_loadu_ps(o));
+            float add = e * mn;
+            if (bits == 8) {
+              acc = _mm256_fmadd_ps(_mm256_set1_ps(es * (1.0f / 16.0f)), l8[jj], acc);
+              add -= es * 0.5f;
+            }
+            _mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_set1_ps(add)));
+          }
+        }
+      }
+    }
+  }
+}
+
+/* Values in full precision, chunk index k onward; weights are 0 where masked. */
+static void values_from_rows(const rows_ctx *c, int k) {
+  for (; k < c->count; k++) {
+    const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim;
+    for (int g = 0; g < c->n_kv; g++)
+      for (int j = 0; j < c->nj; j++) {
+        const size_t gp = (size_t)g * c->nj + j;
+        const float e = c->scores[gp * c->count + k];
+        if (e != 0.0f) axpy_fp(c->outp + gp * c->d, e, c->kv, row + (size_t)g * c->d, c->d);
+      }
+  }
+}
+
+void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,
+                         attn_partial *part, float *outp) {
+  const kv_view *kv = a->kv;
+  const kv_planes *pl = kv->planes;
+  const int d = a->head_dim;
+  if (d % 32 != 0 || d > MAX_D || (pl && pl->group_v % 8 != 0)) {
+    kernels_scalar.attention_rows(a, q0, q1, p0, p1, scratch, part, outp);
+    return;
+  }
+  rows_ctx c;
+  c.blocks = blocks, c.a = a, c.kv = kv, c.pl = pl;
+  c.q0 = q0, c.p0 = p0, c.p1 = p1, c.count = p1 - p0;
+  c.d = d, c.half = d / 2, c.n_heads = a->n_heads, c.n_kv = a->n_kv_heads, c.n_rep = a->n_heads / a->n_kv_heads;
+  c.kv_dim = c.n_kv * d, c.nj = (q1 - q0) * c.n_rep, c.n_pairs = c.nj * c.n_kv;
+  const int q_end = pl ? quant_boundary(a->start_pos + q0, pl->group_k) : 0; /* shared by these queries */
+  c.qa_end = q_end < p1 ? q_end : p1;
+  c.scale = 1.0f / sqrtf((float)d);
+  c.scores = scratch;
+  c.qlo = (int16_t *)(scratch + (((size_t)c.n_pairs * c.count + 15) & ~(size_t)15));
+  c.qhi = c.qlo + (size_t)c.n_pairs * c.half;
+  c.dq = (float *)(c.qhi + (size_t)c.n_pairs * c.half);
+  c.base = c.dq + c.n_pairs;
+  c.qsum = (int32_t *)(c.base + c.n_pairs);
+  c.part = part, c.outp = outp;
+  memset(outp, 0, sizeof(float) * (size_t)c.n_pairs * d);
+  const int planes = p0 < c.qa_end;
+  if (planes) keys_from_planes(&c);
+  keys_from_rows(&c, planes ? c.qa_end - p0 : 0);
+  mask_and_softmax(&c);
+  if (planes) {
+    if (pl->group_v == d) values_whole_groups(&c);
+    else values_split_groups(&c);
+  }
+  values_from_rows(&c, planes ? c.qa_end - p0 : 0);
+}
+#endif
