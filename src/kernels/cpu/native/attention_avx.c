@@ -79,15 +79,12 @@ static void keys_from_planes(const rows_ctx *c) {
       for (int j = 0; j < c->nj; j++) fold_pair(c, blk, g, j);
     for (int tb = t; tb < t_end; tb += KEY_ROWS) {
       const int nb = t_end - tb < KEY_ROWS ? t_end - tb : KEY_ROWS, kb = tb - c->p0;
-      for (int g = 0; g < c->n_kv; g++) {
-        for (int j0 = 0; j0 < c->nj; j0 += 4) {
-          const int nr = c->nj - j0 < 4 ? c->nj - j0 : 4;
-          const size_t gp0 = (size_t)g * c->nj + j0;
-          const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
-                               c->qlo + gp0 * half, c->qhi + gp0 * half, c->dq + gp0, c->base + gp0, c->qsum + gp0,
-                               c->scores + gp0 * c->count + kb, c->count, c->scale, nb};
-          c->blocks->keys(&ka, nr, c->kv->bits);
-        }
+      for (int g = 0; g < c->n_kv; g++) { /* every pair of the KV head in one call: they share its codes */
+        const size_t gp0 = (size_t)g * c->nj;
+        const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
+                             c->qlo + gp0 * half, c->qhi + gp0 * half, c->dq + gp0, c->base + gp0, c->qsum + gp0,
+                             c->scores + gp0 * c->count + kb, c->count, c->scale, nb};
+        c->blocks->keys(&ka, c->nj, c->kv->bits);
       }
     }
     t = t_end;

@@ -44,6 +44,9 @@ typedef struct {
 #define KEY_ROWS 16
 #define VALUE_ROWS 32 /* even: a weight pair never straddles two calls */
 
+/* Largest head_dim the AVX driver takes (others go to the scalar kernels). */
+#define MAX_D 512
+
 /* Positions per value block: |Σ W·code| stays below 2^31 (VALUE_BLOCK · 32767 · 128 < 2^31). */
 #define VALUE_BLOCK 256
 
@@ -53,7 +56,7 @@ static inline void value_finish(float *out, const int32_t *acc, int channels, fl
 }
 
 typedef struct {
-  /* scores of nr (1..4) pairs against the key planes; bits 4 or 8 */
+  /* scores of the nr pairs of one KV head against the key planes; bits 4 or 8 */
   void (*keys)(const key_args *a, int nr, int bits);
   /* the d value channels of nr (1..4) pairs accumulated over the value planes (see value_args) */
   void (*values)(const value_args *a, int nr, int bits);

@@ -429,11 +429,17 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
   }
 }
 
+/* Scores of all nr pairs of one KV head, four at a time (the accumulators stay in registers). */
 static void keys_avx2(const key_args *a, int nr, int bits) {
-  if (bits == 8) {
-    if (nr == 4) key_block(a, 4, 8); else if (nr == 3) key_block(a, 3, 8); else if (nr == 2) key_block(a, 2, 8); else key_block(a, 1, 8);
-  } else {
-    if (nr == 4) key_block(a, 4, 4); else if (nr == 3) key_block(a, 3, 4); else if (nr == 2) key_block(a, 2, 4); else key_block(a, 1, 4);
+  for (int r0 = 0; r0 < nr; r0 += 4) {
+    const int m = nr - r0 < 4 ? nr - r0 : 4;
+    const key_args s = {a->up, a->lw, a->rb, a->half, a->qlo + (size_t)r0 * a->half, a->qhi + (size_t)r0 * a->half,
+                        a->dq + r0, a->base + r0, a->qsum + r0, a->scores + (size_t)r0 * a->count, a->count, a->scale, a->n};
+    if (bits == 8) {
+      if (m == 4) key_block(&s, 4, 8); else if (m == 3) key_block(&s, 3, 8); else if (m == 2) key_block(&s, 2, 8); else key_block(&s, 1, 8);
+    } else {
+      if (m == 4) key_block(&s, 4, 4); else if (m == 3) key_block(&s, 3, 4); else if (m == 2) key_block(&s, 2, 4); else key_block(&s, 1, 4);
+    }
   }
 }
 

@@ -196,47 +196,124 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
 
 /* ---- attention over the planes -------------------------------------------------------------- */
 
-/* Scores of NR pairs against n quantized positions: 64 channels (32 plane bytes) per step, the
- * int16 query dotted with vpdpwssd; each position's 16-lane sum is folded to 8 lanes, and eight
- * positions are reduced together (integer sums: exact, so the scores equal the AVX2 ones). */
-static inline __attribute__((always_inline)) void key_block512(const key_args *a, const int NR, const int BITS) {
-  const __m256i mask = _mm256_set1_epi8(15), himask = _mm256_set1_epi8((char)0xf0);
-  const int half = a->half, full = half & ~31;
-  for (int i0 = 0; i0 < a->n; i0 += 8) {
-    const int m = a->n - i0 < 8 ? a->n - i0 : 8;
-    __m256i dots[4][8];
-    for (int ii = 0; ii < 8; ii++) {
-      __m512i acc[4];
-      for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_si512();
-      if (ii < m) {
-        const uint8_t *up = a->up + (size_t)(i0 + ii) * a->rb, *lw = a->lw + (size_t)(i0 + ii) * a->rb;
-        _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-        if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-        if (half > 32) _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
-        if (BITS == 8 && half > 32) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
-        for (int b = 0; b < half; b += 32) {
-          /* the last step of a head whose bytes are not a multiple of 32 reads 16 bytes */
-          const int tail = b >= full;
-          __m256i raw = tail ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(up + b))) : _mm256_loadu_si256((const __m256i *)(up + b));
-          __m256i ce = _mm256_and_si256(raw, mask), co = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
-          if (BITS == 8) {
-            const __m256i rl = tail ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(lw + b))) : _mm256_loadu_si256((const __m256i *)(lw + b));
-            ce = _mm256_or_si256(_mm256_slli_epi16(ce, 4), _mm256_and_si256(rl, mask));
-            co = _mm256_or_si256(_mm256_and_si256(raw, himask), _mm256_and_si256(_mm256_srli_epi16(rl, 4), mask));
-          }
-          const __m512i ue = _mm512_cvtepu8_epi16(ce), uo = _mm512_cvtepu8_epi16(co);
-          const __mmask32 lanes = tail ? 0xffffu : 0xffffffffu;
-          for (int r = 0; r < NR; r++) {
-            const __m512i qe = _mm512_maskz_loadu_epi16(lanes, a->qlo + (size_t)r * half + b);
-            const __m512i qo = _mm512_maskz_loadu_epi16(lanes, a->qhi + (size_t)r * half + b);
-            acc[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(acc[r], ue, qe), uo, qo);
-          }
+/* Keys over the planes, vectorised across positions: the codes of up to 16 positions (one
+ * 64-channel chunk of one KV head) are decoded to bytes and transposed so that a vector holds the
+ * same 4 channels of 16 positions; vpdpbusd with a query's 4 channels broadcast then sums 16
+ * positions' dots at once, with no horizontal sums, and the decoded codes serve every pair of the
+ * KV head. The int16 query q = 256·qh + ql is taken in two signed-byte halves: Σ q·code =
+ * 256·Σ qh·code + Σ (ql − 128)·code + 128·Σ code, all in int32 (wrapping exactly as the int16
+ * products of the AVX2 path do), so the scores equal the AVX2 ones bit for bit. */
+
+/* Chunk m (channels 64m..64m+63) of position row i's codes as bytes: even channels, then odd. */
+static inline __m512i key_codes(const key_args *a, int i, int m, const int BITS) {
+  const int tail = a->half - 32 * m < 32; /* the last chunk of a head of 32 mod 64 channels */
+  const uint8_t *up = a->up + (size_t)i * a->rb + 32 * m;
+  __m512i u = tail ? _mm512_broadcast_i64x4(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)up)))
+                   : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)up));
+  if (BITS == 4) return _mm512_and_si512(_mm512_mask_srli_epi16(u, 0xffff0000u, u, 4), _mm512_set1_epi8(15));
+  const uint8_t *lw = a->lw + (size_t)i * a->rb + 32 * m;
+  __m512i l = tail ? _mm512_broadcast_i64x4(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)lw)))
+                   : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)lw));
+  /* even channel: (u & 15) << 4 | (l & 15); odd: (u & 0xf0) | l >> 4 */
+  u = _mm512_mask_slli_epi16(u, 0x0000ffffu, u, 4);
+  l = _mm512_mask_srli_epi16(l, 0xffff0000u, l, 4);
+  return _mm512_ternarylogic_epi32(u, l, _mm512_set1_epi8((char)0xf0), 0xe4); /* (u & 0xf0) | (l & ~0xf0) */
+}
+
+/* r[k] (dword k of 16 positions' rows) from r[p] (the 16 dwords of position p), in place. */
+static inline void transpose16_epi32(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) { /* r[4i + j], lane L: dword 4L + j of rows 4i..4i+3 */
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int j = 0; j < 4; j++) {
+    const __m512i c0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), c1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xee);
+    const __m512i c2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), c3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xee);
+    t[j] = _mm512_shuffle_i32x4(c0, c2, 0x88);
+    t[4 + j] = _mm512_shuffle_i32x4(c0, c2, 0xdd);
+    t[8 + j] = _mm512_shuffle_i32x4(c1, c3, 0x88);
+    t[12 + j] = _mm512_shuffle_i32x4(c1, c3, 0xdd);
+  }
+  for (int k = 0; k < 16; k++) r[k] = t[k];
+}
+
+/* Pairs per pass of key_block512 (their partial dots wait on the stack between chunks). */
+#define KEY_PAIRS 16
+
+/* The int16 query of pair r, chunk m, as signed bytes qh = q >> 8 and ql − 128 = (q & 255) − 128,
+ * in the order key_codes gives the channels. */
+static inline void query_bytes(const key_args *a, int r, int m, int32_t qh[16], int32_t ql[16]) {
+  const int n16 = a->half - 32 * m < 32 ? 16 : 32;
+  const __mmask32 lanes = n16 == 32 ? 0xffffffffu : 0xffffu;
+  const __m512i qe = _mm512_maskz_loadu_epi16(lanes, a->qlo + (size_t)r * a->half + 32 * m);
+  const __m512i qo = _mm512_maskz_loadu_epi16(lanes, a->qhi + (size_t)r * a->half + 32 * m);
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
+  const __m512i hi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srai_epi16(qe, 8))),
+                                        _mm512_cvtepi16_epi8(_mm512_srai_epi16(qo, 8)), 1);
+  const __m512i lo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_xor_si256(_mm512_cvtepi16_epi8(qe), flip)),
+                                        _mm256_xor_si256(_mm512_cvtepi16_epi8(qo), flip), 1);
+  _mm512_storeu_si512(qh, hi);
+  _mm512_storeu_si512(ql, lo);
+}
+
+static inline __attribute__((always_inline)) void key_block512(const key_args *a, int r0, int r1, const int BITS) {
+  const int chunks = (a->half + 31) / 32, n = a->n;
+  /* the query bytes of every pair first, so the dot loop broadcasts them straight from memory */
+  int32_t qb[KEY_PAIRS][MAX_D / 64][2][16];
+  for (int r = r0; r < r1; r++)
+    for (int m = 0; m < chunks; m++) query_bytes(a, r, m, qb[r - r0][m][0], qb[r - r0][m][1]);
+  int32_t dots[KEY_PAIRS][16];
+  for (int m = 0; m < chunks; m++) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i++) {
+      if (i < n) {
+        if (m == 0) {
+          const uint8_t *up = a->up + (size_t)i * a->rb;
+          _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+          if (BITS == 8) _mm_prefetch((const char *)(a->lw + (size_t)i * a->rb + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+          if (a->half > 32) _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
+          if (BITS == 8 && a->half > 32) _mm_prefetch((const char *)(a->lw + (size_t)i * a->rb + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
         }
+        t[i] = key_codes(a, i, m, BITS);
+      } else {
+        t[i] = _mm512_setzero_si512();
       }
-      for (int r = 0; r < NR; r++)
-        dots[r][ii] = _mm256_add_epi32(_mm512_castsi512_si256(acc[r]), _mm512_extracti64x4_epi64(acc[r], 1));
     }
-    for (int r = 0; r < NR; r++) key_scores8(a, r, hsum8x8_i32(dots[r]), i0, m, BITS);
+    transpose16_epi32(t);
+    __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
+    for (int k = 0; k < 16; k++) cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
+    const __m512i cs128 = _mm512_slli_epi32(cs, 7);
+    for (int r = r0; r < r1; r++) {
+      const int32_t *qh = qb[r - r0][m][0], *ql = qb[r - r0][m][1];
+      __m512i h = _mm512_setzero_si512(), l = _mm512_setzero_si512();
+      for (int k = 0; k < 16; k++) {
+        h = _mm512_dpbusd_epi32(h, t[k], _mm512_set1_epi32(qh[k]));
+        l = _mm512_dpbusd_epi32(l, t[k], _mm512_set1_epi32(ql[k]));
+      }
+      __m512i dot = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(h, 8), l), cs128);
+      if (m > 0) dot = _mm512_add_epi32(dot, _mm512_loadu_si512(dots[r - r0]));
+      _mm512_storeu_si512(dots[r - r0], dot);
+    }
+  }
+  /* scores as key_scores8 computes them: ((dq · dot + base) · scale), INT8 dots first corrected */
+  const __mmask16 keep = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+  for (int r = r0; r < r1; r++) {
+    const __m512i dots_r = _mm512_loadu_si512(dots[r - r0]);
+    __m512 dot;
+    if (BITS == 8)
+      dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots_r, _mm512_set1_epi32(8 * a->qsum[r]))), _mm512_set1_ps(1.0f / 16.0f));
+    else
+      dot = _mm512_cvtepi32_ps(dots_r);
+    const __m512 sc = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a->dq[r]), dot), _mm512_set1_ps(a->base[r])),
+                                    _mm512_set1_ps(a->scale));
+    _mm512_mask_storeu_ps(a->scores + (size_t)r * a->count, keep, sc);
   }
 }
 
@@ -341,11 +418,12 @@ static void values_avx512(const value_args *a, int nr, int bits) {
 }
 #undef VALUE_NR
 
+/* Scores of all nr pairs of one KV head (see key_block512), KEY_PAIRS at a time. */
 static void keys_avx512(const key_args *a, int nr, int bits) {
-  if (bits == 8) {
-    if (nr == 4) key_block512(a, 4, 8); else if (nr == 3) key_block512(a, 3, 8); else if (nr == 2) key_block512(a, 2, 8); else key_block512(a, 1, 8);
-  } else {
-    if (nr == 4) key_block512(a, 4, 4); else if (nr == 3) key_block512(a, 3, 4); else if (nr == 2) key_block512(a, 2, 4); else key_block512(a, 1, 4);
+  for (int r0 = 0; r0 < nr; r0 += KEY_PAIRS) {
+    const int r1 = nr - r0 < KEY_PAIRS ? nr : r0 + KEY_PAIRS;
+    if (bits == 8) key_block512(a, r0, r1, 8);
+    else key_block512(a, r0, r1, 4);
   }
 }
 

@@ -64,7 +64,6 @@ static inline __m256 exp256(__m256 x) {
 }
 
 #define MAX_REP 64
-#define MAX_D 512
 
 static inline float dot_fp(const kv_view *kv, size_t base, const float *q, int d) {
   __m256 acc = _mm256_setzero_ps();
