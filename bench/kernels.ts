@@ -2,7 +2,7 @@
 // machine's read bandwidth, measured in the same run, for the matmul shapes of a 1B-class model
 // and attention at 4K/16K/32K context.
 //
-//   node dist/bench/kernels.js [--threads N] [--isa avx2|scalar] [--json FILE] [--quick]
+//   node dist/bench/kernels.js [--threads N] [--isa avx2|scalar] [--json FILE] [--quick] [--attention-only]
 
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -18,7 +18,7 @@ import { quantizeQ4 } from '../src/quant/weights.js';
 import { machineSummary } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
-  options: { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' } },
+  options: { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' }, 'attention-only': { type: 'boolean' } },
 });
 const cpu: CpuBackend = createCpuBackend({ threads: args.threads ? Number(args.threads) : undefined, isa: args.isa });
 const quick = args.quick === true;
@@ -84,7 +84,7 @@ function tiled16(convert: (x: number) => number, seed: number): Uint16Array {
 }
 const wide = tiled16(f32ToF16, 2);
 const wideBf16 = tiled16(f32ToBf16, 3);
-for (const [r, c] of SHAPES) {
+for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
   const n16 = r * c;
   const copies = Math.floor(wide.length / n16);
   const view16 = (dtype: 'f16' | 'bf16', k: number): DenseTensor =>
@@ -128,20 +128,21 @@ for (const [r, c] of SHAPES) {
 }
 
 // ---- attention -------------------------------------------------------------------------------------
-// One query (a decode step) of one layer; the layers of a 16-layer model are cycled so the cache
-// streams from memory. 32 query heads over 8 KV heads (GQA 4), head_dim 64 and 128.
-process.stdout.write('\n| attention (1 query) | context, head_dim | µs | GB/s | of BW |\n|---|---|---|---|---|\n');
+// One query (a decode step) and 5 queries (a verify pass of γ = 4) of one layer; the layers of a
+// 16-layer model are cycled so the cache streams from memory. 8 KV heads with 16 or 32 query heads
+// (GQA 2 and 4), head_dim 64 and 128.
+process.stdout.write('\n| attention | context, heads, head_dim | µs | GB/s | of BW |\n|---|---|---|---|---|\n');
 const CONTEXTS = quick ? [4096, 32768] : [4096, 16384, 32768];
 const LAYERS = 16;
-for (const d of [64, 128]) {
+const VERIFY = 5;
+for (const [nHeads, d] of [[32, 64], [32, 128], [16, 64], [16, 128]] as const) {
   const nKv = 8;
-  const nHeads = 32;
   const kvDim = nKv * d;
   const shape: AttentionShape = { nHeads, nKvHeads: nKv, headDim: d, window: 0 };
   for (const ctx of CONTEXTS) {
     const G = 128;
-    const q = randomF32(nHeads * d, 3);
-    const out = new Float32Array(nHeads * d);
+    const q = randomF32(VERIFY * nHeads * d, 3);
+    const out = new Float32Array(VERIFY * nHeads * d);
     const pos = ctx - 1;
     const layers = Math.max(1, Math.min(LAYERS, Math.floor(WORKING_SET / (2 * ctx * kvDim * 2))));
     // F16 cache: every position in F16 rows, one buffer per layer.
@@ -154,7 +155,9 @@ for (const d of [64, 128]) {
     }
     let li = 0;
     const tF16 = timeUs(() => cpu.attention(out, q, 1, pos, f16Layers[li++ % layers]!, shape, new Float32Array(0)));
-    report('attention f16 cache', `${ctx}, d ${d}`, tF16, 2 * ctx * kvDim * 2, { layers });
+    const label = `${ctx}, ${nHeads}/${nKv}, d ${d}`;
+    const key = `${ctx}_h${nHeads}_d${d}`;
+    report('attention f16 cache', label, tF16, 2 * ctx * kvDim * 2, { layers });
     // Hierarchical: planes below the boundary, F16 rows above it; one set of planes per layer.
     const qEnd = quantBoundary(pos, G);
     const planeBytes = (qEnd * kvDim) / 2;
@@ -182,12 +185,19 @@ for (const d of [64, 128]) {
       for (const bits of [8, 4] as const) views[bits].push(bind(cpu, { kind: 'hier', kvDim, fp, fpStart: qEnd, planes, bits }));
     }
     const metaBytes = (2 * metaK + 2 * metaV) * 2;
+    const one: Record<number, number> = {};
     for (const bits of [8, 4] as const) {
       const t = timeUs(() => cpu.attention(out, q, 1, pos, views[bits][li++ % layers]!, shape, new Float32Array(0)));
       const bytes = (bits === 8 ? 4 : 2) * planeBytes + metaBytes + fpRows * kvDim * 4;
-      report(`attention int${bits} view`, `${ctx}, d ${d}`, t, bytes, { speedup_vs_f16: tF16 / t, layers });
-      summary[`attn_int${bits}_speedup_${ctx}_d${d}`] = tF16 / t;
+      report(`attention int${bits} view`, label, t, bytes, { speedup_vs_f16: tF16 / t, layers });
+      summary[`attn_int${bits}_speedup_${key}`] = tF16 / t;
+      one[bits] = t;
     }
+    summary[`attn_int4_vs_int8_${key}`] = one[8]! / one[4]!;
+    // A verify pass: queries at pos - 4 .. pos share the quantization boundary of pos here.
+    const t5 = timeUs(() => cpu.attention(out, q, VERIFY, pos - VERIFY + 1, views[8][li++ % layers]!, shape, new Float32Array(0)));
+    report(`attention int8 view, ${VERIFY} queries`, label, t5, 4 * planeBytes + metaBytes + fpRows * kvDim * 4, { ratio_to_one_query: t5 / one[8]!, layers });
+    summary[`attn_int8_verify5_ratio_${key}`] = t5 / one[8]!;
   }
 }
 

@@ -48,6 +48,23 @@ const include = headerDirs();
 if (include.length === 0) fail(`Node's headers (node_api.h) were not found next to ${process.execPath}`);
 
 const x86 = os.arch() === 'x64';
+
+/** Whether the compiler takes these flags (an empty translation unit compiled with them). */
+function accepts(flags) {
+  const probe = path.join(os.tmpdir(), `quantspec-probe-${process.pid}.c`);
+  fs.writeFileSync(probe, 'int quantspec_probe;\n');
+  try {
+    execFileSync(cc, [...flags, '-c', probe, '-o', `${probe}.o`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(probe, { force: true });
+    fs.rmSync(`${probe}.o`, { force: true });
+  }
+}
+// AMX tiles (the 'amx' kernel table) where the compiler knows them; chosen at run time only on a CPU that has them.
+const amx = x86 && accepts(['-mamx-tile', '-mamx-int8']) ? ['-mamx-tile', '-mamx-int8', '-DQUANTSPEC_AMX'] : [];
 const common = ['-O3', '-std=c11', '-fPIC', '-pthread', '-ffp-contract=off', '-fno-math-errno', '-Wall', '-D_GNU_SOURCE',
   `-I${include[0]}`, '-DNODE_GYP_MODULE_NAME=quantspec'];
 const units = [
@@ -55,14 +72,14 @@ const units = [
   { file: 'elementwise.c', flags: [] },
   { file: 'kernels_scalar.c', flags: [] },
   { file: 'pool.c', flags: [] },
-  { file: 'isa.c', flags: [] },
+  { file: 'isa.c', flags: amx.filter((f) => f.startsWith('-D')) },
   { file: 'jobs.c', flags: [] },
   { file: 'attention.c', flags: [] },
   { file: 'addon.c', flags: [] },
   ...(x86 ? [
     { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'attention_avx.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
-    { file: 'kernels_avx512.c', flags: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'] },
+    { file: 'kernels_avx512.c', flags: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni', ...amx] },
   ] : []),
 ];
 fs.mkdirSync(out, { recursive: true });

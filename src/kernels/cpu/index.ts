@@ -2,7 +2,7 @@
 // scripts/build-native.mjs) for every kernel: matmul, attention, KV quantization, RMSNorm, RoPE,
 // SiLU-gate, residual adds and embedding lookup (formats the addon does not read, such as 8-bit
 // weights, go through the reference kernels). Instruction set chosen at load (QUANTSPEC_CPU =
-// scalar | avx2 | avx512 overrides; the choice is process-wide); threads default to the physical
+// scalar | avx2 | avx512 | amx overrides; the choice is process-wide); threads default to the physical
 // cores (QUANTSPEC_THREADS overrides; fixed once the first backend starts its thread pool).
 
 import * as fs from 'node:fs';
@@ -47,7 +47,7 @@ interface NativeAddon {
 export interface CpuBackendOptions {
   /** Worker threads including the caller (default: physical cores, or QUANTSPEC_THREADS). */
   readonly threads?: number;
-  /** Kernel path: '' = best available, 'avx512', 'avx2', 'scalar' (default: QUANTSPEC_CPU). */
+  /** Kernel path: '' = best available, 'amx' (AVX-512 with tile products), 'avx512', 'avx2', 'scalar' (default: QUANTSPEC_CPU). */
   readonly isa?: string;
 }
 
@@ -127,7 +127,7 @@ function loadAddon(opts: CpuBackendOptions): NativeAddon {
   try {
     addonInfo = a.init(threads, isa);
   } catch (e) {
-    throw new BackendUnavailableError(`kernel path "${isa}" is not available on this CPU (${(e as Error).message}); use scalar, avx2 or avx512.`);
+    throw new BackendUnavailableError(`kernel path "${isa}" is not available on this CPU (${(e as Error).message}); use scalar, avx2, avx512 or amx.`);
   }
   return a;
 }

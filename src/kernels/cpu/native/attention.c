@@ -158,7 +158,7 @@ static void plan_items(at_ctx *c) {
   c->dense_items = c->group_items0[c->n_groups];
   c->n_items = c->dense_items + (a->kv->sel_positions ? a->nq : 0);
   c->slot = (size_t)a->nq * a->n_heads;
-  const size_t rows_scratch = attn_rows_scratch(a->nq * a->n_heads, a->head_dim, chunk);
+  const size_t rows_scratch = attn_rows_scratch(a->nq * a->n_heads, a->n_kv_heads, a->head_dim, chunk);
   const int sel_stride = a->kv->sel_stride;
   const size_t head_scratch = (size_t)a->head_dim * 2 + (size_t)c->n_rep * (chunk > sel_stride ? chunk : sel_stride) + 64;
   c->scratch_per_thread = ((rows_scratch > head_scratch ? rows_scratch : head_scratch) + 15) & ~(size_t)15;

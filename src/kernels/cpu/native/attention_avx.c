@@ -20,7 +20,10 @@ typedef struct {
   float *scores;      /* [n_pairs, count] */
   int16_t *qlo, *qhi; /* [n_pairs, d / 2]: even and odd channels of the folded queries */
   float *dq, *base;   /* [n_pairs] */
-  int32_t *qsum;      /* [n_pairs], then the value weights' scratch */
+  int32_t *qsum;      /* [n_pairs] */
+  uint8_t *prep;      /* [n_kv, prep_bytes]: the key blocks' prepared queries (key_args.prep) */
+  size_t prep_bytes;
+  int32_t *values;    /* the value weights' scratch */
   attn_partial *part;
   float *outp;        /* [n_pairs, d] */
 } rows_ctx;
@@ -83,7 +86,7 @@ static void keys_from_planes(const rows_ctx *c) {
         const size_t gp0 = (size_t)g * c->nj;
         const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
                              c->qlo + gp0 * half, c->qhi + gp0 * half, c->dq + gp0, c->base + gp0, c->qsum + gp0,
-                             c->scores + gp0 * c->count + kb, c->count, c->scale, nb};
+                             c->scores + gp0 * c->count + kb, c->count, c->scale, nb, c->prep + (size_t)g * c->prep_bytes, tb == t};
         c->blocks->keys(&ka, c->nj, c->kv->bits);
       }
     }
@@ -124,6 +127,7 @@ typedef struct {
   int32_t *acc; /* [n_pairs, d]: Σ W·code of one value block */
   float *es;   /* [n]: e·s of one pair */
   float *vs, *vm; /* [n]: one KV head's value scales and minimums */
+  uint8_t *tiles; /* [VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
 } value_scratch;
 
 /* Pair gp's bias Σ e·mn + offset · Σ e·s (position i in lane i % 8, the tail padded with zero
@@ -190,6 +194,19 @@ static void pair_weights(const rows_ctx *c, const value_scratch *v, size_t gp) {
 static void values_accumulate(const rows_ctx *c, const value_scratch *v) {
   const kv_planes *pl = c->pl;
   const int rb = pl->kv_dim / 2, half = c->half;
+  if (c->blocks->value_block && c->nj >= c->blocks->value_block_min_pairs) { /* a whole value block of a KV head for all its pairs */
+    for (int blk = 0; blk < v->nblk; blk++) {
+      const int b0 = blk * VALUE_BLOCK, bn = v->n - b0 < VALUE_BLOCK ? v->n - b0 : VALUE_BLOCK;
+      for (int g = 0; g < c->n_kv; g++) {
+        const size_t gp0 = (size_t)g * c->nj;
+        const value_args va = {pl->v_upper + (size_t)(c->p0 + b0) * rb + g * half, pl->v_lower + (size_t)(c->p0 + b0) * rb + g * half,
+                               rb, bn, v->w + gp0 * v->npw + b0 / 2, v->npw, v->dw + (size_t)blk * c->n_pairs + gp0,
+                               (int32_t *)v->tiles, 1, c->outp + gp0 * c->d, c->d};
+        c->blocks->value_block(&va, c->nj, c->kv->bits);
+      }
+    }
+    return;
+  }
   for (int blk = 0; blk < v->nblk; blk++) {
     const int b0 = blk * VALUE_BLOCK, b1 = b0 + (v->n - b0 < VALUE_BLOCK ? v->n - b0 : VALUE_BLOCK);
     memset(v->acc, 0, sizeof(int32_t) * (size_t)c->n_pairs * c->d);
@@ -217,12 +234,13 @@ static void values_whole_groups(const rows_ctx *c) {
   v.n = n;
   v.npw = (n + 1) / 2;
   v.nblk = (n + VALUE_BLOCK - 1) / VALUE_BLOCK;
-  v.w = c->qsum + c->n_pairs;
+  v.w = c->values;
   v.dw = (float *)(v.w + (size_t)c->n_pairs * v.npw);
   v.acc = (int32_t *)(v.dw + (size_t)v.nblk * c->n_pairs);
   v.es = (float *)(v.acc + (size_t)c->n_pairs * c->d);
   v.vs = v.es + n;
   v.vm = v.vs + n;
+  v.tiles = (uint8_t *)(((uintptr_t)(v.vm + n) + 63) & ~(uintptr_t)63);
   /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
   const float offset = c->kv->bits == 8 ? 7.5f : 8.0f;
   for (int g = 0; g < c->n_kv; g++) {
@@ -311,6 +329,9 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
   c.dq = (float *)(c.qhi + (size_t)c.n_pairs * c.half);
   c.base = c.dq + c.n_pairs;
   c.qsum = (int32_t *)(c.base + c.n_pairs);
+  c.prep = (uint8_t *)(((uintptr_t)(c.qsum + c.n_pairs) + 63) & ~(uintptr_t)63);
+  c.prep_bytes = attn_key_prep_floats(c.n_pairs, c.n_kv, d) / c.n_kv * 4;
+  c.values = (int32_t *)(c.prep + c.prep_bytes * c.n_kv);
   c.part = part, c.outp = outp;
   memset(outp, 0, sizeof(float) * (size_t)c.n_pairs * d);
   const int planes = p0 < c.qa_end;

@@ -18,6 +18,10 @@ typedef struct {
   int count;
   float scale;
   int n; /* positions */
+  /* Scratch a block may fill once per key group for these pairs and reuse on the later calls of
+   * the group (attn_key_prep_floats per KV head's pairs); fresh marks the group's first call. */
+  uint8_t *prep;
+  int fresh;
 } key_args;
 
 /* Values over the planes in integers: position i's weight e·s is rounded to an int16 W (one unit
@@ -60,6 +64,11 @@ typedef struct {
   void (*keys)(const key_args *a, int nr, int bits);
   /* the d value channels of nr (1..4) pairs accumulated over the value planes (see value_args) */
   void (*values)(const value_args *a, int nr, int bits);
+  /* Optional, instead of values: one whole value block (n <= VALUE_BLOCK positions) of one KV
+   * head for all nr pairs, finished into out; a->acc is scratch of VALUE_BLOCK * d bytes. */
+  void (*value_block)(const value_args *a, int nr, int bits);
+  /* value_block serves KV heads with at least this many pairs (a verify pass); fewer go to values */
+  int value_block_min_pairs;
 } attn_blocks;
 
 void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,

@@ -1,19 +1,41 @@
 /* Kernel table selection (isa.h): the best instruction set this CPU supports, or the one asked for. */
 #include <string.h>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
 #include "isa.h"
 
 const kernel_table *K = &kernels_scalar;
+
+#ifdef QUANTSPEC_AMX
+/* AMX-TILE and AMX-INT8 in CPUID, and the tile state granted by the kernel (asked for once). */
+static int amx_usable(void) {
+  static int state = -1;
+  if (state < 0) {
+    unsigned a, b, c, d;
+    const int cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 25));
+    state = cpu && amx_request() == 0;
+  }
+  return state;
+}
+#endif
 
 const kernel_table *select_kernels(const char *want) {
 #if defined(__x86_64__) || defined(_M_X64)
   const int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   const int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#ifdef QUANTSPEC_AMX
+  const kernel_table *best512 = has_avx512 && amx_usable() ? &kernels_amx : &kernels_avx512;
+  if (want && strcmp(want, "amx") == 0) return best512 == &kernels_amx ? &kernels_amx : NULL;
+#else
+  const kernel_table *best512 = &kernels_avx512;
+#endif
   if (want && strcmp(want, "scalar") == 0) return &kernels_scalar;
   if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &kernels_avx2 : NULL;
   if (want && strcmp(want, "avx512") == 0) return has_avx512 ? &kernels_avx512 : NULL;
   if (want && *want) return NULL;
-  return has_avx512 ? &kernels_avx512 : has_avx2 ? &kernels_avx2 : &kernels_scalar;
+  return has_avx512 ? best512 : has_avx2 ? &kernels_avx2 : &kernels_scalar;
 #else
   if (want && *want && strcmp(want, "scalar") != 0) return NULL;
   return &kernels_scalar;

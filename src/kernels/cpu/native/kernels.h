@@ -80,7 +80,7 @@ typedef struct {
    * them. Positions a query may not see (causal, window) are masked. Results are indexed by pair
    * gp = g * (nqs * n_rep) + (query - q0) * n_rep + r for query head g * n_rep + r:
    * part[nqs * n_heads], out_partial[nqs * n_heads, head_dim].
-   * scratch: attn_rows_scratch(nqs * n_heads, head_dim, p1 - p0) floats. */
+   * scratch: attn_rows_scratch(nqs * n_heads, n_kv_heads, head_dim, p1 - p0) floats. */
   void (*attention_rows)(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                          float *out_partial);
   /* gate[i] = silu(gate[i]) · up[i] for i in [i0, i1). */
@@ -91,18 +91,33 @@ extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const kernel_table kernels_avx2;
 extern const kernel_table kernels_avx512;
+#ifdef QUANTSPEC_AMX
+/* AVX-512 with the key scores of the attention over the planes as AMX tile products. */
+extern const kernel_table kernels_amx;
+/* Asks Linux for the tile state (once per process); 0 when the tiles may be used. */
+int amx_request(void);
+#endif
 /* AVX2 kernels the AVX-512 table shares (kernels_avx2.c). */
 void avx2_attention_head(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list, float *scratch,
                          attn_partial *part, float *out_partial);
 void avx2_silu_mul(float *gate, const float *up, int i0, int i1);
 #endif
 
-/* Floats of scratch attention_rows needs for n_pairs (query, head) pairs. */
-static inline size_t attn_rows_scratch(int n_pairs, int head_dim, int count) {
+/* Floats of the query bytes a key block may prepare once per key group (attention_blocks.h
+ * key_args.prep): per KV head, for each 64-channel chunk, two tiles of 64-byte rows for its pairs
+ * rounded up to 16, then one int32 per row. */
+static inline size_t attn_key_prep_floats(int n_pairs, int n_kv, int head_dim) {
+  const size_t rows = ((size_t)(n_pairs / n_kv) + 15) & ~(size_t)15, chunks = ((size_t)head_dim + 63) / 64;
+  return (size_t)n_kv * (chunks * 2 * rows * 16 + rows);
+}
+
+/* Floats of scratch attention_rows needs for n_pairs (query, head) pairs over n_kv KV heads. */
+static inline size_t attn_rows_scratch(int n_pairs, int n_kv, int head_dim, int count) {
   /* scores, folded queries, per-pair scalars, int16 value weights and their units, int32 value
-   * sums, value scales and minimums of one KV head and e·s of one pair (3 per position) */
+   * sums, value scales and minimums of one KV head and e·s of one pair (3 per position), the
+   * prepared query bytes, a value block's tiles */
   return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim * 2 + 4 * (size_t)n_pairs + (size_t)head_dim * 2 +
-         3 * (size_t)count + 64;
+         3 * (size_t)count + attn_key_prep_floats(n_pairs, n_kv, head_dim) + 64 * (size_t)head_dim + 64;
 }
 
 /* Shared scalar helpers (kernels_common.c). */

@@ -204,20 +204,25 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
  * 256·Σ qh·code + Σ (ql − 128)·code + 128·Σ code, all in int32 (wrapping exactly as the int16
  * products of the AVX2 path do), so the scores equal the AVX2 ones bit for bit. */
 
-/* Chunk m (channels 64m..64m+63) of position row i's codes as bytes: even channels, then odd. */
-static inline __m512i key_codes(const key_args *a, int i, int m, const int BITS) {
-  const int tail = a->half - 32 * m < 32; /* the last chunk of a head of 32 mod 64 channels */
-  const uint8_t *up = a->up + (size_t)i * a->rb + 32 * m;
+/* Chunk m (channels 64m..64m+63) of plane row i's codes (INT4: u; INT8: 16u + l8) as bytes: even
+ * channels, then odd; a head's last chunk of 32 channels leaves bytes 16-31 and 48-63 zero. */
+static inline __m512i plane_codes(const uint8_t *upper, const uint8_t *lower, size_t rb, int half, int i, int m, const int BITS) {
+  const int tail = half - 32 * m < 32;
+  const uint8_t *up = upper + (size_t)i * rb + 32 * m;
   __m512i u = tail ? _mm512_broadcast_i64x4(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)up)))
                    : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)up));
   if (BITS == 4) return _mm512_and_si512(_mm512_mask_srli_epi16(u, 0xffff0000u, u, 4), _mm512_set1_epi8(15));
-  const uint8_t *lw = a->lw + (size_t)i * a->rb + 32 * m;
+  const uint8_t *lw = lower + (size_t)i * rb + 32 * m;
   __m512i l = tail ? _mm512_broadcast_i64x4(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)lw)))
                    : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)lw));
   /* even channel: (u & 15) << 4 | (l & 15); odd: (u & 0xf0) | l >> 4 */
   u = _mm512_mask_slli_epi16(u, 0x0000ffffu, u, 4);
   l = _mm512_mask_srli_epi16(l, 0xffff0000u, l, 4);
   return _mm512_ternarylogic_epi32(u, l, _mm512_set1_epi8((char)0xf0), 0xe4); /* (u & 0xf0) | (l & ~0xf0) */
+}
+
+static inline __m512i key_codes(const key_args *a, int i, int m, const int BITS) {
+  return plane_codes(a->up, a->lw, (size_t)a->rb, a->half, i, m, BITS);
 }
 
 /* r[k] (dword k of 16 positions' rows) from r[p] (the 16 dwords of position p), in place. */
@@ -244,9 +249,6 @@ static inline void transpose16_epi32(__m512i r[16]) {
   for (int k = 0; k < 16; k++) r[k] = t[k];
 }
 
-/* Pairs per pass of key_block512 (their partial dots wait on the stack between chunks). */
-#define KEY_PAIRS 16
-
 /* The int16 query of pair r, chunk m, as signed bytes qh = q >> 8 and ql − 128 = (q & 255) − 128,
  * in the order key_codes gives the channels. */
 static inline void query_bytes(const key_args *a, int r, int m, int32_t qh[16], int32_t ql[16]) {
@@ -263,57 +265,81 @@ static inline void query_bytes(const key_args *a, int r, int m, int32_t qh[16], 
   _mm512_storeu_si512(ql, lo);
 }
 
-static inline __attribute__((always_inline)) void key_block512(const key_args *a, int r0, int r1, const int BITS) {
-  const int chunks = (a->half + 31) / 32, n = a->n;
-  /* the query bytes of every pair first, so the dot loop broadcasts them straight from memory */
-  int32_t qb[KEY_PAIRS][MAX_D / 64][2][16];
-  for (int r = r0; r < r1; r++)
-    for (int m = 0; m < chunks; m++) query_bytes(a, r, m, qb[r - r0][m][0], qb[r - r0][m][1]);
-  int32_t dots[KEY_PAIRS][16];
-  for (int m = 0; m < chunks; m++) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i++) {
-      if (i < n) {
-        if (m == 0) {
-          const uint8_t *up = a->up + (size_t)i * a->rb;
-          _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-          if (BITS == 8) _mm_prefetch((const char *)(a->lw + (size_t)i * a->rb + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-          if (a->half > 32) _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
-          if (BITS == 8 && a->half > 32) _mm_prefetch((const char *)(a->lw + (size_t)i * a->rb + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
-        }
-        t[i] = key_codes(a, i, m, BITS);
-      } else {
-        t[i] = _mm512_setzero_si512();
-      }
+/* Pairs per pass of key_block512 (their partial dots wait on the stack between chunks). */
+#define KEY_PAIRS 16
+
+/* Chunk m of up to 16 positions' codes, decoded and transposed: t[k] = channels of dword k of
+ * every position (positions >= n are zero). */
+static inline __attribute__((always_inline)) void codes_transposed(const key_args *a, int m, const int BITS, __m512i t[16]) {
+  for (int i = 0; i < 16; i++) {
+    if (i >= a->n) {
+      t[i] = _mm512_setzero_si512();
+      continue;
     }
-    transpose16_epi32(t);
-    __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
-    for (int k = 0; k < 16; k++) cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
-    const __m512i cs128 = _mm512_slli_epi32(cs, 7);
-    for (int r = r0; r < r1; r++) {
-      const int32_t *qh = qb[r - r0][m][0], *ql = qb[r - r0][m][1];
-      __m512i h = _mm512_setzero_si512(), l = _mm512_setzero_si512();
-      for (int k = 0; k < 16; k++) {
-        h = _mm512_dpbusd_epi32(h, t[k], _mm512_set1_epi32(qh[k]));
-        l = _mm512_dpbusd_epi32(l, t[k], _mm512_set1_epi32(ql[k]));
-      }
-      __m512i dot = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(h, 8), l), cs128);
-      if (m > 0) dot = _mm512_add_epi32(dot, _mm512_loadu_si512(dots[r - r0]));
-      _mm512_storeu_si512(dots[r - r0], dot);
+    if (m == 0) {
+      const uint8_t *up = a->up + (size_t)i * a->rb, *lw = a->lw + (size_t)i * a->rb;
+      _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+      if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
+      if (a->half > 32) _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
+      if (BITS == 8 && a->half > 32) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
     }
+    t[i] = key_codes(a, i, m, BITS);
   }
-  /* scores as key_scores8 computes them: ((dq · dot + base) · scale), INT8 dots first corrected */
-  const __mmask16 keep = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-  for (int r = r0; r < r1; r++) {
-    const __m512i dots_r = _mm512_loadu_si512(dots[r - r0]);
-    __m512 dot;
-    if (BITS == 8)
-      dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots_r, _mm512_set1_epi32(8 * a->qsum[r]))), _mm512_set1_ps(1.0f / 16.0f));
-    else
-      dot = _mm512_cvtepi32_ps(dots_r);
-    const __m512 sc = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a->dq[r]), dot), _mm512_set1_ps(a->base[r])),
-                                    _mm512_set1_ps(a->scale));
-    _mm512_mask_storeu_ps(a->scores + (size_t)r * a->count, keep, sc);
+  transpose16_epi32(t);
+}
+
+/* Scores of pair r at the block's positions from their integer dots, as key_scores8 computes
+ * them: (dq · dot + base) · scale, INT8 dots first corrected by (dot - 8 Σ q) / 16. */
+static inline void store_scores(const key_args *a, int r, __m512i dots, const int BITS) {
+  __m512 dot;
+  if (BITS == 8)
+    dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(8 * a->qsum[r]))), _mm512_set1_ps(1.0f / 16.0f));
+  else
+    dot = _mm512_cvtepi32_ps(dots);
+  const __m512 sc = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a->dq[r]), dot), _mm512_set1_ps(a->base[r])),
+                                  _mm512_set1_ps(a->scale));
+  const __mmask16 keep = a->n >= 16 ? 0xffff : (__mmask16)((1u << a->n) - 1);
+  _mm512_mask_storeu_ps(a->scores + (size_t)r * a->count, keep, sc);
+}
+
+/* The query bytes of nr pairs in a->prep, once per key group: per pair and chunk qh then ql − 128
+ * as 16 dwords each, so the dot loop broadcasts them straight from memory. */
+static void vnni_prepare(const key_args *a, int nr) {
+  const int chunks = (a->half + 31) / 32;
+  int32_t *q = (int32_t *)a->prep;
+  for (int r = 0; r < nr; r++)
+    for (int m = 0; m < chunks; m++) query_bytes(a, r, m, q + ((size_t)r * chunks + m) * 32, q + ((size_t)r * chunks + m) * 32 + 16);
+}
+
+static inline __attribute__((always_inline)) void key_block512(const key_args *a, int nr, const int BITS) {
+  const int chunks = (a->half + 31) / 32;
+  const int32_t *qb = (const int32_t *)a->prep;
+  int32_t dots[16] __attribute__((aligned(64)));
+  for (int r0 = 0; r0 < nr; r0 += KEY_PAIRS) { /* the pairs' partial dots wait on the stack between chunks */
+    const int r1 = nr - r0 < KEY_PAIRS ? nr : r0 + KEY_PAIRS;
+    int32_t part[KEY_PAIRS][16] __attribute__((aligned(64)));
+    for (int m = 0; m < chunks; m++) {
+      __m512i t[16];
+      codes_transposed(a, m, BITS, t);
+      __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
+      for (int k = 0; k < 16; k++) cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
+      const __m512i cs128 = _mm512_slli_epi32(cs, 7);
+      for (int r = r0; r < r1; r++) {
+        const int32_t *qh = qb + ((size_t)r * chunks + m) * 32, *ql = qh + 16;
+        __m512i h = _mm512_setzero_si512(), l = _mm512_setzero_si512();
+        for (int k = 0; k < 16; k++) {
+          h = _mm512_dpbusd_epi32(h, t[k], _mm512_set1_epi32(qh[k]));
+          l = _mm512_dpbusd_epi32(l, t[k], _mm512_set1_epi32(ql[k]));
+        }
+        __m512i dot = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(h, 8), l), cs128);
+        if (m > 0) dot = _mm512_add_epi32(dot, _mm512_load_si512(part[r - r0]));
+        _mm512_store_si512(part[r - r0], dot);
+      }
+    }
+    for (int r = r0; r < r1; r++) {
+      _mm512_store_si512(dots, _mm512_load_si512(part[r - r0]));
+      store_scores(a, r, _mm512_load_si512(dots), BITS);
+    }
   }
 }
 
@@ -418,14 +444,230 @@ static void values_avx512(const value_args *a, int nr, int bits) {
 }
 #undef VALUE_NR
 
-/* Scores of all nr pairs of one KV head (see key_block512), KEY_PAIRS at a time. */
+/* Scores of all nr pairs of one KV head (see key_block512). */
 static void keys_avx512(const key_args *a, int nr, int bits) {
-  for (int r0 = 0; r0 < nr; r0 += KEY_PAIRS) {
-    const int r1 = nr - r0 < KEY_PAIRS ? nr : r0 + KEY_PAIRS;
-    if (bits == 8) key_block512(a, r0, r1, 8);
-    else key_block512(a, r0, r1, 4);
+  if (a->fresh) vnni_prepare(a, nr);
+  if (bits == 8) key_block512(a, nr, 8);
+  else key_block512(a, nr, 4);
+}
+
+#ifdef QUANTSPEC_AMX
+/* ---- AMX: the key scores as tile products ----------------------------------------------------- */
+/* Tile 0 and 1 accumulate the high and low dot products C [16 pairs, 16 positions] (int32) of
+ * A [16 pairs, 64 bytes] = the queries' high bytes + 128 (tile 2) and low bytes (tile 3), both
+ * unsigned, with B [16 channel quads, 16 positions x 4 bytes] = the transposed codes - 128 (tile
+ * 4), signed. With q = 256 qh + ql (ql unsigned) and code' = code - 128, over 64 channel slots:
+ *   Σ q·code = 256 C0 + C1 + 2^15 Σ qh + 2^7 Σ ql − 2^15 Σ code + 2^28,
+ * exact in wrapping int32 like the other paths, so the scores are theirs bit for bit. */
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+int amx_request(void) {
+  return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA);
+}
+
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} __attribute__((packed)) tile_config;
+
+/* The tile shapes above, loaded once in each thread that runs tiles. */
+static __thread int tiles_configured;
+
+static void configure_tiles(void) {
+  tile_config c;
+  memset(&c, 0, sizeof c);
+  c.palette = 1;
+  for (int i = 0; i < 5; i++) c.rows[i] = 16, c.colsb[i] = 64;
+  _tile_loadconfig(&c);
+  tiles_configured = 1;
+}
+
+/* a->prep, once per key group: per chunk m the A rows of every pair (rounded up to 16, padded
+ * with zeros) as [m][high, low][row][64 bytes], then each row's constant term. */
+static void amx_prepare(const key_args *a, int nr) {
+  const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
+  uint8_t *prep = a->prep;
+  int32_t *kc = (int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
+  const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+  for (int r = 0; r < rows; r++) {
+    uint32_t k = 0;
+    for (int m = 0; m < chunks; m++) {
+      uint8_t *hi = prep + ((size_t)(2 * m) * rows + r) * 64, *lo = prep + ((size_t)(2 * m + 1) * rows + r) * 64;
+      if (r >= nr) {
+        _mm512_store_si512(hi, zero);
+        _mm512_store_si512(lo, zero);
+        continue;
+      }
+      int32_t qh[16], ql[16];
+      query_bytes(a, r, m, qh, ql); /* qh signed, ql − 128 */
+      const __m512i h = _mm512_xor_si512(_mm512_loadu_si512(qh), flip), l = _mm512_xor_si512(_mm512_loadu_si512(ql), flip);
+      _mm512_store_si512(hi, h);
+      _mm512_store_si512(lo, l);
+      const uint32_t sum_h = (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(h, zero)) - 128u * 64u; /* Σ qh */
+      const uint32_t sum_l = (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(l, zero));            /* Σ ql */
+      k += (sum_h << 15) + (sum_l << 7) + (1u << 28);
+    }
+    kc[r] = (int32_t)k;
   }
 }
+
+static inline __attribute__((always_inline)) void amx_block(const key_args *a, int nr, const int BITS) {
+  const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
+  const uint8_t *prep = a->prep;
+  const int32_t *kc = (const int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
+  uint8_t codes[MAX_D / 64][16][64] __attribute__((aligned(64)));
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
+  for (int m = 0; m < chunks; m++) {
+    __m512i t[16];
+    codes_transposed(a, m, BITS, t);
+    for (int k = 0; k < 16; k++) {
+      cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
+      _mm512_store_si512(codes[m][k], _mm512_xor_si512(t[k], flip));
+    }
+  }
+  const __m512i cs15 = _mm512_slli_epi32(cs, 15);
+  int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
+  for (int r0 = 0; r0 < nr; r0 += 16) {
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int m = 0; m < chunks; m++) {
+      _tile_loadd(2, prep + ((size_t)(2 * m) * rows + r0) * 64, 64);
+      _tile_loadd(3, prep + ((size_t)(2 * m + 1) * rows + r0) * 64, 64);
+      _tile_loadd(4, codes[m], 64);
+      _tile_dpbusd(0, 2, 4);
+      _tile_dpbusd(1, 3, 4);
+    }
+    _tile_stored(0, c0, 64);
+    _tile_stored(1, c1, 64);
+    const int r1 = nr - r0 < 16 ? nr : r0 + 16;
+    for (int r = r0; r < r1; r++) {
+      const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
+      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), _mm512_set1_epi32(kc[r])), cs15);
+      store_scores(a, r, dot, BITS);
+    }
+  }
+}
+
+/* Values as tile products, one whole value block of one KV head for all pairs: C [16 pairs, 16
+ * channels] accumulates A [16 pairs, 64 positions] = the int16 weights' high and low bytes
+ * (unsigned: W >= 0) times B [16 position quads, 16 channels x 4] = the centred codes, so
+ * Σ W·code = 256 C0 + C1 exactly, as the other paths sum it. The codes of 4 positions become B
+ * rows by two rounds of byte and word interleaving, which leaves channel byte 16L + 4j + i of a
+ * decoded 64-channel row in lane 4L + i of group j. */
+static inline __attribute__((always_inline)) void value_tiles_build(const value_args *a, uint8_t *tiles, const int BITS) {
+  const int chunks = (a->d + 63) / 64, groups = 4 * chunks, steps = (a->n + 63) / 64;
+  const __m512i center = _mm512_set1_epi8(BITS == 8 ? (char)0x80 : 8);
+  for (int s = 0; s < steps; s++) {
+    for (int q = 0; q < 16; q++) { /* positions 64s + 4q .. + 3: row q of the step's B tiles */
+      for (int m = 0; m < chunks; m++) {
+        __m512i r[4];
+        for (int p = 0; p < 4; p++) {
+          const int i = 64 * s + 4 * q + p;
+          if (i >= a->n) {
+            r[p] = _mm512_setzero_si512();
+            continue;
+          }
+          const __m512i codes = plane_codes(a->up, a->lw, (size_t)a->rb, a->d / 2, i, m, BITS);
+          r[p] = BITS == 8 ? _mm512_xor_si512(codes, center) : _mm512_sub_epi8(codes, center);
+        }
+        const __m512i x0 = _mm512_unpacklo_epi8(r[0], r[1]), x1 = _mm512_unpackhi_epi8(r[0], r[1]);
+        const __m512i y0 = _mm512_unpacklo_epi8(r[2], r[3]), y1 = _mm512_unpackhi_epi8(r[2], r[3]);
+        const __m512i z[4] = {_mm512_unpacklo_epi16(x0, y0), _mm512_unpackhi_epi16(x0, y0), _mm512_unpacklo_epi16(x1, y1),
+                              _mm512_unpackhi_epi16(x1, y1)};
+        for (int j = 0; j < 4; j++) _mm512_store_si512(tiles + (((size_t)s * groups + 4 * m + j) * 16 + q) * 64, z[j]);
+      }
+    }
+  }
+}
+
+/* Channel of lane n of value group j (see value_tiles_build), or -1 for a padding lane. */
+static inline int value_lane_channel(int j, int n, int d) {
+  const int m = j / 4, b = 16 * (n >> 2) + 4 * (j & 3) + (n & 3);
+  const int c = 64 * m + (b < 32 ? 2 * b : 2 * (b - 32) + 1);
+  const int tail = d - 64 * m < 64;
+  return tail && (b & 31) >= 16 ? -1 : c;
+}
+
+static inline __attribute__((always_inline)) void amx_value_block(const value_args *a, int nr, const int BITS) {
+  const int d = a->d, groups = 4 * ((d + 63) / 64), steps = (a->n + 63) / 64;
+  uint8_t *tiles = (uint8_t *)a->acc;
+  value_tiles_build(a, tiles, BITS);
+  uint8_t wt[VALUE_BLOCK / 64][2][16][64] __attribute__((aligned(64))); /* A: weight bytes [step][high, low][pair][position] */
+  int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
+  int32_t sums[16][MAX_D]; /* Σ W·code of each pair of the tile, in channel order */
+  for (int r0 = 0; r0 < nr; r0 += 16) {
+    const int r1 = nr - r0 < 16 ? nr : r0 + 16;
+    for (int r = r0; r < r0 + 16; r++) {
+      const int16_t *w = (const int16_t *)(a->w + (size_t)r * a->npw);
+      for (int s = 0; s < steps; s++) {
+        __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+        if (r < r1) {
+          const int left = a->n - 64 * s;
+          const __mmask32 k0 = left >= 32 ? 0xffffffffu : (__mmask32)((1ull << left) - 1);
+          const __mmask32 k1 = left >= 64 ? 0xffffffffu : left <= 32 ? 0 : (__mmask32)((1ull << (left - 32)) - 1);
+          const __m512i w0 = _mm512_maskz_loadu_epi16(k0, w + 64 * s), w1 = _mm512_maskz_loadu_epi16(k1, w + 64 * s + 32);
+          hi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(w0, 8))), _mm512_cvtepi16_epi8(_mm512_srli_epi16(w1, 8)), 1);
+          lo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(w0)), _mm512_cvtepi16_epi8(w1), 1);
+        }
+        _mm512_store_si512(wt[s][0][r - r0], hi);
+        _mm512_store_si512(wt[s][1][r - r0], lo);
+      }
+    }
+    for (int j = 0; j < groups; j++) {
+      _tile_zero(0);
+      _tile_zero(1);
+      for (int s = 0; s < steps; s++) {
+        _tile_loadd(2, wt[s][0], 64);
+        _tile_loadd(3, wt[s][1], 64);
+        _tile_loadd(4, tiles + ((size_t)s * groups + j) * 16 * 64, 64);
+        _tile_dpbusd(0, 2, 4);
+        _tile_dpbusd(1, 3, 4);
+      }
+      _tile_stored(0, c0, 64);
+      _tile_stored(1, c1, 64);
+      for (int n = 0; n < 16; n++) {
+        const int ch = value_lane_channel(j, n, d);
+        if (ch < 0) continue;
+        for (int r = r0; r < r1; r++) sums[r - r0][ch] = (int32_t)(((uint32_t)c0[r - r0][n] << 8) + (uint32_t)c1[r - r0][n]);
+      }
+    }
+    for (int r = r0; r < r1; r++) value_finish(a->out + (size_t)r * d, sums[r - r0], d, a->dw[r]);
+  }
+}
+
+static void value_block_amx(const value_args *a, int nr, int bits) {
+  if (!tiles_configured) configure_tiles();
+  if (bits == 8) amx_value_block(a, nr, 8);
+  else amx_value_block(a, nr, 4);
+}
+
+/* KV heads with fewer pairs than this (a decode step) take the VNNI blocks: the tiles' fixed cost
+ * (building A and B, 16-row products) only pays for many pairs. Measured with bench/kernels. */
+#define AMX_MIN_PAIRS 8
+
+static void keys_amx(const key_args *a, int nr, int bits) {
+  if (nr < AMX_MIN_PAIRS) {
+    keys_avx512(a, nr, bits);
+    return;
+  }
+  if (!tiles_configured) configure_tiles();
+  if (a->fresh) amx_prepare(a, nr);
+  if (bits == 8) amx_block(a, nr, 8);
+  else amx_block(a, nr, 4);
+}
+
+static const attn_blocks amx_blocks = {keys_amx, values_avx512, value_block_amx, AMX_MIN_PAIRS};
+
+static void attention_rows_amx(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
+                               float *outp) {
+  attention_rows_with(&amx_blocks, a, q0, q1, p0, p1, scratch, part, outp);
+}
+#endif
 
 static const attn_blocks avx512_blocks = {keys_avx512, values_avx512};
 
@@ -446,4 +688,18 @@ const kernel_table kernels_avx512 = {
   .attention_rows = attention_rows,
   .silu_mul = avx2_silu_mul,
 };
+#ifdef QUANTSPEC_AMX
+/* The AVX-512 table with the key scores over the planes as tile products. */
+const kernel_table kernels_amx = {
+  .name = "amx",
+  .matmul_f32 = matmul_f32,
+  .matmul_f16 = matmul_f16,
+  .matmul_bf16 = matmul_bf16,
+  .matmul_q4 = matmul_q4,
+  .quantize_acts = quantize_acts512,
+  .attention_head = avx2_attention_head,
+  .attention_rows = attention_rows_amx,
+  .silu_mul = avx2_silu_mul,
+};
+#endif
 #endif
