@@ -14,7 +14,7 @@ typedef struct {
   const attn_args *a;
   const kv_view *kv;
   const kv_planes *pl;
-  int q0, p0, p1, count, qa_end; /* positions [p0, qa_end) come from the planes */
+  int q0, p0, count, qa_end; /* positions [p0, qa_end) come from the planes, the rest of [p0, p0 + count) from rows */
   int d, half, n_heads, n_kv, n_rep, kv_dim, nj, n_pairs;
   float scale;
   float *scores;      /* [n_pairs, count] */
@@ -317,7 +317,7 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
   }
   rows_ctx c;
   c.blocks = blocks, c.a = a, c.kv = kv, c.pl = pl;
-  c.q0 = q0, c.p0 = p0, c.p1 = p1, c.count = p1 - p0;
+  c.q0 = q0, c.p0 = p0, c.count = p1 - p0;
   c.d = d, c.half = d / 2, c.n_heads = a->n_heads, c.n_kv = a->n_kv_heads, c.n_rep = a->n_heads / a->n_kv_heads;
   c.kv_dim = c.n_kv * d, c.nj = (q1 - q0) * c.n_rep, c.n_pairs = c.nj * c.n_kv;
   const int q_end = pl ? quant_boundary(a->start_pos + q0, pl->group_k) : 0; /* shared by these queries */

@@ -314,7 +314,6 @@ static void vnni_prepare(const key_args *a, int nr) {
 static inline __attribute__((always_inline)) void key_block512(const key_args *a, int nr, const int BITS) {
   const int chunks = (a->half + 31) / 32;
   const int32_t *qb = (const int32_t *)a->prep;
-  int32_t dots[16] __attribute__((aligned(64)));
   for (int r0 = 0; r0 < nr; r0 += KEY_PAIRS) { /* the pairs' partial dots wait on the stack between chunks */
     const int r1 = nr - r0 < KEY_PAIRS ? nr : r0 + KEY_PAIRS;
     int32_t part[KEY_PAIRS][16] __attribute__((aligned(64)));
@@ -336,10 +335,7 @@ static inline __attribute__((always_inline)) void key_block512(const key_args *a
         _mm512_store_si512(part[r - r0], dot);
       }
     }
-    for (int r = r0; r < r1; r++) {
-      _mm512_store_si512(dots, _mm512_load_si512(part[r - r0]));
-      store_scores(a, r, _mm512_load_si512(dots), BITS);
-    }
+    for (int r = r0; r < r1; r++) store_scores(a, r, _mm512_load_si512(part[r - r0]), BITS);
   }
 }
 
