@@ -61,6 +61,8 @@ export interface DecoderOptions {
   readonly gamma: number | 'auto';
   /** Largest γ (buffers are sized for it). */
   readonly maxGamma: number;
+  /** Milliseconds for the adaptive controller's timings (default performance.now; tests inject one). */
+  readonly clock?: () => number;
 }
 
 /**
@@ -119,6 +121,7 @@ export class Decoder {
   stats: SpecStats | null;
   private readonly fixedGamma: number | null;
   private readonly controller: GammaController;
+  private readonly clock: () => number;
   private readonly result: StepResult;
   private readonly p: Float32Array; // [maxGamma, vocabSize] draft distributions
   private readonly q: Float32Array; // [maxGamma + 1, vocabSize] target distributions
@@ -132,6 +135,7 @@ export class Decoder {
     this.stats = draft ? emptyStats() : null;
     const maxGamma = draft ? opts.maxGamma : 0;
     this.fixedGamma = opts.gamma === 'auto' ? null : opts.gamma;
+    this.clock = opts.clock ?? (() => performance.now());
     this.controller = new GammaController(maxGamma, opts.gamma === 'auto' ? Math.min(4, maxGamma) : opts.gamma);
     this.result = { accepted: 0, count: 0, tokens: new Int32Array(maxGamma + 1) };
     this.p = new Float32Array(maxGamma * vocabSize);
@@ -159,9 +163,9 @@ export class Decoder {
     // A round appends γ + 1 positions and emits up to γ + 1 tokens.
     const gamma = Math.min(wanted, maxNew - 1, this.controller.maxGamma);
     if (gamma <= 0) {
-      const t0 = performance.now();
+      const t0 = this.clock();
       const r = this.plainStep(state);
-      this.controller.observeVerify(1, performance.now() - t0);
+      this.controller.observeVerify(1, this.clock() - t0);
       this.stats!.plainSteps++;
       this.stats!.gamma = 0;
       return r;
@@ -185,7 +189,7 @@ export class Decoder {
     const V = rt.config.vocabSize;
     const pos = cache.length; // tokens[pos] is `last`, not yet in the cache
     const base = tokens.length; // drafts are pushed temporarily at tokens[base..] (penalties see them)
-    const t0 = performance.now();
+    const t0 = this.clock();
     for (let i = 0; i < gamma; i++) {
       forward(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1, scratch);
       const logits = computeLogits(rt, draft.weights, scratch, 0, 1);
@@ -201,7 +205,7 @@ export class Decoder {
       this.drafted[i] = d;
       tokens.push(d);
     }
-    const t1 = performance.now();
+    const t1 = this.clock();
     cache.truncate(pos); // the verify pass overwrites the draft's K/V rows
     forward(rt, target, cache, targetView, tokens, base - 1, gamma + 1, scratch);
     const logits = computeLogits(rt, target, scratch, 0, gamma + 1);
@@ -214,7 +218,7 @@ export class Decoder {
     const accept = sampler.greedy
       ? acceptGreedy(this.drafted, this.targetTop, gamma)
       : acceptSampled(this.drafted, this.p, this.q, gamma, V, rng, this.residual);
-    const t2 = performance.now();
+    const t2 = this.clock();
     tokens.length = base;
     const r = this.result;
     for (let i = 0; i < accept.accepted; i++) r.tokens[i] = this.drafted[i]!;
