@@ -45,7 +45,7 @@ export function runInspect(argv: string[]): number {
     `features     ${[c.qkvBias && 'qkv bias', c.qkNorm && 'q/k norm', c.tiedEmbeddings ? 'tied embeddings' : 'separate lm_head'].filter(Boolean).join(', ')}`,
     `parameters   ${s.parameters.toLocaleString('en-US')} (${(s.parameters / 1e6).toFixed(2)}M)`,
     `dtypes       ${s.dtypes.join(', ')}`,
-    `context      ${c.maxSeqLen} positions (trained)`,
+    `context      ${c.trainedContextLength} positions (trained)`,
     `weights      ${formatBytes(s.weightBytes)}`,
     `kv cache     ${s.kv.contextLength} positions: f32 ${formatBytes(s.kv.f32)}, f16 ${formatBytes(s.kv.f16)}`,
     `             hierarchical int8/int4 (G=${s.kv.keyGroupSize}, value group ${s.kv.valueGroupSize}): ${formatBytes(s.kv.hier.total)} ` +

@@ -59,16 +59,16 @@ export function kvEstimate(c: ModelConfig, contextLength: number, prefillChunk =
 }
 
 export function tensorKeys(c: ModelConfig, withOutput: boolean): TensorKey[] {
-  const keys: TensorKey[] = ['tok_embeddings'];
+  const keys: TensorKey[] = ['tokEmbed'];
   for (let l = 0; l < c.nLayers; l++) {
-    const roles = ['attn_norm', 'wq', 'wk', 'wv', 'wo'];
+    const roles = ['attnNorm', 'wq', 'wk', 'wv', 'wo'];
     if (c.qkvBias) roles.push('bq', 'bk', 'bv');
-    if (c.qkNorm) roles.push('q_norm', 'k_norm');
-    roles.push('ffn_norm', 'w1', 'w2', 'w3');
+    if (c.qkNorm) roles.push('qNorm', 'kNorm');
+    roles.push('ffnNorm', 'w1', 'w2', 'w3');
     for (const r of roles) keys.push(`layers.${l}.${r}` as TensorKey);
   }
-  keys.push('norm');
-  if (withOutput) keys.push('output');
+  keys.push('finalNorm');
+  if (withOutput) keys.push('lmHead');
   return keys;
 }
 
@@ -81,7 +81,7 @@ export function inspectModel(modelPath: string, contextLength?: number): ModelSu
   const m = openModel(modelPath);
   try {
     const c = m.config;
-    const hasOutput = !c.tiedEmbeddings && m.source.info(m.nameOf('output')) !== undefined;
+    const hasOutput = !c.tiedEmbeddings && m.source.info(m.nameOf('lmHead')) !== undefined;
     const tensors: TensorSummary[] = [];
     let parameters = 0;
     let weightBytes = 0;
@@ -93,7 +93,7 @@ export function inspectModel(modelPath: string, contextLength?: number): ModelSu
       parameters += info.shape.reduce((a, b) => a * b, 1);
       weightBytes += info.byteLength;
     }
-    const ctx = contextLength ?? c.maxSeqLen;
+    const context = contextLength ?? c.trainedContextLength;
     return {
       path: m.path,
       format: m.format,
@@ -102,7 +102,7 @@ export function inspectModel(modelPath: string, contextLength?: number): ModelSu
       parameters,
       weightBytes,
       dtypes: [...new Set(tensors.map((t) => t.dtype))],
-      kv: kvEstimate(c, ctx),
+      kv: kvEstimate(c, context),
     };
   } finally {
     m.source.close();

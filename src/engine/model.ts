@@ -112,12 +112,12 @@ export class Model {
   }
 
   createSession(options: SessionOptions = {}): Session {
-    const ctx = options.contextLength ?? this.contextLength;
-    if (!Number.isInteger(ctx) || ctx < 2 || ctx > this.contextLength) {
-      throw new InvalidArgumentError(`a session's contextLength must be an integer in [2, ${this.contextLength}], got ${ctx}.`, 'contextLength');
+    const context = options.contextLength ?? this.contextLength;
+    if (!Number.isInteger(context) || context < 2 || context > this.contextLength) {
+      throw new InvalidArgumentError(`a session's contextLength must be an integer in [2, ${this.contextLength}], got ${context}.`, 'contextLength');
     }
     const plan = this.plan(options);
-    const cache = createCache(plan, this.config, this.backend, ctx, this.prefillChunk);
+    const cache = createCache(plan, this.config, this.backend, context, this.prefillChunk);
     return new Session({
       rt: this.runtime,
       target: this.target,
@@ -126,7 +126,7 @@ export class Model {
       targetView: plan.kv,
       decoder: createDecoder(plan, this.config, cache, this.target, this.draft),
       plan,
-      contextLength: ctx,
+      contextLength: context,
       prefillChunk: this.prefillChunk,
       maxStep: maxStepOf(plan),
     });
@@ -184,7 +184,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   let draftOptions: DraftOptions | null;
   try {
     tokenizer = loadTokenizer(resolved, options.tokenizer);
-    contextLength = options.contextLength ?? Math.min(config.maxSeqLen, DEFAULT_CONTEXT_CAP);
+    contextLength = options.contextLength ?? Math.min(config.trainedContextLength, DEFAULT_CONTEXT_CAP);
     if (!Number.isInteger(contextLength) || contextLength < 2) {
       throw new InvalidArgumentError(`contextLength must be an integer >= 2, got ${options.contextLength}.`, 'contextLength');
     }
@@ -198,8 +198,8 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
     resolved.source.close();
     throw e;
   }
-  if (contextLength > config.maxSeqLen) {
-    options.onWarning?.(`context ${contextLength} is beyond the ${config.maxSeqLen} positions this model was trained for; quality may drop.`);
+  if (contextLength > config.trainedContextLength) {
+    options.onWarning?.(`context ${contextLength} is beyond the ${config.trainedContextLength} positions this model was trained for; quality may drop.`);
   }
   if (config.slidingWindow !== null && contextLength > config.slidingWindow) {
     options.onWarning?.(`this model uses sliding-window attention of ${config.slidingWindow}; positions beyond it are masked.`);

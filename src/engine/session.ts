@@ -166,13 +166,13 @@ export class Session {
     }
     const promptIds = this.encode(input);
     if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens).', 'prompt');
-    const ctx = this.parts.contextLength;
-    if (promptIds.length >= ctx) {
+    const context = this.parts.contextLength;
+    if (promptIds.length >= context) {
       throw new ContextOverflowError(
-        `the prompt has ${promptIds.length} tokens but the context holds ${ctx} (at least one more is needed to generate). ` +
+        `the prompt has ${promptIds.length} tokens but the context holds ${context} (at least one more is needed to generate). ` +
           'Shorten the prompt or raise contextLength.',
         promptIds.length,
-        ctx,
+        context,
       );
     }
     this.busy = true;

@@ -31,7 +31,7 @@ export interface ModelConfig {
   readonly headDim: number;
   readonly vocabSize: number;
   /** Positions the model was trained for (max_position_embeddings / seq_len). */
-  readonly maxSeqLen: number;
+  readonly trainedContextLength: number;
   readonly normEps: number;
   readonly ropeTheta: number;
   readonly ropeScaling: RopeScaling;
@@ -166,7 +166,7 @@ export function parseHfConfig(json: unknown, where: string, generation?: unknown
     nKvHeads,
     headDim,
     vocabSize: positiveInt(j, 'vocab_size', where),
-    maxSeqLen: positiveInt(j, 'max_position_embeddings', where, 2048),
+    trainedContextLength: positiveInt(j, 'max_position_embeddings', where, 2048),
     normEps: positiveNumber(j, 'rms_norm_eps', where, 1e-6),
     ropeTheta,
     ropeScaling,
@@ -185,6 +185,6 @@ export function parseHfConfig(json: unknown, where: string, generation?: unknown
 export function describeConfig(c: ModelConfig): string {
   return (
     `${c.arch}: ${c.nLayers} layers, dim ${c.dim}, hidden ${c.hiddenDim}, heads ${c.nHeads}/${c.nKvHeads} ` +
-    `(head_dim ${c.headDim}), vocab ${c.vocabSize}, context ${c.maxSeqLen}`
+    `(head_dim ${c.headDim}), vocab ${c.vocabSize}, context ${c.trainedContextLength}`
   );
 }

@@ -12,15 +12,15 @@ const GGUF_ARCHS: Readonly<Record<string, Architecture>> = { llama: 'llama', mis
 
 /** Internal name -> llama.cpp's GGUF tensor name. */
 export function ggufTensorName(key: TensorKey): string {
-  if (key === 'tok_embeddings') return 'token_embd.weight';
-  if (key === 'norm') return 'output_norm.weight';
-  if (key === 'output') return 'output.weight';
+  if (key === 'tokEmbed') return 'token_embd.weight';
+  if (key === 'finalNorm') return 'output_norm.weight';
+  if (key === 'lmHead') return 'output.weight';
   const [, layer, role] = key.split('.') as [string, string, string];
   const p = `blk.${layer}.`;
   const names: Record<string, string> = {
-    attn_norm: 'attn_norm.weight', ffn_norm: 'ffn_norm.weight', wq: 'attn_q.weight', wk: 'attn_k.weight',
+    attnNorm: 'attn_norm.weight', ffnNorm: 'ffn_norm.weight', wq: 'attn_q.weight', wk: 'attn_k.weight',
     wv: 'attn_v.weight', wo: 'attn_output.weight', bq: 'attn_q.bias', bk: 'attn_k.bias', bv: 'attn_v.bias',
-    q_norm: 'attn_q_norm.weight', k_norm: 'attn_k_norm.weight', w1: 'ffn_gate.weight', w2: 'ffn_down.weight', w3: 'ffn_up.weight',
+    qNorm: 'attn_q_norm.weight', kNorm: 'attn_k_norm.weight', w1: 'ffn_gate.weight', w2: 'ffn_down.weight', w3: 'ffn_up.weight',
   };
   return p + names[role]!;
 }
@@ -92,7 +92,7 @@ export function ggufConfig(g: GgufFile): ModelConfig {
     nKvHeads,
     headDim,
     vocabSize,
-    maxSeqLen: metaNumber(g, k('context_length'), 2048),
+    trainedContextLength: metaNumber(g, k('context_length'), 2048),
     normEps: metaNumber(g, k('attention.layer_norm_rms_epsilon'), 1e-5),
     ropeTheta: metaNumber(g, k('rope.freq_base'), 10000),
     ropeScaling,

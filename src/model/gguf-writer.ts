@@ -282,7 +282,7 @@ export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, enco
   const meta: GgufEntry[] = [
     ['general.architecture', GgufValueType.STRING, arch],
     ['general.name', GgufValueType.STRING, path.basename(dir)],
-    [k('context_length'), GgufValueType.UINT32, c.maxSeqLen],
+    [k('context_length'), GgufValueType.UINT32, c.trainedContextLength],
     [k('embedding_length'), GgufValueType.UINT32, c.dim],
     [k('block_count'), GgufValueType.UINT32, c.nLayers],
     [k('feed_forward_length'), GgufValueType.UINT32, c.hiddenDim],
@@ -302,15 +302,15 @@ export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, enco
   const src = SafetensorsSource.openDirectory(dir);
   const tensors: GgufTensorOut[] = [];
   try {
-    const keys: TensorKey[] = ['tok_embeddings'];
+    const keys: TensorKey[] = ['tokEmbed'];
     for (let l = 0; l < c.nLayers; l++) {
-      const roles = ['attn_norm', 'wq', 'wk', 'wv', 'wo', 'ffn_norm', 'w1', 'w2', 'w3'];
+      const roles = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
       if (c.qkvBias) roles.push('bq', 'bk', 'bv');
-      if (c.qkNorm) roles.push('q_norm', 'k_norm');
+      if (c.qkNorm) roles.push('qNorm', 'kNorm');
       for (const r of roles) keys.push(`layers.${l}.${r}` as TensorKey);
     }
-    keys.push('norm');
-    if (!c.tiedEmbeddings && src.info(hfTensorName('output'))) keys.push('output');
+    keys.push('finalNorm');
+    if (!c.tiedEmbeddings && src.info(hfTensorName('lmHead'))) keys.push('lmHead');
     const permute = arch === 'llama';
     for (const key of keys) {
       let t = src.read(hfTensorName(key)) as DenseTensor;

@@ -10,14 +10,14 @@ import type { TensorKey, TensorSource } from './weights.js';
 
 /** Internal name -> HF name: the only place HF weight names appear. */
 export function hfTensorName(key: TensorKey): string {
-  if (key === 'tok_embeddings') return 'model.embed_tokens.weight';
-  if (key === 'norm') return 'model.norm.weight';
-  if (key === 'output') return 'lm_head.weight';
+  if (key === 'tokEmbed') return 'model.embed_tokens.weight';
+  if (key === 'finalNorm') return 'model.norm.weight';
+  if (key === 'lmHead') return 'lm_head.weight';
   const [, layer, role] = key.split('.') as [string, string, string];
   const p = `model.layers.${layer}.`;
   switch (role) {
-    case 'attn_norm': return `${p}input_layernorm.weight`;
-    case 'ffn_norm': return `${p}post_attention_layernorm.weight`;
+    case 'attnNorm': return `${p}input_layernorm.weight`;
+    case 'ffnNorm': return `${p}post_attention_layernorm.weight`;
     case 'wq': return `${p}self_attn.q_proj.weight`;
     case 'wk': return `${p}self_attn.k_proj.weight`;
     case 'wv': return `${p}self_attn.v_proj.weight`;
@@ -25,8 +25,8 @@ export function hfTensorName(key: TensorKey): string {
     case 'bq': return `${p}self_attn.q_proj.bias`;
     case 'bk': return `${p}self_attn.k_proj.bias`;
     case 'bv': return `${p}self_attn.v_proj.bias`;
-    case 'q_norm': return `${p}self_attn.q_norm.weight`;
-    case 'k_norm': return `${p}self_attn.k_norm.weight`;
+    case 'qNorm': return `${p}self_attn.q_norm.weight`;
+    case 'kNorm': return `${p}self_attn.k_norm.weight`;
     case 'w1': return `${p}mlp.gate_proj.weight`;
     case 'w2': return `${p}mlp.down_proj.weight`;
     case 'w3': return `${p}mlp.up_proj.weight`;

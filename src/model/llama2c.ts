@@ -115,23 +115,23 @@ function layout(head: Int32Array, file: string): { config: ModelConfig; slices: 
     slices.set(name, { offset, shape });
     offset += shape.reduce((a, b) => a * b, 1) * 4;
   };
-  single('tok_embeddings', [vocabSize, dim]);
-  stacked('attn_norm', [dim]);
+  single('tokEmbed', [vocabSize, dim]);
+  stacked('attnNorm', [dim]);
   stacked('wq', [dim, dim]);
   stacked('wk', [kvDim, dim]);
   stacked('wv', [kvDim, dim]);
   stacked('wo', [dim, dim]);
-  stacked('ffn_norm', [dim]);
+  stacked('ffnNorm', [dim]);
   stacked('w1', [hiddenDim, dim]);
   stacked('w2', [dim, hiddenDim]);
   stacked('w3', [hiddenDim, dim]);
-  single('norm', [dim]);
+  single('finalNorm', [dim]);
   offset += seqLen * headDim * 4; // legacy freq_cis_real + freq_cis_imag, each [seqLen, headDim/2]
-  if (!shared) single('output', [vocabSize, dim]);
+  if (!shared) single('lmHead', [vocabSize, dim]);
   const config: ModelConfig = Object.freeze({
     arch: 'llama' as const,
     dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize,
-    maxSeqLen: seqLen,
+    trainedContextLength: seqLen,
     normEps: 1e-5,
     ropeTheta: 10000,
     ropeScaling: { type: 'none' as const },

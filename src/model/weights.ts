@@ -21,10 +21,10 @@ export interface TensorSource {
   close(): void;
 }
 
-/** Internal tensor names; a format's table maps them to its own names. */
+/** Internal tensor names, the WeightSet's own field names; a format's table maps them to its own names. */
 export type TensorKey =
-  | 'tok_embeddings' | 'norm' | 'output'
-  | `layers.${number}.${'attn_norm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'q_norm' | 'k_norm' | 'ffn_norm' | 'w1' | 'w2' | 'w3'}`;
+  | 'tokEmbed' | 'finalNorm' | 'lmHead'
+  | `layers.${number}.${'attnNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'qNorm' | 'kNorm' | 'ffnNorm' | 'w1' | 'w2' | 'w3'}`;
 
 export interface LoadProgress {
   (loadedBytes: number, totalBytes: number): void;
@@ -59,14 +59,14 @@ export function loadWeightSet(
   const { dim, hiddenDim, headDim, vocabSize } = config;
   const qDim = qDimOf(config);
   const kvDim = kvDimOf(config);
-  const keys: TensorKey[] = ['tok_embeddings', 'norm'];
-  const hasOutput = !config.tiedEmbeddings && source.info(nameOf('output')) !== undefined;
+  const keys: TensorKey[] = ['tokEmbed', 'finalNorm'];
+  const hasOutput = !config.tiedEmbeddings && source.info(nameOf('lmHead')) !== undefined;
   if (!config.tiedEmbeddings && !hasOutput) {
     throw new ModelFormatError(
-      `${source.where}: "${nameOf('output')}" is missing and the config does not tie embeddings; the checkpoint is incomplete.`,
+      `${source.where}: "${nameOf('lmHead')}" is missing and the config does not tie embeddings; the checkpoint is incomplete.`,
     );
   }
-  if (hasOutput) keys.push('output');
+  if (hasOutput) keys.push('lmHead');
   const total = (): number => {
     let sum = 0;
     for (const k of keys) sum += source.info(nameOf(k))?.byteLength ?? 0;
@@ -95,19 +95,19 @@ export function loadWeightSet(
   const optional = (key: TensorKey, n: number, present: boolean): Float32Array | null => (present ? vector(key, n) : null);
 
   for (let l = 0; l < config.nLayers; l++) {
-    const layerKeys = ['attn_norm', 'wq', 'wk', 'wv', 'wo', 'ffn_norm', 'w1', 'w2', 'w3'];
+    const layerKeys = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
     if (config.qkvBias) layerKeys.push('bq', 'bk', 'bv');
-    if (config.qkNorm) layerKeys.push('q_norm', 'k_norm');
+    if (config.qkNorm) layerKeys.push('qNorm', 'kNorm');
     for (const k of layerKeys) keys.push(`layers.${l}.${k}` as TensorKey);
   }
   totalBytes = total();
 
-  const tokEmbed = prepare(fetch('tok_embeddings', [vocabSize, dim]));
+  const tokEmbed = prepare(fetch('tokEmbed', [vocabSize, dim]));
   const layers: LayerWeights[] = [];
   for (let l = 0; l < config.nLayers; l++) {
     const k = (s: string): TensorKey => `layers.${l}.${s}` as TensorKey;
     layers.push({
-      attnNorm: vector(k('attn_norm'), dim),
+      attnNorm: vector(k('attnNorm'), dim),
       wq: matrix(k('wq'), qDim, dim),
       wk: matrix(k('wk'), kvDim, dim),
       wv: matrix(k('wv'), kvDim, dim),
@@ -115,16 +115,16 @@ export function loadWeightSet(
       bq: optional(k('bq'), qDim, config.qkvBias),
       bk: optional(k('bk'), kvDim, config.qkvBias),
       bv: optional(k('bv'), kvDim, config.qkvBias),
-      qNorm: optional(k('q_norm'), headDim, config.qkNorm),
-      kNorm: optional(k('k_norm'), headDim, config.qkNorm),
-      ffnNorm: vector(k('ffn_norm'), dim),
+      qNorm: optional(k('qNorm'), headDim, config.qkNorm),
+      kNorm: optional(k('kNorm'), headDim, config.qkNorm),
+      ffnNorm: vector(k('ffnNorm'), dim),
       w1: matrix(k('w1'), hiddenDim, dim),
       w2: matrix(k('w2'), dim, hiddenDim),
       w3: matrix(k('w3'), hiddenDim, dim),
     });
   }
-  const finalNorm = vector('norm', dim);
-  const lmHead = hasOutput ? matrix('output', vocabSize, dim) : tokEmbed;
+  const finalNorm = vector('finalNorm', dim);
+  const lmHead = hasOutput ? matrix('lmHead', vocabSize, dim) : tokEmbed;
   return { tokEmbed, layers, finalNorm, lmHead };
 }
 

@@ -1,4 +1,6 @@
-// Perplexity on the eval split, per window, within 0.5% of the PyTorch reference.
+// Perplexity on the eval split, per window, within 1e-5 (relative) of the PyTorch reference.
+// Measured 2026-12-01 on the native backend: worst window 8.7e-8 (F32) and 1.2e-7 (BF16), overall
+// 1.8e-8; 1e-5 leaves room for other kernel paths' summation orders and nothing more.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ const corpus = sharedPath('corpus/eval-moby-tail.txt');
 for (const name of ['pdlm-5.8m', 'pdlm-5.8m-bf16']) {
   const dir = sharedPath(`models/${name}`);
   const skip = dir.skip || corpus.skip;
-  test(`${name}: perplexity on every reference window within 0.5%`, { skip }, async () => {
+  test(`${name}: perplexity on every reference window within 1e-5`, { skip }, async () => {
     const ref = readJson(path.join(dir.path, 'reference.json')).perplexity;
     const model = await loadModel(dir.path, { contextLength: 1024 });
     const result = perplexity(model, fs.readFileSync(corpus.path, 'utf8'), 1024);
@@ -24,8 +26,8 @@ for (const name of ['pdlm-5.8m', 'pdlm-5.8m-bf16']) {
       assert.equal(w.start, r.text_token_start);
       assert.equal(w.nPredicted, r.n_predicted);
       const rel = Math.abs(w.perplexity - r.ppl) / r.ppl;
-      assert.ok(rel < 0.005, `window ${i}: ppl ${w.perplexity} vs ${r.ppl} (${(rel * 100).toFixed(3)}%)`);
+      assert.ok(rel < 1e-5, `window ${i}: ppl ${w.perplexity} vs ${r.ppl} (relative ${rel.toExponential(2)})`);
     }
-    assert.ok(Math.abs(result.perplexity - ref.overall_ppl) / ref.overall_ppl < 0.005);
+    assert.ok(Math.abs(result.perplexity - ref.overall_ppl) / ref.overall_ppl < 1e-5);
   });
 }

@@ -21,7 +21,7 @@ test('stories260K: files are the pinned ones', { skip: dir.skip }, () => {
 test('stories260K: prompt ids and the 64-step greedy golden', { skip: dir.skip }, async () => {
   const model = await loadModel(path.join(dir.path, 'stories260K.bin'));
   assert.deepEqual(
-    [model.config.dim, model.config.hiddenDim, model.config.nLayers, model.config.nHeads, model.config.nKvHeads, model.config.vocabSize, model.config.maxSeqLen],
+    [model.config.dim, model.config.hiddenDim, model.config.nLayers, model.config.nHeads, model.config.nKvHeads, model.config.vocabSize, model.config.trainedContextLength],
     [64, 172, 5, 8, 4, 512, 512],
   );
   const ids = model.tokenizer.encode('Once upon a time');

@@ -16,14 +16,11 @@ export function tmpDir(prefix = 'quantspec-test-'): string {
 }
 
 function tensorOf(w: WeightSet, key: TensorKey): { data: Float32Array | Uint16Array; dtype: string; shape: readonly number[] } {
+  // Tensor keys are the WeightSet's own field names.
   const pick = (): any => {
-    if (key === 'tok_embeddings') return w.tokEmbed;
-    if (key === 'norm') return w.finalNorm;
-    if (key === 'output') return w.lmHead;
+    if (key === 'tokEmbed' || key === 'finalNorm' || key === 'lmHead') return w[key];
     const [, l, role] = key.split('.') as [string, string, string];
-    const lw = w.layers[Number(l)]! as any;
-    const map: Record<string, string> = { attn_norm: 'attnNorm', ffn_norm: 'ffnNorm', q_norm: 'qNorm', k_norm: 'kNorm' };
-    return lw[map[role] ?? role];
+    return (w.layers[Number(l)]! as any)[role];
   };
   const t = pick();
   if (t instanceof Float32Array) return { data: t, dtype: 'F32', shape: [t.length] };

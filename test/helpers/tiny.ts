@@ -15,7 +15,7 @@ import type { WeightTensor } from '../../src/quant/format.js';
 
 export function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
   return {
-    arch: 'llama', dim: 32, hiddenDim: 48, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, vocabSize: 64, maxSeqLen: 256,
+    arch: 'llama', dim: 32, hiddenDim: 48, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, vocabSize: 64, trainedContextLength: 256,
     normEps: 1e-5, ropeTheta: 10000, ropeScaling: { type: 'none' }, ropeStyle: 'neox', qkvBias: false, qkNorm: false,
     tiedEmbeddings: true, slidingWindow: null, bosId: 0, eosIds: [1],
     ...over,
@@ -64,7 +64,7 @@ export function randomWeights(c: ModelConfig, seed: number, dtype: 'f32' | 'f16'
   return { tokEmbed, layers, finalNorm: vec(rng, c.dim, 1, 0.1), lmHead };
 }
 
-export function tinyRuntime(c: ModelConfig, contextLength = c.maxSeqLen, backend: Backend = createReferenceBackend()): ModelRuntime {
+export function tinyRuntime(c: ModelConfig, contextLength = c.trainedContextLength, backend: Backend = createReferenceBackend()): ModelRuntime {
   return createRuntime(c, backend, buildRopeTables(c, contextLength));
 }
 
@@ -85,7 +85,7 @@ export function hfConfigJson(c: ModelConfig, architecture = 'LlamaForCausalLM'):
   return {
     architectures: [architecture], model_type: c.arch, hidden_size: c.dim, intermediate_size: c.hiddenDim,
     num_hidden_layers: c.nLayers, num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, head_dim: c.headDim,
-    vocab_size: c.vocabSize, max_position_embeddings: c.maxSeqLen, rms_norm_eps: c.normEps, rope_theta: c.ropeTheta,
+    vocab_size: c.vocabSize, max_position_embeddings: c.trainedContextLength, rms_norm_eps: c.normEps, rope_theta: c.ropeTheta,
     rope_scaling: null, tie_word_embeddings: c.tiedEmbeddings, bos_token_id: c.bosId, eos_token_id: c.eosIds[0],
   };
 }
