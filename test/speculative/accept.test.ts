@@ -82,7 +82,9 @@ test('speculative sampling over several positions: the second emitted token foll
   };
   const first = new Array(V).fill(0);
   const second = new Array(V).fill(0);
+  const bonus = new Array(V).fill(0); // the target's own token after both drafts were accepted
   let nSecond = 0;
+  let nBonus = 0;
   const n = 300000;
   for (let i = 0; i < n; i++) {
     const d = [draw(p0), draw(p1)];
@@ -93,8 +95,17 @@ test('speculative sampling over several positions: the second emitted token foll
       second[emitted[1]!]++;
       nSecond++;
     }
+    if (r.accepted === 2) {
+      bonus[r.next]++;
+      nBonus++;
+    }
   }
   assert.ok(chiSquare(first, q0, n) < 16.27, `first token chi-square ${chiSquare(first, q0, n)}`);
   // Given the model's positions are independent here, the second token follows q1.
   assert.ok(chiSquare(second, q1, nSecond) < 16.27, `second token chi-square ${chiSquare(second, q1, nSecond)}`);
+  // The bonus token is drawn from q2, whatever the drafts were.
+  assert.ok(nBonus > 20000, `${nBonus} rounds accepted both drafts`);
+  assert.ok(chiSquare(bonus, q2, nBonus) < 16.27, `bonus token chi-square ${chiSquare(bonus, q2, nBonus)}`);
+  // ... and not from q1, the last draft position's target (a plausible wiring mistake).
+  assert.ok(chiSquare(bonus, q1, nBonus) > 16.27, 'the bonus test tells q2 from q1');
 });
