@@ -10,6 +10,7 @@
 #include <string.h>
 #include "kernels.h"
 #include "attention_blocks.h"
+#include "simd_avx2.h" /* one_f32/f16/bf16: the scalar tails the matmul blocks share with AVX2 */
 
 static inline float hsum16(__m512 v) {
   __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -25,14 +26,6 @@ static inline __m512 load16_f32(const float *p) { return _mm512_loadu_ps(p); }
 static inline __m512 load16_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 static inline __m512 load16_bf16(const uint16_t *p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-static inline float one_f32(const float *p) { return *p; }
-static inline float one_f16(const uint16_t *p) { return _cvtsh_ss(*p); }
-static inline float one_bf16(const uint16_t *p) {
-  uint32_t b = (uint32_t)*p << 16;
-  float f;
-  memcpy(&f, &b, 4);
-  return f;
 }
 
 #define MM_BLOCK(SUFFIX, WT)                                                                             \
