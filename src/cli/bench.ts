@@ -5,21 +5,25 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { BackendName } from '../engine/api.js';
-import { BENCH_MODES, markdownTable, runBench } from '../engine/bench.js';
+import { BENCH_GAMMA, BENCH_MODES, DEFAULT_BENCH_RUNS, markdownTable, runBench } from '../engine/bench.js';
 import { parse, str } from './args.js';
 
-export const BENCH_USAGE = `usage: quantspec bench [--model PATH] [--contexts 1024,4096,16384,32768] [--gen 128]
-                       [--modes fp,int8,quantspec,quantspec-auto,streaming,snapkv]
+export const BENCH_USAGE = `usage: quantspec bench [--model PATH] [--contexts 1024,4096,16384,32768] [--gen 128] [--runs ${DEFAULT_BENCH_RUNS}]
+                       [--modes ${BENCH_MODES.map((m) => m.name).join(',')}]
                        [--text FILE] [--backend cpu|reference] [--json FILE] [--plot FILE.svg]
 
-For each context length (a prompt of that many tokens from --text) and decoding mode: prefill and
-decode tokens/s, the speedup over plain decoding with the F32 cache in the same run, acceptance,
-mean accepted length, peak RSS and KV bytes. Warm-up runs are excluded. Prints JSON lines as it
-goes and a markdown table at the end. Modes: ${BENCH_MODES.map((m) => m.name).join(', ')}.`;
+For each context length (a prompt of that many tokens from --text, by default the held-out
+../shared/corpus/eval-northanger.txt) and decoding mode: prefill tokens/s, then decode tokens/s as
+the median (and range) of --runs runs from the same prefilled cache, the speedups over plain
+decoding with the F16 cache and with the INT8 view in the same run, acceptance, mean accepted
+length, for plain modes the bytes a step reads and their share of the measured read bandwidth,
+peak RSS and KV bytes. QuantSpec and the StreamingLLM / SnapKV drafts run at γ = ${BENCH_GAMMA} (the
+sparse drafts over the F16 cache); quantspec-auto picks γ itself. Warm-up runs are excluded.
+Prints JSON lines as it goes and a markdown table at the end.`;
 
 function defaultCorpus(): string | undefined {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidate = path.resolve(here, '..', '..', '..', '..', 'shared', 'corpus', 'austen-train.txt');
+  const candidate = path.resolve(here, '..', '..', '..', '..', 'shared', 'corpus', 'eval-northanger.txt');
   return fs.existsSync(candidate) ? candidate : undefined;
 }
 
@@ -32,7 +36,7 @@ function intList(v: string | undefined, name: string, fallback: number[]): numbe
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const { flags } = parse(argv, {
-    model: { type: 'string', short: 'm' }, contexts: { type: 'string' }, gen: { type: 'string' }, modes: { type: 'string' },
+    model: { type: 'string', short: 'm' }, contexts: { type: 'string' }, gen: { type: 'string' }, runs: { type: 'string' }, modes: { type: 'string' },
     text: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, plot: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   });
   if (flags['help']) {
@@ -42,10 +46,13 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
   const corpus = str(flags, 'text') ?? defaultCorpus();
   if (!corpus) throw new InvalidArgumentError('--text FILE is required (a long text to cut prompts from).', 'text');
   const [gen] = intList(str(flags, 'gen'), 'gen', [128]);
+  const runs = Number(str(flags, 'runs') ?? DEFAULT_BENCH_RUNS);
+  if (!Number.isInteger(runs) || runs < 1) throw new InvalidArgumentError(`--runs takes a positive integer, got "${str(flags, 'runs')}".`, 'runs');
   const rows = await runBench({
     model: str(flags, 'model'),
     contexts: intList(str(flags, 'contexts'), 'contexts', [1024, 4096, 16384, 32768]),
     gen: gen!,
+    runs,
     modes: (str(flags, 'modes') ?? BENCH_MODES.map((m) => m.name).join(',')).split(',').map((s) => s.trim()),
     backend: str(flags, 'backend') as BackendName | undefined,
     corpus,

@@ -7,7 +7,7 @@ import { int, MODEL_FLAGS, parse, str } from './args.js';
 import { loadForCli } from './generate.js';
 import type { KvMode } from '../engine/api.js';
 
-export const EVAL_USAGE = `usage: quantspec eval [--model PATH] --text FILE [--window N] [--kv fp|int8|int4] [--kv-group G] [--json]
+export const EVAL_USAGE = `usage: quantspec eval [--model PATH] --text FILE [--window N] [--kv fp|f16|int8|int4] [--kv-group G] [--json]
 
 Perplexity of the model on FILE, over consecutive windows of N tokens (default: the context
 length). Each window starts with BOS and is scored independently from position 0. --kv selects

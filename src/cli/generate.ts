@@ -36,7 +36,7 @@ Decoding (QuantSpec is the default):
   --spec MODE           auto (QuantSpec, adaptive γ, plain decoding where it would not pay) | none |
                         quantspec | streaming (StreamingLLM draft) | snapkv (SnapKV draft)
   --gamma N|auto        draft length (default: auto for --spec auto, else 4)
-  --kv fp|int8|int4     the target's KV: F32 cache, or the hierarchical cache read at 8 (or 4) bits
+  --kv fp|f16|int8|int4 the target's KV: F32 cache (the reference), F16 cache, or the hierarchical cache read at 8 (or 4) bits
   --kv-group G          tokens per key group of the hierarchical cache (default 128)
   --draft-bits 4        draft weight bits;  --draft-group N  columns per group (default 32)
   --draft-layers L      all | all+head | mlp | attn | wq,wk,... (default all linear layers)

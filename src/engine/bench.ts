@@ -1,35 +1,48 @@
 // `quantspec bench`: prefill and decode tokens/s versus context length for each decoding mode,
-// measured in one run (speedups are against plain decoding with the F32 cache in the same run),
-// with acceptance, peak RSS and KV bytes. JSON lines, a markdown table, an optional SVG plot.
+// measured in one run. Each mode prefills the prompt once, checkpoints its session, and decodes
+// from that same cache `runs` times (restoring it in between); a decode figure is the median of
+// those runs with their range. Speedups are against plain decoding over the F16 cache and over
+// the INT8 view, from the same run. Plain modes also report the bytes a step reads (weights and
+// KV at that context) and their share of the read bandwidth measured at the start. JSON lines, a
+// markdown table, an optional SVG plot.
 
 import * as fs from 'node:fs';
 import { InvalidArgumentError } from '../core/errors.js';
-import type { DecodingOptions } from '../speculative/modes.js';
+import { isFullPrecision, type DecodingOptions, type KvMode } from '../speculative/modes.js';
 import { loadModel, type Model } from './model.js';
-import { collect } from './session.js';
+import { collect, type GenerationResult } from './session.js';
 import { physicalCores } from '../kernels/cpu/index.js';
 import type { BackendName } from '../kernels/select.js';
 import { cpuModel, machineSummary, measureReadBandwidth } from './machine.js';
+import { fpKvBytes, kvEstimate } from './inspect.js';
 
 export interface BenchMode {
   readonly name: string;
   readonly decoding: DecodingOptions;
 }
 
+/** The draft length of the fixed-γ speculative modes: QuantSpec and both sparse drafts alike. */
+export const BENCH_GAMMA = 4;
+
 export const BENCH_MODES: readonly BenchMode[] = [
   { name: 'fp', decoding: { spec: 'none', kv: 'fp' } },
+  { name: 'f16', decoding: { spec: 'none', kv: 'f16' } },
   { name: 'int8', decoding: { spec: 'none', kv: 'int8' } },
-  { name: 'quantspec', decoding: { spec: 'quantspec', gamma: 4 } },
+  { name: 'quantspec', decoding: { spec: 'quantspec', gamma: BENCH_GAMMA } },
   { name: 'quantspec-auto', decoding: { spec: 'auto', gamma: 'auto' } },
-  { name: 'streaming', decoding: { spec: 'streaming', gamma: 1 } },
-  { name: 'snapkv', decoding: { spec: 'snapkv', gamma: 1 } },
+  { name: 'streaming', decoding: { spec: 'streaming', gamma: BENCH_GAMMA, kv: 'f16' } },
+  { name: 'snapkv', decoding: { spec: 'snapkv', gamma: BENCH_GAMMA, kv: 'f16' } },
 ];
+
+export const DEFAULT_BENCH_RUNS = 3;
 
 export interface BenchOptions {
   readonly model?: string;
   readonly contexts: readonly number[];
   readonly gen: number;
   readonly modes: readonly string[];
+  /** Decode runs per mode and context from the same prefilled cache (at least 3 by default). */
+  readonly runs?: number;
   readonly backend?: BackendName;
   readonly corpus: string;
   readonly json?: string;
@@ -41,11 +54,21 @@ export interface BenchRow {
   readonly context: number;
   readonly mode: string;
   readonly backend: string;
+  /** Draft length of a fixed-γ speculative mode (null for plain decoding and adaptive γ). */
+  readonly gamma: number | null;
   readonly prefill_tokens_per_s: number;
+  /** Median over the runs, with the slowest and fastest. */
   readonly decode_tokens_per_s: number;
-  readonly speedup: number | null;
+  readonly decode_min: number;
+  readonly decode_max: number;
+  readonly runs: number;
+  readonly speedup_vs_f16: number | null;
+  readonly speedup_vs_int8: number | null;
   readonly acceptance_rate: number | null;
   readonly mean_accepted_length: number | null;
+  /** Plain modes: weight and KV bytes one step reads at this context, and their share of the read bandwidth. */
+  readonly bytes_per_step: number | null;
+  readonly bandwidth_share: number | null;
   readonly peak_rss_bytes: number;
   readonly kv_bytes: number;
   readonly generated: number;
@@ -74,40 +97,81 @@ async function measured<T>(run: () => Promise<T>): Promise<{ value: T; peakRss: 
   }
 }
 
+/** Bytes a plain decoding step reads at `context` positions: the target's weights and the KV it attends over. */
+export function plainStepBytes(model: Model, kv: KvMode, context: number): number {
+  const kvRead = isFullPrecision(kv) ? fpKvBytes(model.config, context, kv === 'fp' ? 4 : 2)
+    : kv === 'int8' ? kvEstimate(model.config, context, model.prefillChunk).readInt8 : kvEstimate(model.config, context, model.prefillChunk).readInt4;
+  return model.weightBytes + kvRead;
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
 export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
   const modes = o.modes.map((name) => {
     const m = BENCH_MODES.find((x) => x.name === name);
     if (!m) throw new InvalidArgumentError(`unknown mode "${name}"; choose from ${BENCH_MODES.map((x) => x.name).join(', ')}.`, 'modes');
     return m;
   });
+  const runs = o.runs ?? DEFAULT_BENCH_RUNS;
+  if (!Number.isInteger(runs) || runs < 1) throw new InvalidArgumentError(`runs must be a positive integer, got ${runs}.`, 'runs');
   const maxContext = Math.max(...o.contexts);
   const model = await loadModel(o.model, { contextLength: maxContext + o.gen + 16, backend: o.backend, onWarning: () => {} });
   const text = fs.readFileSync(o.corpus, 'utf8');
   const bandwidth = measureReadBandwidth();
   o.log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured (no native backend)' : `${bandwidth.toFixed(1)} GB/s`}, backend ${model.backend.name}`);
-  o.log(`# model ${model.path}: ${model.config.nLayers} layers, dim ${model.config.dim}; generating ${o.gen} tokens greedily after each prompt`);
+  o.log(`# model ${model.path}: ${model.config.nLayers} layers, dim ${model.config.dim}; prompts from ${o.corpus}; ` +
+    `${o.gen} greedy tokens per run, ${runs} runs per mode from one prefilled cache`);
   const rows: BenchRow[] = [];
   // Warm-up (excluded): compile paths and fill caches for every mode.
   const warm = promptOf(model, text, Math.min(64, o.contexts[0]!));
   for (const m of modes) await collect(model.createSession({ ...m.decoding, contextLength: 256 }).generate({ ids: warm }, { temperature: 0, maxTokens: 8, ignoreEos: true }));
+  const options = { temperature: 0, maxTokens: o.gen, ignoreEos: true } as const;
   for (const context of o.contexts) {
     const ids = promptOf(model, text, context);
-    let baseline: number | null = null;
+    const at: BenchRow[] = [];
     for (const m of modes) {
       const session = model.createSession({ ...m.decoding, contextLength: context + o.gen + 16 });
-      const { value: r, peakRss } = await measured(() => collect(session.generate({ ids }, { temperature: 0, maxTokens: o.gen, ignoreEos: true })));
-      if (m.name === 'fp') baseline = r.timings.decodeTokensPerS;
-      const row: BenchRow = {
+      // Prefill once, then decode `runs` times from that cache.
+      const { value: pre, peakRss: prefillRss } = await measured(() => session.prefillPrompt({ ids }));
+      const saved = session.checkpoint();
+      const speeds: number[] = [];
+      let peak = prefillRss;
+      let last: GenerationResult | null = null;
+      for (let r = 0; r < runs; r++) {
+        session.restore(saved);
+        const { value, peakRss } = await measured(() => collect(session.generate({ ids }, options)));
+        if (value.timings.cachedTokens !== ids.length - 1) throw new Error(`bench: run ${r} re-prefilled the prompt instead of restoring it.`);
+        speeds.push(value.timings.decodeTokensPerS);
+        peak = Math.max(peak, peakRss);
+        last = value;
+      }
+      if (!last) throw new Error('bench: no runs');
+      const plan = model.plan(m.decoding);
+      const plain = plan.spec === 'none';
+      const decode = median(speeds);
+      const bytes = plain ? plainStepBytes(model, plan.kv, context) : null;
+      at.push({
         context, mode: m.name, backend: model.backend.name,
-        prefill_tokens_per_s: r.timings.prefillTokensPerS,
-        decode_tokens_per_s: r.timings.decodeTokensPerS,
-        speedup: baseline ? r.timings.decodeTokensPerS / baseline : null,
-        acceptance_rate: r.stats && r.stats.drafted > 0 ? r.stats.acceptanceRate : null,
-        mean_accepted_length: r.stats && r.stats.rounds > 0 ? r.stats.meanAcceptedLength : null,
-        peak_rss_bytes: peakRss,
-        kv_bytes: r.kvBytes.total,
-        generated: r.generatedIds.length,
-      };
+        gamma: plan.spec === 'none' || plan.gamma === 'auto' ? null : plan.gamma,
+        prefill_tokens_per_s: pre.prefillMs > 0 ? ((pre.promptTokens - 1) / pre.prefillMs) * 1000 : 0,
+        decode_tokens_per_s: decode, decode_min: Math.min(...speeds), decode_max: Math.max(...speeds), runs,
+        speedup_vs_f16: null, speedup_vs_int8: null,
+        acceptance_rate: last.stats && last.stats.drafted > 0 ? last.stats.acceptanceRate : null,
+        mean_accepted_length: last.stats && last.stats.rounds > 0 ? last.stats.meanAcceptedLength : null,
+        bytes_per_step: bytes,
+        bandwidth_share: bytes !== null && bandwidth !== null ? (bytes * decode) / (bandwidth * 1e9) : null,
+        peak_rss_bytes: peak,
+        kv_bytes: last.kvBytes.total,
+        generated: last.generatedIds.length,
+      });
+    }
+    const f16 = at.find((r) => r.mode === 'f16')?.decode_tokens_per_s ?? null;
+    const int8 = at.find((r) => r.mode === 'int8')?.decode_tokens_per_s ?? null;
+    for (const r of at) {
+      const row = { ...r, speedup_vs_f16: f16 ? r.decode_tokens_per_s / f16 : null, speedup_vs_int8: int8 ? r.decode_tokens_per_s / int8 : null };
       rows.push(row);
       o.log(JSON.stringify(row));
     }
@@ -122,12 +186,15 @@ const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)}`;
 
 export function markdownTable(rows: readonly BenchRow[]): string {
   const lines = [
-    '| context | mode | prefill tok/s | decode tok/s | speedup vs fp | acceptance | mean accepted length | peak RSS MiB | KV MiB |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| context | mode | γ | prefill tok/s | decode tok/s (median, range) | vs f16 | vs int8 | acceptance | mean accepted length | bytes/step MiB | share of bandwidth | peak RSS MiB | KV MiB |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
-    lines.push(`| ${r.context} | ${r.mode} | ${fmt(r.prefill_tokens_per_s, 0)} | ${fmt(r.decode_tokens_per_s)} | ${fmt(r.speedup, 2)} | ` +
-      `${r.acceptance_rate === null ? '–' : `${(r.acceptance_rate * 100).toFixed(1)}%`} | ${fmt(r.mean_accepted_length, 2)} | ${mib(r.peak_rss_bytes)} | ${mib(r.kv_bytes)} |`);
+    lines.push(`| ${r.context} | ${r.mode} | ${r.gamma ?? (r.mode === 'quantspec-auto' ? 'auto' : '–')} | ${fmt(r.prefill_tokens_per_s, 0)} | ` +
+      `${fmt(r.decode_tokens_per_s)} (${fmt(r.decode_min)}–${fmt(r.decode_max)}) | ${fmt(r.speedup_vs_f16, 2)} | ${fmt(r.speedup_vs_int8, 2)} | ` +
+      `${r.acceptance_rate === null ? '–' : `${(r.acceptance_rate * 100).toFixed(1)}%`} | ${fmt(r.mean_accepted_length, 2)} | ` +
+      `${r.bytes_per_step === null ? '–' : mib(r.bytes_per_step)} | ${r.bandwidth_share === null ? '–' : `${(r.bandwidth_share * 100).toFixed(0)}%`} | ` +
+      `${mib(r.peak_rss_bytes)} | ${mib(r.kv_bytes)} |`);
   }
   return lines.join('\n');
 }

@@ -3,7 +3,7 @@
 
 import { ContextOverflowError, InvalidArgumentError } from '../core/errors.js';
 import { computeLogits, createScratch, forward } from '../model/forward.js';
-import { createCache, type KvMode } from '../speculative/modes.js';
+import { createCache, targetViewOf, type KvMode } from '../speculative/modes.js';
 import type { Model } from './model.js';
 
 /** Called with the logits row that predicts ids[position + 1]; `row` is valid only during the call. */
@@ -30,7 +30,7 @@ export function scoreSequence(model: Model, ids: readonly number[], onRow: Logit
   for (let pos = 0; pos < ids.length; ) {
     cache.flush();
     const n = Math.min(chunk, ids.length - pos, cache.room);
-    forward(rt, model.target, cache, kv, ids, pos, n, scratch);
+    forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch);
     const logits = computeLogits(rt, model.target, scratch, 0, n);
     for (let r = 0; r < n; r++) onRow(pos + r, logits.subarray(r * vocabSize, (r + 1) * vocabSize));
     pos += n;

@@ -18,7 +18,7 @@ import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
 import { ggufTokenizer } from '../tokenizer/gguf.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import {
-  createCache, createDecoder, maxStepOf, resolveDecoding, resolveDraftOptions, type DecodingOptions, type DecodingPlan,
+  createCache, createDecoder, maxStepOf, resolveDecoding, resolveDraftOptions, targetViewOf, type DecodingOptions, type DecodingPlan,
 } from '../speculative/modes.js';
 import { collect, Session, type GenerateOptions, type GenerationChunk, type GenerationResult, type PromptInput } from './session.js';
 
@@ -123,7 +123,7 @@ export class Model {
       target: this.target,
       tokenizer: this.tokenizer,
       cache,
-      targetView: plan.kv,
+      targetView: targetViewOf(plan.kv),
       decoder: createDecoder(plan, this.config, cache, this.target, this.draft),
       plan,
       contextLength: context,

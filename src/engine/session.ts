@@ -5,7 +5,7 @@ import { CancelledError, ContextOverflowError, InvalidArgumentError, QuantspecEr
 import { clockSeed, Xoshiro128 } from '../core/rng.js';
 import { createScratch, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
-import type { KvBytes, KvCache, KvViewKind } from '../kv/cache.js';
+import type { KvBytes, KvCache, KvCheckpoint, KvViewKind } from '../kv/cache.js';
 import type { DecodingPlan } from '../speculative/modes.js';
 import { acceptanceRate, meanAcceptedLength, perPosition, type SpecStats } from '../speculative/stats.js';
 import { resolveLogitBias, resolveSampling, type SamplingParams } from '../sampling/params.js';
@@ -114,6 +114,20 @@ export interface SessionParts {
   readonly maxStep: number;
 }
 
+/** What prefillPrompt() did: prompt tokens, those reused from the cache, the time it took. */
+export interface PrefillResult {
+  readonly promptTokens: number;
+  readonly cachedTokens: number;
+  readonly prefillMs: number;
+  readonly cancelled: boolean;
+}
+
+/** A saved session state (Session.checkpoint). */
+export interface SessionCheckpoint {
+  readonly history: readonly number[];
+  readonly kv: KvCheckpoint;
+}
+
 const DEFAULT_MAX_TOKENS = 256;
 
 export class Session {
@@ -122,6 +136,7 @@ export class Session {
   private readonly probs: Float32Array;
   /** Tokens whose K/V are in the cache, plus the last one that is not yet (cache.length === length - 1). */
   private history: number[] = [];
+  private saved: SessionCheckpoint | null = null;
   private busy = false;
 
   constructor(parts: SessionParts) {
@@ -149,6 +164,61 @@ export class Session {
     return [...input.ids];
   }
 
+  /**
+   * Save the session's state (its tokens and KV). restore() returns to it, so that several
+   * completions of one prompt each start from the same prefilled cache: generate once with the
+   * prompt (or prefill it), checkpoint, and restore before each later generate of that prompt.
+   */
+  checkpoint(): SessionCheckpoint {
+    if (this.busy) throw new InvalidArgumentError('this session is generating; checkpoint it between generations.');
+    return (this.saved = { history: [...this.history], kv: this.parts.cache.checkpoint() });
+  }
+
+  /** Return to this session's latest checkpoint (KvCacheError if its positions were rewritten since). */
+  restore(checkpoint: SessionCheckpoint): void {
+    if (this.busy) throw new InvalidArgumentError('this session is generating; restore it between generations.');
+    if (checkpoint !== this.saved) throw new InvalidArgumentError("restore() takes this session's latest checkpoint.", 'checkpoint');
+    this.parts.cache.restore(checkpoint.kv);
+    this.history = [...checkpoint.history];
+  }
+
+  /** A prompt's ids, checked to leave room for at least one generated token. */
+  private promptIds(input: PromptInput): number[] {
+    const promptIds = this.encode(input);
+    if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens).', 'prompt');
+    const context = this.parts.contextLength;
+    if (promptIds.length >= context) {
+      throw new ContextOverflowError(
+        `the prompt has ${promptIds.length} tokens but the context holds ${context} (at least one more is needed to generate). ` +
+          'Shorten the prompt or raise contextLength.',
+        promptIds.length,
+        context,
+      );
+    }
+    return promptIds;
+  }
+
+  /**
+   * Put a prompt's K/V in the cache without generating (every token but the last, which the first
+   * step of a later generate() of this prompt feeds). With checkpoint() after it, each later
+   * completion of the prompt starts from the same prefilled cache.
+   */
+  async prefillPrompt(input: PromptInput, options: Pick<GenerateOptions, 'signal' | 'onPrefillProgress'> = {}): Promise<PrefillResult> {
+    if (this.busy) throw new InvalidArgumentError('this session is already generating; create another session for concurrent requests.');
+    const promptIds = this.promptIds(input);
+    this.busy = true;
+    try {
+      const t0 = performance.now();
+      const reused = this.reusePrefix(promptIds);
+      this.history = [];
+      const cancelled = await this.prefill(promptIds, reused, options);
+      if (!cancelled) this.history = promptIds;
+      return { promptTokens: promptIds.length, cachedTokens: reused, prefillMs: performance.now() - t0, cancelled };
+    } finally {
+      this.busy = false;
+    }
+  }
+
   /** Stream a completion. The generator's return value is the full result. */
   async *generate(input: PromptInput, options: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
     if (this.busy) throw new InvalidArgumentError('this session is already generating; create another session for concurrent requests.');
@@ -164,17 +234,7 @@ export class Session {
     if (options.logprobs !== undefined && (!Number.isInteger(options.logprobs) || options.logprobs < 0 || options.logprobs > 20)) {
       throw new InvalidArgumentError(`logprobs must be an integer in [0, 20], got ${JSON.stringify(options.logprobs)}.`, 'logprobs');
     }
-    const promptIds = this.encode(input);
-    if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty (no tokens).', 'prompt');
-    const context = this.parts.contextLength;
-    if (promptIds.length >= context) {
-      throw new ContextOverflowError(
-        `the prompt has ${promptIds.length} tokens but the context holds ${context} (at least one more is needed to generate). ` +
-          'Shorten the prompt or raise contextLength.',
-        promptIds.length,
-        context,
-      );
-    }
+    const promptIds = this.promptIds(input);
     this.busy = true;
     try {
       return yield* this.run(promptIds, new Sampler(sampling, this.parts.rt.config.vocabSize, bias), maxTokens, options);
@@ -307,7 +367,7 @@ export class Session {
   }
 
   /** Feed prompt tokens [from, L-1) in chunks; the last prompt token is fed by the first decoder step. */
-  private async prefill(tokens: number[], from: number, options: GenerateOptions): Promise<boolean> {
+  private async prefill(tokens: number[], from: number, options: Pick<GenerateOptions, 'signal' | 'onPrefillProgress'>): Promise<boolean> {
     const { rt, target, cache, targetView, prefillChunk } = this.parts;
     const end = tokens.length - 1;
     const total = end - from;

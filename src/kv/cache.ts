@@ -49,6 +49,18 @@ export interface KvCache {
   byteSize(): KvBytes;
   /** Smallest length truncate() accepts (quantized positions cannot be rolled back). */
   readonly floor: number;
+  /**
+   * Save the cache's state at its current length. restore() returns to it later, even after
+   * positions were quantized past it, as long as nothing below its length was rewritten since.
+   */
+  checkpoint(): KvCheckpoint;
+  /** Return to a checkpoint of this cache (KvCacheError when positions below it were rewritten since). */
+  restore(checkpoint: KvCheckpoint): void;
+}
+
+/** A saved cache state (see KvCache.checkpoint); only the cache that made it reads the rest. */
+export interface KvCheckpoint {
+  readonly length: number;
 }
 
 /** Internal: the cache's own writable form of its layer views. */

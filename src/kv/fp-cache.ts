@@ -1,9 +1,10 @@
-// Plain full-precision (F32) KV cache: every position stays in float rows. Used for `kv: 'fp'`
-// and as the baseline the hierarchical cache is measured against. With a sparse stride it also
-// serves the StreamingLLM / SnapKV drafts a 'sparse' view over the same rows.
+// Plain full-precision KV cache: every position stays in float rows, F32 (`kv: 'fp'`, the
+// reference) or F16 (`kv: 'f16'`, the cache of llama.cpp and of the paper's baseline). The
+// baselines the hierarchical cache is measured against. With a sparse stride it also serves the
+// StreamingLLM / SnapKV drafts a 'sparse' view over the same rows.
 
 import { ContextOverflowError, InvalidArgumentError, KvCacheError } from '../core/errors.js';
-import { bind, type KvBytes, type KvCache, type KvView, type KvViewKind, type Writable } from './cache.js';
+import { bind, type KvBytes, type KvCache, type KvCheckpoint, type KvView, type KvViewKind, type Writable } from './cache.js';
 import type { FpRows, KvLayerView, KvStorage, SparseSelection } from './layout.js';
 
 export class FpKvCache implements KvCache {
@@ -11,6 +12,9 @@ export class FpKvCache implements KvCache {
   readonly kinds: readonly KvViewKind[];
   readonly floor = 0;
   private len = 0;
+  /** Lowest position written since the last checkpoint (rows below it are as they were then). */
+  private lowestWrite = Infinity;
+  private lastCheckpoint: KvCheckpoint | null = null;
   private readonly kvDim: number;
   private readonly nKvHeads: number;
   private readonly storage: KvStorage;
@@ -23,7 +27,10 @@ export class FpKvCache implements KvCache {
    * `sparseStride` > 0 adds a 'sparse' view over the same rows, with one selection per layer of up
    * to sparseStride positions per KV head (the StreamingLLM/SnapKV draft's cache).
    */
-  constructor(nLayers: number, nKvHeads: number, headDim: number, contextLength: number, storage: KvStorage, sparseStride = 0) {
+  constructor(
+    nLayers: number, nKvHeads: number, headDim: number, contextLength: number, storage: KvStorage, sparseStride = 0,
+    readonly dtype: FpRows['dtype'] = 'f32',
+  ) {
     if (!(contextLength > 0)) throw new InvalidArgumentError(`the KV cache's context length must be positive, got ${contextLength}.`, 'contextLength');
     this.contextLength = contextLength;
     this.storage = storage;
@@ -32,11 +39,9 @@ export class FpKvCache implements KvCache {
     const layers: KvLayerView[] = [];
     const sparse: KvLayerView[] = [];
     for (let l = 0; l < nLayers; l++) {
-      const fp: FpRows = {
-        dtype: 'f32',
-        keys: new Float32Array(contextLength * kvDim), // [contextLength, kvDim]
-        values: new Float32Array(contextLength * kvDim), // [contextLength, kvDim]
-      };
+      const fp: FpRows = dtype === 'f32'
+        ? { dtype, keys: new Float32Array(contextLength * kvDim), values: new Float32Array(contextLength * kvDim) } // [contextLength, kvDim]
+        : { dtype, keys: new Uint16Array(contextLength * kvDim), values: new Uint16Array(contextLength * kvDim) }; // [contextLength, kvDim] F16 bits
       this.rows.push(fp);
       layers.push(bind(storage, { kind: 'fp', kvDim, fp, fpStart: 0 }));
       if (sparseStride > 0) {
@@ -74,7 +79,21 @@ export class FpKvCache implements KvCache {
 
   write(layer: number, pos: number, k: Float32Array, v: Float32Array, nTokens: number): void {
     if (pos < 0 || pos + nTokens > this.len) throw new KvCacheError(`write at ${pos}..${pos + nTokens} is outside the reserved positions [0, ${this.len}).`);
+    if (pos < this.lowestWrite) this.lowestWrite = pos;
     this.storage.writeKv(this.rows[layer]!, pos, k, v, nTokens, this.kvDim);
+  }
+
+  checkpoint(): KvCheckpoint {
+    this.lowestWrite = Infinity;
+    return (this.lastCheckpoint = { length: this.len });
+  }
+
+  restore(checkpoint: KvCheckpoint): void {
+    if (checkpoint !== this.lastCheckpoint) throw new KvCacheError('restore() takes this cache\'s latest checkpoint.');
+    if (this.lowestWrite < checkpoint.length) {
+      throw new KvCacheError(`position ${this.lowestWrite} was rewritten since the checkpoint at ${checkpoint.length}; it cannot be restored.`);
+    }
+    this.len = checkpoint.length;
   }
 
   truncate(length: number): void {

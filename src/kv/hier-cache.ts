@@ -14,7 +14,7 @@
 // so that planes + metadata + buffer stay under 55% of an F16 cache at 8K context.
 
 import { ContextOverflowError, InvalidArgumentError, KvCacheError } from '../core/errors.js';
-import { bind, type KvBytes, type KvCache, type KvView, type KvViewKind, type Writable } from './cache.js';
+import { bind, type KvBytes, type KvCache, type KvCheckpoint, type KvView, type KvViewKind, type Writable } from './cache.js';
 import { quantBoundary, type FpRows, type HierLayer, type KvLayerView, type KvPlanes, type KvStorage } from './layout.js';
 
 export interface HierKvOptions {
@@ -75,6 +75,14 @@ export function hierLayout(nKvHeads: number, headDim: number, contextLength: num
   return { planeTokens, fpRows, upper: 2 * plane, lower: 2 * plane, meta: keyMeta + valueMeta, fp: 2 * fpRows * kvDim * 2 };
 }
 
+/** A checkpoint of the hierarchical cache: its counters and a copy of the buffer's used rows. */
+interface HierCheckpoint extends KvCheckpoint {
+  readonly fpBase: number;
+  readonly planesValid: number;
+  readonly keys: readonly FpRows['keys'][]; // per layer [length - fpBase, kvDim] (F16)
+  readonly values: readonly FpRows['values'][];
+}
+
 export class HierKvCache implements KvCache {
   readonly contextLength: number;
   readonly kinds: readonly KvViewKind[] = ['int8', 'int4'];
@@ -94,6 +102,9 @@ export class HierKvCache implements KvCache {
   private planesValid = 0;
   /** Buffer row 0 holds position fpBase; rows hold [fpBase, len). */
   private fpBase = 0;
+  /** Lowest planesValid since the last checkpoint: plane groups below it are as they were then. */
+  private lowestPlanes = 0;
+  private lastCheckpoint: HierCheckpoint | null = null;
 
   constructor(opts: HierKvOptions) {
     checkGroups(opts.headDim, opts.keyGroupSize, opts.valueGroupSize);
@@ -209,6 +220,7 @@ export class HierKvCache implements KvCache {
     if (length === 0) {
       this.len = 0;
       this.planesValid = 0;
+      this.lowestPlanes = 0;
       this.fpBase = 0;
       this.setFpStart(0);
       return;
@@ -223,6 +235,7 @@ export class HierKvCache implements KvCache {
     // Groups reaching past the new length held positions that no longer exist.
     const G = this.keyGroupSize;
     this.planesValid = Math.min(this.planesValid, G * Math.floor(length / G));
+    this.lowestPlanes = Math.min(this.lowestPlanes, this.planesValid);
   }
 
   flush(): void {
@@ -249,6 +262,33 @@ export class HierKvCache implements KvCache {
       this.fpBase = base;
       this.setFpStart(base);
     }
+  }
+
+  checkpoint(): KvCheckpoint {
+    const rows = (this.len - this.fpBase) * this.kvDim;
+    const cp: HierCheckpoint = {
+      length: this.len, fpBase: this.fpBase, planesValid: this.planesValid,
+      keys: this.fp.map((fp) => fp.keys.slice(0, rows)), values: this.fp.map((fp) => fp.values.slice(0, rows)),
+    };
+    this.lowestPlanes = this.planesValid;
+    return (this.lastCheckpoint = cp);
+  }
+
+  restore(checkpoint: KvCheckpoint): void {
+    const cp = checkpoint as HierCheckpoint;
+    if (checkpoint !== this.lastCheckpoint) throw new KvCacheError('restore() takes this cache\'s latest checkpoint.');
+    // Plane groups below the checkpoint's must be the ones it saw; later groups are quantized again.
+    if (this.lowestPlanes < cp.planesValid) {
+      throw new KvCacheError(`quantized positions from ${this.lowestPlanes} were rewritten since the checkpoint at ${cp.length}; it cannot be restored.`);
+    }
+    for (let l = 0; l < this.fp.length; l++) {
+      (this.fp[l]!.keys as Uint16Array).set(cp.keys[l]!);
+      (this.fp[l]!.values as Uint16Array).set(cp.values[l]!);
+    }
+    this.len = cp.length;
+    this.planesValid = cp.planesValid;
+    this.fpBase = cp.fpBase;
+    this.setFpStart(cp.fpBase);
   }
 
   view(kind: KvViewKind): KvView {

@@ -71,12 +71,14 @@ export type QueryObserver = (layer: number, q: Float32Array, nTokens: number) =>
 
 /**
  * Run tokens[first..first + n) at positions cache.length.. through all layers. The residual stream of every
- * token is left in scratch.x [n, dim]; call computeLogits() for the rows you need.
+ * token is left in scratch.x [n, dim]; call computeLogits() for the rows you need. With `replay`
+ * the cache already holds these tokens' K/V at these positions (a full-precision cache truncated
+ * just before them): they are read, not written again, so a checkpoint of the cache stays valid.
  */
 export function forward(
   rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind,
   tokens: ArrayLike<number>, first: number, nTokens: number, s: ForwardScratch,
-  observeQueries?: QueryObserver,
+  observeQueries?: QueryObserver, replay = false,
 ): void {
   const { config: c, backend: be, rope, attn } = rt;
   if (nTokens < 1 || nTokens > s.maxBatch) {
@@ -119,7 +121,7 @@ export function forward(
     be.rope(s.q, n, nHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
     be.rope(s.k, n, nKvHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
     observeQueries?.(l, s.q, n);
-    cache.write(l, pos, s.k, s.v, n);
+    if (!replay) cache.write(l, pos, s.k, s.v, n);
     be.attention(s.xb, s.q, n, pos, lv, attn, s.scores);
     be.matmul(s.xb2, s.xb, lw.wo, n);
     be.add(s.x, s.xb2, n * dim);

@@ -14,10 +14,21 @@ import { Decoder } from './decoder.js';
 import { snapKvDraft, sparseStride, streamingDraft } from './sparse.js';
 
 export type SpecMode = 'auto' | 'none' | 'quantspec' | 'streaming' | 'snapkv';
-export type KvMode = 'fp' | 'int8' | 'int4';
+/** 'fp': F32 cache (the reference); 'f16': F16 cache; 'int8'/'int4': the hierarchical cache's views. */
+export type KvMode = 'fp' | 'f16' | 'int8' | 'int4';
 
 export const SPEC_MODES: readonly SpecMode[] = ['auto', 'none', 'quantspec', 'streaming', 'snapkv'];
-export const KV_MODES: readonly KvMode[] = ['fp', 'int8', 'int4'];
+export const KV_MODES: readonly KvMode[] = ['fp', 'f16', 'int8', 'int4'];
+
+/** Whether a KV mode keeps every position in full precision (a plain cache, no planes). */
+export function isFullPrecision(kv: KvMode): kv is 'fp' | 'f16' {
+  return kv === 'fp' || kv === 'f16';
+}
+
+/** The view of the cache a KV mode's target reads. */
+export function targetViewOf(kv: KvMode): 'fp' | 'int8' | 'int4' {
+  return isFullPrecision(kv) ? 'fp' : kv;
+}
 export const MAX_AUTO_GAMMA = 8;
 const MIN_PREFILL_SLACK = 16;
 
@@ -26,7 +37,7 @@ export interface DecodingOptions {
   readonly spec?: SpecMode;
   /** Draft length, or 'auto'. Default: 'auto' for spec auto, 4 otherwise. */
   readonly gamma?: number | 'auto';
-  /** The target's KV: 'fp' (F32 cache) or the hierarchical cache read at 8 (or 4) bits. */
+  /** The target's KV: 'fp' (F32 cache), 'f16' (F16 cache) or the hierarchical cache read at 8 (or 4) bits. */
   readonly kv?: KvMode;
   /** Tokens per key group G (default 128). */
   readonly keyGroupSize?: number;
@@ -55,8 +66,8 @@ export function resolveDecoding(config: ModelConfig, o: DecodingOptions = {}): D
   const sparse = spec === 'streaming' || spec === 'snapkv';
   const kv: KvMode = o.kv ?? (spec === 'none' || sparse ? 'fp' : 'int8');
   let mode = spec;
-  if (sparse && kv !== 'fp') {
-    throw new InvalidArgumentError(`spec ${spec} drafts from the full-precision cache; use kv fp (or leave kv unset).`, 'kv');
+  if (sparse && !isFullPrecision(kv)) {
+    throw new InvalidArgumentError(`spec ${spec} drafts from a full-precision cache; use kv fp or f16 (or leave kv unset).`, 'kv');
   }
   if (spec === 'quantspec' && kv !== 'int8') {
     throw new InvalidArgumentError('spec quantspec verifies against the INT8 view of the hierarchical cache; use kv int8 (or leave kv unset).', 'kv');
@@ -70,7 +81,7 @@ export function resolveDecoding(config: ModelConfig, o: DecodingOptions = {}): D
   const keyGroupSize = o.keyGroupSize ?? DEFAULT_KEY_GROUP;
   const valueGroupSize = o.valueGroupSize ?? defaultValueGroup(config.headDim);
   const maxGamma = gamma === 'auto' ? Math.min(MAX_AUTO_GAMMA, keyGroupSize - 1) : gamma;
-  if (kv !== 'fp') {
+  if (!isFullPrecision(kv)) {
     checkGroups(config.headDim, keyGroupSize, valueGroupSize);
     // A verify pass (γ + 1 tokens) must fit in one key group (see HierKvCache).
     if (mode !== 'none' && maxGamma + 1 > keyGroupSize) {
@@ -101,9 +112,9 @@ export function bufferSlack(plan: DecodingPlan, prefillChunk: number): number {
 export function createCache(
   plan: DecodingPlan, config: ModelConfig, storage: KvStorage, contextLength: number, prefillChunk: number,
 ): KvCache {
-  if (plan.kv === 'fp') {
+  if (isFullPrecision(plan.kv)) {
     const stride = plan.spec === 'streaming' || plan.spec === 'snapkv' ? sparseStride(contextLength) : 0;
-    return new FpKvCache(config.nLayers, config.nKvHeads, config.headDim, contextLength, storage, stride);
+    return new FpKvCache(config.nLayers, config.nKvHeads, config.headDim, contextLength, storage, stride, plan.kv === 'fp' ? 'f32' : 'f16');
   }
   return new HierKvCache({
     nLayers: config.nLayers,

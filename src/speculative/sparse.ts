@@ -6,6 +6,8 @@
 import { forward } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { FpKvCache } from '../kv/fp-cache.js';
+import type { FpRows } from '../kv/layout.js';
+import { f16Lookup } from '../core/half.js';
 import type { DecodeState, DraftModel } from './decoder.js';
 
 export const SPARSE_BUDGET_FRACTION = 0.25;
@@ -16,6 +18,15 @@ const SNAP_POOL = 7;
 /** Positions the draft may keep for a prompt of `promptLength` tokens. */
 export function sparseBudget(promptLength: number): number {
   return Math.max(SINKS + 4, Math.floor(promptLength * SPARSE_BUDGET_FRACTION));
+}
+
+/** The first n key values of fp rows as F32 (F16 rows converted, once per prompt). */
+function f32Keys(fp: FpRows, n: number): Float32Array {
+  if (fp.dtype === 'f32') return fp.keys;
+  const table = f16Lookup();
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = table[fp.keys[i]!]!;
+  return out;
 }
 
 export function streamingDraft(weights: WeightSet, cache: FpKvCache): DraftModel {
@@ -57,11 +68,11 @@ function snapSelect(state: DecodeState, cache: FpKvCache): void {
   const start = L - w;
   const qDim = nHeads * headDim;
   const queries = new Float32Array(nLayers * w * qDim); // [nLayers, w, qDim], once per prompt
-  // Re-run the observation window to see its queries (the K/V it rewrites are identical).
+  // Replay the observation window to see its queries (its K/V are in the cache already).
   cache.truncate(start);
   forward(rt, target, cache, 'fp', tokens, start, w, scratch, (layer, q, n) => {
     queries.set(q.subarray(0, n * qDim), layer * w * qDim);
-  });
+  }, true);
   const nRep = nHeads / nKvHeads;
   const kvDim = nKvHeads * headDim;
   const scale = 1 / Math.sqrt(headDim);
@@ -70,7 +81,7 @@ function snapSelect(state: DecodeState, cache: FpKvCache): void {
   const logits = new Float64Array(L);
   const order: number[] = [];
   for (let l = 0; l < nLayers; l++) {
-    const keys = cache.view('fp').layers[l]!.fp.keys as Float32Array;
+    const keys = f32Keys(cache.view('fp').layers[l]!.fp, L * kvDim);
     const perHead: number[][] = [];
     for (let g = 0; g < nKvHeads; g++) {
       score.fill(0);

@@ -158,3 +158,30 @@ test('eval --kv int8 stays within 1% of fp; int4 is worse', () => {
   assert.ok(Math.abs(int8 - fp) / fp < 0.01, `fp ${fp} int8 ${int8}`);
   assert.ok(int4 > int8 && int4 !== fp, `int4 ${int4}`);
 });
+
+test('bench: every mode from one prefilled cache, medians of --runs runs, speedups against f16 and int8 of the same run', { skip: sharedPath('corpus/eval-northanger.txt').skip }, () => {
+  const json = path.join(tmpDir(), 'bench.json');
+  const r = cli(['bench', '--contexts', '200,300', '--gen', '12', '--runs', '2', '--json', json, '--text', sharedPath('corpus/eval-northanger.txt').path]);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = fs.readFileSync(json, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(rows.map((x) => `${x.context} ${x.mode}`), [200, 300].flatMap((c) =>
+    ['fp', 'f16', 'int8', 'quantspec', 'quantspec-auto', 'streaming', 'snapkv'].map((m) => `${c} ${m}`)));
+  for (const x of rows) {
+    assert.equal(x.runs, 2);
+    assert.equal(x.generated, 12);
+    assert.ok(x.decode_min <= x.decode_tokens_per_s && x.decode_tokens_per_s <= x.decode_max, `${x.mode}: median within its range`);
+    const f16 = rows.find((y) => y.context === x.context && y.mode === 'f16');
+    const int8 = rows.find((y) => y.context === x.context && y.mode === 'int8');
+    assert.ok(Math.abs(x.speedup_vs_f16 - x.decode_tokens_per_s / f16.decode_tokens_per_s) < 1e-9);
+    assert.ok(Math.abs(x.speedup_vs_int8 - x.decode_tokens_per_s / int8.decode_tokens_per_s) < 1e-9);
+    const plain = ['fp', 'f16', 'int8'].includes(x.mode);
+    assert.equal(x.gamma, plain || x.mode === 'quantspec-auto' ? null : 4, `${x.mode}: γ`);
+    assert.equal(x.bytes_per_step === null, !plain, `${x.mode}: bytes per step for plain modes only`);
+    if (x.gamma === 4) assert.ok(x.acceptance_rate > 0, `${x.mode} drafted`);
+  }
+  // A plain step reads the weights and the KV: the F32 cache's K and V (6 layers, 300 positions,
+  // kvDim 128) take 2 bytes a value more than the F16 cache's.
+  const at = (mode: string) => rows.find((y) => y.context === 300 && y.mode === mode);
+  assert.equal(at('fp').bytes_per_step - at('f16').bytes_per_step, 2 * 6 * 300 * 128 * 2);
+  assert.match(r.stdout, /\| 300 \| snapkv \| 4 \|/);
+});

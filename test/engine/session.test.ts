@@ -162,3 +162,48 @@ test('logprobs: one entry per token, from the target, identical for plain and sp
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]!.logprob - b[i]!.logprob) < 1e-4, `token ${i}`);
   await assert.rejects(m.complete('x', { logprobs: 21 }), InvalidArgumentError);
 });
+
+test('kv f16: an F16 cache of half the F32 bytes; the native backend decodes what the reference backend does, and streaming drafts over it', async () => {
+  const native = await loadModel(undefined, { contextLength: 256, draft: false });
+  const reference = await loadModel(undefined, { contextLength: 256, draft: false, backend: 'reference' });
+  const prompt = 'It was the best of times, it was the worst of times,';
+  const opts = { temperature: 0, maxTokens: 40, ignoreEos: true } as const;
+  const f16 = await collect(native.createSession({ spec: 'none', kv: 'f16', contextLength: 256 }).generate(prompt, opts));
+  const f32 = await collect(native.createSession({ spec: 'none', kv: 'fp', contextLength: 256 }).generate(prompt, opts));
+  assert.equal(f16.decoding.kv, 'f16');
+  assert.equal(f16.kvBytes.total * 2, f32.kvBytes.total);
+  assert.equal(f16.kvBytes.total, 2 * 256 * native.config.nLayers * native.config.nKvHeads * native.config.headDim * 2);
+  const slow = await collect(reference.createSession({ spec: 'none', kv: 'f16', contextLength: 256 }).generate(prompt, opts));
+  assert.deepEqual(f16.generatedIds, slow.generatedIds);
+  // A sparse draft reads the F16 rows too (SnapKV converts them to score the prompt); greedy output is the target's.
+  for (const spec of ['streaming', 'snapkv'] as const) {
+    const r = await collect(native.createSession({ spec, gamma: 3, kv: 'f16', contextLength: 256 }).generate(prompt, opts));
+    assert.deepEqual(r.generatedIds, f16.generatedIds, spec);
+    assert.ok(r.stats && r.stats.rounds > 0, `${spec} speculated`);
+  }
+});
+
+test('prefillPrompt + checkpoint: every restored generation equals a fresh session\'s, with the prompt reused (INT8 QuantSpec, F16 SnapKV)', async () => {
+  const m = await loadModel(undefined, { contextLength: 512 });
+  const bos = m.tokenizer.bosId!;
+  const text = 'It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want of a wife. ';
+  const ids = [bos, ...m.tokenizer.encode(text.repeat(12), { addSpecial: false })].slice(0, 300);
+  const opts = { temperature: 0, maxTokens: 100, ignoreEos: true } as const;
+  for (const decoding of [{ spec: 'quantspec', gamma: 3 }, { spec: 'snapkv', gamma: 2, kv: 'f16' }] as const) {
+    const fresh = await collect(m.createSession({ ...decoding, contextLength: 512 }).generate({ ids }, opts));
+    const s = m.createSession({ ...decoding, contextLength: 512 });
+    const pre = await s.prefillPrompt({ ids });
+    assert.deepEqual([pre.promptTokens, pre.cachedTokens, pre.cancelled], [300, 0, false]);
+    const cp = s.checkpoint();
+    for (let run = 0; run < 2; run++) {
+      s.restore(cp);
+      const r = await collect(s.generate({ ids }, opts));
+      assert.equal(r.timings.cachedTokens, 299, `${decoding.spec} run ${run} reused the prompt`);
+      assert.deepEqual(r.generatedIds, fresh.generatedIds, `${decoding.spec} run ${run}`);
+      assert.ok(r.stats && r.stats.rounds > 10, 'it speculated');
+    }
+    // Without restore, the same prompt cannot reuse the quantized tail of the last generation.
+    const other = m.createSession({ ...decoding, contextLength: 512 });
+    assert.throws(() => other.restore(cp), /latest checkpoint/);
+  }
+});

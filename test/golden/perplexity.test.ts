@@ -31,3 +31,25 @@ for (const name of ['pdlm-5.8m', 'pdlm-5.8m-bf16']) {
     assert.ok(Math.abs(result.perplexity - ref.overall_ppl) / ref.overall_ppl < 1e-5);
   });
 }
+
+// The F16 cache (kv 'f16'): the same windows through F16 K/V rows. F16 rounds each element by up to
+// 2^-11 relative, which moves these perplexities by about 1e-5 (measured 2026-12-01: worst window
+// 1.2e-5); 1e-4 bounds that. The F32 cache must differ from it somewhere, or the mode did not
+// read F16 rows.
+{
+  const dir = sharedPath('models/pdlm-5.8m');
+  test('pdlm-5.8m: perplexity with the F16 cache within 1e-4 of the reference, and not the F32 cache\'s', { skip: dir.skip || corpus.skip }, async () => {
+    const ref = readJson(path.join(dir.path, 'reference.json')).perplexity;
+    const model = await loadModel(dir.path, { contextLength: 1024 });
+    const text = fs.readFileSync(corpus.path, 'utf8');
+    const f16 = perplexity(model, text, 1024, undefined, 'f16');
+    const f32 = perplexity(model, text, 1024, undefined, 'fp');
+    let differs = false;
+    for (const [i, w] of f16.windows.entries()) {
+      const rel = Math.abs(w.perplexity - ref.windows[i].ppl) / ref.windows[i].ppl;
+      assert.ok(rel < 1e-4, `window ${i}: ppl ${w.perplexity} vs ${ref.windows[i].ppl} (relative ${rel.toExponential(2)})`);
+      if (w.perplexity !== f32.windows[i]!.perplexity) differs = true;
+    }
+    assert.ok(differs, 'the F16 cache gave exactly the F32 cache\'s perplexities');
+  });
+}

@@ -164,3 +164,44 @@ test('byteSize reports the parts; at 8K the cache is at most 55% of F16 for pdlm
   assert.ok(total / f16 <= 0.55, `hierarchical / f16 = ${total / f16}`);
   assert.ok(6 * lay.upper / f16 < 0.26, 'the draft streams about a quarter of the F16 bytes');
 });
+
+test('checkpoint and restore: decoding past several flushes and back gives the same logits again', () => {
+  const ids = randomTokens(60, V, 41);
+  const cache = newCache();
+  feed(cache, target, 'int8', ids, 0, 23, 5);
+  cache.flush();
+  const cp = cache.checkpoint();
+  assert.equal(cp.length, 23);
+  // 20 more positions quantize four more groups and drop their rows from the buffer.
+  const first = feed(cache, target, 'int8', ids, 23, 43, 3);
+  assert.ok(cache.floor > 23, 'decoding moved the floor past the checkpoint');
+  assert.throws(() => cache.truncate(23), KvCacheError);
+  cache.restore(cp);
+  assert.equal(cache.length, 23);
+  assert.ok(cache.quantized <= 23);
+  const again = feed(cache, target, 'int8', ids, 23, 43, 3);
+  for (let i = 0; i < first.length; i++) assert.deepEqual(again[i], first[i], `position ${23 + i}`);
+  // The same checkpoint restores any number of times, from different tokens too.
+  cache.restore(cp);
+  feed(cache, target, 'int8', randomTokens(60, V, 42), 23, 35, 4);
+  cache.restore(cp);
+  const third = feed(cache, target, 'int8', ids, 23, 43, 3);
+  for (let i = 0; i < first.length; i++) assert.deepEqual(third[i], first[i], `position ${23 + i} after other tokens`);
+});
+
+test('restore refuses a checkpoint whose quantized positions were rewritten, and another checkpoint than the latest', () => {
+  const ids = randomTokens(40, V, 43);
+  const cache = newCache();
+  feed(cache, target, 'int8', ids, 0, 20, 4);
+  cache.flush();
+  const old = cache.checkpoint();
+  const cp = cache.checkpoint();
+  assert.throws(() => cache.restore(old), /latest checkpoint/);
+  // Truncating to the floor keeps the quantized groups (restore still works); clearing does not.
+  cache.truncate(cache.floor);
+  feed(cache, target, 'int8', ids, cache.length, 24, 4);
+  cache.restore(cp);
+  cache.truncate(0);
+  feed(cache, target, 'int8', randomTokens(40, V, 44), 0, 24, 4);
+  assert.throws(() => cache.restore(cp), /rewritten since the checkpoint/);
+});

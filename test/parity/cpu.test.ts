@@ -106,7 +106,7 @@ const VERIFY_CASES = [
 /** Attention cases: FP rows, INT8 and INT4 planes, GQA ratios, windows, sparse selections, odd head sizes. */
 function* attentionCases(withVerify = false): Generator<AttentionCase> {
   const rng = new Xoshiro128(4);
-  const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean }[] = [
+  const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean; plain?: 'f32' | 'f16' }[] = [
     { nHeads: 4, nKv: 4, d: 8, G: 4, Gv: 8, len: 19, nq: 1 },
     { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 97, nq: 3, fp16: true },
     { nHeads: 8, nKv: 2, d: 32, G: 8, Gv: 16, len: 700, nq: 5, fp16: true },
@@ -114,6 +114,10 @@ function* attentionCases(withVerify = false): Generator<AttentionCase> {
     { nHeads: 4, nKv: 2, d: 96, G: 32, Gv: 32, len: 301, nq: 1, window: 40 },
     { nHeads: 4, nKv: 2, d: 64, G: 64, Gv: 64, len: 620, nq: 4, sparse: true },
     { nHeads: 6, nKv: 3, d: 24, G: 8, Gv: 12, len: 50, nq: 2, fp16: true },
+    // Plain caches (kv 'f16' and 'fp'): every position in full-precision rows, eight at a time and a tail.
+    { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 1029, nq: 5, plain: 'f16' },
+    { nHeads: 4, nKv: 2, d: 96, G: 16, Gv: 32, len: 211, nq: 3, plain: 'f32', window: 70 },
+    { nHeads: 2, nKv: 1, d: 128, G: 16, Gv: 128, len: 77, nq: 2, plain: 'f16' },
     ...(withVerify ? VERIFY_CASES : []),
   ];
   for (const c of cases) {
@@ -124,12 +128,17 @@ function* attentionCases(withVerify = false): Generator<AttentionCase> {
     const values = randn(rng, total * kvDim);
     const q = randn(rng, c.nq * c.nHeads * c.d);
     const startPos = c.len;
-    for (const bits of (c.sparse ? [8] : [8, 4]) as (4 | 8)[]) {
+    for (const bits of (c.sparse || c.plain ? [8] : [8, 4]) as (4 | 8)[]) {
       // Hierarchical: the planes hold what any query reads quantized; the FP rows start at the
       // smallest boundary (like HierKvCache); the sparse case uses a plain F32 cache instead.
       const qb = (p: number) => (p >= 2 * c.G ? c.G * Math.floor((p - c.G) / c.G) : 0);
       let view: KvLayerView;
-      if (c.sparse) {
+      if (c.plain) {
+        const fp: FpRows = c.plain === 'f16'
+          ? { dtype: 'f16', keys: Uint16Array.from(keys, f32ToF16), values: Uint16Array.from(values, f32ToF16) }
+          : { dtype: 'f32', keys: keys.slice(), values: values.slice() };
+        view = bind(ref, { kind: 'fp', kvDim, fp, fpStart: 0 });
+      } else if (c.sparse) {
         const stride = 16;
         const positions = new Int32Array(c.nKv * stride);
         for (let g = 0; g < c.nKv; g++) for (let j = 0; j < 10; j++) positions[g * stride + j] = j * 7 + g;

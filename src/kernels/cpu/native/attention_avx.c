@@ -26,6 +26,7 @@ typedef struct {
   int32_t *values;    /* the value weights' scratch */
   attn_partial *part;
   float *outp;        /* [n_pairs, d] */
+  float *fp_conv;     /* [FP_CONV_ROWS, d]: F16 rows of one KV head converted to F32 */
 } rows_ctx;
 
 static inline const float *pair_query(const rows_ctx *c, int g, int j) {
@@ -94,8 +95,77 @@ static void keys_from_planes(const rows_ctx *c) {
   }
 }
 
+/* Eight 8-lane accumulators to their eight horizontal sums, in order, each summed in hsum()'s
+ * order (lo + hi, then lanes (0 + 1) + (2 + 3)): the same result as eight hsum() calls. */
+static inline __m256 hsum8x8(const __m256 v[8]) {
+  const __m256 a = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[4], 0x20), _mm256_permute2f128_ps(v[0], v[4], 0x31));
+  const __m256 b = _mm256_add_ps(_mm256_permute2f128_ps(v[1], v[5], 0x20), _mm256_permute2f128_ps(v[1], v[5], 0x31));
+  const __m256 cc = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[6], 0x20), _mm256_permute2f128_ps(v[2], v[6], 0x31));
+  const __m256 dd = _mm256_add_ps(_mm256_permute2f128_ps(v[3], v[7], 0x20), _mm256_permute2f128_ps(v[3], v[7], 0x31));
+  return _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(cc, dd));
+}
+
+/* F32 copies of F16 rows: one KV head's segment of `n` rows from chunk index k, to dst [n, d]
+ * (converted once, then read by every pair of the head). */
+static void f16_rows_to_f32(const rows_ctx *c, const uint16_t *rows, int g, int k, int n, float *dst) {
+  const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim + (size_t)g * c->d;
+  for (int p = 0; p < n; p++)
+    for (int i = 0; i < c->d; i += 8) _mm256_storeu_ps(dst + (size_t)p * c->d + i, load8_f16(rows + row + (size_t)p * c->kv_dim + i));
+}
+
+/* Where KV head g's F32 rows from chunk index k are: in the cache (F32 rows, stride kv_dim) or
+ * converted into conv (F16 rows, stride d). */
+static const float *f32_rows(const rows_ctx *c, const void *rows, int g, int k, int n, float *conv, size_t *stride) {
+  if (c->kv->fp_dtype == 0) {
+    *stride = (size_t)c->kv_dim;
+    return (const float *)rows + (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim + (size_t)g * c->d;
+  }
+  f16_rows_to_f32(c, (const uint16_t *)rows, g, k, n, conv);
+  *stride = (size_t)c->d;
+  return conv;
+}
+
+/* Scores of the pairs over eight full-precision rows from chunk index k: per pair, the eight dots
+ * side by side (independent chains), each position's dot the same operations as dot_fp(). */
+static void keys_rows8(const rows_ctx *c, int k) {
+  const __m256 scale = _mm256_set1_ps(c->scale);
+  for (int g = 0; g < c->n_kv; g++) {
+    size_t stride;
+    const float *keys = f32_rows(c, c->kv->fp_keys, g, k, 8, c->fp_conv, &stride);
+    for (int j = 0; j < c->nj; j++) {
+      const float *q = pair_query(c, g, j);
+      __m256 acc[8];
+      for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
+      for (int i = 0; i < c->d; i += 8) {
+        const __m256 q8 = _mm256_loadu_ps(q + i);
+        for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(keys + (size_t)p * stride + i), acc[p]);
+      }
+      _mm256_storeu_ps(c->scores + ((size_t)g * c->nj + j) * c->count + k, _mm256_mul_ps(hsum8x8(acc), scale));
+    }
+  }
+}
+
+/* Rows ahead of the key pass that it prefetches: their keys to L1, their values to L2 for the
+ * value pass over the same chunk. Rows are whole KV-head rows, so a page holds only a few of them
+ * and the hardware prefetchers, which stop at page ends, fall behind. */
+#define FP_PF_ROWS 16
+
+static inline void prefetch_rows(const rows_ctx *c, int k) {
+  const size_t el = c->kv->fp_dtype ? 2 : 4, bytes = (size_t)c->kv_dim * el;
+  const size_t at = (size_t)(c->p0 + k - c->kv->fp_start) * bytes;
+  const char *kr = (const char *)c->kv->fp_keys + at, *vr = (const char *)c->kv->fp_values + at;
+  for (size_t b = 0; b < bytes; b += 64) {
+    _mm_prefetch(kr + b, _MM_HINT_T0);
+    _mm_prefetch(vr + b, _MM_HINT_T1);
+  }
+}
+
 /* Scores of every pair over the full-precision positions, chunk index k onward. */
 static void keys_from_rows(const rows_ctx *c, int k) {
+  for (; k + 8 <= c->count; k += 8) {
+    for (int p = k + FP_PF_ROWS; p < k + FP_PF_ROWS + 8 && p < c->count; p++) prefetch_rows(c, p);
+    keys_rows8(c, k);
+  }
   for (; k < c->count; k++) {
     const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim;
     for (int g = 0; g < c->n_kv; g++)
@@ -293,16 +363,42 @@ static void values_split_groups(const rows_ctx *c) {
   }
 }
 
+/* Positions per block of values_from_rows (FP_CONV_ROWS): one KV head's rows of a block stay in
+ * L1 while each pair of the head walks them. */
+#define FP_VALUE_ROWS FP_CONV_ROWS
+
+/* Values of rows [0, n) (chunk indices k0..) for pair gp, NV · 8 channels from ch with their sums
+ * in registers: the same fused multiply-adds in the same order as axpy_fp() position by
+ * position, so the result does not depend on the blocking. */
+static inline __attribute__((always_inline)) void values_rows_pair(const rows_ctx *c, size_t gp, const float *rows, size_t stride,
+                                                                   int ch, int k0, int n, const int NV) {
+  const float *e = c->scores + gp * c->count + k0;
+  float *o = c->outp + gp * c->d + ch;
+  __m256 acc[8];
+  for (int v = 0; v < NV; v++) acc[v] = _mm256_loadu_ps(o + 8 * v);
+  for (int k = 0; k < n; k++) {
+    if (e[k] == 0.0f) continue;
+    const __m256 ev = _mm256_set1_ps(e[k]);
+    const float *r = rows + (size_t)k * stride + ch;
+    for (int v = 0; v < NV; v++) acc[v] = _mm256_fmadd_ps(ev, _mm256_loadu_ps(r + 8 * v), acc[v]);
+  }
+  for (int v = 0; v < NV; v++) _mm256_storeu_ps(o + 8 * v, acc[v]);
+}
+
 /* Values in full precision, chunk index k onward; weights are 0 where masked. */
 static void values_from_rows(const rows_ctx *c, int k) {
-  for (; k < c->count; k++) {
-    const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim;
-    for (int g = 0; g < c->n_kv; g++)
+  for (int k0 = k; k0 < c->count; k0 += FP_VALUE_ROWS) {
+    const int n = c->count - k0 < FP_VALUE_ROWS ? c->count - k0 : FP_VALUE_ROWS;
+    for (int g = 0; g < c->n_kv; g++) {
+      size_t stride;
+      const float *rows = f32_rows(c, c->kv->fp_values, g, k0, n, c->fp_conv, &stride);
       for (int j = 0; j < c->nj; j++) {
         const size_t gp = (size_t)g * c->nj + j;
-        const float e = c->scores[gp * c->count + k];
-        if (e != 0.0f) axpy_fp(c->outp + gp * c->d, e, c->kv, row + (size_t)g * c->d, c->d);
+        int ch = 0;
+        for (; ch + 64 <= c->d; ch += 64) values_rows_pair(c, gp, rows, stride, ch, k0, n, 8);
+        if (ch < c->d) values_rows_pair(c, gp, rows, stride, ch, k0, n, 4); /* d is a multiple of 32 */
       }
+    }
   }
 }
 
@@ -333,6 +429,7 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
   c.prep_bytes = attn_key_prep_floats(c.n_pairs, c.n_kv, d) / c.n_kv * 4;
   c.values = (int32_t *)(c.prep + c.prep_bytes * c.n_kv);
   c.part = part, c.outp = outp;
+  c.fp_conv = scratch + attn_rows_scratch(c.n_pairs, c.n_kv, d, c.count) - attn_fp_conv_floats(d);
   memset(outp, 0, sizeof(float) * (size_t)c.n_pairs * d);
   const int planes = p0 < c.qa_end;
   if (planes) keys_from_planes(&c);

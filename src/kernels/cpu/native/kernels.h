@@ -111,13 +111,18 @@ static inline size_t attn_key_prep_floats(int n_pairs, int n_kv, int head_dim) {
   return (size_t)n_kv * (chunks * 2 * rows * 16 + rows);
 }
 
+/* Rows of F16 the AVX driver converts to F32 at a time, and the floats they take (the end of
+ * attention_rows' scratch). */
+#define FP_CONV_ROWS 64
+static inline size_t attn_fp_conv_floats(int head_dim) { return (size_t)FP_CONV_ROWS * head_dim; }
+
 /* Floats of scratch attention_rows needs for n_pairs (query, head) pairs over n_kv KV heads. */
 static inline size_t attn_rows_scratch(int n_pairs, int n_kv, int head_dim, int count) {
   /* scores, folded queries, per-pair scalars, int16 value weights and their units, int32 value
    * sums, value scales and minimums of one KV head and e·s of one pair (3 per position), the
-   * prepared query bytes, a value block's tiles */
+   * prepared query bytes, a value block's tiles, converted F16 rows */
   return (size_t)n_pairs * count * 3 + (size_t)n_pairs * head_dim * 2 + 4 * (size_t)n_pairs + (size_t)head_dim * 2 +
-         3 * (size_t)count + attn_key_prep_floats(n_pairs, n_kv, head_dim) + 64 * (size_t)head_dim + 64;
+         3 * (size_t)count + attn_key_prep_floats(n_pairs, n_kv, head_dim) + 64 * (size_t)head_dim + 64 + attn_fp_conv_floats(head_dim);
 }
 
 /* Shared scalar helpers (kernels_common.c). */
