@@ -52,6 +52,18 @@ export class QuantspecServer {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((e) => this.fail(res, req, e));
     });
+    // Bytes that are not HTTP (a body without a length after a GET or DELETE, garbage, oversize
+    // headers): an OpenAI-shaped 400 (431 for headers) instead of Node's empty reply, then close.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      const body = JSON.stringify({ error: { message: `the request is not valid HTTP (${err.code ?? 'parse error'}).`, type: 'invalid_request_error', param: null, code: 'bad_http' } });
+      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    });
     this.server.requestTimeout = 0; // long generations
     this.server.headersTimeout = 30_000;
   }
@@ -181,12 +193,25 @@ export class QuantspecServer {
       });
       req.on('end', () => {
         if (failed) return;
-        const text = Buffer.concat(chunks).toString('utf8');
+        let text: string;
         try {
-          resolve(JSON.parse(text));
+          text = UTF8.decode(Buffer.concat(chunks));
+        } catch {
+          reject(new HttpError(400, 'the request body is not valid UTF-8.', { code: 'invalid_json' }));
+          return;
+        }
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
         } catch (e) {
           reject(new HttpError(400, `the request body is not valid JSON: ${(e as Error).message}.`, { code: 'invalid_json' }));
+          return;
         }
+        if (nestedDeeperThan(body, MAX_JSON_DEPTH)) {
+          reject(new HttpError(400, `the request body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep.`, { code: 'invalid_json' }));
+          return;
+        }
+        resolve(body);
       });
       req.on('error', (e) => {
         failed = true;
@@ -367,4 +392,21 @@ export function toHttpError(e: unknown): HttpError {
     return new HttpError(400, e.message, { code: e.code });
   }
   return new HttpError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, { code: 'internal_error' });
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Deepest nesting a request body may have (OpenAI requests need 4: body, messages, message, content parts). */
+const MAX_JSON_DEPTH = 32;
+
+/** Whether arrays/objects in `value` nest more than `limit` levels (iterative: a hostile body cannot overflow the stack). */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
 }

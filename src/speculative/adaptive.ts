@@ -8,7 +8,13 @@ const EMA = 0.2;
 const WINDOW = 15;
 /** Plain steps measured before the controller compares speculation with plain decoding. */
 const MIN_PLAIN_SAMPLES = 3;
-const HOPELESS_PROBE_SPACING = 2;
+/**
+ * While even full acceptance would not pay at the measured costs, each probe that confirms it
+ * doubles the gap to the next, up to this many times probeEvery: the costs move only slowly as the
+ * context grows, and at 32K a probe round costs about one plain step more than the tokens it
+ * gives, so fixed spacing lost several percent against plain decoding.
+ */
+const MAX_HOPELESS_BACKOFF = 16;
 
 /** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
 class RecentMedian {
@@ -50,6 +56,7 @@ export class GammaController {
   private trialSum = 0;
   private plainRun = 0;
   private specRun = 0;
+  private hopelessBackoff = 1; // probe spacing (in probeEvery) while speculation cannot pay
   private lastGamma: number;
   /** Plain steps between probing rounds while speculation is off, and rounds between plain probes while it is on. */
   readonly probeEvery = 16;
@@ -135,15 +142,18 @@ export class GammaController {
     }
     if (best > 0) {
       this.plainRun = 0;
+      this.hopelessBackoff = 1;
       this.lastGamma = best;
       return best;
     }
     // Speculation does not pay now; still probe now and then so the acceptance estimate stays fresh.
     // When even full acceptance would not pay at the measured costs, a probe only re-measures the
-    // costs (they move as the context grows), so it comes HOPELESS_PROBE_SPACING times less often.
-    const spacing = this.bestFullAcceptanceRate() <= bestRate ? HOPELESS_PROBE_SPACING : 1;
-    if (++this.plainRun >= spacing * this.probeEvery) {
+    // costs (they move as the context grows), so the probes back off (MAX_HOPELESS_BACKOFF).
+    const hopeless = this.bestFullAcceptanceRate() <= bestRate;
+    if (!hopeless) this.hopelessBackoff = 1;
+    if (++this.plainRun >= this.hopelessBackoff * this.probeEvery) {
       this.plainRun = 0;
+      if (hopeless) this.hopelessBackoff = Math.min(2 * this.hopelessBackoff, MAX_HOPELESS_BACKOFF);
       return this.lastGamma;
     }
     return 0;

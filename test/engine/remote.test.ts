@@ -6,6 +6,11 @@ import assert from 'node:assert/strict';
 import { InvalidArgumentError } from '../../src/core/errors.js';
 import { collect } from '../../src/engine/session.js';
 import { RemoteModel } from '../../src/engine/remote.js';
+import { NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index.js';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 test('a worker-hosted model streams the same tokens as in-process and never blocks the event loop', async () => {
   const m = await RemoteModel.load(undefined, { contextLength: 1024, backend: 'reference' }, 2);
@@ -51,3 +56,33 @@ test('early return cancels in the worker and frees the slot; errors keep their c
     await m.close();
   }
 });
+
+// Node unloads an addon when the last thread that loaded it ends; the native pool's threads
+// outlive it, so a second model after the first one's worker ended used to run on two pools at
+// once and crash (and so did process.exit during a generation). Both run in a child process, so a
+// crash shows as its exit status.
+test('native models in worker threads one after another, and process.exit mid-generation, do not crash', { skip: nativeSkip() }, () => {
+  const remote = new URL('../../src/engine/remote.js', import.meta.url).href;
+  const script = `
+    import { RemoteModel } from ${JSON.stringify(remote)};
+    const run = async (m, n, slot = 0) => { let k = 0; for await (const _ of m.generate('The sea', { maxTokens: n, ignoreEos: true }, slot)) k++; return k; };
+    const a = await RemoteModel.load(undefined, { contextLength: 256 }, 2);
+    await run(a, 4);
+    await a.close();
+    const b = await RemoteModel.load(undefined, { contextLength: 256 }, 2);
+    const counts = await Promise.all([run(b, 40, 0), run(b, 40, 1)]);
+    console.log('tokens', counts.join(',')); // chunks streamed per slot
+    void run(b, 200);
+    setTimeout(() => process.exit(0), 50);
+  `;
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'quantspec-remote-')), 'two-models.mjs');
+  fs.writeFileSync(file, script);
+  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.signal, null, `the child died of ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /tokens [1-9][0-9]*,[1-9][0-9]*/, 'both slots streamed');
+});
+
+function nativeSkip(): string | false {
+  return fs.existsSync(NATIVE_ADDON_PATH) ? false : 'the native backend is not built';
+}

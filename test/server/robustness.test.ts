@@ -97,45 +97,127 @@ test('beyond the queue: 429 with Retry-After; a client that disconnects frees it
   }
 });
 
-test('fuzz: 10,000 random bodies all get a 4xx and the server keeps answering /health', async () => {
-  const srv = await startServer({ parallel: 1, maxQueue: 4 });
-  try {
-    const rng = new Xoshiro128(99);
-    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.next() * xs.length)]!;
-    const values: unknown[] = [null, true, false, 0, -1, 1.5, 1e308, -1e308, '', 'pdlm', 'x'.repeat(50), [], [1, 2], {}, { a: 1 }, [{ role: 'user' }]];
-    const keys = ['model', 'messages', 'prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'stop', 'n', 'stream', 'seed',
-      'logprobs', 'top_logprobs', 'presence_penalty', 'logit_bias', 'stream_options', 'max_completion_tokens', 'echo', 'min_p'];
-    const bodies: string[] = [];
-    for (let i = 0; i < 10_000; i++) {
-      const kind = rng.next();
-      if (kind < 0.2) {
-        // raw bytes and broken JSON
-        const len = Math.floor(rng.next() * 40);
-        bodies.push(Array.from({ length: len }, () => String.fromCharCode(32 + Math.floor(rng.next() * 95))).join(''));
-      } else {
-        const o: Record<string, unknown> = {};
-        const n = Math.floor(rng.next() * 6);
-        for (let k = 0; k < n; k++) o[pick(keys)] = pick(values);
-        // Never a valid request: the model name is always wrong or absent.
-        if (o['model'] === 'pdlm') o['model'] = 'not-pdlm';
-        bodies.push(JSON.stringify(o));
-      }
+// The request fuzzer: valid requests mutated field by field (the real model id, so most bodies
+// reach field validation and a share reach generation), plus invalid UTF-8, deep nesting, huge and
+// non-finite numbers, duplicate keys, wrong methods and content types. Never a 5xx; /health
+// answers throughout; each reply is well formed (an OpenAI error, a completion or an SSE stream).
+const FUZZ_BODIES = 20_000;
+
+const BASES: readonly { route: string; body: Record<string, unknown> }[] = [
+  { route: '/v1/chat/completions', body: { model: 'pdlm', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there' }], max_tokens: 2, temperature: 0 } },
+  { route: '/v1/chat/completions', body: { model: 'pdlm', messages: [{ role: 'user', content: 'Tell me of the sea' }], max_completion_tokens: 2, top_p: 0.9, top_k: 20, seed: 7, stop: ['\n'], logprobs: true, top_logprobs: 2 } },
+  { route: '/v1/completions', body: { model: 'pdlm', prompt: 'The sea', max_tokens: 2, temperature: 0.8, min_p: 0.05, presence_penalty: 0.5, frequency_penalty: 0.1, logit_bias: { '17': -5 } } },
+  { route: '/v1/completions', body: { model: 'pdlm', prompt: [1, 2, 3], max_tokens: 1, stream: true, stream_options: { include_usage: true }, ignore_eos: true, repeat_penalty: 1.1 } },
+];
+
+/** Values of every JSON type, edge numbers and strings: what a typed mutation puts in a field. */
+const MUTANTS: readonly unknown[] = [
+  null, true, false, 0, -1, 1, 2, 1.5, -0.5, 3, 1e308, -1e308, 2 ** 53, 2 ** 31, -(2 ** 31), 1e-320,
+  '', 'pdlm', 'x', '5', 'true', '\u0000', '\ud800', '\u{1F600}', 'é'.repeat(300), 'z'.repeat(70_000),
+  [], [1], ['a', 'b'], [null], [[]], [{ role: 'user', content: 'hi' }], [{ role: 'user' }], [{ role: 'assistant', content: 7 }],
+  {}, { a: 1 }, { '17': 'x' }, { '99999': 1 }, { '-1': 1 }, { include_usage: 'yes' },
+];
+
+/** Raw JSON values JSON.stringify cannot write: non-finite and overflowing numbers, deep nesting. */
+const RAW_MUTANTS: readonly string[] = ['NaN', 'Infinity', '-Infinity', '1e999', '-1e999', '-0', '00', '1.', '.5', '0x10', 'undefined',
+  '['.repeat(100_000), '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000), '"\\ud800"', '"\\u0000"', '"' + '\\'.repeat(3) + '"'];
+
+function mutatedBody(rng: Xoshiro128): { route: string; method: string; contentType: string; body: string | Buffer } {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.next() * xs.length)]!;
+  const base = pick(BASES);
+  const body: Record<string, unknown> = structuredClone(base.body);
+  const keys = Object.keys(body);
+  const extraKeys = ['n', 'echo', 'suffix', 'best_of', 'tools', 'user', 'penalty_window', 'repetition_penalty', 'response_format', '__proto__', 'constructor'];
+  let route = base.route;
+  let method = 'POST';
+  let contentType = 'application/json';
+  const m = rng.next();
+  let raw: string | null = null;
+  if (m < 0.45) {
+    body[pick(keys)] = pick(MUTANTS); // one field, any type
+  } else if (m < 0.55) {
+    delete body[pick(keys)];
+  } else if (m < 0.62) {
+    body[pick(extraKeys)] = pick(MUTANTS);
+  } else if (m < 0.7) {
+    // a nested field: a message's role or content, or an element of a list
+    const msgs = body['messages'];
+    if (Array.isArray(msgs)) (msgs[msgs.length - 1] as Record<string, unknown>)[pick(['role', 'content', 'name', 'tool_calls'])] = pick(MUTANTS);
+    else body['prompt'] = [1, pick(MUTANTS), 3];
+  } else if (m < 0.8) {
+    const key = pick(keys);
+    const json = JSON.stringify(body);
+    raw = json.replace(`"${key}":${JSON.stringify(body[key])}`, `"${key}":${pick(RAW_MUTANTS)}`);
+    if (raw === json) raw = `{"${key}":${pick(RAW_MUTANTS)}}`;
+  } else if (m < 0.85) {
+    // duplicate key: the later value wins in JSON.parse
+    const key = pick(keys);
+    raw = JSON.stringify(body).replace(/}$/, `,"${key}":${JSON.stringify(pick(MUTANTS))}}`);
+  } else if (m < 0.9) {
+    // invalid UTF-8 inside a string, or a truncated body
+    const bytes = Buffer.from(JSON.stringify(body), 'utf8');
+    if (rng.next() < 0.5) {
+      const at = bytes.indexOf('"', 10) + 1;
+      return { route, method, contentType, body: Buffer.concat([bytes.subarray(0, at), Buffer.from([pick([0xff, 0xc0, 0xed, 0x80, 0xf5]), 0xa0]), bytes.subarray(at)]) };
     }
-    let done = 0;
+    return { route, method, contentType, body: bytes.subarray(0, Math.floor(rng.next() * bytes.length)) };
+  } else if (m < 0.95) {
+    method = pick(['GET', 'PUT', 'DELETE', 'PATCH']);
+    if (rng.next() < 0.3) route = pick(['/v1/models', '/health', '/v1/embeddings', '/v1/chat/completions/x', '/metrics']);
+  } else {
+    contentType = pick(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', '', 'application/json; charset=latin1']);
+  }
+  return { route, method, contentType, body: raw ?? JSON.stringify(body) };
+}
+
+test(`fuzz: ${FUZZ_BODIES.toLocaleString('en')} mutated requests get 2xx or 4xx, never 5xx, and /health answers throughout`, async () => {
+  const srv = await startServer({ parallel: 2, maxQueue: 64 });
+  try {
     const statuses = new Map<number, number>();
+    let generated = 0;
+    let fieldErrors = 0;
+    let next = 0;
+    const started = Date.now();
     const worker = async () => {
-      while (done < bodies.length) {
-        const i = done++;
-        const r = await request(srv.url, 'POST', i % 2 ? '/v1/chat/completions' : '/v1/completions', bodies[i]);
+      while (next < FUZZ_BODIES) {
+        const i = next++;
+        const req = mutatedBody(new Xoshiro128(99_000 + i)); // body i is the same on every run
+        const headers: Record<string, string> = req.contentType ? { 'content-type': req.contentType } : {};
+        const r = await request(srv.url, req.method, req.route, req.method === 'GET' ? undefined : req.body, headers);
         statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
-        assert.ok(r.status >= 400 && r.status < 500, `body ${JSON.stringify(bodies[i])} got ${r.status}: ${r.body}`);
-        JSON.parse(r.body);
-        if (i % 1000 === 0) assert.equal((await request(srv.url, 'GET', '/health')).status, 200);
+        const shown = () => `${req.method} ${req.route} ${String(req.body).slice(0, 300)}`;
+        assert.ok(r.status < 500, `${shown()} got ${r.status}: ${r.body.slice(0, 500)}`);
+        if (req.route === '/metrics' && r.status === 200) {
+          assert.match(r.body, /^# (HELP|TYPE) /m, shown());
+        } else if (String(r.headers['content-type']).startsWith('text/event-stream')) {
+          assert.match(r.body, /data: \[DONE\]\n\n$/, `${shown()}: the stream ends with [DONE]`);
+          generated++;
+        } else {
+          let j;
+          try {
+            j = JSON.parse(r.body);
+          } catch {
+            assert.fail(`${shown()} got ${r.status} with a body that is not JSON: ${JSON.stringify(r.body.slice(0, 200))}`);
+          }
+          if (r.status >= 400) {
+            assert.equal(typeof j.error?.message, 'string', shown());
+            if (/'[a-z_.[\]0-9]+'/.test(j.error.message)) fieldErrors++;
+          } else if (req.route.endsWith('completions') && req.method === 'POST') {
+            assert.ok(Array.isArray(j.choices) && j.choices.length === 1, shown());
+            generated++;
+          }
+        }
+        if (i % 500 === 0) assert.equal((await request(srv.url, 'GET', '/health')).status, 200, `/health after ${i} bodies`);
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    assert.equal([...statuses.values()].reduce((a, b) => a + b, 0), 10_000);
+    assert.equal([...statuses.values()].reduce((a, b) => a + b, 0), FUZZ_BODIES);
     assert.equal((await request(srv.url, 'GET', '/health')).status, 200);
+    // Most bodies get as far as field validation, and a share all the way to generation.
+    assert.ok(fieldErrors > FUZZ_BODIES * 0.3, `field-level errors: ${fieldErrors}`);
+    assert.ok(generated > FUZZ_BODIES * 0.05, `generations: ${generated}`);
+    console.log(`# fuzz: ${FUZZ_BODIES} bodies in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+      `statuses ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}; ${generated} generations, ${fieldErrors} field errors`);
   } finally {
     await srv.close();
   }

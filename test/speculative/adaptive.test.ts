@@ -82,3 +82,22 @@ test('speculation that only low acceptance holds back is probed every probeEvery
   assert.ok(spec >= 128 / (c.probeEvery + 1) - 1, `spec ${spec}`);
   assert.ok(spec < 20, `spec ${spec}`);
 });
+
+test('while speculation cannot pay even at full acceptance, probes back off to one per 16 · probeEvery plain steps', () => {
+  const c = new GammaController(8, 4);
+  const probeAt: number[] = [];
+  for (let i = 0; i < 6000; i++) {
+    const g = c.choose();
+    // drafts as costly as a plain step: hopeless at any acceptance
+    if (g === 0) c.observeVerify(1, 2);
+    else { probeAt.push(i); c.observeDraftStep(2); c.observeVerify(g + 1, 2 * (g + 1)); c.observeRound(g, g); }
+  }
+  const gaps = probeAt.slice(1).map((p, k) => p - probeAt[k]!);
+  const late = gaps.slice(-5);
+  // after the measurement phase the gaps grow, then stay at 16 · probeEvery plain steps (plus the
+  // probe itself and the forced plain re-measurement every 2 · probeEvery choices)
+  const cap = 16 * c.probeEvery;
+  assert.ok(late.every((x) => x > cap && x <= cap + 1 + Math.ceil(cap / (2 * c.probeEvery))), `late gaps ${late}`);
+  assert.ok(gaps.some((x) => x > c.probeEvery + 1 && x < 16 * c.probeEvery), `the gaps grow: ${gaps}`);
+  assert.ok(probeAt.length < 40, `${probeAt.length} probes in 6000 steps`);
+});

@@ -3,6 +3,9 @@
  * kernel table chosen at load (isa.c). Built by scripts/build-native.mjs; see src/kernels/cpu/index.ts. */
 #define NAPI_VERSION 8
 #include <node_api.h>
+#ifndef _WIN32
+#include <dlfcn.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,11 @@ static int i32(napi_env env, napi_value v, int *out) {
   return 1;
 }
 
+/* The pool and the kernels' scratch are one per process, while JavaScript may call from several
+ * threads (a model in each worker thread): each call holds the kernel lock, so callers take
+ * turns (there are only as many pool threads as cores anyway). */
+#define KERNEL(call) do { pool_lock(); call; pool_unlock(); } while (0)
+
 #define ARGS(N)                                                              \
   size_t argc = N;                                                           \
   napi_value argv[N];                                                        \
@@ -81,7 +89,7 @@ static napi_value js_matmul(napi_env env, napi_callback_info info) {
   ARGS(7);
   PTR(0, out); PTR(1, x); PTR(2, w);
   INT(3, dtype); INT(4, rows); INT(5, cols); INT(6, n);
-  matmul_run(out, x, w, dtype, rows, cols, n);
+  KERNEL(matmul_run(out, x, w, dtype, rows, cols, n));
   return NULL;
 }
 
@@ -90,7 +98,9 @@ static napi_value js_matmul_q4(napi_env env, napi_callback_info info) {
   ARGS(8);
   PTR(0, out); PTR(1, x); PTR(2, codes); PTR(3, scales); PTR(4, mins);
   INT(5, rows); INT(6, cols); INT(7, n);
-  if (matmul_q4_run(out, x, codes, scales, mins, rows, cols, n) != 0) napi_throw_error(env, NULL, "quantspec native: out of memory");
+  int q4_status;
+  KERNEL(q4_status = matmul_q4_run(out, x, codes, scales, mins, rows, cols, n));
+  if (q4_status != 0) napi_throw_error(env, NULL, "quantspec native: out of memory");
   return NULL;
 }
 
@@ -174,7 +184,8 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   kv_binding *bound = binding_of(env, argv[8]);
   if (!bound) return NULL;
   const attn_args a = {out, q, nq, start_pos, n_heads, n_kv_heads, head_dim, window, &bound->view};
-  const int r = attention_run(&a);
+  int r;
+  KERNEL(r = attention_run(&a));
   if (r == ATTN_TOO_MANY_GROUPS) napi_throw_error(env, NULL, "quantspec native: a batch spans too many key groups; use batches of at most one group");
   if (r == ATTN_OUT_OF_MEMORY) napi_throw_error(env, NULL, "quantspec native: out of memory");
   return NULL;
@@ -235,7 +246,7 @@ static napi_value js_rmsnorm(napi_env env, napi_callback_info info) {
       !fits(env, w_b, (size_t)dim * 4, "rmsnorm weight"))
     return NULL;
   ew_ctx c = {.op = EW_RMSNORM, .out = out, .x = x, .w = w, .rows = rows, .dim = dim, .eps = eps};
-  ew_run(&c, (size_t)rows * dim);
+  KERNEL(ew_run(&c, (size_t)rows * dim));
   return NULL;
 }
 
@@ -252,7 +263,7 @@ static napi_value js_rope(napi_env env, napi_callback_info info) {
     return NULL;
   ew_ctx c = {.op = EW_ROPE, .out = x, .x = cos_t, .w = sin_t, .rows = n, .n_heads = n_heads, .head_dim = head_dim,
               .start_pos = start_pos, .layout = layout};
-  ew_run(&c, (size_t)n * n_heads * head_dim);
+  KERNEL(ew_run(&c, (size_t)n * n_heads * head_dim));
   return NULL;
 }
 
@@ -277,7 +288,7 @@ static napi_value js_embed(napi_env env, napi_callback_info info) {
     }
   }
   ew_ctx c = {.op = EW_EMBED, .out = out, .table = table, .tokens = tokens, .rows = n, .dim = dim, .dtype = dtype};
-  ew_run(&c, (size_t)n * dim);
+  KERNEL(ew_run(&c, (size_t)n * dim));
   return NULL;
 }
 
@@ -290,7 +301,7 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
   if (rows < 0 || dim < 1 || !fits(env, out_b, n, "add out") || !fits(env, bias ? bias_b : x_b, bias ? (size_t)dim * 4 : n, "add input"))
     return NULL;
   ew_ctx c = {.op = EW_ADD, .out = out, .x = x, .w = bias, .rows = rows, .dim = dim};
-  ew_run(&c, (size_t)rows * dim);
+  KERNEL(ew_run(&c, (size_t)rows * dim));
   return NULL;
 }
 
@@ -301,7 +312,7 @@ static napi_value js_silu_mul(napi_env env, napi_callback_info info) {
   INT(2, n);
   if (n < 0 || !fits(env, gate_b, (size_t)n * 4, "siluMul gate") || !fits(env, up_b, (size_t)n * 4, "siluMul up")) return NULL;
   ew_ctx c = {.op = EW_SILU, .out = gate, .x = up, .rows = n};
-  ew_run(&c, (size_t)n);
+  KERNEL(ew_run(&c, (size_t)n));
   return NULL;
 }
 
@@ -314,7 +325,9 @@ static napi_value js_read_sum(napi_env env, napi_callback_info info) {
   size_t bytes;
   CHECK(ta(env, argv[0], &data, &bytes) ? napi_ok : napi_invalid_arg);
   napi_value result;
-  CHECK(napi_create_double(env, read_sum(data, bytes / 4), &result));
+  double sum;
+  KERNEL(sum = read_sum(data, bytes / 4));
+  CHECK(napi_create_double(env, sum, &result));
   return result;
 }
 
@@ -335,7 +348,7 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
     return NULL;
   }
   K = k;
-  pool_start(threads);
+  KERNEL(pool_start(threads));
   napi_value result, name, n;
   CHECK(napi_create_object(env, &result));
   CHECK(napi_create_string_utf8(env, K->name, NAPI_AUTO_LENGTH, &name));
@@ -345,7 +358,21 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* Node unloads an addon when the last thread that loaded it ends (a worker thread's model
+ * closing), but the pool's threads live on: reloaded, the library would start a second pool while
+ * the first one's threads, resuming in the new copy, ran its jobs too (seen as a crash in a
+ * server test). Opening ourselves once more with RTLD_NODELETE keeps the library, and its one
+ * pool, for the life of the process. */
+static void pin_library(void) {
+#ifndef _WIN32
+  static int pinned = 0;
+  Dl_info info;
+  if (!pinned && dladdr((void *)pin_library, &info) && info.dli_fname) pinned = dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE) != NULL;
+#endif
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
+  pin_library();
   const napi_property_descriptor props[] = {
     {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
     {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_default, NULL},

@@ -97,6 +97,10 @@ void pool_run(job_fn fn, void *ctx) {
   while (atomic_load_explicit(&pool.pending, memory_order_acquire) > 0) CPU_RELAX();
 }
 
+static pthread_mutex_t kernel_lock = PTHREAD_MUTEX_INITIALIZER;
+void pool_lock(void) { pthread_mutex_lock(&kernel_lock); }
+void pool_unlock(void) { pthread_mutex_unlock(&kernel_lock); }
+
 void share(int n, int part, int n_parts, int align, int *a, int *b) {
   int units = (n + align - 1) / align;
   int per = units / n_parts, extra = units % n_parts;

@@ -13,6 +13,9 @@ void pool_start(int n);
 int pool_threads(void);
 /* Run fn(ctx, part, n_parts) for every part, the calling thread taking part 0; returns when all are done. */
 void pool_run(job_fn fn, void *ctx);
+/* The process-wide lock a caller holds around pool_run() and the scratch it uses (see addon.c KERNEL). */
+void pool_lock(void);
+void pool_unlock(void);
 /* Contiguous share [*a, *b) of n items for one part, aligned to `align`. */
 void share(int n, int part, int n_parts, int align, int *a, int *b);
 /* A scratch buffer grown (64-byte aligned) to the largest size asked for; NULL when out of memory. */
