@@ -112,7 +112,11 @@ test('generate --spec/--gamma/--kv: QuantSpec is the default; --json adds stats 
   for (const k of ['rounds', 'drafted', 'accepted', 'acceptance_rate', 'mean_accepted_length', 'per_position', 'draft_ms', 'verify_ms', 'gamma']) {
     assert.ok(k in qs.stats, k);
   }
-  assert.equal(qs.stats.acceptance_rate, qs.stats.accepted / qs.stats.drafted);
+  // The statistics account for the output: each round emits its accepted drafts and one target
+  // token, each plain step one token; no drafts were made beyond γ = 3 a round.
+  assert.equal(qs.generated_ids.length, 12);
+  assert.equal(qs.stats.accepted + qs.stats.rounds + qs.stats.plain_steps, 12);
+  assert.ok(qs.stats.rounds > 0 && qs.stats.drafted <= 3 * qs.stats.rounds && qs.stats.accepted <= qs.stats.drafted);
   assert.equal(qs.kv_bytes.total, qs.kv_bytes.buffer + qs.kv_bytes.upper + qs.kv_bytes.lower + qs.kv_bytes.meta);
   assert.ok(qs.draft_bytes > 0);
   assert.equal(plain.stats, null);

@@ -211,7 +211,6 @@ test(`fuzz: ${FUZZ_BODIES.toLocaleString('en')} mutated requests get 2xx or 4xx,
       }
     };
     await Promise.all(Array.from({ length: 8 }, worker));
-    assert.equal([...statuses.values()].reduce((a, b) => a + b, 0), FUZZ_BODIES);
     assert.equal((await request(srv.url, 'GET', '/health')).status, 200);
     // Most bodies get as far as field validation, and a share all the way to generation.
     assert.ok(fieldErrors > FUZZ_BODIES * 0.3, `field-level errors: ${fieldErrors}`);
