@@ -99,9 +99,9 @@ async function measured<T>(run: () => Promise<T>): Promise<{ value: T; peakRss: 
 
 /** Bytes a plain decoding step reads at `context` positions: the target's weights and the KV it attends over. */
 export function plainStepBytes(model: Model, kv: KvMode, context: number): number {
-  const kvRead = isFullPrecision(kv) ? fpKvBytes(model.config, context, kv === 'fp' ? 4 : 2)
-    : kv === 'int8' ? kvEstimate(model.config, context, model.prefillChunk).readInt8 : kvEstimate(model.config, context, model.prefillChunk).readInt4;
-  return model.weightBytes + kvRead;
+  if (isFullPrecision(kv)) return model.weightBytes + fpKvBytes(model.config, context, kv === 'fp' ? 4 : 2);
+  const hier = kvEstimate(model.config, context, model.prefillChunk);
+  return model.weightBytes + (kv === 'int8' ? hier.readInt8 : hier.readInt4);
 }
 
 const median = (xs: readonly number[]): number => {

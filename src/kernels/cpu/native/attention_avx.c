@@ -145,25 +145,9 @@ static void keys_rows8(const rows_ctx *c, int k) {
   }
 }
 
-/* Rows ahead of the key pass that it prefetches: their keys to L1, their values to L2 for the
- * value pass over the same chunk. Rows are whole KV-head rows, so a page holds only a few of them
- * and the hardware prefetchers, which stop at page ends, fall behind. */
-#define FP_PF_ROWS 16
-
-static inline void prefetch_rows(const rows_ctx *c, int k) {
-  const size_t el = c->kv->fp_dtype ? 2 : 4, bytes = (size_t)c->kv_dim * el;
-  const size_t at = (size_t)(c->p0 + k - c->kv->fp_start) * bytes;
-  const char *kr = (const char *)c->kv->fp_keys + at, *vr = (const char *)c->kv->fp_values + at;
-  for (size_t b = 0; b < bytes; b += 64) {
-    _mm_prefetch(kr + b, _MM_HINT_T0);
-    _mm_prefetch(vr + b, _MM_HINT_T1);
-  }
-}
-
 /* Scores of every pair over the full-precision positions, chunk index k onward. */
 static void keys_from_rows(const rows_ctx *c, int k) {
   for (; k + 8 <= c->count; k += 8) {
-    for (int p = k + FP_PF_ROWS; p < k + FP_PF_ROWS + 8 && p < c->count; p++) prefetch_rows(c, p);
     keys_rows8(c, k);
   }
   for (; k < c->count; k++) {
@@ -363,10 +347,6 @@ static void values_split_groups(const rows_ctx *c) {
   }
 }
 
-/* Positions per block of values_from_rows (FP_CONV_ROWS): one KV head's rows of a block stay in
- * L1 while each pair of the head walks them. */
-#define FP_VALUE_ROWS FP_CONV_ROWS
-
 /* Values of rows [0, n) (chunk indices k0..) for pair gp, NV · 8 channels from ch with their sums
  * in registers: the same fused multiply-adds in the same order as axpy_fp() position by
  * position, so the result does not depend on the blocking. */
@@ -385,10 +365,12 @@ static inline __attribute__((always_inline)) void values_rows_pair(const rows_ct
   for (int v = 0; v < NV; v++) _mm256_storeu_ps(o + 8 * v, acc[v]);
 }
 
-/* Values in full precision, chunk index k onward; weights are 0 where masked. */
+/* Values in full precision, chunk index k onward, in blocks of FP_CONV_ROWS positions (one KV
+ * head's rows of a block stay in L1 while each pair of the head walks them); weights are 0 where
+ * masked. */
 static void values_from_rows(const rows_ctx *c, int k) {
-  for (int k0 = k; k0 < c->count; k0 += FP_VALUE_ROWS) {
-    const int n = c->count - k0 < FP_VALUE_ROWS ? c->count - k0 : FP_VALUE_ROWS;
+  for (int k0 = k; k0 < c->count; k0 += FP_CONV_ROWS) {
+    const int n = c->count - k0 < FP_CONV_ROWS ? c->count - k0 : FP_CONV_ROWS;
     for (int g = 0; g < c->n_kv; g++) {
       size_t stride;
       const float *rows = f32_rows(c, c->kv->fp_values, g, k0, n, c->fp_conv, &stride);
