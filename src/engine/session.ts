@@ -166,8 +166,10 @@ export class Session {
 
   /**
    * Save the session's state (its tokens and KV). restore() returns to it, so that several
-   * completions of one prompt each start from the same prefilled cache: generate once with the
-   * prompt (or prefill it), checkpoint, and restore before each later generate of that prompt.
+   * completions of one prompt each start from the same prefilled cache: prefillPrompt() it,
+   * checkpoint, and restore before each generate of that prompt. (A checkpoint taken after a
+   * generation includes its tokens; a later generate of the bare prompt rewrites the prompt's last
+   * position, after which that checkpoint cannot be restored.)
    */
   checkpoint(): SessionCheckpoint {
     if (this.busy) throw new InvalidArgumentError('this session is generating; checkpoint it between generations.');
