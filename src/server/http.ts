@@ -400,7 +400,7 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
 const MAX_JSON_DEPTH = 32;
 
 /** Whether arrays/objects in `value` nest more than `limit` levels (iterative: a hostile body cannot overflow the stack). */
-export function nestedDeeperThan(value: unknown, limit: number): boolean {
+function nestedDeeperThan(value: unknown, limit: number): boolean {
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
