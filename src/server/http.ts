@@ -1,19 +1,19 @@
-// OpenAI-compatible HTTP server over a worker-hosted model: /v1/chat/completions and
-// /v1/completions (JSON or SSE streaming), /v1/models, /health, /metrics. Requests beyond the
-// slots wait in a bounded queue; a client that disconnects cancels its generation.
+// OpenAI-compatible HTTP server over a worker-hosted model: /v1/chat/completions,
+// /v1/completions and /v1/responses (JSON or SSE streaming), /v1/models, /health, /metrics.
+// Requests beyond the slots wait in a bounded queue; a client that disconnects cancels its
+// generation. Host, Origin and content type are checked first (guard.ts).
 
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ContextOverflowError, InvalidArgumentError, QuantspecError } from '../core/errors.js';
 import type { ModelGenerateOptions } from '../engine/model.js';
 import type { RemoteModel } from '../engine/remote.js';
-import type { ChunkLogprob, GenerationChunk, GenerationResult, PromptInput } from '../engine/session.js';
+import type { GenerationChunk, GenerationResult, PromptInput } from '../engine/session.js';
+import { type AccessPolicy, checkAccess, checkJsonContentType, corsHeaders, routeLabel } from './guard.js';
 import { Metrics } from './metrics.js';
-import {
-  chatLogprobs, completionLogprobs, finishReason, HttpError, inRequestTerms, parseChat, parseCompletion, timings, usage,
-  type Limits, type ParsedRequest,
-} from './protocol.js';
+import { HttpError, inRequestTerms, parseChat, parseCompletion, parseResponses, type Limits, type ParsedRequest } from './protocol.js';
+import { chatReply, completionReply, type Reply, responsesReply, type SseWrite } from './replies.js';
 
 export interface ServerOptions {
   readonly host: string;
@@ -28,6 +28,14 @@ export interface ServerOptions {
   readonly modelId: string;
   /** Generation defaults from the command line. */
   readonly defaults: ModelGenerateOptions;
+  /** Web origins whose pages may call the server (`*`: any); the server's own origin always may. */
+  readonly allowedOrigins?: readonly string[];
+  /** Host header names accepted beyond the loopback ones when bound to loopback (`*`: any). */
+  readonly allowedHosts?: readonly string[];
+  /** Time a client has to send its headers (default 30 s). */
+  readonly headersTimeoutMs?: number;
+  /** Time a client has to send its whole request, headers and body (default 60 s); generation time does not count. */
+  readonly requestTimeoutMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -43,13 +51,19 @@ export class QuantspecServer {
   private readonly inFlight = new Set<AbortController>();
   private readonly created = Math.floor(Date.now() / 1000);
   private readonly keyDigest: Buffer | null;
+  private readonly access: AccessPolicy;
   private closing = false;
 
   constructor(options: ServerOptions) {
     this.options = options;
     for (let i = 0; i < options.parallel; i++) this.freeSlots.push(i);
     this.keyDigest = options.apiKey ? createHash('sha256').update(options.apiKey).digest() : null;
-    this.server = http.createServer((req, res) => {
+    this.access = { allowedOrigins: options.allowedOrigins ?? [], allowedHosts: options.allowedHosts ?? [], bindHost: options.host };
+    const requestTimeout = options.requestTimeoutMs ?? 60_000;
+    const headersTimeout = Math.min(options.headersTimeoutMs ?? 30_000, requestTimeout);
+    // Node's timers cover receiving the request only: once its body is in, a generation may run
+    // for as long as it needs. The check interval bounds how late a timeout fires.
+    this.server = http.createServer({ requestTimeout, headersTimeout, connectionsCheckingInterval: Math.min(1000, Math.max(50, headersTimeout / 4)) }, (req, res) => {
       this.handle(req, res).catch((e) => this.fail(res, req, e));
     });
     // Bytes that are not HTTP (a body without a length after a GET or DELETE, garbage, oversize
@@ -59,13 +73,19 @@ export class QuantspecServer {
         socket.destroy();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      const body = JSON.stringify({ error: { message: `the request is not valid HTTP (${err.code ?? 'parse error'}).`, type: 'invalid_request_error', param: null, code: 'bad_http' } });
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\n` +
+      const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const [status, reason, message, code] = timedOut
+        ? [408, 'Request Timeout', `the request was not received in time (headers within ${headersTimeout} ms, the whole request within ${requestTimeout} ms).`, 'request_timeout']
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'Request Header Fields Too Large', `the request is not valid HTTP (${err.code}).`, 'bad_http']
+          : [400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'}).`, 'bad_http'];
+      // A request whose headers were parsed is counted by its handler (it sees the socket go).
+      if (timedOut) (socket as { [TIMED_OUT]?: boolean })[TIMED_OUT] = true;
+      else this.metrics.countRequest('unmatched', status);
+      const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code } });
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
-    this.server.requestTimeout = 0; // long generations
-    this.server.headersTimeout = 30_000;
   }
 
   /** Start listening at once (health answers 503 until the model is ready), then load it. */
@@ -109,6 +129,17 @@ export class QuantspecServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = url.pathname.replace(/\/+$/, '') || '/';
+    const origin = checkAccess(req, this.access);
+    if (origin !== null) {
+      for (const [k, v] of Object.entries(corsHeaders(origin, req, req.method === 'OPTIONS'))) res.setHeader(k, v);
+    }
+    if (req.method === 'OPTIONS') {
+      // A CORS preflight from an allowed origin (or the server's own): no body, no API key.
+      this.metrics.countRequest(routeLabel(route), 204);
+      res.writeHead(204, { allow: 'GET, POST, OPTIONS' });
+      res.end();
+      return;
+    }
     if (route === '/health' && req.method === 'GET') return this.health(res);
     this.authorize(req);
     if (route === '/metrics' && req.method === 'GET') {
@@ -116,35 +147,56 @@ export class QuantspecServer {
       return;
     }
     if (route === '/v1/models' && req.method === 'GET') {
-      const model = this.model();
-      this.sendJson(res, req, 200, {
-        object: 'list',
-        data: [{
-          id: this.options.modelId, object: 'model', created: this.created, owned_by: 'quantspec',
-          meta: { context_length: model.info.contextLength, architecture: model.info.config.arch, backend: model.info.backend, decoding: model.info.plan },
-        }],
-      });
+      this.sendJson(res, req, 200, { object: 'list', data: [this.modelCard()] });
       return;
     }
-    if (route === '/v1/chat/completions' || route === '/v1/completions') {
+    if (route.startsWith('/v1/models/') && req.method === 'GET') {
+      const id = decodeURIComponent(route.slice('/v1/models/'.length));
+      if (id !== this.options.modelId) {
+        throw new HttpError(404, `the model '${id}' does not exist; this server serves '${this.options.modelId}'.`, { param: 'model', code: 'model_not_found' });
+      }
+      this.sendJson(res, req, 200, this.modelCard());
+      return;
+    }
+    if (route === '/v1/chat/completions' || route === '/v1/completions' || route === '/v1/responses') {
       if (req.method !== 'POST') throw new HttpError(405, `${route} takes POST.`, { code: 'method_not_allowed' });
+      checkJsonContentType(req);
       const body = await this.readJson(req);
       const model = this.model();
       const limits: Limits = { contextLength: model.info.contextLength, vocabSize: model.info.config.vocabSize, defaults: this.options.defaults };
-      const chat = route === '/v1/chat/completions';
-      const parsed = chat ? parseChat(body, limits) : parseCompletion(body, limits);
+      let parsed: ParsedRequest;
+      let prompt: PromptInput;
+      let reply: Reply;
+      if (route === '/v1/chat/completions') {
+        const chat = parseChat(body, limits);
+        [parsed, prompt, reply] = [chat, { messages: chat.messages }, chatReply(chat, this.options.modelId)];
+      } else if (route === '/v1/completions') {
+        const c = parseCompletion(body, limits);
+        prompt = typeof c.prompt === 'string' ? c.prompt : { ids: c.prompt };
+        [parsed, reply] = [c, completionReply(c, this.options.modelId, prompt)];
+      } else {
+        const r = parseResponses(body, limits);
+        const o = r.options;
+        [parsed, prompt] = [r, { messages: r.messages }];
+        reply = responsesReply({
+          instructions: r.instructions, maxOutputTokens: o.maxTokens ?? null, temperature: o.temperature ?? null, topP: o.topP ?? null, format: r.format,
+        }, this.options.modelId);
+      }
       if (parsed.model !== this.options.modelId) {
         throw new HttpError(404, `the model '${parsed.model}' does not exist; this server serves '${this.options.modelId}'.`, { param: 'model', code: 'model_not_found' });
       }
-      const prompt: PromptInput = chat
-        ? { messages: (parsed as ReturnType<typeof parseChat>).messages }
-        : typeof (parsed as ReturnType<typeof parseCompletion>).prompt === 'string'
-          ? ((parsed as ReturnType<typeof parseCompletion>).prompt as string)
-          : { ids: (parsed as ReturnType<typeof parseCompletion>).prompt as number[] };
-      await this.complete(req, res, model, chat, parsed, prompt);
+      await this.complete(req, res, model, parsed, prompt, reply);
       return;
     }
     throw new HttpError(404, `no route ${req.method} ${route}.`, { code: 'not_found' });
+  }
+
+  private modelCard(): Record<string, unknown> {
+    const model = this.model();
+    return {
+      id: this.options.modelId, object: 'model', created: this.created, owned_by: 'quantspec',
+      meta: { context_length: model.info.contextLength, architecture: model.info.config.arch, backend: model.info.backend, decoding: model.info.plan },
+    };
   }
 
   private health(res: http.ServerResponse): void {
@@ -152,7 +204,7 @@ export class QuantspecServer {
     const status = s.kind === 'ready' ? 200 : s.kind === 'loading' ? 503 : 500;
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(s.kind === 'ready' ? { status: 'ok' } : s.kind === 'loading' ? { status: 'loading' } : { status: 'error', message: s.message }));
-    this.metrics.countRequest('/health', status);
+    this.metrics.countRequest(routeLabel('/health'), status);
   }
 
   private model(): RemoteModel {
@@ -193,6 +245,7 @@ export class QuantspecServer {
       });
       req.on('end', () => {
         if (failed) return;
+        failed = true;
         let text: string;
         try {
           text = UTF8.decode(Buffer.concat(chunks));
@@ -207,16 +260,23 @@ export class QuantspecServer {
           reject(new HttpError(400, `the request body is not valid JSON: ${(e as Error).message}.`, { code: 'invalid_json' }));
           return;
         }
-        if (nestedDeeperThan(body, MAX_JSON_DEPTH)) {
-          reject(new HttpError(400, `the request body nests arrays or objects more than ${MAX_JSON_DEPTH} levels deep.`, { code: 'invalid_json' }));
+        const shape = jsonShapeProblem(body, MAX_JSON_DEPTH);
+        if (shape !== null) {
+          reject(new HttpError(400, `the request body ${shape}.`, { code: 'invalid_json' }));
           return;
         }
         resolve(body);
       });
-      req.on('error', (e) => {
+      // The body stopped short: the client hung up mid-upload, or took too long (then Node has answered 408).
+      const cut = () => {
+        if (failed) return;
         failed = true;
-        reject(e);
-      });
+        reject((req.socket as { [TIMED_OUT]?: boolean })[TIMED_OUT]
+          ? new HttpError(408, 'the request body was not received in time.', { code: 'request_timeout' })
+          : new HttpError(499, 'the client closed the connection before sending the whole body.', { code: 'client_closed' }));
+      };
+      req.on('error', cut);
+      req.on('close', cut);
     });
   }
 
@@ -251,7 +311,7 @@ export class QuantspecServer {
   }
 
   private async complete(
-    req: http.IncomingMessage, res: http.ServerResponse, model: RemoteModel, chat: boolean, parsed: ParsedRequest, prompt: PromptInput,
+    req: http.IncomingMessage, res: http.ServerResponse, model: RemoteModel, parsed: ParsedRequest, prompt: PromptInput, reply: Reply,
   ): Promise<void> {
     const abort = new AbortController();
     const onClose = () => {
@@ -267,7 +327,7 @@ export class QuantspecServer {
       try {
         // The first step surfaces request errors (prompt too long, bad template) before any header.
         const first = await gen.next();
-        if (parsed.stream) await this.stream(req, res, chat, parsed, gen, first, prompt);
+        if (parsed.stream) await this.stream(req, res, reply, gen, first);
         else {
           let r = first;
           const chunks: GenerationChunk[] = [];
@@ -276,7 +336,11 @@ export class QuantspecServer {
             r = await gen.next();
           }
           this.metrics.recordGeneration(r.value);
-          this.sendJson(res, req, 200, this.fullResponse(chat, parsed, r.value, chunks.flatMap((c) => c.logprobs ?? []), prompt));
+          if (r.value.finishReason === 'cancelled') {
+            // The client left (nobody reads this) or the server is shutting down.
+            throw new HttpError(503, 'the server shut down before the generation finished; retry the request.', { code: 'server_shutting_down' });
+          }
+          this.sendJson(res, req, 200, reply.full(r.value, chunks.flatMap((c) => c.logprobs ?? [])));
         }
       } finally {
         await gen.return(undefined as never);
@@ -291,71 +355,34 @@ export class QuantspecServer {
     }
   }
 
-  private fullResponse(chat: boolean, parsed: ParsedRequest, r: GenerationResult, lp: ChunkLogprob[], prompt: PromptInput): Record<string, unknown> {
-    const base = { created: Math.floor(Date.now() / 1000), model: this.options.modelId, system_fingerprint: 'quantspec' };
-    if (chat) {
-      return {
-        id: `chatcmpl-${randomUUID()}`, object: 'chat.completion', ...base,
-        choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: parsed.logprobs ? chatLogprobs(lp) : null, finish_reason: finishReason(r) }],
-        usage: usage(r), timings: timings(r),
-      };
-    }
-    const echo = (parsed as ReturnType<typeof parseCompletion>).echo && typeof prompt === 'string' ? prompt : '';
-    return {
-      id: `cmpl-${randomUUID()}`, object: 'text_completion', ...base,
-      choices: [{ index: 0, text: echo + r.text, logprobs: parsed.logprobs ? completionLogprobs(lp, echo.length) : null, finish_reason: finishReason(r) }],
-      usage: usage(r), timings: timings(r),
-    };
-  }
-
   private async stream(
-    req: http.IncomingMessage, res: http.ServerResponse, chat: boolean, parsed: ParsedRequest,
-    gen: AsyncGenerator<GenerationChunk, GenerationResult>, first: IteratorResult<GenerationChunk, GenerationResult>, prompt: PromptInput,
+    req: http.IncomingMessage, res: http.ServerResponse, reply: Reply,
+    gen: AsyncGenerator<GenerationChunk, GenerationResult>, first: IteratorResult<GenerationChunk, GenerationResult>,
   ): Promise<void> {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    this.metrics.countRequest(new URL(req.url ?? '/', 'http://x').pathname, 200);
-    const id = chat ? `chatcmpl-${randomUUID()}` : `cmpl-${randomUUID()}`;
-    const created = Math.floor(Date.now() / 1000);
-    const object = chat ? 'chat.completion.chunk' : 'text_completion';
-    const send = (choices: unknown[], extra: Record<string, unknown> = {}) => {
-      if (!res.writableEnded && !res.destroyed) {
-        res.write(`data: ${JSON.stringify({ id, object, created, model: this.options.modelId, system_fingerprint: 'quantspec', choices, ...extra })}\n\n`);
-      }
+    this.metrics.countRequest(routeOf(req), 200);
+    const write: SseWrite = (data, event) => {
+      if (!res.writableEnded && !res.destroyed) res.write(`${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
     };
-    let offset = 0;
-    const delta = (c: GenerationChunk) => {
-      if (chat) {
-        send([{ index: 0, delta: { content: c.text }, logprobs: parsed.logprobs ? chatLogprobs(c.logprobs ?? []) : null, finish_reason: null }]);
-      } else {
-        send([{ index: 0, text: c.text, logprobs: parsed.logprobs ? completionLogprobs(c.logprobs ?? [], offset) : null, finish_reason: null }]);
-        offset += c.text.length;
-      }
+    const finish = () => {
+      if (!res.writableEnded && !res.destroyed) res.end(reply.terminator);
     };
-    if (chat) send([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
-    else if ((parsed as ReturnType<typeof parseCompletion>).echo && typeof prompt === 'string') {
-      send([{ index: 0, text: prompt, logprobs: null, finish_reason: null }]);
-      offset += prompt.length;
-    }
+    reply.start(write);
     let r = first;
     try {
       while (!r.done) {
-        if (r.value.text || (r.value.logprobs?.length ?? 0) > 0) delta(r.value);
+        if (r.value.text || (r.value.logprobs?.length ?? 0) > 0) reply.delta(write, r.value);
         r = await gen.next();
       }
     } catch (e) {
       // Errors after the headers: an error event, then the end of the stream.
-      const err = toHttpError(e);
-      if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(err.body())}\n\n`);
-      res.end('data: [DONE]\n\n');
+      reply.error(write, toHttpError(e));
+      finish();
       return;
     }
-    const result = r.value;
-    this.metrics.recordGeneration(result);
-    const fr = result.finishReason === 'cancelled' ? null : finishReason(result);
-    if (chat) send([{ index: 0, delta: {}, logprobs: null, finish_reason: fr }], { timings: timings(result) });
-    else send([{ index: 0, text: '', logprobs: null, finish_reason: fr }], { timings: timings(result) });
-    if (parsed.includeUsage) send([], { usage: usage(result) });
-    if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
+    this.metrics.recordGeneration(r.value);
+    reply.end(write, r.value);
+    finish();
   }
 
   private sendJson(res: http.ServerResponse, req: http.IncomingMessage, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -363,7 +390,7 @@ export class QuantspecServer {
   }
 
   private send(res: http.ServerResponse, req: http.IncomingMessage, status: number, body: string, type: string, headers: Record<string, string> = {}): void {
-    this.metrics.countRequest(new URL(req.url ?? '/', 'http://x').pathname, status);
+    this.metrics.countRequest(routeOf(req), status);
     if (res.headersSent || res.destroyed) return;
     res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...headers });
     res.end(body);
@@ -371,7 +398,9 @@ export class QuantspecServer {
 
   private fail(res: http.ServerResponse, req: http.IncomingMessage, e: unknown): void {
     const err = toHttpError(e);
+    // Only the server's own faults get a stack; a client that leaves or is slow gets one line.
     if (err.status >= 500 && err.status !== 503) this.options.log?.(`error on ${req.method} ${req.url}: ${(e as Error)?.stack ?? String(e)}`);
+    else if (err.status === 499 || err.status === 408) this.options.log?.(`${req.method} ${routeOf(req)}: ${err.message} (${err.status})`);
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
       return;
@@ -396,17 +425,38 @@ export function toHttpError(e: unknown): HttpError {
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
+/** Marks a socket whose request Node timed out (the clientError handler answered 408). */
+const TIMED_OUT = Symbol('timedOut');
+
+/** The metrics label of a request: a route template, never the raw path. */
+function routeOf(req: http.IncomingMessage): string {
+  return routeLabel(new URL(req.url ?? '/', 'http://x').pathname.replace(/\/+$/, '') || '/');
+}
+
 /** Deepest nesting a request body may have (OpenAI requests need 4: body, messages, message, content parts). */
 const MAX_JSON_DEPTH = 32;
 
-/** Whether arrays/objects in `value` nest more than `limit` levels (iterative: a hostile body cannot overflow the stack). */
-function nestedDeeperThan(value: unknown, limit: number): boolean {
+/**
+ * What is wrong with a parsed body's shape, or null: arrays/objects nested more than `limit`
+ * levels, or a string (key or value) with an unpaired UTF-16 surrogate (`"\\ud800"`), which is
+ * valid JSON but no text. Iterative, so a hostile body cannot overflow the stack.
+ */
+function jsonShapeProblem(value: unknown, limit: number): string | null {
   const stack: [unknown, number][] = [[value, 1]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (LONE_SURROGATE.test(v)) return 'has a string with an unpaired UTF-16 surrogate escape (not valid Unicode text)';
+      continue;
+    }
     if (v === null || typeof v !== 'object') continue;
-    if (depth > limit) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+    if (depth > limit) return `nests arrays or objects more than ${limit} levels deep`;
+    if (Array.isArray(v)) for (const child of v) stack.push([child, depth + 1]);
+    else {
+      for (const [k, child] of Object.entries(v)) stack.push([k, depth], [child, depth + 1]);
+    }
   }
-  return false;
+  return null;
 }
+
+const LONE_SURROGATE = /\p{Cs}/u;

@@ -79,7 +79,9 @@ export interface Limits {
   readonly defaults: ModelGenerateOptions;
 }
 
-function parseCommon(body: Json, limits: Limits, defaultMaxTokens: number | undefined): { base: ParsedRequest; maxTokens: number | undefined } {
+function parseCommon(
+  body: Json, limits: Limits, defaultMaxTokens: number | undefined, maxTokensKeys: readonly string[] = ['max_completion_tokens', 'max_tokens'],
+): { base: ParsedRequest; maxTokens: number | undefined } {
   const model = body['model'];
   if (typeof model !== 'string' || model.length === 0) throw bad("'model' is required and must be a string.", 'model', 'missing_required_parameter');
   const n = optInt(body, 'n', 1, 128);
@@ -88,7 +90,8 @@ function parseCommon(body: Json, limits: Limits, defaultMaxTokens: number | unde
   const so = body['stream_options'];
   if (so !== undefined && so !== null && !isObject(so)) throw bad("'stream_options' must be an object.", 'stream_options');
   const includeUsage = isObject(so) && so['include_usage'] === true;
-  const maxTokens = optInt(body, 'max_completion_tokens', 1, limits.contextLength) ?? optInt(body, 'max_tokens', 1, limits.contextLength) ?? defaultMaxTokens;
+  let maxTokens = defaultMaxTokens;
+  for (const key of [...maxTokensKeys].reverse()) maxTokens = optInt(body, key, 1, limits.contextLength) ?? maxTokens;
   let stop: string[] | undefined;
   const s = body['stop'];
   if (typeof s === 'string') stop = [s];
@@ -115,6 +118,13 @@ function parseCommon(body: Json, limits: Limits, defaultMaxTokens: number | unde
   };
   if (options.topP === 0) throw bad("'top_p' must be greater than 0.", 'top_p');
   return { base: { model, stream, includeUsage, options, logprobs: false }, maxTokens };
+}
+
+/** An output format: only plain text so far; anything else is refused rather than ignored. */
+function checkFormat(format: unknown, param: string): void {
+  if (!isObject(format) || typeof format['type'] !== 'string') throw bad(`'${param}' must be an object with a string 'type'.`, param);
+  if (format['type'] === 'text') return;
+  throw bad(`'${param}' type "${format['type']}" is not supported; this server produces plain text ("type": "text").`, param, 'unsupported_value');
 }
 
 function messageText(content: unknown, i: number): string {
@@ -144,11 +154,69 @@ export function parseChat(body: unknown, limits: Limits): ParsedChat {
     const role = m['role'] === 'developer' ? 'system' : (m['role'] as string);
     return { role, content: messageText(m['content'], i) };
   });
+  if (body['response_format'] !== undefined && body['response_format'] !== null) checkFormat(body['response_format'], 'response_format');
   const { base } = parseCommon(body, limits, undefined);
   const logprobs = optBool(body, 'logprobs') ?? false;
   const top = optInt(body, 'top_logprobs', 0, 20);
   if (top !== undefined && !logprobs) throw bad("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
   return { ...base, messages, logprobs, options: { ...base.options, logprobs: logprobs ? top ?? 0 : undefined } };
+}
+
+export interface ParsedResponses extends ParsedRequest {
+  readonly messages: ChatMessage[];
+  readonly instructions: string | null;
+  /** `text.format` as sent (`{type: 'text'}` when absent). */
+  readonly format: unknown;
+}
+
+/** Text of a Responses API input item's content: a string or input_text/output_text parts. */
+function itemText(content: unknown, i: number): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((part, j) => {
+      if (isObject(part) && ['input_text', 'output_text', 'text'].includes(part['type'] as string) && typeof part['text'] === 'string') return part['text'];
+      throw bad(`input[${i}].content[${j}] must be an input_text part ({"type": "input_text", "text": ...}); other content types are not supported.`, `input[${i}].content`);
+    }).join('');
+  }
+  throw bad(`input[${i}].content must be a string or a list of input_text parts.`, `input[${i}].content`);
+}
+
+/** POST /v1/responses with text input and output (no stored state, no tools). */
+export function parseResponses(body: unknown, limits: Limits): ParsedResponses {
+  if (!isObject(body)) throw bad('the request body must be a JSON object.', 'body');
+  for (const key of ['previous_response_id', 'conversation']) {
+    if (body[key] !== undefined && body[key] !== null) {
+      throw bad(`'${key}' is not supported: this server stores no responses; send the whole conversation in 'input'.`, key, 'unsupported_parameter');
+    }
+  }
+  if (body['background'] === true) throw bad("'background' responses are not supported.", 'background', 'unsupported_value');
+  if (Array.isArray(body['tools']) ? body['tools'].length > 0 : body['tools'] !== undefined && body['tools'] !== null) {
+    throw bad('tools are not supported on /v1/responses by this server.', 'tools', 'unsupported_parameter');
+  }
+  const input = body['input'];
+  let messages: ChatMessage[];
+  if (typeof input === 'string') messages = [{ role: 'user', content: input }];
+  else if (Array.isArray(input) && input.length > 0) {
+    messages = input.map((m, i) => {
+      if (!isObject(m) || (m['type'] !== undefined && m['type'] !== 'message') || typeof m['role'] !== 'string') {
+        throw bad(`input[${i}] must be a message ({"role": ..., "content": ...}); other item types are not supported.`, `input[${i}]`);
+      }
+      if (!['system', 'developer', 'user', 'assistant'].includes(m['role'] as string)) {
+        throw bad(`input[${i}].role "${m['role'] as string}" is not one of system, developer, user, assistant.`, `input[${i}].role`);
+      }
+      return { role: m['role'] === 'developer' ? 'system' : (m['role'] as string), content: itemText(m['content'], i) };
+    });
+  } else throw bad("'input' is required: a string or a non-empty list of messages.", 'input', 'missing_required_parameter');
+  const ins = body['instructions'];
+  if (ins !== undefined && ins !== null && typeof ins !== 'string') throw bad("'instructions' must be a string.", 'instructions');
+  const instructions = typeof ins === 'string' ? ins : null;
+  if (instructions) messages = [{ role: 'system', content: instructions }, ...messages];
+  const text = body['text'];
+  if (text !== undefined && text !== null && !isObject(text)) throw bad("'text' must be an object.", 'text');
+  const format = isObject(text) && text['format'] !== undefined ? text['format'] : { type: 'text' };
+  checkFormat(format, 'text.format');
+  const { base } = parseCommon({ ...body, stop: undefined, logit_bias: undefined, stream_options: undefined, n: undefined }, limits, undefined, ['max_output_tokens']);
+  return { ...base, messages, instructions, format };
 }
 
 export function parseCompletion(body: unknown, limits: Limits): ParsedCompletion {
@@ -178,9 +246,12 @@ export function parseCompletion(body: unknown, limits: Limits): ParsedCompletion
   };
 }
 
-/** finish_reason in OpenAI's words. */
-export function finishReason(r: GenerationResult): 'stop' | 'length' {
-  return r.finishReason === 'stop' ? 'stop' : 'length';
+/**
+ * finish_reason in OpenAI's words, plus `cancelled` for a stream the server cut off (shutdown), so
+ * a client can tell it from one that finished.
+ */
+export function finishReason(r: GenerationResult): 'stop' | 'length' | 'cancelled' {
+  return r.finishReason;
 }
 
 export function usage(r: GenerationResult): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {

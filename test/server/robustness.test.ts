@@ -108,6 +108,7 @@ const BASES: readonly { route: string; body: Record<string, unknown> }[] = [
   { route: '/v1/chat/completions', body: { model: 'pdlm', messages: [{ role: 'user', content: 'Tell me of the sea' }], max_completion_tokens: 2, top_p: 0.9, top_k: 20, seed: 7, stop: ['\n'], logprobs: true, top_logprobs: 2 } },
   { route: '/v1/completions', body: { model: 'pdlm', prompt: 'The sea', max_tokens: 2, temperature: 0.8, min_p: 0.05, presence_penalty: 0.5, frequency_penalty: 0.1, logit_bias: { '17': -5 } } },
   { route: '/v1/completions', body: { model: 'pdlm', prompt: [1, 2, 3], max_tokens: 1, stream: true, stream_options: { include_usage: true }, ignore_eos: true, repeat_penalty: 1.1 } },
+  { route: '/v1/responses', body: { model: 'pdlm', instructions: 'Be brief.', input: [{ role: 'user', content: [{ type: 'input_text', text: 'The sea' }] }], max_output_tokens: 2, temperature: 0, text: { format: { type: 'text' } } } },
 ];
 
 /** Values of every JSON type, edge numbers and strings: what a typed mutation puts in a field. */
@@ -127,7 +128,7 @@ function mutatedBody(rng: Xoshiro128): { route: string; method: string; contentT
   const base = pick(BASES);
   const body: Record<string, unknown> = structuredClone(base.body);
   const keys = Object.keys(body);
-  const extraKeys = ['n', 'echo', 'suffix', 'best_of', 'tools', 'user', 'penalty_window', 'repetition_penalty', 'response_format', '__proto__', 'constructor'];
+  const extraKeys = ['n', 'echo', 'suffix', 'best_of', 'tools', 'user', 'penalty_window', 'repetition_penalty', 'response_format', '__proto__', 'constructor', 'previous_response_id', 'background', 'stream'];
   let route = base.route;
   let method = 'POST';
   let contentType = 'application/json';
@@ -190,7 +191,8 @@ test(`fuzz: ${FUZZ_BODIES.toLocaleString('en')} mutated requests get 2xx or 4xx,
         if (req.route === '/metrics' && r.status === 200) {
           assert.match(r.body, /^# (HELP|TYPE) /m, shown());
         } else if (String(r.headers['content-type']).startsWith('text/event-stream')) {
-          assert.match(r.body, /data: \[DONE\]\n\n$/, `${shown()}: the stream ends with [DONE]`);
+          if (req.route === '/v1/responses') assert.match(r.body, /event: response\.(completed|incomplete)\ndata: [^\n]*\n\n$/, `${shown()}: the stream ends with the final response`);
+          else assert.match(r.body, /data: \[DONE\]\n\n$/, `${shown()}: the stream ends with [DONE]`);
           generated++;
         } else {
           let j;
@@ -204,6 +206,10 @@ test(`fuzz: ${FUZZ_BODIES.toLocaleString('en')} mutated requests get 2xx or 4xx,
             if (/'[a-z_.[\]0-9]+'/.test(j.error.message)) fieldErrors++;
           } else if (req.route.endsWith('completions') && req.method === 'POST') {
             assert.ok(Array.isArray(j.choices) && j.choices.length === 1, shown());
+            generated++;
+          } else if (req.route === '/v1/responses' && req.method === 'POST') {
+            assert.equal(j.object, 'response', shown());
+            assert.equal(j.output[0].content[0].type, 'output_text', shown());
             generated++;
           }
         }
@@ -240,4 +246,7 @@ test('SIGTERM: the server stops accepting, ends in-flight streams and exits 0', 
   }
   assert.equal(await exited, 0, log());
   assert.match(text, /data: \[DONE\]/, 'the in-flight stream was ended properly');
+  // ... and says it was cut off, so a client can tell it from a finished one.
+  const finishes = [...text.matchAll(/"finish_reason":("?\w+"?)/g)].map((m) => m[1]).filter((f) => f !== 'null');
+  assert.deepEqual(finishes, ['"cancelled"'], text.slice(-600));
 });
