@@ -7,3 +7,4 @@ export { resolveSampling } from '../sampling/params.js';
 export type { ChatMessage } from '../tokenizer/chat.js';
 export { describeConfig } from '../model/config.js';
 export { convertHfToGguf, type GgufDtype } from '../model/gguf-writer.js';
+export type { ResponseFormat } from '../sampling/json-schema.js';

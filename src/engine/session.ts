@@ -10,11 +10,14 @@ import type { DecodingPlan } from '../speculative/modes.js';
 import { acceptanceRate, meanAcceptedLength, perPosition, type SpecStats } from '../speculative/stats.js';
 import { resolveLogitBias, resolveSampling, type SamplingParams } from '../sampling/params.js';
 import { Sampler } from '../sampling/sampler.js';
+import type { JsonConstraint } from '../sampling/constraint.js';
+import type { ResponseFormat } from '../sampling/json-schema.js';
 import type { Decoder, DecodeState, TokenLogprob } from '../speculative/decoder.js';
 import { encodeChat, type ChatMessage } from '../tokenizer/chat.js';
 import { StreamDetokenizer } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { StopMatcher } from './stop.js';
+import { constraintFor } from './structured.js';
 
 /** A prompt: raw text (BOS added as the tokenizer does), chat messages, or token ids as given. */
 export type PromptInput = string | { readonly messages: readonly ChatMessage[] } | { readonly ids: readonly number[] };
@@ -32,6 +35,11 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   readonly onPrefillProgress?: (done: number, total: number) => void;
   /** Report each token's log-probability and this many top alternatives (0..20); off when undefined. */
   readonly logprobs?: number;
+  /**
+   * Constrain the output to JSON: any object (`json_object`) or a value matching a JSON schema
+   * (`json_schema`), by masking the tokens that cannot continue one (plain and speculative alike).
+   */
+  readonly responseFormat?: ResponseFormat;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
@@ -236,17 +244,18 @@ export class Session {
     if (options.logprobs !== undefined && (!Number.isInteger(options.logprobs) || options.logprobs < 0 || options.logprobs > 20)) {
       throw new InvalidArgumentError(`logprobs must be an integer in [0, 20], got ${JSON.stringify(options.logprobs)}.`, 'logprobs');
     }
+    const constraint = constraintFor(options.responseFormat, this.parts.tokenizer, this.parts.rt.config.vocabSize, options.ignoreEos ?? false);
     const promptIds = this.promptIds(input);
     this.busy = true;
     try {
-      return yield* this.run(promptIds, new Sampler(sampling, this.parts.rt.config.vocabSize, bias), maxTokens, options);
+      return yield* this.run(promptIds, new Sampler(sampling, this.parts.rt.config.vocabSize, bias), maxTokens, options, constraint);
     } finally {
       this.busy = false;
     }
   }
 
   private async *run(
-    promptIds: number[], sampler: Sampler, maxTokens: number, options: GenerateOptions,
+    promptIds: number[], sampler: Sampler, maxTokens: number, options: GenerateOptions, constraint: JsonConstraint | null,
   ): AsyncGenerator<GenerationChunk, GenerationResult> {
     const { rt, target, cache, tokenizer, decoder } = this.parts;
     const t0 = performance.now();
@@ -258,6 +267,7 @@ export class Session {
       sampler, rng: new Xoshiro128(options.seed ?? clockSeed()),
       tokens, probs: this.probs, reproducible: options.seed !== undefined,
       logprobTop: options.logprobs ?? -1, logprobs: [],
+      constraint: constraint ? { constraint, state: constraint.initial() } : null,
     };
     decoder.begin();
     let cancelled = await this.prefill(tokens, reused, options);

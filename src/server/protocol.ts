@@ -1,6 +1,6 @@
 // OpenAI wire format: request validation and response shapes. snake_case lives only here.
 
-import type { ChatMessage } from '../engine/api.js';
+import type { ChatMessage, ResponseFormat } from '../engine/api.js';
 import type { ChunkLogprob, GenerationResult } from '../engine/session.js';
 import type { ModelGenerateOptions } from '../engine/model.js';
 
@@ -120,11 +120,22 @@ function parseCommon(
   return { base: { model, stream, includeUsage, options, logprobs: false }, maxTokens };
 }
 
-/** An output format: only plain text so far; anything else is refused rather than ignored. */
-function checkFormat(format: unknown, param: string): void {
+/**
+ * An output format in the wire's shape: Chat Completions nests the schema (`{"type":
+ * "json_schema", "json_schema": {"name", "schema", "strict"}}`), the Responses API flattens it
+ * (`text.format`: `{"type": "json_schema", "name", "schema", "strict"}`).
+ */
+function parseFormat(format: unknown, param: string, nested: boolean): ResponseFormat {
   if (!isObject(format) || typeof format['type'] !== 'string') throw bad(`'${param}' must be an object with a string 'type'.`, param);
-  if (format['type'] === 'text') return;
-  throw bad(`'${param}' type "${format['type']}" is not supported; this server produces plain text ("type": "text").`, param, 'unsupported_value');
+  const type = format['type'];
+  if (type === 'text' || type === 'json_object') return { type };
+  if (type !== 'json_schema') throw bad(`'${param}' type "${type}" is not one of text, json_object, json_schema.`, param, 'unsupported_value');
+  const holder = nested ? format['json_schema'] : format;
+  if (!isObject(holder)) throw bad(`'${param}.json_schema' must be an object with the schema in 'schema'.`, param);
+  const schema = holder['schema'];
+  if (schema === undefined) throw bad(`'${param}${nested ? '.json_schema' : ''}.schema' is required.`, param, 'missing_required_parameter');
+  if (!isObject(schema)) throw bad(`'${param}${nested ? '.json_schema' : ''}.schema' must be a JSON schema object.`, param);
+  return { type: 'json_schema', schema };
 }
 
 function messageText(content: unknown, i: number): string {
@@ -144,8 +155,20 @@ export function parseChat(body: unknown, limits: Limits): ParsedChat {
   if (body['tools'] !== undefined && body['tools'] !== null && !(Array.isArray(body['tools']) && body['tools'].length === 0)) {
     throw bad('tools are not supported by this server.', 'tools', 'unsupported_parameter');
   }
+  // Tool and function calling are refused, never ignored: a client that sends them expects calls back.
+  for (const key of ['functions', 'function_call']) {
+    if (body[key] !== undefined && body[key] !== null) throw bad(`'${key}' (legacy function calling) is not supported by this server.`, key, 'unsupported_parameter');
+  }
+  if (body['tool_choice'] !== undefined && body['tool_choice'] !== null && body['tool_choice'] !== 'none') {
+    throw bad("'tool_choice' needs tools, which this server does not support; send 'none' or leave it out.", 'tool_choice', 'unsupported_parameter');
+  }
   const msgs = body['messages'];
   if (!Array.isArray(msgs) || msgs.length === 0) throw bad("'messages' must be a non-empty list.", 'messages', 'missing_required_parameter');
+  msgs.forEach((m, i) => {
+    if (isObject(m) && ((Array.isArray(m['tool_calls']) && m['tool_calls'].length > 0) || m['role'] === 'tool' || (m['tool_call_id'] !== undefined && m['tool_call_id'] !== null))) {
+      throw bad(`messages[${i}] is part of a tool call (tool_calls, role "tool" or tool_call_id); this server does not support tools, and dropping the call would change the conversation.`, `messages[${i}]`, 'unsupported_value');
+    }
+  });
   const messages: ChatMessage[] = msgs.map((m, i) => {
     if (!isObject(m) || typeof m['role'] !== 'string') throw bad(`messages[${i}] must be an object with a string 'role'.`, `messages[${i}]`);
     if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(m['role'] as string)) {
@@ -154,12 +177,13 @@ export function parseChat(body: unknown, limits: Limits): ParsedChat {
     const role = m['role'] === 'developer' ? 'system' : (m['role'] as string);
     return { role, content: messageText(m['content'], i) };
   });
-  if (body['response_format'] !== undefined && body['response_format'] !== null) checkFormat(body['response_format'], 'response_format');
+  const rf = body['response_format'];
+  const responseFormat = rf === undefined || rf === null ? undefined : parseFormat(rf, 'response_format', true);
   const { base } = parseCommon(body, limits, undefined);
   const logprobs = optBool(body, 'logprobs') ?? false;
   const top = optInt(body, 'top_logprobs', 0, 20);
   if (top !== undefined && !logprobs) throw bad("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
-  return { ...base, messages, logprobs, options: { ...base.options, logprobs: logprobs ? top ?? 0 : undefined } };
+  return { ...base, messages, logprobs, options: { ...base.options, logprobs: logprobs ? top ?? 0 : undefined, responseFormat } };
 }
 
 export interface ParsedResponses extends ParsedRequest {
@@ -214,9 +238,9 @@ export function parseResponses(body: unknown, limits: Limits): ParsedResponses {
   const text = body['text'];
   if (text !== undefined && text !== null && !isObject(text)) throw bad("'text' must be an object.", 'text');
   const format = isObject(text) && text['format'] !== undefined ? text['format'] : { type: 'text' };
-  checkFormat(format, 'text.format');
+  const responseFormat = parseFormat(format, 'text.format', false);
   const { base } = parseCommon({ ...body, stop: undefined, logit_bias: undefined, stream_options: undefined, n: undefined }, limits, undefined, ['max_output_tokens']);
-  return { ...base, messages, instructions, format };
+  return { ...base, messages, instructions, format, options: { ...base.options, responseFormat } };
 }
 
 export function parseCompletion(body: unknown, limits: Limits): ParsedCompletion {
@@ -308,7 +332,7 @@ export function completionLogprobs(entries: readonly ChunkLogprob[], offset: num
 const FIELD_OF_OPTION: Readonly<Record<string, string>> = {
   maxTokens: 'max_tokens', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty',
   presencePenalty: 'presence_penalty', frequencyPenalty: 'frequency_penalty', penaltyWindow: 'penalty_window',
-  logitBias: 'logit_bias', logprobs: 'top_logprobs',
+  logitBias: 'logit_bias', logprobs: 'top_logprobs', responseFormat: 'response_format', ignoreEos: 'ignore_eos',
 };
 
 /** An engine error's message and parameter in the API's words (snake_case request fields). */

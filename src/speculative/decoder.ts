@@ -11,6 +11,8 @@ import type { Rng } from '../core/rng.js';
 import { computeLogits, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
+import type { ConstraintRun } from '../sampling/constraint.js';
+import type { JsonState } from '../sampling/json-automaton.js';
 import { argmax, type Sampler } from '../sampling/sampler.js';
 import { acceptGreedy, acceptSampled } from './accept.js';
 import { GammaController } from './adaptive.js';
@@ -37,6 +39,12 @@ export interface DecodeState {
   /** When >= 0, each emitted token's log-probability (and this many alternatives) is recorded. */
   readonly logprobTop: number;
   readonly logprobs: TokenLogprob[];
+  /**
+   * A structured-output constraint, or null. Its mask applies to the draft's and the target's
+   * logits at each position alike (after bias and penalties), and the decoder advances its state
+   * over the tokens it emits.
+   */
+  readonly constraint: ConstraintRun | null;
 }
 
 /** Log-probability of an emitted token under the target (after logit bias and penalties). */
@@ -101,8 +109,9 @@ function recordLogprob(state: DecodeState, row: Float32Array, offset: number, to
 
 /** Pick the next token from one logits row, with penalties over tokens[..end). */
 function pickToken(state: DecodeState, logits: Float32Array, end: number): number {
-  const { sampler, tokens, probs, rng } = state;
+  const { sampler, tokens, probs, rng, constraint } = state;
   sampler.applyPenalties(logits, tokens, end);
+  if (constraint) constraint.constraint.apply(logits, 0, constraint.state);
   let token: number;
   if (sampler.greedy) token = argmax(logits, 0, probs.length);
   else {
@@ -181,6 +190,8 @@ export class Decoder {
     r.tokens[0] = pickToken(state, logits, tokens.length);
     r.accepted = 0;
     r.count = 1;
+    const c = state.constraint;
+    if (c) c.state = c.constraint.advance(c.state, r.tokens[0]!);
     return r;
   }
 
@@ -189,11 +200,15 @@ export class Decoder {
     const V = rt.config.vocabSize;
     const pos = cache.length; // tokens[pos] is `last`, not yet in the cache
     const base = tokens.length; // drafts are pushed temporarily at tokens[base..] (penalties see them)
+    const constraint = state.constraint;
+    // The constraint's state before each draft position (grammar[i] before d_i; grammar[γ] after all).
+    const grammar: JsonState[] | null = constraint ? [constraint.state] : null;
     const t0 = this.clock();
     for (let i = 0; i < gamma; i++) {
       forward(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1, scratch);
       const logits = computeLogits(rt, draft.weights, scratch, 0, 1);
       sampler.applyPenalties(logits, tokens, base + i);
+      if (constraint) constraint.constraint.apply(logits, 0, grammar![i]!);
       let d: number;
       if (sampler.greedy) {
         d = argmax(logits, 0, V);
@@ -204,6 +219,7 @@ export class Decoder {
       }
       this.drafted[i] = d;
       tokens.push(d);
+      if (constraint) grammar!.push(constraint.constraint.advance(grammar![i]!, d));
     }
     const t1 = this.clock();
     cache.truncate(pos); // the verify pass overwrites the draft's K/V rows
@@ -212,6 +228,7 @@ export class Decoder {
     for (let i = 0; i <= gamma; i++) {
       const row = logits.subarray(i * V, (i + 1) * V);
       sampler.applyPenalties(row, tokens, base + i);
+      if (constraint) constraint.constraint.apply(row, 0, grammar![i]!);
       if (sampler.greedy) this.targetTop[i] = argmax(row, 0, V);
       else sampler.distribution(this.q.subarray(i * V, (i + 1) * V), row);
     }
@@ -225,6 +242,8 @@ export class Decoder {
     r.tokens[accept.accepted] = accept.next;
     r.accepted = accept.accepted;
     r.count = accept.accepted + 1;
+    // Rejected drafts' states are dropped: the state after the accepted prefix, then the target's token.
+    if (constraint) constraint.state = constraint.constraint.advance(grammar![accept.accepted]!, accept.next);
     for (let i = 0; i < r.count; i++) recordLogprob(state, logits, i * V, r.tokens[i]!);
     recordRound(this.stats!, gamma, accept.accepted, t1 - t0, t2 - t1);
     this.controller.observeDraftStep((t1 - t0) / gamma);
