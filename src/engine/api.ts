@@ -8,3 +8,5 @@ export type { ChatMessage } from '../tokenizer/chat.js';
 export { describeConfig } from '../model/config.js';
 export { convertHfToGguf, type GgufDtype } from '../model/gguf-writer.js';
 export type { ResponseFormat } from '../sampling/json-schema.js';
+export type { ChatTool, ChatToolCall } from '../tokenizer/chat.js';
+export { splitToolCall, toolSyntaxOf, type ParsedToolCall, type ToolChoice, type ToolSyntax } from './tools.js';

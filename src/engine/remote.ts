@@ -7,6 +7,7 @@ import type { ModelConfig } from '../model/config.js';
 import type { DecodingPlan } from '../speculative/modes.js';
 import type { LoadOptions, ModelGenerateOptions } from './model.js';
 import type { GenerationChunk, GenerationResult, PromptInput } from './session.js';
+import type { ToolSyntax } from './tools.js';
 
 export interface RemoteModelInfo {
   readonly path: string;
@@ -19,6 +20,8 @@ export interface RemoteModelInfo {
   readonly draftBytes: number;
   readonly plan: DecodingPlan;
   readonly chatTemplate: boolean;
+  /** How the chat template writes tool calls (null: it takes no tools, or in a syntax not parsed). */
+  readonly toolSyntax: ToolSyntax | null;
 }
 
 interface SerializedError {

@@ -13,14 +13,18 @@ import { Sampler } from '../sampling/sampler.js';
 import type { JsonConstraint } from '../sampling/constraint.js';
 import type { ResponseFormat } from '../sampling/json-schema.js';
 import type { Decoder, DecodeState, TokenLogprob } from '../speculative/decoder.js';
-import { encodeChat, type ChatMessage } from '../tokenizer/chat.js';
+import { encodeChat, type ChatMessage, type ChatTool } from '../tokenizer/chat.js';
 import { StreamDetokenizer } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { StopMatcher } from './stop.js';
 import { constraintFor } from './structured.js';
+import { type ParsedToolCall, splitToolCall, toolCallFormat, type ToolChoice, toolSyntaxOf } from './tools.js';
 
 /** A prompt: raw text (BOS added as the tokenizer does), chat messages, or token ids as given. */
-export type PromptInput = string | { readonly messages: readonly ChatMessage[] } | { readonly ids: readonly number[] };
+export type PromptInput =
+  | string
+  | { readonly messages: readonly ChatMessage[]; readonly tools?: readonly ChatTool[]; readonly toolChoice?: ToolChoice }
+  | { readonly ids: readonly number[] };
 
 export interface GenerateOptions extends Partial<SamplingParams> {
   /** Most tokens to generate (default 256); generation also stops when the context is full. */
@@ -106,6 +110,12 @@ export interface GenerationResult {
   readonly stats: SpeculationStats | null;
   /** Bytes the session's KV cache holds, by part. */
   readonly kvBytes: KvBytes;
+  /**
+   * With tools offered: the call the model wrote (null when it answered in text, or stopped
+   * mid-call), and `content`, the text before the call.
+   */
+  readonly toolCall?: ParsedToolCall | null;
+  readonly content?: string;
 }
 
 export interface SessionParts {
@@ -162,7 +172,7 @@ export class Session {
   encode(input: PromptInput): number[] {
     const tok = this.parts.tokenizer;
     if (typeof input === 'string') return tok.encode(input);
-    if ('messages' in input) return encodeChat(tok, input.messages);
+    if ('messages' in input) return encodeChat(tok, input.messages, input.tools ?? []);
     const { vocabSize } = this.parts.rt.config;
     for (const id of input.ids) {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
@@ -244,11 +254,17 @@ export class Session {
     if (options.logprobs !== undefined && (!Number.isInteger(options.logprobs) || options.logprobs < 0 || options.logprobs > 20)) {
       throw new InvalidArgumentError(`logprobs must be an integer in [0, 20], got ${JSON.stringify(options.logprobs)}.`, 'logprobs');
     }
-    const constraint = constraintFor(options.responseFormat, this.parts.tokenizer, this.parts.rt.config.vocabSize, options.ignoreEos ?? false);
+    const tok = this.parts.tokenizer;
+    const tools = typeof input === 'object' && 'messages' in input ? input.tools ?? [] : [];
+    const toolFormat = tools.length > 0 ? toolCallFormat(tok, tools, (input as { toolChoice?: ToolChoice }).toolChoice ?? 'auto') : null;
+    const constraint = constraintFor(options.responseFormat, toolFormat, tok, this.parts.rt.config.vocabSize, options.ignoreEos ?? false);
     const promptIds = this.promptIds(input);
     this.busy = true;
     try {
-      return yield* this.run(promptIds, new Sampler(sampling, this.parts.rt.config.vocabSize, bias), maxTokens, options, constraint);
+      const r = yield* this.run(promptIds, new Sampler(sampling, this.parts.rt.config.vocabSize, bias), maxTokens, options, constraint);
+      if (toolFormat === null) return r;
+      const { content, call } = splitToolCall(r.text, toolSyntaxOf(tok)!);
+      return { ...r, toolCall: call, content };
     } finally {
       this.busy = false;
     }

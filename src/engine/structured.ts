@@ -4,7 +4,7 @@
 
 import { InvalidArgumentError } from '../core/errors.js';
 import { JsonConstraint } from '../sampling/constraint.js';
-import { compileResponseFormat, type ResponseFormat } from '../sampling/json-schema.js';
+import { compileResponseFormat, compileToolCall, type ResponseFormat, type ToolCallFormat } from '../sampling/json-schema.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
 const textsOf = new WeakMap<Tokenizer, string[]>();
@@ -33,24 +33,33 @@ export function tokenTexts(tokenizer: Tokenizer, vocabSize: number): string[] {
   return texts;
 }
 
-/** The constraint for a response format (null for plain text), or a named error saying what to change. */
-export function constraintFor(format: ResponseFormat | undefined, tokenizer: Tokenizer, vocabSize: number, ignoreEos: boolean): JsonConstraint | null {
-  if (format === undefined || format.type === 'text') return null;
-  if (ignoreEos) throw new InvalidArgumentError('ignoreEos cannot be combined with a JSON response format: the output ends when the value is complete.', 'ignoreEos');
+/**
+ * The constraint for a response format or a tool call (null for plain text), or a named error
+ * saying what to change.
+ */
+export function constraintFor(
+  format: ResponseFormat | undefined, tool: ToolCallFormat | null, tokenizer: Tokenizer, vocabSize: number, ignoreEos: boolean,
+): JsonConstraint | null {
+  const json = format !== undefined && format.type !== 'text';
+  if (!json && tool === null) return null;
+  if (json && tool !== null) throw new InvalidArgumentError('a JSON response format and tool calls cannot be combined; send one of them.', 'responseFormat');
+  if (ignoreEos) throw new InvalidArgumentError('ignoreEos cannot be combined with a JSON response format or tools: the output ends when the value is complete.', 'ignoreEos');
   if (tokenizer.eosIds.length === 0) {
     throw new InvalidArgumentError('this model\'s tokenizer has no end-of-sequence token, so a JSON response cannot end; use plain text.', 'responseFormat');
   }
   let kept = constraintsOf.get(tokenizer);
   if (!kept) constraintsOf.set(tokenizer, (kept = new Map()));
-  const key = JSON.stringify(format);
+  const key = JSON.stringify(tool ?? format);
   const hit = kept.get(key);
   if (hit) {
     kept.delete(key);
     kept.set(key, hit); // most recently used last
     return hit;
   }
-  const root = compileResponseFormat(format)!;
-  const constraint = new JsonConstraint(root, { texts: tokenTexts(tokenizer, vocabSize), eosIds: tokenizer.eosIds });
+  const vocab = { texts: tokenTexts(tokenizer, vocabSize), eosIds: tokenizer.eosIds };
+  const constraint = tool !== null
+    ? new JsonConstraint(compileToolCall(tool), vocab, tool.trigger ? tool.open : null)
+    : new JsonConstraint(compileResponseFormat(format!)!, vocab);
   if (kept.size >= KEPT_FORMATS) kept.delete(kept.keys().next().value!);
   kept.set(key, constraint);
   return constraint;

@@ -6,6 +6,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { QuantspecError } from '../core/errors.js';
 import { loadModel, type LoadOptions, type Model, type ModelGenerateOptions } from './model.js';
 import type { PromptInput, Session } from './session.js';
+import { toolSyntaxOf, type ToolSyntax } from './tools.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
 interface GenerateRequest {
   readonly type: 'generate';
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
     info: {
       path: model.path, format: model.format, config: model.config, contextLength: model.contextLength,
       backend: model.backend.name, loadMs: model.loadMs, weightBytes: model.weightBytes, draftBytes: model.draftBytes,
-      plan: model.plan({}), chatTemplate: model.tokenizer.chatTemplate !== null,
+      plan: model.plan({}), chatTemplate: model.tokenizer.chatTemplate !== null, toolSyntax: syntaxOrNull(model.tokenizer),
     },
   });
 
@@ -89,3 +91,12 @@ async function main(): Promise<void> {
 }
 
 if (parentPort) void main();
+
+/** The template's tool-call syntax, or null when it takes no tools or writes calls in a syntax not parsed (generate() says which). */
+function syntaxOrNull(tokenizer: Tokenizer): ToolSyntax | null {
+  try {
+    return toolSyntaxOf(tokenizer);
+  } catch {
+    return null;
+  }
+}

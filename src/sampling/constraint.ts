@@ -18,9 +18,21 @@ export interface ConstraintVocabulary {
 /** Bytes of cached masks a constraint may hold (each mask is vocabSize bits). */
 const CACHE_BYTES = 32 << 20;
 
+/** Free text before a triggered constraint starts: the last characters, where the trigger may begin. */
+export interface FreeText {
+  readonly tail: string;
+}
+
+/** Where a constrained generation stands: free text (before a trigger) or the automaton's state. */
+export type ConstraintState = JsonState | FreeText;
+
+const isFree = (s: ConstraintState): s is FreeText => !Array.isArray(s);
+
 export class JsonConstraint {
   readonly vocabSize: number;
-  private readonly root: SchemaNode;
+  private readonly root: SchemaNode | readonly SchemaNode[];
+  /** Text that starts the constraint (a tool call's opening tag); null: constrained from the first token. */
+  private readonly trigger: string | null;
   private readonly texts: readonly string[];
   private readonly eosIds: readonly number[];
   private readonly order: Int32Array; // [allowed-able tokens] ids sorted by text
@@ -34,8 +46,9 @@ export class JsonConstraint {
   computed = 0;
   served = 0;
 
-  constructor(root: SchemaNode, vocab: ConstraintVocabulary) {
+  constructor(root: SchemaNode | readonly SchemaNode[], vocab: ConstraintVocabulary, trigger: string | null = null) {
     this.root = root;
+    this.trigger = trigger;
     this.texts = vocab.texts;
     this.vocabSize = vocab.texts.length;
     this.eosIds = vocab.eosIds;
@@ -59,22 +72,27 @@ export class JsonConstraint {
     this.walk = new Array<JsonState>(longest + 1);
   }
 
-  initial(): JsonState {
-    return initialState(this.root);
+  initial(): ConstraintState {
+    return this.trigger === null ? initialState(this.root) : { tail: '' };
   }
 
   /** The state after `id` (an end-of-sequence token leaves it as it is: the generation ends there). */
-  advance(state: JsonState, id: number): JsonState {
+  advance(state: ConstraintState, id: number): ConstraintState {
     if (this.eosIds.includes(id)) return state;
-    return advanceText(state, this.texts[id] ?? '');
+    const text = this.texts[id] ?? '';
+    if (!isFree(state)) return advanceText(state, text);
+    const seen = state.tail + text;
+    const at = seen.indexOf(this.trigger!);
+    if (at < 0) return { tail: seen.slice(Math.max(0, seen.length - (this.trigger!.length - 1))) };
+    return advanceText(initialState(this.root), seen.slice(at + this.trigger!.length));
   }
 
-  /** Whether the output so far is a complete value. */
-  complete(state: JsonState): boolean {
-    return canFinish(state);
+  /** Whether the output so far may end here (free text, or a complete value). */
+  complete(state: ConstraintState): boolean {
+    return isFree(state) || canFinish(state);
   }
 
-  /** Allowed tokens at `state` as a bitset over the vocabulary. */
+  /** Allowed tokens at an automaton state as a bitset over the vocabulary. */
   mask(state: JsonState): Uint32Array {
     this.served++;
     const key = stateKey(state);
@@ -86,8 +104,9 @@ export class JsonConstraint {
     return m;
   }
 
-  /** logits[offset + i] = -Infinity for every token the state does not allow. */
-  apply(logits: Float32Array, offset: number, state: JsonState): void {
+  /** logits[offset + i] = -Infinity for every token the state does not allow (free text allows all). */
+  apply(logits: Float32Array, offset: number, state: ConstraintState): void {
+    if (isFree(state)) return;
     const m = this.mask(state);
     const V = this.vocabSize;
     for (let w = 0; w < this.words; w++) {
@@ -155,5 +174,5 @@ export class JsonConstraint {
 /** A constraint over one generation: the state after the tokens committed so far. */
 export interface ConstraintRun {
   readonly constraint: JsonConstraint;
-  state: JsonState;
+  state: ConstraintState;
 }

@@ -31,6 +31,8 @@ type Frame =
    */
   | { readonly t: 'obj'; readonly node: Extract<SchemaNode, { kind: 'object' }>; readonly phase: string; readonly next: number; readonly cur: number; readonly ws: number }
   | { readonly t: 'arr'; readonly node: Extract<SchemaNode, { kind: 'array' }>; readonly phase: string; readonly n: number; readonly ws: number }
+  /** Parts written one after another (a tool call: its opening tag, the JSON value, its closing tag); `i` is the part being read. */
+  | { readonly t: 'seq'; readonly parts: readonly SchemaNode[]; readonly i: number }
   /** The bottom of every stack: waiting for the value, or done (then nothing more may follow). */
   | { readonly t: 'root'; readonly done: boolean };
 
@@ -51,8 +53,12 @@ const isWs = (c: string) => c === ' ' || c === '\n' || c === '\t' || c === '\r';
 const isDigit = (c: string) => c >= '0' && c <= '9';
 const isHex = (c: string) => isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 
-export function initialState(root: SchemaNode): JsonState {
-  return [on({ t: 'value', node: root, ws: 0 }, on({ t: 'root', done: false }, null))];
+/** The state before a value of `root`, or before `parts` in order (each a value; literals for fixed text). */
+export function initialState(root: SchemaNode | readonly SchemaNode[]): JsonState {
+  const bottom = on({ t: 'root', done: false }, null);
+  if (!Array.isArray(root)) return [on({ t: 'value', node: root as SchemaNode, ws: 0 }, bottom)];
+  const parts = root as readonly SchemaNode[];
+  return [on({ t: 'value', node: parts[0]!, ws: 0 }, on({ t: 'seq', parts, i: 0 }, bottom))];
 }
 
 /** Advance a state by one character. */
@@ -110,6 +116,7 @@ export function stackKey(s: Stack): string {
     case 'num': k = `n${f.node.id},${f.phase},${f.digits}`; break;
     case 'obj': k = `o${f.node.id},${f.phase},${f.next},${f.cur},${f.ws}`; break;
     case 'arr': k = `a${f.node.id},${f.phase},${f.n},${f.ws}`; break;
+    case 'seq': k = `q${f.parts.map((p) => p.id).join(',')};${f.i}`; break;
     case 'root': k = f.done ? 'R' : 'r'; break;
   }
   s.key = s.up ? `${k}|${stackKey(s.up)}` : k;
@@ -130,6 +137,9 @@ function done(s: Stack): Stack[] {
       if (f.phase === 'key') return [swap(up, { ...f, phase: 'colon', ws: 0 })];
       return [swap(up, { ...f, phase: 'after', ws: 0 })];
     case 'arr': return [swap(up, { ...f, phase: 'after', n: f.n + 1, ws: 0 })];
+    case 'seq':
+      if (f.i + 1 < f.parts.length) return [on({ t: 'value', node: f.parts[f.i + 1]!, ws: 0 }, swap(up, { ...f, i: f.i + 1 }))];
+      return done(up);
     default: throw new Error(`a value finished inside a ${f.t} frame`);
   }
 }
@@ -173,15 +183,23 @@ function step(s: Stack, c: string): Stack[] {
     }
     case 'obj': return stepObject(s, f, c);
     case 'arr': return stepArray(s, f, c);
+    case 'seq':
     case 'root': return [];
   }
 }
 
 function stepValue(s: Stack, f: Extract<Frame, { t: 'value' }>, c: string): Stack[] {
-  if (isWs(c)) return f.ws < MAX_WS ? [swap(s, { ...f, ws: f.ws + 1 })] : [];
+  if (!isWs(c)) return startValue(s, f, c);
+  const out = f.ws < MAX_WS ? [swap(s, { ...f, ws: f.ws + 1 })] : [];
+  // Fixed text that itself begins with whitespace (a tool call's closing tag after a newline).
+  if (f.node.kind === 'literal' && f.node.texts.some((t) => t[0] === c)) out.push(...startValue(s, f, c));
+  return out;
+}
+
+function startValue(s: Stack, f: Extract<Frame, { t: 'value' }>, c: string): Stack[] {
   const node = f.node;
   switch (node.kind) {
-    case 'anyOf': return node.options.flatMap((o) => stepValue(s, { t: 'value', node: o, ws: f.ws }, c));
+    case 'anyOf': return node.options.flatMap((o) => startValue(s, { t: 'value', node: o, ws: f.ws }, c));
     case 'literal': return step(swap(s, { t: 'lit', texts: node.texts, pos: 0 }), c);
     case 'string': return c === '"' ? [swap(s, { t: 'str', node, len: 0, esc: 0 })] : [];
     case 'number': return step(swap(s, { t: 'num', node, phase: 0, digits: 0 }), c);

@@ -37,9 +37,10 @@ type Json = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-class Compiler {
-  private nextId = 0;
-  private readonly refs = new Map<string, SchemaNode>();
+/** Node ids are unique across every compiled schema, so nodes of several schemas can share a state key. */
+let lastId = 0;
+
+class Compiler {  private readonly refs = new Map<string, SchemaNode>();
   private readonly root: Json;
   private any: SchemaNode | null = null;
 
@@ -54,14 +55,14 @@ class Compiler {
   /** Any JSON value (a schema of `{}` or `true`, additionalProperties: true, json_object's values). */
   anyValue(): SchemaNode {
     if (this.any) return this.any;
-    const node: SchemaNode = { id: this.nextId++, kind: 'anyOf', options: [] };
+    const node: SchemaNode = { id: ++lastId, kind: 'anyOf', options: [] };
     this.any = node;
     node.options.push(
-      { id: this.nextId++, kind: 'object', props: [], additional: node },
-      { id: this.nextId++, kind: 'array', items: node, min: 0, max: Infinity },
-      { id: this.nextId++, kind: 'string', min: 0, max: Infinity },
-      { id: this.nextId++, kind: 'number', integer: false, nonNegative: false },
-      { id: this.nextId++, kind: 'literal', texts: ['true', 'false', 'null'] },
+      { id: ++lastId, kind: 'object', props: [], additional: node },
+      { id: ++lastId, kind: 'array', items: node, min: 0, max: Infinity },
+      { id: ++lastId, kind: 'string', min: 0, max: Infinity },
+      { id: ++lastId, kind: 'number', integer: false, nonNegative: false },
+      { id: ++lastId, kind: 'literal', texts: ['true', 'false', 'null'] },
     );
     return node;
   }
@@ -81,7 +82,7 @@ class Compiler {
     const alternatives = schema['anyOf'] ?? schema['oneOf'];
     if (alternatives !== undefined) {
       if (!Array.isArray(alternatives) || alternatives.length === 0) this.fail(path, 'has an "anyOf"/"oneOf" that is not a non-empty list.');
-      const node: SchemaNode = { id: this.nextId++, kind: 'anyOf', options: [] };
+      const node: SchemaNode = { id: ++lastId, kind: 'anyOf', options: [] };
       alternatives.forEach((alt, i) => node.options.push(this.compile(alt, `${path}.anyOf[${i}]`)));
       return node;
     }
@@ -94,7 +95,7 @@ class Compiler {
     if (schema['nullable'] === true && !types.includes('null')) types = [...types, 'null'];
     if (types.length === 0) return this.anyValue();
     const nodes = types.map((t) => this.typed(t, schema, path));
-    return nodes.length === 1 ? nodes[0]! : { id: this.nextId++, kind: 'anyOf', options: nodes };
+    return nodes.length === 1 ? nodes[0]! : { id: ++lastId, kind: 'anyOf', options: nodes };
   }
 
   private typed(type: string, s: Json, path: string): SchemaNode {
@@ -118,20 +119,20 @@ class Compiler {
         // Declared properties are written in their declared order; free keys only where none are declared.
         let additional: SchemaNode | null = null;
         if (props.length === 0 && ap !== false) additional = ap === undefined || ap === true ? this.anyValue() : this.compile(ap, `${path}.additionalProperties`);
-        return { id: this.nextId++, kind: 'object', props, additional };
+        return { id: ++lastId, kind: 'object', props, additional };
       }
       case 'array': {
         const min = count('minItems', 0);
         const max = count('maxItems', Infinity);
         if (max < min) this.fail(path, 'has maxItems < minItems.');
         const items = s['items'] === undefined ? this.anyValue() : this.compile(s['items'], `${path}.items`);
-        return { id: this.nextId++, kind: 'array', items, min, max };
+        return { id: ++lastId, kind: 'array', items, min, max };
       }
       case 'string': {
         const min = count('minLength', 0);
         const max = count('maxLength', Infinity);
         if (max < min) this.fail(path, 'has maxLength < minLength.');
-        return { id: this.nextId++, kind: 'string', min, max };
+        return { id: ++lastId, kind: 'string', min, max };
       }
       case 'number':
       case 'integer': {
@@ -148,12 +149,12 @@ class Compiler {
           if (v === undefined) continue;
           if (typeof v !== 'number' || v < LOOSE_BOUND) this.fail(path, `has "${key}": ${String(v)}; only bounds beyond ±1e15 can be enforced.`);
         }
-        return { id: this.nextId++, kind: 'number', integer: type === 'integer', nonNegative };
+        return { id: ++lastId, kind: 'number', integer: type === 'integer', nonNegative };
       }
       case 'boolean':
-        return { id: this.nextId++, kind: 'literal', texts: ['true', 'false'] };
+        return { id: ++lastId, kind: 'literal', texts: ['true', 'false'] };
       case 'null':
-        return { id: this.nextId++, kind: 'literal', texts: ['null'] };
+        return { id: ++lastId, kind: 'literal', texts: ['null'] };
       default:
         return this.fail(path, `has an unknown type "${type}".`);
     }
@@ -165,7 +166,7 @@ class Compiler {
       if (t === undefined) this.fail(path, `has a value that is not JSON.`);
       return t;
     });
-    return { id: this.nextId++, kind: 'literal', texts: [...new Set(texts)] };
+    return { id: ++lastId, kind: 'literal', texts: [...new Set(texts)] };
   }
 
   private ref(ref: string, path: string): SchemaNode {
@@ -176,7 +177,7 @@ class Compiler {
     const target = m[1] === undefined ? this.root : (this.root[m[1]] as Json | undefined)?.[decodeURIComponent(m[2]!).replace(/~1/g, '/').replace(/~0/g, '~')];
     if (target === undefined) this.fail(path, `has "$ref": "${ref}", which names nothing in the schema.`);
     // A placeholder first, so that a recursive definition refers to itself.
-    const node: SchemaNode = { id: this.nextId++, kind: 'anyOf', options: [] };
+    const node: SchemaNode = { id: ++lastId, kind: 'anyOf', options: [] };
     this.refs.set(ref, node);
     node.options.push(this.compile(target, ref));
     return node;
@@ -191,8 +192,47 @@ function inferTypes(s: Json): string[] {
   return [];
 }
 
+/** A function the model may call: its name and the JSON schema of its arguments. */
+export interface ToolSpec {
+  readonly name: string;
+  readonly parameters: unknown;
+}
+
 /** What a generation's output must be: any JSON object, or a value matching a schema. */
 export type ResponseFormat = { readonly type: 'text' } | { readonly type: 'json_object' } | { readonly type: 'json_schema'; readonly schema: unknown };
+
+/**
+ * A tool call in a template's syntax: `open`, a JSON object {"name": one of the tools, "arguments":
+ * that tool's schema}, `close`. With `trigger`, the model writes free text until it writes `open`
+ * itself (tool_choice auto); without, the output starts with the call (required, or one named tool).
+ */
+export interface ToolCallFormat {
+  readonly tools: readonly ToolSpec[];
+  readonly open: string;
+  readonly close: string;
+  readonly trigger: boolean;
+}
+
+/** The parts a tool call is read as: [open tag] (unless triggered), the call object, the close tag. */
+export function compileToolCall(format: ToolCallFormat): SchemaNode[] {
+  if (format.tools.length === 0) throw new InvalidArgumentError('a tool call needs at least one tool.', 'tools');
+  const calls: SchemaNode = { id: ++lastId, kind: 'anyOf', options: [] };
+  for (const tool of format.tools) {
+    const params = tool.parameters === undefined ? { type: 'object', properties: {} } : tool.parameters;
+    if (!isObject(params)) throw new InvalidArgumentError(`the parameters of tool "${tool.name}" must be a JSON schema object.`, 'tools');
+    const c = new Compiler(params);
+    const args = c.compile(params, `tools.${tool.name}.parameters`);
+    calls.options.push({
+      id: ++lastId, kind: 'object', additional: null,
+      props: [
+        { key: 'name', keyText: 'name"', node: { id: ++lastId, kind: 'literal', texts: [JSON.stringify(tool.name)] }, required: true },
+        { key: 'arguments', keyText: 'arguments"', node: args, required: true },
+      ],
+    });
+  }
+  const fixed = (text: string): SchemaNode => ({ id: ++lastId, kind: 'literal', texts: [text] });
+  return format.trigger ? [calls, fixed(format.close)] : [fixed(format.open), calls, fixed(format.close)];
+}
 
 /** The root node for a response format (null for plain text). */
 export function compileResponseFormat(format: ResponseFormat): SchemaNode | null {

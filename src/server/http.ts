@@ -169,7 +169,9 @@ export class QuantspecServer {
       let reply: Reply;
       if (route === '/v1/chat/completions') {
         const chat = parseChat(body, limits);
-        [parsed, prompt, reply] = [chat, { messages: chat.messages }, chatReply(chat, this.options.modelId)];
+        const offered = chat.tools.length > 0 && chat.toolChoice !== 'none';
+        prompt = { messages: chat.messages, tools: chat.tools, toolChoice: chat.toolChoice };
+        [parsed, reply] = [chat, chatReply(chat, this.options.modelId, offered ? model.info.toolSyntax?.open ?? null : null)];
       } else if (route === '/v1/completions') {
         const c = parseCompletion(body, limits);
         prompt = typeof c.prompt === 'string' ? c.prompt : { ids: c.prompt };

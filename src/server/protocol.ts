@@ -1,6 +1,6 @@
 // OpenAI wire format: request validation and response shapes. snake_case lives only here.
 
-import type { ChatMessage, ResponseFormat } from '../engine/api.js';
+import type { ChatMessage, ChatTool, ChatToolCall, ResponseFormat, ToolChoice } from '../engine/api.js';
 import type { ChunkLogprob, GenerationResult } from '../engine/session.js';
 import type { ModelGenerateOptions } from '../engine/model.js';
 
@@ -66,6 +66,61 @@ export interface ParsedRequest {
 
 export interface ParsedChat extends ParsedRequest {
   readonly messages: ChatMessage[];
+  readonly tools: ChatTool[];
+  readonly toolChoice: ToolChoice;
+}
+
+/** `tools`: function definitions ({"type": "function", "function": {name, description, parameters}}). */
+function parseTools(v: unknown): ChatTool[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw bad("'tools' must be a list of function tools.", 'tools');
+  if (v.length > 128) throw bad(`at most 128 tools, got ${v.length}.`, 'tools');
+  const names = new Set<string>();
+  return v.map((t, i) => {
+    const f = isObject(t) ? t['function'] : undefined;
+    if (!isObject(t) || t['type'] !== 'function' || !isObject(f)) throw bad(`tools[${i}] must be {"type": "function", "function": {"name": ..., "parameters": ...}}.`, `tools[${i}]`);
+    const name = f['name'];
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw bad(`tools[${i}].function.name must be 1-64 letters, digits, _ or -.`, `tools[${i}].function.name`);
+    if (names.has(name)) throw bad(`tools[${i}]: the name "${name}" is used twice.`, `tools[${i}].function.name`);
+    names.add(name);
+    const params = f['parameters'];
+    if (params !== undefined && params !== null && !isObject(params)) throw bad(`tools[${i}].function.parameters must be a JSON schema object.`, `tools[${i}].function.parameters`);
+    const description = f['description'];
+    if (description !== undefined && description !== null && typeof description !== 'string') throw bad(`tools[${i}].function.description must be a string.`, `tools[${i}].function.description`);
+    return { name, description: description ?? undefined, parameters: params ?? { type: 'object', properties: {} } };
+  });
+}
+
+/** `tool_choice`: none, auto (the default with tools), required, or {"type": "function", "function": {"name": ...}}. */
+function parseToolChoice(v: unknown, tools: readonly ChatTool[]): ToolChoice {
+  if (v === undefined || v === null) return tools.length > 0 ? 'auto' : 'none';
+  if (v === 'none') return 'none';
+  if (tools.length === 0) throw bad("'tool_choice' needs 'tools' to choose from.", 'tool_choice');
+  if (v === 'auto' || v === 'required') return v;
+  const f = isObject(v) ? v['function'] : undefined;
+  if (isObject(v) && v['type'] === 'function' && isObject(f) && typeof f['name'] === 'string') {
+    if (!tools.some((t) => t.name === f['name'])) throw bad(`'tool_choice' names "${f['name']}", which is not one of the tools.`, 'tool_choice');
+    return { name: f['name'] };
+  }
+  throw bad("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}.", 'tool_choice');
+}
+
+/** An assistant message's earlier `tool_calls`, with their arguments parsed from JSON text. */
+function parseHistoryCalls(v: unknown, i: number): ChatToolCall[] {
+  if (!Array.isArray(v)) throw bad(`messages[${i}].tool_calls must be a list.`, `messages[${i}].tool_calls`);
+  return v.map((c, j) => {
+    const f = isObject(c) ? c['function'] : undefined;
+    if (!isObject(c) || !isObject(f) || typeof f['name'] !== 'string' || typeof f['arguments'] !== 'string') {
+      throw bad(`messages[${i}].tool_calls[${j}] must be {"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}}.`, `messages[${i}].tool_calls`);
+    }
+    let args: unknown;
+    try {
+      args = JSON.parse(f['arguments']);
+    } catch {
+      throw bad(`messages[${i}].tool_calls[${j}].function.arguments is not valid JSON text.`, `messages[${i}].tool_calls`);
+    }
+    return { id: typeof c['id'] === 'string' ? c['id'] : `call_${j}`, name: f['name'], arguments: args };
+  });
 }
 
 export interface ParsedCompletion extends ParsedRequest {
@@ -152,30 +207,29 @@ function messageText(content: unknown, i: number): string {
 
 export function parseChat(body: unknown, limits: Limits): ParsedChat {
   if (!isObject(body)) throw bad('the request body must be a JSON object.', 'body');
-  if (body['tools'] !== undefined && body['tools'] !== null && !(Array.isArray(body['tools']) && body['tools'].length === 0)) {
-    throw bad('tools are not supported by this server.', 'tools', 'unsupported_parameter');
-  }
-  // Tool and function calling are refused, never ignored: a client that sends them expects calls back.
+  // Legacy function calling is refused, never ignored: a client that sends it expects calls back.
   for (const key of ['functions', 'function_call']) {
-    if (body[key] !== undefined && body[key] !== null) throw bad(`'${key}' (legacy function calling) is not supported by this server.`, key, 'unsupported_parameter');
+    if (body[key] !== undefined && body[key] !== null) {
+      throw bad(`'${key}' (legacy function calling) is not supported; send 'tools' and 'tool_choice' instead.`, key, 'unsupported_parameter');
+    }
   }
-  if (body['tool_choice'] !== undefined && body['tool_choice'] !== null && body['tool_choice'] !== 'none') {
-    throw bad("'tool_choice' needs tools, which this server does not support; send 'none' or leave it out.", 'tool_choice', 'unsupported_parameter');
-  }
+  const tools = parseTools(body['tools']);
+  const toolChoice = parseToolChoice(body['tool_choice'], tools);
   const msgs = body['messages'];
   if (!Array.isArray(msgs) || msgs.length === 0) throw bad("'messages' must be a non-empty list.", 'messages', 'missing_required_parameter');
-  msgs.forEach((m, i) => {
-    if (isObject(m) && ((Array.isArray(m['tool_calls']) && m['tool_calls'].length > 0) || m['role'] === 'tool' || (m['tool_call_id'] !== undefined && m['tool_call_id'] !== null))) {
-      throw bad(`messages[${i}] is part of a tool call (tool_calls, role "tool" or tool_call_id); this server does not support tools, and dropping the call would change the conversation.`, `messages[${i}]`, 'unsupported_value');
-    }
-  });
   const messages: ChatMessage[] = msgs.map((m, i) => {
     if (!isObject(m) || typeof m['role'] !== 'string') throw bad(`messages[${i}] must be an object with a string 'role'.`, `messages[${i}]`);
     if (!['system', 'developer', 'user', 'assistant', 'tool'].includes(m['role'] as string)) {
       throw bad(`messages[${i}].role "${m['role'] as string}" is not one of system, developer, user, assistant, tool.`, `messages[${i}].role`);
     }
     const role = m['role'] === 'developer' ? 'system' : (m['role'] as string);
-    return { role, content: messageText(m['content'], i) };
+    const message: { role: string; content: string; toolCalls?: ChatToolCall[]; toolCallId?: string } = { role, content: messageText(m['content'], i) };
+    if (m['tool_calls'] !== undefined && m['tool_calls'] !== null) message.toolCalls = parseHistoryCalls(m['tool_calls'], i);
+    if (role === 'tool') {
+      if (typeof m['tool_call_id'] !== 'string') throw bad(`messages[${i}] (role "tool") needs the 'tool_call_id' of the call it answers.`, `messages[${i}].tool_call_id`);
+      message.toolCallId = m['tool_call_id'];
+    }
+    return message;
   });
   const rf = body['response_format'];
   const responseFormat = rf === undefined || rf === null ? undefined : parseFormat(rf, 'response_format', true);
@@ -183,7 +237,7 @@ export function parseChat(body: unknown, limits: Limits): ParsedChat {
   const logprobs = optBool(body, 'logprobs') ?? false;
   const top = optInt(body, 'top_logprobs', 0, 20);
   if (top !== undefined && !logprobs) throw bad("'top_logprobs' needs 'logprobs': true.", 'top_logprobs');
-  return { ...base, messages, logprobs, options: { ...base.options, logprobs: logprobs ? top ?? 0 : undefined, responseFormat } };
+  return { ...base, messages, tools, toolChoice, logprobs, options: { ...base.options, logprobs: logprobs ? top ?? 0 : undefined, responseFormat } };
 }
 
 export interface ParsedResponses extends ParsedRequest {

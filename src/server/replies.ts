@@ -29,21 +29,62 @@ function base(prefix: string, model: string): Base {
   return { id: `${prefix}-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model };
 }
 
-export function chatReply(parsed: ParsedRequest, model: string): Reply {
+/**
+ * Chat Completions. With tools on offer (`toolOpen`: the template's opening tag of a call), a
+ * stream holds back text that may be the start of a call, never sends the call's own text as
+ * content, and ends with the call as a `tool_calls` delta and finish_reason `tool_calls`.
+ */
+export function chatReply(parsed: ParsedRequest, model: string, toolOpen: string | null = null): Reply {
   const b = base('chatcmpl', model);
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
     ({ id: b.id, object: 'chat.completion.chunk', created: b.created, model, system_fingerprint: 'quantspec', choices, ...extra });
+  const callId = `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
+  const toolCalls = (r: GenerationResult) =>
+    r.toolCall ? [{ id: callId, type: 'function', function: { name: r.toolCall.name, arguments: JSON.stringify(r.toolCall.arguments) } }] : undefined;
+  const finish = (r: GenerationResult) => (r.toolCall ? 'tool_calls' : finishReason(r));
+  let pending = ''; // text held back: it may be the start of a call
+  let inCall = false;
+  let sent = 0; // characters of the output sent as content
+  const content = (write: SseWrite, text: string, lp: readonly ChunkLogprob[]) => {
+    if (text.length === 0 && lp.length === 0) return;
+    sent += text.length;
+    write(chunk([{ index: 0, delta: { content: text }, logprobs: parsed.logprobs ? chatLogprobs(lp) : null, finish_reason: null }]));
+  };
   return {
     terminator: 'data: [DONE]\n\n',
     full: (r, lp) => ({
       id: b.id, object: 'chat.completion', created: b.created, model, system_fingerprint: 'quantspec',
-      choices: [{ index: 0, message: { role: 'assistant', content: r.text }, logprobs: parsed.logprobs ? chatLogprobs(lp) : null, finish_reason: finishReason(r) }],
+      choices: [{
+        index: 0,
+        message: r.toolCall ? { role: 'assistant', content: r.content ? r.content : null, tool_calls: toolCalls(r) } : { role: 'assistant', content: r.text },
+        logprobs: parsed.logprobs ? chatLogprobs(lp) : null, finish_reason: finish(r),
+      }],
       usage: usage(r), timings: timings(r),
     }),
     start: (write) => write(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])),
-    delta: (write, c) => write(chunk([{ index: 0, delta: { content: c.text }, logprobs: parsed.logprobs ? chatLogprobs(c.logprobs ?? []) : null, finish_reason: null }])),
+    delta: (write, c) => {
+      const lp = c.logprobs ?? [];
+      if (toolOpen === null) return content(write, c.text, lp);
+      if (inCall) return;
+      pending += c.text;
+      const at = pending.indexOf(toolOpen);
+      if (at >= 0) {
+        inCall = true;
+        content(write, pending.slice(0, at), lp);
+        pending = '';
+        return;
+      }
+      let keep = Math.min(pending.length, toolOpen.length - 1);
+      while (keep > 0 && !toolOpen.startsWith(pending.slice(pending.length - keep))) keep--;
+      content(write, pending.slice(0, pending.length - keep), lp);
+      pending = pending.slice(pending.length - keep);
+    },
     end: (write, r) => {
-      write(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason(r) }], { timings: timings(r) }));
+      // Without a call (the model answered in text, or stopped mid-call), the rest is content.
+      if (!r.toolCall && sent < r.text.length) content(write, r.text.slice(sent), []);
+      const calls = toolCalls(r);
+      if (calls) write(chunk([{ index: 0, delta: { tool_calls: calls.map((c, index) => ({ index, ...c })) }, logprobs: null, finish_reason: null }]));
+      write(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: finish(r) }], { timings: timings(r) }));
       if (parsed.includeUsage) write(chunk([], { usage: usage(r) }));
     },
     error: (write, e) => write(e.body()),

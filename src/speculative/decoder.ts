@@ -11,8 +11,7 @@ import type { Rng } from '../core/rng.js';
 import { computeLogits, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
-import type { ConstraintRun } from '../sampling/constraint.js';
-import type { JsonState } from '../sampling/json-automaton.js';
+import type { ConstraintRun, ConstraintState } from '../sampling/constraint.js';
 import { argmax, type Sampler } from '../sampling/sampler.js';
 import { acceptGreedy, acceptSampled } from './accept.js';
 import { GammaController } from './adaptive.js';
@@ -202,7 +201,7 @@ export class Decoder {
     const base = tokens.length; // drafts are pushed temporarily at tokens[base..] (penalties see them)
     const constraint = state.constraint;
     // The constraint's state before each draft position (grammar[i] before d_i; grammar[γ] after all).
-    const grammar: JsonState[] | null = constraint ? [constraint.state] : null;
+    const grammar: ConstraintState[] | null = constraint ? [constraint.state] : null;
     const t0 = this.clock();
     for (let i = 0; i < gamma; i++) {
       forward(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1, scratch);

@@ -9,6 +9,7 @@ import { loadModel } from '../../src/engine/model.js';
 import { collect, Session } from '../../src/engine/session.js';
 import { JsonConstraint } from '../../src/sampling/constraint.js';
 import { compileResponseFormat } from '../../src/sampling/json-schema.js';
+import type { JsonState } from '../../src/sampling/json-automaton.js';
 import { resolveSampling } from '../../src/sampling/params.js';
 import { Sampler } from '../../src/sampling/sampler.js';
 import { createCache, createDecoder, maxStepOf, resolveDecoding } from '../../src/speculative/modes.js';
@@ -136,7 +137,7 @@ test('masked speculative sampling follows the masked target distribution (chi-sq
     // Whatever was emitted is a prefix the automaton accepts (checked independently of the mask).
     let state = constraint.initial();
     for (const id of r.generatedIds) state = constraint.advance(state, id);
-    assert.ok(state.length > 0, `emitted ${JSON.stringify(r.text)} leaves the grammar`);
+    assert.ok((state as JsonState).length > 0, `emitted ${JSON.stringify(r.text)} leaves the grammar`);
     const key = r.generatedIds.slice(0, 2).join(',');
     pairs.set(key, (pairs.get(key) ?? 0) + 1);
     drafted += r.stats!.drafted;

@@ -8,8 +8,8 @@ import { Ajv } from 'ajv';
 import { InvalidArgumentError } from '../../src/core/errors.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import { JsonConstraint } from '../../src/sampling/constraint.js';
-import { advanceText, canFinish, initialState, MAX_DIGITS, MAX_WS } from '../../src/sampling/json-automaton.js';
-import { compileResponseFormat } from '../../src/sampling/json-schema.js';
+import { advanceText, canFinish, initialState, type JsonState, MAX_DIGITS, MAX_WS } from '../../src/sampling/json-automaton.js';
+import { compileResponseFormat, compileToolCall } from '../../src/sampling/json-schema.js';
 
 const PERSON = {
   type: 'object',
@@ -123,7 +123,7 @@ test('the mask equals a token-by-token brute force at states along random valid 
   const rng = new Xoshiro128(5);
   let states = 0;
   for (let run = 0; run < 40; run++) {
-    let state = constraint.initial();
+    let state = constraint.initial() as JsonState;
     for (let step = 0; step < 60; step++) {
       const mask = constraint.mask(state);
       const allowed: number[] = [];
@@ -140,7 +140,7 @@ test('the mask equals a token-by-token brute force at states along random valid 
       if (allowed.length === 0 || (allowed.length === 1 && allowed[0] === eos)) break;
       const pick = allowed[Math.floor(rng.next() * allowed.length)]!;
       if (pick === eos) break;
-      state = constraint.advance(state, pick);
+      state = constraint.advance(state, pick) as JsonState;
     }
   }
   assert.ok(states > 400, `states checked: ${states}`);
@@ -156,4 +156,38 @@ test('apply() leaves allowed logits alone and sets the others to -Infinity', () 
   const allowed = texts.map((t, i) => (Number.isFinite(logits[i]!) ? t : null)).filter((t) => t !== null);
   assert.deepEqual(allowed.sort(), ['\n', '\n  ', ' ', '  ', '{', '{"'].sort());
   for (let i = 0; i < texts.length; i++) if (Number.isFinite(logits[i]!)) assert.equal(logits[i], i * 0.5);
+});
+
+test('a triggered tool call: free text until the opening tag, then only the call, then the close tag and EOS', () => {
+  const texts = ['', 'Sure', ' ', '<tool', '_call>', '<tool_call>', '{"name":', '"f"', '"g"', ',"arguments":', '{"n":', '1', '}', '}</tool_call>', '</tool_call>', 'x', '\n'];
+  const id = (t: string) => texts.indexOf(t);
+  const format = { tools: [{ name: 'f', parameters: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'], additionalProperties: false } }], open: '<tool_call>', close: '</tool_call>', trigger: true };
+  const constraint = new JsonConstraint(compileToolCall(format), { texts, eosIds: [0] }, format.open);
+  const allowed = (s: ReturnType<typeof constraint.initial>) => {
+    const logits = new Float32Array(texts.length);
+    constraint.apply(logits, 0, s);
+    return texts.filter((_, i) => Number.isFinite(logits[i]!));
+  };
+  let s = constraint.initial();
+  assert.deepEqual(allowed(s), texts, 'free text: everything, EOS included');
+  for (const t of ['Sure', ' ', '<tool']) s = constraint.advance(s, id(t));
+  assert.deepEqual(allowed(s), texts, 'half a tag is still free text');
+  s = constraint.advance(s, id('_call>')); // the tag, split over two tokens
+  assert.deepEqual(allowed(s), [' ', '{"name":', '\n'], 'after the tag: only the call object (or whitespace)');
+  s = constraint.advance(s, id('{"name":'));
+  assert.deepEqual(allowed(s), [' ', '"f"', '\n'], 'only the offered tool names');
+  for (const t of ['"f"', ',"arguments":', '{"n":', '1']) s = constraint.advance(s, id(t));
+  assert.deepEqual(allowed(s), [' ', '1', '}', '\n'], 'more digits, or the end of the arguments');
+  s = constraint.advance(s, id('}'));
+  assert.deepEqual(allowed(s), [' ', '}', '}</tool_call>', '\n'], 'the call object closes (there is no other property)');
+  s = constraint.advance(s, id('}'));
+  assert.deepEqual(allowed(s), [' ', '</tool_call>', '\n'], 'then the close tag');
+  s = constraint.advance(s, id('</tool_call>'));
+  assert.deepEqual(allowed(s), [''], 'then only EOS');
+  assert.ok(constraint.complete(s));
+  // Required (no trigger): the output starts with the tag.
+  const required = new JsonConstraint(compileToolCall({ ...format, trigger: false }), { texts, eosIds: [0] });
+  const logits = new Float32Array(texts.length);
+  required.apply(logits, 0, required.initial());
+  assert.deepEqual(texts.filter((_, i) => Number.isFinite(logits[i]!)), [' ', '<tool', '<tool_call>', '\n']);
 });

@@ -67,16 +67,20 @@ test('openai: responses.create with text.format json_schema', async () => {
   assert.equal((r.text?.format as { type: string }).type, 'json_schema');
 });
 
-test('openai: tools, tool_choice, legacy functions and tool messages are refused, not ignored', async () => {
+test('openai: on a template without tools, tools, tool_choice, legacy functions and tool messages are refused, not ignored', async () => {
   const msgs = [{ role: 'user' as const, content: 'x' }];
   const tool = { type: 'function' as const, function: { name: 'f', parameters: { type: 'object', properties: {} } } };
-  for (const extra of [{ tools: [tool] }, { tool_choice: 'required' }, { functions: [tool.function] }, { function_call: 'auto' }]) {
+  // pdlm's template takes no tools: offering them, or showing it earlier calls, is a 400 that says so.
+  for (const [extra, why] of [
+    [{ tools: [tool] }, /does not take tools/], [{ tool_choice: 'required' }, /needs 'tools'/],
+    [{ functions: [tool.function] }, /legacy function calling/], [{ function_call: 'auto' }, /legacy function calling/],
+  ] as const) {
     await assert.rejects(client.chat.completions.create({ model: 'pdlm', messages: msgs, ...extra } as never),
-      (e: unknown) => e instanceof OpenAI.BadRequestError && /not support/.test((e as Error).message), JSON.stringify(extra));
+      (e: unknown) => e instanceof OpenAI.BadRequestError && why.test((e as Error).message), JSON.stringify(extra));
   }
   await assert.rejects(client.chat.completions.create({
     model: 'pdlm', messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }] }, { role: 'tool', tool_call_id: 'c1', content: '1' }],
-  }), (e: unknown) => e instanceof OpenAI.BadRequestError && /tool call/.test((e as Error).message));
+  }), (e: unknown) => e instanceof OpenAI.BadRequestError && /does not take tools/.test((e as Error).message));
 });
 
 const Ship = z.object({ name: z.string().max(20), crew: z.number().int().nonnegative(), whaler: z.boolean() });
