@@ -51,3 +51,30 @@ export async function llamaCppGreedy(llama: Llama, file: string, prompts: number
     await model.dispose();
   }
 }
+
+/**
+ * llama.cpp's own margin at the position after `prefix`: ln(p1 / p2) of its two most likely next
+ * tokens at temperature 1 (= the difference of their logits). A parting between engines is a tie
+ * only where this is small.
+ */
+export async function llamaCppTopGap(llama: Llama, file: string, prefix: number[]): Promise<number> {
+  const model = await llama.loadModel({ modelPath: file });
+  try {
+    const ctx = await model.createContext({
+      contextSize: Math.max(256, prefix.length + 8), flashAttention: false, threads: 2, sequences: 1,
+      experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+    });
+    try {
+      const seq = ctx.getSequence();
+      for await (const out of seq.evaluateWithMetadata(prefix as NodeLlamaCpp.Token[], { probabilities: true }, { temperature: 1, topK: 0, topP: 1, minP: 0 })) {
+        const p = [...out.probabilities.values()].sort((a, b) => b - a);
+        return Math.log(p[0]! / p[1]!);
+      }
+      throw new Error('llama.cpp produced no token');
+    } finally {
+      await ctx.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}

@@ -1,5 +1,5 @@
 // GGUF in and out: our writer's files load back with the source model's numbers and greedy tokens;
-// hand-built Q8_0 / Q4_0 / Q4_K tensors decode to the values they encode; malformed files get
+// hand-built Q8_0 / Q4_0 / Q4_1 / Q4_K / Q6_K tensors decode to the values they encode; malformed files get
 // named errors, never a crash or a hang (10,000 mutated headers).
 
 import { test } from 'node:test';
@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelFormatError, QuantspecError, UnsupportedArchitectureError, UnsupportedDtypeError } from '../../src/core/errors.js';
-import { f16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import type { DenseTensor } from '../../src/core/tensor.js';
 import { scoreSequence } from '../../src/engine/eval.js';
@@ -18,6 +17,7 @@ import { convertHfToGguf, writeGguf, type GgufTensorOut } from '../../src/model/
 import { HF_REFERENCE_MODELS, readJson, sharedPath } from '../helpers/shared.js';
 import { tmpDir } from '../helpers/hfdir.js';
 import { maxAbsDiff } from '../helpers/tiny.js';
+import { ENCODERS } from '../helpers/ggml-blocks.js';
 
 function lastLogits(m: Model, ids: number[]): Float32Array {
   let out = new Float32Array(0);
@@ -59,92 +59,15 @@ for (const name of HF_REFERENCE_MODELS) {
   });
 }
 
-/** Q8_0 blocks of 32: F16 d = max|x|/127, int8 q = round(x/d). Returns the bytes and the decoded values. */
-function encodeQ8_0(x: Float32Array): { bytes: Uint8Array; values: Float32Array } {
-  const nb = x.length / 32;
-  const bytes = new Uint8Array(nb * 34);
-  const values = new Float32Array(x.length);
-  const dv = new DataView(bytes.buffer);
-  for (let b = 0; b < nb; b++) {
-    let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j]!));
-    const dBits = f32ToF16(amax / 127);
-    const d = f16ToF32(dBits);
-    dv.setUint16(b * 34, dBits, true);
-    for (let j = 0; j < 32; j++) {
-      const q = d > 0 ? Math.max(-127, Math.min(127, Math.round(x[b * 32 + j]! / d))) : 0;
-      dv.setInt8(b * 34 + 2 + j, q);
-      values[b * 32 + j] = Math.fround(d * q);
-    }
-  }
-  return { bytes, values };
-}
 
-/** Q4_0 blocks of 32: F16 d, q in 0..15 with w = (q - 8)·d; byte j = element j | element j+16 << 4. */
-function encodeQ4_0(x: Float32Array): { bytes: Uint8Array; values: Float32Array } {
-  const nb = x.length / 32;
-  const bytes = new Uint8Array(nb * 18);
-  const values = new Float32Array(x.length);
-  const dv = new DataView(bytes.buffer);
-  for (let b = 0; b < nb; b++) {
-    let v = 0;
-    for (let j = 0; j < 32; j++) if (Math.abs(x[b * 32 + j]!) > Math.abs(v)) v = x[b * 32 + j]!;
-    const dBits = f32ToF16(v / -8);
-    const d = f16ToF32(dBits);
-    dv.setUint16(b * 18, dBits, true);
-    for (let j = 0; j < 32; j++) {
-      const q = d !== 0 ? Math.max(0, Math.min(15, Math.round(x[b * 32 + j]! / d) + 8)) : 8;
-      bytes[b * 18 + 2 + (j & 15)] |= j < 16 ? q : q << 4;
-      values[b * 32 + j] = (q - 8) * d;
-    }
-  }
-  return { bytes, values };
-}
-
-/** Q4_K super-blocks of 256 with fixed 6-bit scales: exercises the scale packing of all 8 sub-blocks. */
-function encodeQ4_K(x: Float32Array): { bytes: Uint8Array; values: Float32Array } {
-  const nb = x.length / 256;
-  const bytes = new Uint8Array(nb * 144);
-  const values = new Float32Array(x.length);
-  const dv = new DataView(bytes.buffer);
-  for (let b = 0; b < nb; b++) {
-    const o = b * 144;
-    const d = f16ToF32(f32ToF16(0.01));
-    const dmin = f16ToF32(f32ToF16(0.02));
-    dv.setUint16(o, f32ToF16(d), true);
-    dv.setUint16(o + 2, f32ToF16(dmin), true);
-    // sub-block s: scale sc[s] and min m[s], 6 bits each, packed as ggml does.
-    const sc = [10, 20, 30, 40, 50, 60, 33, 63];
-    const m = [5, 15, 25, 35, 45, 55, 1, 62];
-    const scales = bytes.subarray(o + 4, o + 16);
-    for (let j = 0; j < 4; j++) {
-      scales[j] = (sc[j]! & 63) | ((sc[j + 4]! >> 4) << 6);
-      scales[j + 4] = (m[j]! & 63) | ((m[j + 4]! >> 4) << 6);
-      scales[j + 8] = (sc[j + 4]! & 15) | ((m[j + 4]! & 15) << 4);
-    }
-    for (let s = 0; s < 8; s++) {
-      for (let l = 0; l < 32; l++) {
-        const i = b * 256 + s * 32 + l;
-        const q = Math.max(0, Math.min(15, Math.round((x[i]! + dmin * m[s]!) / (d * sc[s]!))));
-        const byte = o + 16 + (s >> 1) * 32 + l;
-        bytes[byte] |= s % 2 === 0 ? q : q << 4;
-        values[i] = d * sc[s]! * q - dmin * m[s]!;
-      }
-    }
-  }
-  return { bytes, values };
-}
-
-const ENCODERS = { Q8_0: [8, encodeQ8_0], Q4_0: [2, encodeQ4_0], Q4_K: [12, encodeQ4_K] } as const;
-
-test('hand-built Q8_0, Q4_0 and Q4_K tensors decode to their values and give the dequantized model\'s output', { skip: sharedPath('models/pdlm-5.8m').skip }, async () => {
+test('hand-built Q8_0, Q4_0, Q4_1, Q4_K and Q6_K tensors decode to their values and give the dequantized model\'s output', { skip: sharedPath('models/pdlm-5.8m').skip }, async () => {
   const dir = sharedPath('models/pdlm-5.8m').path;
   const ids = [0, 17, 943, 2048, 5, 300, 301, 302];
   for (const [kind, [type, encode]] of Object.entries(ENCODERS)) {
     const expected = new Map<string, Float32Array>();
     const quantized = path.join(tmpDir(), `${kind}.gguf`);
     const dequantized = path.join(tmpDir(), `${kind}-f32.gguf`);
-    const block = kind === 'Q4_K' ? 256 : 32;
+    const block = kind === 'Q4_K' || kind === 'Q6_K' ? 256 : 32;
     convertHfToGguf(dir, quantized, 'f32', (name, t: DenseTensor): GgufTensorOut | null => {
       if (t.dtype !== 'f32' || t.shape[1]! % block !== 0) return null;
       const { bytes, values } = encode(t.data);
