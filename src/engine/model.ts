@@ -20,6 +20,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import {
   createCache, createDecoder, maxStepOf, resolveDecoding, resolveDraftOptions, targetViewOf, type DecodingOptions, type DecodingPlan,
 } from '../speculative/modes.js';
+import { StepBatcher } from './batch.js';
 import { collect, Session, type GenerateOptions, type GenerationChunk, type GenerationResult, type PromptInput } from './session.js';
 
 export interface LoadOptions extends DecodingOptions {
@@ -39,6 +40,8 @@ export interface LoadOptions extends DecodingOptions {
 
 export interface SessionOptions extends DecodingOptions {
   readonly contextLength?: number;
+  /** Batch this session's steps with the other sessions sharing the batcher (createBatcher()). */
+  readonly batcher?: StepBatcher;
 }
 
 /** Per-call options of Model.generate(): generation settings plus the decoding mode. */
@@ -111,6 +114,11 @@ export class Model {
     return plan;
   }
 
+  /** A batcher for up to `maxSequences` sessions of this model that decode at the same time. */
+  createBatcher(maxSequences: number): StepBatcher {
+    return new StepBatcher(this.runtime, this.target, maxSequences, this.contextLength);
+  }
+
   createSession(options: SessionOptions = {}): Session {
     const context = options.contextLength ?? this.contextLength;
     if (!Number.isInteger(context) || context < 2 || context > this.contextLength) {
@@ -119,6 +127,7 @@ export class Model {
     const plan = this.plan(options);
     const cache = createCache(plan, this.config, this.backend, context, this.prefillChunk);
     return new Session({
+      batcher: options.batcher,
       rt: this.runtime,
       target: this.target,
       tokenizer: this.tokenizer,

@@ -17,6 +17,7 @@ import { encodeChat, type ChatMessage, type ChatTool } from '../tokenizer/chat.j
 import { StreamDetokenizer } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { StopMatcher } from './stop.js';
+import type { StepBatcher } from './batch.js';
 import { constraintFor } from './structured.js';
 import { type ParsedToolCall, splitToolCall, toolCallFormat, type ToolChoice, toolSyntaxOf } from './tools.js';
 
@@ -119,6 +120,8 @@ export interface GenerationResult {
 }
 
 export interface SessionParts {
+  /** Shares each step's forward pass with the other sessions of the model that step at the same time. */
+  readonly batcher?: StepBatcher;
   readonly rt: ModelRuntime;
   readonly target: WeightSet;
   readonly tokenizer: Tokenizer;
@@ -304,7 +307,7 @@ export class Session {
       }
       // A step may append at most this many positions and emit this many tokens.
       const maxNew = Math.min(this.parts.contextLength - cache.length, budget - generated.length);
-      const step = decoder.step(state, maxNew);
+      const step = this.parts.batcher ? await this.parts.batcher.step(this.parts, state, maxNew) : decoder.step(state, maxNew);
       if (firstMs === 0) {
         firstMs = performance.now() - t0;
         firstCount = step.count;

@@ -40,7 +40,9 @@ async function main(): Promise<void> {
     return;
   }
   const sessions: Session[] = [];
-  for (let i = 0; i < slots; i++) sessions.push(model.createSession());
+  // Slots that decode at the same time share each step's forward pass (continuous batching).
+  const batcher = slots > 1 ? model.createBatcher(slots) : undefined;
+  for (let i = 0; i < slots; i++) sessions.push(model.createSession({ batcher }));
   const running = new Map<number, AbortController>();
   port.postMessage({
     type: 'ready',
@@ -60,7 +62,7 @@ async function main(): Promise<void> {
       if (!session) throw new QuantspecError('invalid_argument', `no slot ${req.slot}`);
       // Decoding options different from the slot's mode get a one-off session.
       const plan = model.plan(req.options);
-      const s = JSON.stringify(plan) === JSON.stringify(session.parts.plan) ? session : model.createSession(req.options);
+      const s = JSON.stringify(plan) === JSON.stringify(session.parts.plan) ? session : model.createSession({ ...req.options, batcher });
       const gen = s.generate(req.prompt, { ...req.options, signal: abort.signal });
       for (;;) {
         const r = await gen.next();

@@ -69,6 +69,15 @@ export function createScratch(config: ModelConfig, maxBatch: number, maxLogitRow
 /** Sees each layer's rotated queries q[n, nHeads·headDim] (SnapKV scores prompt positions with them). */
 export type QueryObserver = (layer: number, q: Float32Array, nTokens: number) => void;
 
+/** One sequence's part of a batched forward: its cache, the view it reads, and its tokens. */
+export interface BatchSegment {
+  readonly cache: KvCache;
+  readonly kind: KvViewKind;
+  readonly tokens: ArrayLike<number>;
+  readonly first: number;
+  readonly nTokens: number;
+}
+
 /**
  * Run tokens[first..first + n) at positions cache.length.. through all layers. The residual stream of every
  * token is left in scratch.x [n, dim]; call computeLogits() for the rows you need. With `replay`
@@ -80,31 +89,54 @@ export function forward(
   tokens: ArrayLike<number>, first: number, nTokens: number, s: ForwardScratch,
   observeQueries?: QueryObserver, replay = false,
 ): void {
+  forwardBatch(rt, w, [{ cache, kind, tokens, first, nTokens }], s, observeQueries, replay);
+}
+
+/**
+ * Several sequences in one pass (continuous batching): their rows are stacked in scratch.x
+ * [Σn, dim] in segment order, so every weight matrix is read once for all of them; RoPE, the K/V
+ * writes and attention run per segment, each over its own cache at its own positions.
+ */
+export function forwardBatch(
+  rt: ModelRuntime, w: WeightSet, segments: readonly BatchSegment[], s: ForwardScratch,
+  observeQueries?: QueryObserver, replay = false,
+): void {
   const { config: c, backend: be, rope, attn } = rt;
-  if (nTokens < 1 || nTokens > s.maxBatch) {
-    throw new ShapeMismatchError(`forward: batch of ${nTokens} tokens is outside 1..${s.maxBatch}.`);
+  let n = 0;
+  for (const seg of segments) n += seg.nTokens;
+  if (segments.length === 0 || n > s.maxBatch || segments.some((g) => g.nTokens < 1)) {
+    throw new ShapeMismatchError(`forward: batch of ${n} tokens in ${segments.length} segments is outside 1..${s.maxBatch}.`);
   }
-  for (let i = 0; i < nTokens; i++) {
-    const t = tokens[first + i]!;
-    if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
-      throw new InvalidArgumentError(`token id ${t} is outside the vocabulary [0, ${c.vocabSize}).`, 'tokens');
-    }
-    s.tokens[i] = t;
-  }
-  if (cache.length + nTokens > rope.contextLength) {
-    throw new ShapeMismatchError(`position ${cache.length + nTokens} is beyond the RoPE table (${rope.contextLength}).`);
-  }
-  const pos = cache.append(nTokens);
-  const view = cache.view(kind);
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps } = c;
   const qDim = qDimOf(c);
   const kvDim = kvDimOf(c);
-  const n = nTokens;
+  // Per segment: its first row in the batch, its first position, its view.
+  const rows: number[] = [];
+  const positions: number[] = [];
+  const views: ReturnType<KvCache['view']>[] = [];
+  let row = 0;
+  for (const seg of segments) {
+    for (let i = 0; i < seg.nTokens; i++) {
+      const t = seg.tokens[seg.first + i]!;
+      if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
+        throw new InvalidArgumentError(`token id ${t} is outside the vocabulary [0, ${c.vocabSize}).`, 'tokens');
+      }
+      s.tokens[row + i] = t;
+    }
+    if (seg.cache.length + seg.nTokens > rope.contextLength) {
+      throw new ShapeMismatchError(`position ${seg.cache.length + seg.nTokens} is beyond the RoPE table (${rope.contextLength}).`);
+    }
+    rows.push(row);
+    row += seg.nTokens;
+  }
+  for (const seg of segments) {
+    positions.push(seg.cache.append(seg.nTokens));
+    views.push(seg.cache.view(seg.kind));
+  }
 
   be.embed(s.x, w.tokEmbed, s.tokens, n);
   for (let l = 0; l < c.nLayers; l++) {
     const lw = w.layers[l]!;
-    const lv = view.layers[l]!;
     // Attention block: x += wo · attention(rope(q), rope(k), v).
     be.rmsnorm(s.xb, s.x, lw.attnNorm, n, dim, normEps);
     be.matmul(s.q, s.xb, lw.wq, n);
@@ -118,11 +150,21 @@ export function forward(
       be.rmsnorm(s.q, s.q, lw.qNorm, n * nHeads, headDim, normEps);
       be.rmsnorm(s.k, s.k, lw.kNorm, n * nKvHeads, headDim, normEps);
     }
-    be.rope(s.q, n, nHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
-    be.rope(s.k, n, nKvHeads, headDim, pos, rope.cos, rope.sin, rt.ropeLayout);
-    observeQueries?.(l, s.q, n);
-    if (!replay) cache.write(l, pos, s.k, s.v, n);
-    be.attention(s.xb, s.q, n, pos, lv, attn, s.scores);
+    for (let g = 0; g < segments.length; g++) {
+      const seg = segments[g]!;
+      const r = rows[g]!;
+      const m = seg.nTokens;
+      // One segment: the whole scratch as it is; several: views of each segment's rows.
+      const q = segments.length === 1 ? s.q : s.q.subarray(r * qDim, (r + m) * qDim);
+      const k = segments.length === 1 ? s.k : s.k.subarray(r * kvDim, (r + m) * kvDim);
+      const v = segments.length === 1 ? s.v : s.v.subarray(r * kvDim, (r + m) * kvDim);
+      const out = segments.length === 1 ? s.xb : s.xb.subarray(r * qDim, (r + m) * qDim);
+      be.rope(q, m, nHeads, headDim, positions[g]!, rope.cos, rope.sin, rt.ropeLayout);
+      be.rope(k, m, nKvHeads, headDim, positions[g]!, rope.cos, rope.sin, rt.ropeLayout);
+      observeQueries?.(l, q, m);
+      if (!replay) seg.cache.write(l, positions[g]!, k, v, m);
+      be.attention(out, q, m, positions[g]!, views[g]!.layers[l]!, attn, s.scores);
+    }
     be.matmul(s.xb2, s.xb, lw.wo, n);
     be.add(s.x, s.xb2, n * dim);
     // MLP block: x += w2 · (silu(w1 · x) * (w3 · x)).

@@ -181,12 +181,28 @@ export class Decoder {
     return this.round(state, this.draft, gamma);
   }
 
+  /**
+   * A plain step whose forward pass ran in a batch with other sequences (continuous batching):
+   * `logits` [vocabSize] is this sequence's row. Counted as a plain step.
+   */
+  stepFromLogits(state: DecodeState, logits: Float32Array): StepResult {
+    if (this.stats) {
+      this.stats.plainSteps++;
+      this.stats.gamma = 0;
+    }
+    return this.pick(state, logits);
+  }
+
   private plainStep(state: DecodeState): StepResult {
     const { rt, target, cache, targetView, scratch, tokens } = state;
     forward(rt, target, cache, targetView, tokens, tokens.length - 1, 1, scratch);
-    const logits = computeLogits(rt, target, scratch, 0, 1);
+    return this.pick(state, computeLogits(rt, target, scratch, 0, 1));
+  }
+
+  /** The target's token from the logits after the last committed token. */
+  private pick(state: DecodeState, logits: Float32Array): StepResult {
     const r = this.result;
-    r.tokens[0] = pickToken(state, logits, tokens.length);
+    r.tokens[0] = pickToken(state, logits, state.tokens.length);
     r.accepted = 0;
     r.count = 1;
     const c = state.constraint;

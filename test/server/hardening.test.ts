@@ -4,25 +4,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import OpenAI from 'openai';
+import { request } from '../helpers/http.js';
 import { startServer, type TestServer } from '../helpers/server.js';
 
-interface Reply { status: number; body: string; headers: http.IncomingHttpHeaders }
-
-function request(url: string, method: string, route: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${route}`, { method, headers: { 'content-type': 'application/json', ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
 
 /** Send raw bytes and collect what comes back until the server closes (or `waitMs` passes). */
 function raw(port: number, bytes: string, waitMs: number): Promise<{ text: string; closedAfterMs: number | null }> {

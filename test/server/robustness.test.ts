@@ -3,25 +3,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import { Xoshiro128 } from '../../src/core/rng.js';
+import { request, type Reply } from '../helpers/http.js';
 import { startServer } from '../helpers/server.js';
 import { startServeProcess } from '../../bench/serve-process.js';
 
-interface Reply { status: number; body: string; headers: http.IncomingHttpHeaders }
-
-function request(url: string, method: string, route: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${route}`, { method, headers: { 'content-type': 'application/json', ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-    });
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
 
 function assertOpenAiError(r: Reply, status: number, pattern?: RegExp): void {
   assert.equal(r.status, status, r.body);
