@@ -15,7 +15,7 @@ import { quantBoundary, type KvLayerView } from '../src/kv/layout.js';
 import { createCpuBackend, type CpuBackend } from '../src/kernels/cpu/index.js';
 import type { WeightTensor } from '../src/quant/format.js';
 import { quantizeQ4 } from '../src/quant/weights.js';
-import { machineSummary } from '../src/engine/machine.js';
+import { machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
   options: { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' }, 'attention-only': { type: 'boolean' } },
@@ -57,11 +57,12 @@ function patterned(bytes: number, seed: number): Uint8Array {
 const WORKING_SET = (quick ? 768 : 1536) << 20;
 
 // ---- read bandwidth, measured now ----------------------------------------------------------------
-const bwBuffer = new Float32Array(patterned(WORKING_SET, 1).buffer).map((x) => (Number.isFinite(x) ? x : 0));
-const bwUs = timeUs(() => cpu.readSum(bwBuffer), 1000);
-const bandwidth = bwBuffer.byteLength / (bwUs * 1e3); // GB/s
+// The one probe every script uses (src/engine/machine.ts), over this script's working set.
+const measured = measureReadBandwidth(WORKING_SET);
+if (measured === null) throw new Error('the native backend is not built: run `node scripts/build-native.mjs` first.');
+const bandwidth = measured; // GB/s
 process.stdout.write(`# ${machineSummary()}, kernels ${cpu.isa}, ${cpu.threads} threads\n`);
-process.stdout.write(`# read bandwidth ${bandwidth.toFixed(1)} GB/s (${bwBuffer.byteLength >> 20} MiB streamed by ${cpu.threads} threads)\n\n`);
+process.stdout.write(`# read bandwidth ${bandwidth.toFixed(1)} GB/s (${WORKING_SET >> 20} MiB streamed by ${cpu.threads} threads)\n\n`);
 
 function report(kind: string, shape: string, us: number, bytes: number, extra: Record<string, unknown> = {}): void {
   const gbs = bytes / (us * 1e3);

@@ -3,7 +3,8 @@
 // prebuilt CPU binaries) with an F16, a q8_0 and a q4_0 KV cache (flash attention on, llama.cpp's
 // default on CPU and required for a quantized V cache), and with its draft-model speculative
 // decoding using a Q4_0 copy of the same model as the draft. quantspec runs plain decoding over
-// the F32 cache and the INT8 view, and QuantSpec with γ = 4 and adaptive γ.
+// the F32 cache, the F16 cache (as llama.cpp keeps) and the INT8 view, and QuantSpec with γ = 4
+// and adaptive γ.
 //
 // llama.cpp runs at --threads (the same count as quantspec) and also at each count in
 // --llama-threads: through node-llama-cpp its compute threads share the cores with Node's own
@@ -15,9 +16,10 @@
 //   node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]
 //
 // --json appends one JSON line per measurement as it is taken, so a long run that is interrupted
-// keeps what it measured. --tables measures nothing: it prints the tables from the JSON lines of
-// earlier runs (their --json files or their stdout); a later line for the same context, engine,
-// mode and thread count replaces an earlier one. Ratios always pair rows of the same context.
+// keeps what it measured. --tables measures nothing: it prints the tables from the JSON lines of an
+// earlier run (its --json file or its stdout). Every line names its run, and the tables take rows
+// of one run only, so ratios never pair numbers taken at different times (the machine is shared
+// and noisy); lines of several runs are refused. Ratios pair rows of the same context.
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -43,6 +45,7 @@ const shared = path.resolve(root, '..', 'shared');
 const GAMMA = 4;
 const QS_MODES = [
   { mode: 'fp', decoding: { spec: 'none', kv: 'fp' } },
+  { mode: 'f16', decoding: { spec: 'none', kv: 'f16' } },
   { mode: 'int8', decoding: { spec: 'none', kv: 'int8' } },
   { mode: `quantspec γ${GAMMA}`, decoding: { spec: 'quantspec', gamma: GAMMA } },
   { mode: 'quantspec auto', decoding: { spec: 'auto', gamma: 'auto' } },
@@ -63,6 +66,8 @@ interface Row {
   decode_tokens_per_s: number;
   acceptance_rate: number | null;
   generated: number;
+  /** The run this row was measured in (its start time). */
+  run?: string;
 }
 
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -89,8 +94,10 @@ async function measure(): Promise<Row[]> {
   log(`# model ${hfDir} as ${path.basename(targetFile)} (draft for llama.cpp: ${path.basename(draftFile)}); ${GEN} greedy tokens after each prompt`);
 
   const rows: Row[] = [];
+  const run = new Date().toISOString();
   if (args.json) fs.writeFileSync(args.json, '');
-  const push = (r: Row) => {
+  const push = (row: Row) => {
+    const r = { ...row, run };
     rows.push(r);
     log(JSON.stringify(r));
     if (args.json) fs.appendFileSync(args.json, `${JSON.stringify({ ...r, cpu: cpuModel(), read_bandwidth_gb_per_s: bandwidth })}\n`);
@@ -187,14 +194,17 @@ async function measure(): Promise<Row[]> {
 /** The rows in JSON lines of earlier runs (lines that are not JSON objects are skipped). */
 function readRows(files: string[]): Row[] {
   const byKey = new Map<string, Row>();
+  const runs = new Set<string>();
   for (const file of files) {
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
       if (!line.startsWith('{')) continue;
       const r = JSON.parse(line) as Row;
       if (typeof r.context !== 'number' || typeof r.decode_tokens_per_s !== 'number') continue;
+      runs.add(r.run ?? 'unnamed (a log from before runs were named)');
       byKey.set(`${r.context}|${r.engine}|${r.mode}|${r.threads}`, r);
     }
   }
+  if (runs.size > 1) throw new Error(`these lines come from ${runs.size} runs (${[...runs].join(', ')}); tables are built from one run: pass one run's log.`);
   return [...byKey.values()];
 }
 
@@ -212,7 +222,7 @@ function printTables(rows: Row[]): void {
   const lc = [...CACHES.map((c) => c.mode), DRAFT_MODE];
   for (const metric of ['decode_tokens_per_s', 'prefill_tokens_per_s'] as const) {
     log(`\n${metric === 'decode_tokens_per_s' ? 'Decode' : 'Prefill'} tokens/s; llama.cpp at its fastest of ${threadCounts.join(', ')} threads (named); quantspec / llama.cpp in the last columns\n`);
-    log(`| context | ${qs.map((m) => `quantspec ${m}`).join(' | ')} | ${lc.map((m) => `llama.cpp ${m}`).join(' | ')} | fp / f16 | int8 / q8_0 | quantspec γ${GAMMA} / draft |`);
+    log(`| context | ${qs.map((m) => `quantspec ${m}`).join(' | ')} | ${lc.map((m) => `llama.cpp ${m}`).join(' | ')} | f16 / f16 | int8 / q8_0 | quantspec γ${GAMMA} / draft |`);
     log(`|---:|${[...qs, ...lc].map(() => '---:').join('|')}|---:|---:|---:|`);
     for (const c of contexts) {
       const q = (m: string) => pick(c, 'quantspec', m, metric)?.[metric];
@@ -220,7 +230,7 @@ function printTables(rows: Row[]): void {
       const cell = (x: number | undefined) => (x === undefined ? '–' : f(x));
       const ratio = (a: number | undefined, b: Row | undefined) => (a === undefined || b === undefined ? '–' : `${(a / b[metric]).toFixed(2)}×`);
       log(`| ${c} | ${qs.map((m) => cell(q(m))).join(' | ')} | ${lc.map((m) => { const r = l(m); return r ? `${f(r[metric])} (${r.threads}t)` : '–'; }).join(' | ')} | ` +
-        `${ratio(q('fp'), l('f16 cache'))} | ${ratio(q('int8'), l('q8_0 cache'))} | ${ratio(q(`quantspec γ${GAMMA}`), l(DRAFT_MODE))} |`);
+        `${ratio(q('f16'), l('f16 cache'))} | ${ratio(q('int8'), l('q8_0 cache'))} | ${ratio(q(`quantspec γ${GAMMA}`), l(DRAFT_MODE))} |`);
     }
   }
   const acc = rows.filter((r) => r.acceptance_rate !== null).map((r) => `${r.context} ${r.engine} ${r.mode} (${r.threads}t): ${(r.acceptance_rate! * 100).toFixed(1)}%`);

@@ -31,16 +31,18 @@ export function machineSummary(): string {
 }
 
 /**
- * Read bandwidth in GB/s (median of streaming sums over 512 MiB with the native backend's threads),
- * measured in a child process so that the buffer never counts towards the caller's RSS. Null when
- * the native backend is not built.
+ * Read bandwidth in GB/s: the median of 9 streaming sums over `bytes` (default 512 MiB, well
+ * beyond this machine's last-level cache) with the native backend's threads and 32 independent
+ * accumulators. Every script that quotes a share of bandwidth uses this one probe. Measured in a
+ * child process so that the buffer never counts towards the caller's RSS. Null when the native
+ * backend is not built.
  */
-export function measureReadBandwidth(): number | null {
+export function measureReadBandwidth(bytes = 512 << 20): number | null {
   const backend = fileURLToPath(new URL('../kernels/cpu/index.js', import.meta.url));
   const script = `
     const { createCpuBackend } = await import(${JSON.stringify(backend)});
     const cpu = createCpuBackend();
-    const data = new Float32Array(128 << 20).fill(1);
+    const data = new Float32Array(${Math.floor(bytes / 4)}).fill(1);
     const times = [];
     for (let i = 0; i < 9; i++) { const t0 = performance.now(); cpu.readSum(data); times.push(performance.now() - t0); }
     times.sort((a, b) => a - b);

@@ -10,7 +10,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 const textsOf = new WeakMap<Tokenizer, string[]>();
 const constraintsOf = new WeakMap<Tokenizer, Map<string, JsonConstraint>>();
 /** Distinct formats whose constraints (and mask caches) a tokenizer keeps. */
-const KEPT_FORMATS = 16;
+const KEPT_FORMATS = 8;
 
 /**
  * Each token's text as it reads after another token (a SentencePiece decoder drops the leading

@@ -15,8 +15,8 @@ export interface ConstraintVocabulary {
   readonly eosIds: readonly number[];
 }
 
-/** Bytes of cached masks a constraint may hold (each mask is vocabSize bits). */
-const CACHE_BYTES = 32 << 20;
+/** Bytes of cached masks a constraint may hold (each mask is vocabSize bits); with KEPT_FORMATS constraints per model, at most 64 MiB in all. */
+const CACHE_BYTES = 8 << 20;
 
 /** Free text before a triggered constraint starts: the last characters, where the trigger may begin. */
 export interface FreeText {

@@ -100,7 +100,8 @@ function recordLogprob(state: DecodeState, row: Float32Array, offset: number, to
     for (let i = 0; i < V; i++) {
       if ((best < 0 || row[offset + i]! > row[offset + best]!) && !top.some((t) => t.id === i)) best = i;
     }
-    if (best < 0) break;
+    // Tokens a constraint masked (-Infinity) are not alternatives.
+    if (best < 0 || row[offset + best] === -Infinity) break;
     top.push({ id: best, logprob: row[offset + best]! - lse });
   }
   state.logprobs.push({ id: token, logprob: row[offset + token]! - lse, top });

@@ -48,6 +48,19 @@ test('openai: response_format json_schema (strict) and json_object give valid JS
     model: 'pdlm', messages: [{ role: 'user', content: 'A JSON object, please.' }], temperature: 0, max_tokens: 40, response_format: { type: 'json_object' },
   });
   assert.match(obj.choices[0]!.message.content!.trimStart(), /^\{/);
+  // Log-probabilities under a schema: where the schema allows fewer tokens than asked for, the
+  // masked ones are not listed as alternatives (their -Infinity would be null on the wire).
+  const lp = await client.chat.completions.create({
+    model: 'pdlm', messages: [{ role: 'user', content: 'Describe the Pequod as JSON.' }], temperature: 0, max_tokens: 300, logprobs: true, top_logprobs: 20,
+    response_format: { type: 'json_schema', json_schema: { name: 'ship', strict: true, schema: SHIP } },
+  });
+  const entries = lp.choices[0]!.logprobs!.content!;
+  assert.ok(entries.length > 10);
+  for (const e of entries) {
+    assert.ok(Number.isFinite(e.logprob), JSON.stringify(e));
+    for (const t of e.top_logprobs) assert.ok(Number.isFinite(t.logprob), JSON.stringify(e));
+  }
+  assert.ok(entries.some((e) => e.top_logprobs.length < 20), 'some positions allow fewer than 20 tokens');
   await assert.rejects(client.chat.completions.create({
     model: 'pdlm', messages: [{ role: 'user', content: 'x' }],
     response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'email' } } },
