@@ -151,7 +151,12 @@ export class QuantspecServer {
       return;
     }
     if (route.startsWith('/v1/models/') && req.method === 'GET') {
-      const id = decodeURIComponent(route.slice('/v1/models/'.length));
+      let id: string;
+      try {
+        id = decodeURIComponent(route.slice('/v1/models/'.length));
+      } catch {
+        throw new HttpError(400, 'the model id in the path is not valid percent-encoding.', { param: 'model', code: 'invalid_value' });
+      }
       if (id !== this.options.modelId) {
         throw new HttpError(404, `the model '${id}' does not exist; this server serves '${this.options.modelId}'.`, { param: 'model', code: 'model_not_found' });
       }

@@ -171,6 +171,8 @@ test('GET /v1/models/{id}: the openai client retrieves the model; another id is 
   assert.equal(m.id, 'pdlm');
   assert.equal(m.object, 'model');
   await assert.rejects(client.models.retrieve('gpt-4o'), (e: unknown) => e instanceof OpenAI.NotFoundError && /does not exist/.test((e as Error).message));
+  const bad = await request(srv.url, 'GET', '/v1/models/%E0%A4%A');
+  assert.equal(bad.status, 400, 'malformed percent-encoding is the client\'s error, not a 500');
 });
 
 test('POST /v1/responses: text in and out through the openai client, whole and streamed', async () => {
