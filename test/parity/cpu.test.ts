@@ -82,6 +82,8 @@ const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 1], [33, 67, 3], 
 
 interface AttentionCase {
   label: string;
+  /** One of VERIFY_CASES (verify-sized batches). */
+  verify: boolean;
   q: Float32Array;
   nq: number;
   startPos: number;
@@ -93,10 +95,18 @@ interface AttentionCase {
 /**
  * Verify-sized batches (8 or more pairs per KV head, one value group per head), where the AMX
  * path takes the key and value sums as tile products. They are checked bit for bit against the
- * AVX2 path and for batch invariance. Against the float reference the AVX2 path is 2.3e-4 off on
- * the first (INT4, 333 positions), above the 2e-4 of the reference test below: the int16 query
- * and value weights, not these paths, so that tolerance is issue 13's to set from measurement.
+ * AVX2 path and for batch invariance, and against the float reference within VERIFY_TOLERANCE.
  */
+/**
+ * Measured on 2026-12-02, the same on avx2, avx512 and amx (the paths agree bit for bit): the worst
+ * error against the float reference is 3.80e-4 (INT8 view, 333 positions, d 64), 3.05e-4 (INT4,
+ * the same case) and 2.85e-4 (INT8, d 128, 700 positions). All of it is the int16 rounding of the
+ * value weights: each weight is off by at most 0.5/32767 of its 256-position block's largest
+ * (w_max), so the output is off by at most (0.5/32767) · w_max · Σ|v| / Σw, summed over the
+ * blocks. The tolerance is the measured worst with a margin of about 30%.
+ */
+const VERIFY_TOLERANCE = 5e-4;
+
 const VERIFY_CASES = [
   { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 333, nq: 5, fp16: true },
   { nHeads: 8, nKv: 2, d: 96, G: 32, Gv: 96, len: 421, nq: 4 },
@@ -158,7 +168,7 @@ function* attentionCases(withVerify = false): Generator<AttentionCase> {
         assert.ok(rows > 0);
         view = bind(ref, { kind: 'hier', kvDim, fp, fpStart, planes, bits });
       }
-      yield { label: `${JSON.stringify(c)} bits ${bits}`, q, nq: c.nq, startPos, view, shape, total };
+      yield { label: `${JSON.stringify(c)} bits ${bits}`, verify: (VERIFY_CASES as readonly object[]).includes(c), q, nq: c.nq, startPos, view, shape, total };
     }
   }
 }
@@ -327,15 +337,16 @@ for (const isa of ISAS) {
 
   test(`${isa}: attention over FP rows, INT8 and INT4 planes, GQA, windows and sparse selections`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
-    for (const c of attentionCases()) {
+    for (const c of attentionCases(true)) {
       const a = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
       const b = new Float32Array(a.length);
       cpu.attention(a, c.q, c.nq, c.startPos, bind(cpu, c.view), c.shape, new Float32Array(c.total));
       ref.attention(b, c.q, c.nq, c.startPos, c.view, c.shape, new Float32Array(c.total));
       // Quantized keys are dotted with an int16-quantized folded query (relative error ~1e-5), and
       // value weights are rounded to int16 units of 1/32767 of the largest in each 256-position
-      // block; both stay within 2e-4 of the exact result on these unit-scale values.
-      assertClose(a, b, 2e-4, 1, c.label);
+      // block; both stay within 2e-4 of the exact result on these unit-scale values, and within
+      // VERIFY_TOLERANCE on the verify-sized cases.
+      assertClose(a, b, c.verify ? VERIFY_TOLERANCE : 2e-4, 1, c.label);
     }
   });
 
