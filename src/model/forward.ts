@@ -4,7 +4,7 @@
 
 import { InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
 import type { AttentionShape, Backend, RopeLayout } from '../kernels/backend.js';
-import type { KvCache, KvViewKind } from '../kv/cache.js';
+import type { KvCache, KvView, KvViewKind } from '../kv/cache.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { RopeTables } from './rope.js';
 import type { WeightSet } from './weights.js';
@@ -33,6 +33,11 @@ export interface ForwardScratch {
   readonly hb2: Float32Array; // [maxBatch, hiddenDim]
   readonly scores: Float32Array; // [contextLength] attention scratch
   readonly logits: Float32Array; // [maxLogitRows, vocabSize]
+  readonly segRow: Int32Array; // [maxBatch] first row of each segment of a batched forward
+  readonly segPos: Int32Array; // [maxBatch] first position of each segment
+  readonly segViews: KvView[]; // [maxBatch] each segment's cache view
+  /** forward()'s one segment, refilled on every call (no allocation per token). */
+  readonly single: { cache: KvCache; kind: KvViewKind; tokens: ArrayLike<number>; first: number; nTokens: number }[];
 }
 
 export function createRuntime(config: ModelConfig, backend: Backend, rope: RopeTables): ModelRuntime {
@@ -63,6 +68,10 @@ export function createScratch(config: ModelConfig, maxBatch: number, maxLogitRow
     hb2: new Float32Array(maxBatch * hiddenDim),
     scores: new Float32Array(contextLength),
     logits: new Float32Array(maxLogitRows * vocabSize),
+    segRow: new Int32Array(maxBatch),
+    segPos: new Int32Array(maxBatch),
+    segViews: [],
+    single: [],
   };
 }
 
@@ -89,7 +98,14 @@ export function forward(
   tokens: ArrayLike<number>, first: number, nTokens: number, s: ForwardScratch,
   observeQueries?: QueryObserver, replay = false,
 ): void {
-  forwardBatch(rt, w, [{ cache, kind, tokens, first, nTokens }], s, observeQueries, replay);
+  if (s.single.length === 0) s.single.push({ cache, kind, tokens, first, nTokens });
+  const one = s.single[0]!;
+  one.cache = cache;
+  one.kind = kind;
+  one.tokens = tokens;
+  one.first = first;
+  one.nTokens = nTokens;
+  forwardBatch(rt, w, s.single, s, observeQueries, replay);
 }
 
 /**
@@ -103,19 +119,24 @@ export function forwardBatch(
 ): void {
   const { config: c, backend: be, rope, attn } = rt;
   let n = 0;
-  for (const seg of segments) n += seg.nTokens;
-  if (segments.length === 0 || n > s.maxBatch || segments.some((g) => g.nTokens < 1)) {
+  let empty = false;
+  for (let g = 0; g < segments.length; g++) {
+    n += segments[g]!.nTokens;
+    if (segments[g]!.nTokens < 1) empty = true;
+  }
+  if (segments.length === 0 || n > s.maxBatch || empty) {
     throw new ShapeMismatchError(`forward: batch of ${n} tokens in ${segments.length} segments is outside 1..${s.maxBatch}.`);
   }
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps } = c;
   const qDim = qDimOf(c);
   const kvDim = kvDimOf(c);
-  // Per segment: its first row in the batch, its first position, its view.
-  const rows: number[] = [];
-  const positions: number[] = [];
-  const views: ReturnType<KvCache['view']>[] = [];
+  // Per segment: its first row in the batch (segRow), its first position (segPos), its view.
+  const rows = s.segRow;
+  const positions = s.segPos;
+  const views = s.segViews;
   let row = 0;
-  for (const seg of segments) {
+  for (let g = 0; g < segments.length; g++) {
+    const seg = segments[g]!;
     for (let i = 0; i < seg.nTokens; i++) {
       const t = seg.tokens[seg.first + i]!;
       if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
@@ -126,12 +147,12 @@ export function forwardBatch(
     if (seg.cache.length + seg.nTokens > rope.contextLength) {
       throw new ShapeMismatchError(`position ${seg.cache.length + seg.nTokens} is beyond the RoPE table (${rope.contextLength}).`);
     }
-    rows.push(row);
+    rows[g] = row;
     row += seg.nTokens;
   }
-  for (const seg of segments) {
-    positions.push(seg.cache.append(seg.nTokens));
-    views.push(seg.cache.view(seg.kind));
+  for (let g = 0; g < segments.length; g++) {
+    positions[g] = segments[g]!.cache.append(segments[g]!.nTokens);
+    views[g] = segments[g]!.cache.view(segments[g]!.kind);
   }
 
   be.embed(s.x, w.tokEmbed, s.tokens, n);

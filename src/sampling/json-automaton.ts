@@ -244,7 +244,10 @@ function candidates(props: readonly Property[], next: number): number[] {
   return out;
 }
 
-const requiredLeft = (props: readonly Property[], next: number): boolean => props.slice(next).some((p) => p.required);
+function requiredLeft(props: readonly Property[], next: number): boolean {
+  for (let j = next; j < props.length; j++) if (props[j]!.required) return true;
+  return false;
+}
 
 function stepObject(s: Stack, f: Extract<Frame, { t: 'obj' }>, c: string): Stack[] {
   const node = f.node;

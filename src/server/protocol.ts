@@ -324,14 +324,6 @@ export function parseCompletion(body: unknown, limits: Limits): ParsedCompletion
   };
 }
 
-/**
- * finish_reason in OpenAI's words, plus `cancelled` for a stream the server cut off (shutdown), so
- * a client can tell it from one that finished.
- */
-export function finishReason(r: GenerationResult): 'stop' | 'length' | 'cancelled' {
-  return r.finishReason;
-}
-
 export function usage(r: GenerationResult): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
   return { prompt_tokens: r.promptIds.length, completion_tokens: r.generatedIds.length, total_tokens: r.promptIds.length + r.generatedIds.length };
 }

@@ -1,10 +1,12 @@
 // How one generation is answered on each endpoint: the whole body at once, or as SSE events.
 // Chat and legacy completions follow the Chat Completions wire format (chunks, then `[DONE]`);
 // /v1/responses follows the Responses API (typed events with sequence numbers, no `[DONE]`).
+// finish_reason is the engine's own (stop, length) plus `cancelled` for a stream the server cut
+// off at shutdown, so a client can tell it from one that finished, and `tool_calls`.
 
 import { randomUUID } from 'node:crypto';
 import type { ChunkLogprob, GenerationChunk, GenerationResult, PromptInput } from '../engine/session.js';
-import { chatLogprobs, completionLogprobs, finishReason, type HttpError, timings, usage, type ParsedCompletion, type ParsedRequest } from './protocol.js';
+import { chatLogprobs, completionLogprobs, type HttpError, timings, usage, type ParsedCompletion, type ParsedRequest } from './protocol.js';
 
 /** Writes one SSE event (`event` names it; the Chat Completions format sends data only). */
 export type SseWrite = (data: unknown, event?: string) => void;
@@ -41,7 +43,7 @@ export function chatReply(parsed: ParsedRequest, model: string, toolOpen: string
   const callId = `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`;
   const toolCalls = (r: GenerationResult) =>
     r.toolCall ? [{ id: callId, type: 'function', function: { name: r.toolCall.name, arguments: JSON.stringify(r.toolCall.arguments) } }] : undefined;
-  const finish = (r: GenerationResult) => (r.toolCall ? 'tool_calls' : finishReason(r));
+  const finish = (r: GenerationResult) => (r.toolCall ? 'tool_calls' : r.finishReason);
   let pending = ''; // text held back: it may be the start of a call
   let inCall = false;
   let sent = 0; // characters of the output sent as content
@@ -101,7 +103,7 @@ export function completionReply(parsed: ParsedCompletion, model: string, prompt:
     terminator: 'data: [DONE]\n\n',
     full: (r, lp) => ({
       id: b.id, object: 'text_completion', created: b.created, model, system_fingerprint: 'quantspec',
-      choices: [{ index: 0, text: echo + r.text, logprobs: parsed.logprobs ? completionLogprobs(lp, echo.length) : null, finish_reason: finishReason(r) }],
+      choices: [{ index: 0, text: echo + r.text, logprobs: parsed.logprobs ? completionLogprobs(lp, echo.length) : null, finish_reason: r.finishReason }],
       usage: usage(r), timings: timings(r),
     }),
     start: (write) => {
@@ -113,7 +115,7 @@ export function completionReply(parsed: ParsedCompletion, model: string, prompt:
       offset += c.text.length;
     },
     end: (write, r) => {
-      write(chunk([{ index: 0, text: '', logprobs: null, finish_reason: finishReason(r) }], { timings: timings(r) }));
+      write(chunk([{ index: 0, text: '', logprobs: null, finish_reason: r.finishReason }], { timings: timings(r) }));
       if (parsed.includeUsage) write(chunk([], { usage: usage(r) }));
     },
     error: (write, e) => write(e.body()),

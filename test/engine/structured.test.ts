@@ -13,12 +13,12 @@ import type { JsonState } from '../../src/sampling/json-automaton.js';
 import { resolveSampling } from '../../src/sampling/params.js';
 import { Sampler } from '../../src/sampling/sampler.js';
 import { createCache, createDecoder, maxStepOf, resolveDecoding } from '../../src/speculative/modes.js';
-import { computeLogits, createScratch, forward } from '../../src/model/forward.js';
 import { buildDraftWeights, DEFAULT_DRAFT } from '../../src/quant/draft.js';
 import { mapMatrices } from '../../src/model/weights.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { gaussian, randomWeights, tinyConfig, tinyRuntime } from '../helpers/tiny.js';
+import { targetLogitsAfter } from '../helpers/exact.js';
 import { sharedPath } from '../helpers/shared.js';
 
 const SCHEMAS: Record<string, unknown> = {
@@ -96,20 +96,9 @@ test('masked speculative sampling follows the masked target distribution (chi-sq
   // Exact masked target distribution after prompt + ids (the mask at the state after ids).
   const sampler = new Sampler(resolveSampling(sampling), config.vocabSize);
   const dist = (ids: number[]): Float32Array => {
-    const cache = createCache(plan, config, rt.backend, 64, 8);
-    const s = createScratch(config, 8, 8, 64);
-    const all = [...prompt, ...ids];
-    let last = 0;
-    for (let pos = 0; pos < all.length; ) {
-      cache.flush();
-      const n = Math.min(8, all.length - pos, cache.room);
-      forward(rt, target, cache, 'int8', all, pos, n, s);
-      pos += n;
-      last = n - 1;
-    }
     let state = constraint.initial();
     for (const id of ids) state = constraint.advance(state, id);
-    const logits = computeLogits(rt, target, s, last, 1);
+    const logits = targetLogitsAfter(rt, target, plan, config, [...prompt, ...ids]);
     constraint.apply(logits, 0, state);
     const out = new Float32Array(config.vocabSize);
     sampler.distribution(out, logits);

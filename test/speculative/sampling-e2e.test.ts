@@ -6,12 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCache, createDecoder, maxStepOf, resolveDecoding } from '../../src/speculative/modes.js';
 import { collect, Session } from '../../src/engine/session.js';
-import { computeLogits, createScratch, forward } from '../../src/model/forward.js';
 import { buildDraftWeights, DEFAULT_DRAFT } from '../../src/quant/draft.js';
 import { resolveSampling } from '../../src/sampling/params.js';
 import { Sampler } from '../../src/sampling/sampler.js';
 import type { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { gaussian, randomWeights, tinyConfig, tinyRuntime } from '../helpers/tiny.js';
+import { targetLogitsAfter } from '../helpers/exact.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import { mapMatrices } from '../../src/model/weights.js';
 
@@ -50,18 +50,8 @@ test('speculative sampling through the engine matches the target joint distribut
   // Exact target distributions: q0 after the prompt, q1 after prompt + t1.
   const sampler = new Sampler(resolveSampling(sampling), config.vocabSize);
   const dist = (ids: number[]): Float32Array => {
-    const cache = createCache(plan, config, rt.backend, 64, 8);
-    const s = createScratch(config, 8, 8, 64);
-    let last = 0;
-    for (let pos = 0; pos < ids.length; ) {
-      cache.flush();
-      const n = Math.min(8, ids.length - pos, cache.room);
-      forward(rt, target, cache, 'int8', ids, pos, n, s);
-      pos += n;
-      last = n - 1;
-    }
     const out = new Float32Array(config.vocabSize);
-    sampler.distribution(out, computeLogits(rt, target, s, last, 1));
+    sampler.distribution(out, targetLogitsAfter(rt, target, plan, config, ids));
     return out;
   };
   const V = config.vocabSize;
