@@ -67,6 +67,7 @@ function accepts(flags) {
 const amx = x86 && accepts(['-mamx-tile', '-mamx-int8']) ? ['-mamx-tile', '-mamx-int8', '-DQUANTSPEC_AMX'] : [];
 const common = ['-O3', '-std=c11', '-fPIC', '-pthread', '-ffp-contract=off', '-fno-math-errno', '-Wall', '-D_GNU_SOURCE',
   `-I${include[0]}`, '-DNODE_GYP_MODULE_NAME=quantspec'];
+const avx512 = ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'];
 const units = [
   { file: 'kernels_common.c', flags: [] },
   { file: 'elementwise.c', flags: [] },
@@ -79,7 +80,8 @@ const units = [
   ...(x86 ? [
     { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'attention_avx.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
-    { file: 'kernels_avx512.c', flags: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni', ...amx] },
+    { file: 'kernels_avx512.c', flags: [...avx512, ...amx] },
+    { file: 'attention_avx512.c', flags: avx512 },
   ] : []),
 ];
 fs.mkdirSync(out, { recursive: true });

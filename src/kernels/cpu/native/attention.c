@@ -1,5 +1,6 @@
 /* The attention scheduler (attention.h). */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "attention.h"
 #include "isa.h"
@@ -24,6 +25,11 @@ typedef struct {
   int n_items;
   size_t slot;      /* partials per item: nq * n_heads */
   size_t scratch_per_thread;
+  /* Items are claimed one at a time from the last down (the last chunk of a group holds its
+   * full-precision rows, the costliest), so a thread that runs late or was descheduled does not
+   * hold the others up; each item writes only its own partials, so the claim order does not
+   * change the result. */
+  _Atomic int next_item;
 } at_ctx;
 
 /* The dense positions query `query` sees: [*lo, *hi). A sparse selection adds its own positions. */
@@ -75,42 +81,45 @@ static void attn_job(void *p, int part, int n_parts) {
 }
 
 /* Merge, for every (query, head), its partials over the group's chunks (and its sparse item) by
- * log-sum-exp into out; empty partials contribute nothing. */
-static void attn_merge(const at_ctx *c) {
+ * log-sum-exp into out; empty partials contribute nothing. The (query, head) pairs are shared
+ * among the threads; each pair's merge is the same sequence of operations on any thread. */
+static void attn_merge_job(void *p, int part, int n_parts) {
+  const at_ctx *c = (const at_ctx *)p;
   const attn_args *a = &c->a;
   const int d = a->head_dim, n_heads = a->n_heads, n_rep = c->n_rep;
-  for (int k = 0; k < c->n_groups; k++) {
-    const int q0 = c->group_q0[k], nqs = c->group_q0[k + 1] - q0, nj = nqs * n_rep;
-    for (int query = q0; query < q0 + nqs; query++) {
-      for (int h = 0; h < n_heads; h++) {
-        const int g = h / n_rep, r = h % n_rep;
-        const size_t gp = (size_t)g * nj + (size_t)(query - q0) * n_rep + r; /* pair index in dense items */
-        const size_t sp = (size_t)h;                                        /* index in the sparse item */
-        const int n_dense = c->group_items0[k + 1] - c->group_items0[k];
-        const int has_sparse = a->kv->sel_positions != NULL;
-        float m = -INFINITY;
-        for (int it = 0; it < n_dense + has_sparse; it++) {
-          const size_t item = it < n_dense ? (size_t)(c->group_items0[k] + it) : (size_t)(c->dense_items + query);
-          const attn_partial *pp = (attn_partial *)attn_parts + item * c->slot + (it < n_dense ? gp : sp);
-          if (pp->l > 0 && pp->m > m) m = pp->m;
-        }
-        float *o = a->out + ((size_t)query * n_heads + h) * d;
-        memset(o, 0, sizeof(float) * d);
-        float l = 0;
-        for (int it = 0; it < n_dense + has_sparse; it++) {
-          const size_t item = it < n_dense ? (size_t)(c->group_items0[k] + it) : (size_t)(c->dense_items + query);
-          const size_t idx = it < n_dense ? gp : sp;
-          const attn_partial *pp = (attn_partial *)attn_parts + item * c->slot + idx;
-          if (!(pp->l > 0)) continue;
-          const float w = expf(pp->m - m);
-          l += pp->l * w;
-          const float *src = (float *)attn_outs + (item * c->slot + idx) * d;
-          for (int i = 0; i < d; i++) o[i] += src[i] * w;
-        }
-        const float inv = l > 0 ? 1.0f / l : 0.0f;
-        for (int i = 0; i < d; i++) o[i] *= inv;
-      }
+  int u0, u1;
+  share(a->nq * n_heads, part, n_parts, 1, &u0, &u1);
+  for (int u = u0; u < u1; u++) {
+    const int query = u / n_heads, h = u % n_heads;
+    int k = 0;
+    while (query >= c->group_q0[k + 1]) k++;
+    const int q0 = c->group_q0[k], nj = (c->group_q0[k + 1] - q0) * n_rep;
+    const int g = h / n_rep, r = h % n_rep;
+    const size_t gp = (size_t)g * nj + (size_t)(query - q0) * n_rep + r; /* pair index in dense items */
+    const size_t sp = (size_t)h;                                        /* index in the sparse item */
+    const int n_dense = c->group_items0[k + 1] - c->group_items0[k];
+    const int has_sparse = a->kv->sel_positions != NULL;
+    float m = -INFINITY;
+    for (int it = 0; it < n_dense + has_sparse; it++) {
+      const size_t item = it < n_dense ? (size_t)(c->group_items0[k] + it) : (size_t)(c->dense_items + query);
+      const attn_partial *pp = (attn_partial *)attn_parts + item * c->slot + (it < n_dense ? gp : sp);
+      if (pp->l > 0 && pp->m > m) m = pp->m;
     }
+    float *o = a->out + ((size_t)query * n_heads + h) * d;
+    memset(o, 0, sizeof(float) * d);
+    float l = 0;
+    for (int it = 0; it < n_dense + has_sparse; it++) {
+      const size_t item = it < n_dense ? (size_t)(c->group_items0[k] + it) : (size_t)(c->dense_items + query);
+      const size_t idx = it < n_dense ? gp : sp;
+      const attn_partial *pp = (attn_partial *)attn_parts + item * c->slot + idx;
+      if (!(pp->l > 0)) continue;
+      const float w = expf(pp->m - m);
+      l += pp->l * w;
+      const float *src = (float *)attn_outs + (item * c->slot + idx) * d;
+      for (int i = 0; i < d; i++) o[i] += src[i] * w;
+    }
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    for (int i = 0; i < d; i++) o[i] *= inv;
   }
 }
 
@@ -175,7 +184,8 @@ int attention_run(const attn_args *a) {
       !grow(&attn_parts, &attn_parts_cap, (size_t)c.n_items * c.slot * sizeof(attn_partial)) ||
       !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float)))
     return ATTN_OUT_OF_MEMORY;
+  atomic_init(&c.next_item, 0);
   pool_run(attn_job, &c);
-  attn_merge(&c);
+  pool_run(attn_merge_job, &c);
   return ATTN_OK;
 }

@@ -5,7 +5,14 @@
  * per-ISA blocks (attention_blocks.h) take the integer dot products over the planes. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include "attention_blocks.h"
+/* attention_avx512.c compiles this file again with AVX-512 enabled (32 vector registers, EVEX
+ * encodings) under another name; the float operations are the same IEEE operations, so both
+ * drivers give the same results bit for bit. */
+#ifndef ATTENTION_DRIVER
+#define ATTENTION_DRIVER attention_rows_with
+#endif
 #include "simd_avx2.h"
+#include "simd16.h"
 
 /* One call's shapes and scratch. Pairs (query, head) are grouped by KV head:
  * gp = g * nj + j, j = (query - q0) * n_rep + r for query head g * n_rep + r. */
@@ -158,19 +165,12 @@ static void keys_from_rows(const rows_ctx *c, int k) {
   }
 }
 
-/* Mask what each query may not see (later positions; outside its window), then softmax pieces. */
-static void mask_and_softmax(const rows_ctx *c) {
-  for (int g = 0; g < c->n_kv; g++) {
-    for (int j = 0; j < c->nj; j++) {
-      const size_t gp = (size_t)g * c->nj + j;
-      const int pos = c->a->start_pos + c->q0 + j / c->n_rep;
-      const int lo = dense_lo(c->a, pos);
-      float *s = c->scores + gp * c->count;
-      for (int i = 0; i < c->count && c->p0 + i < lo; i++) s[i] = -INFINITY;
-      for (int i = pos - c->p0 + 1 > 0 ? pos - c->p0 + 1 : 0; i < c->count; i++) s[i] = -INFINITY;
-      c->part[gp].m = softmax_row(s, c->count, &c->part[gp].l);
-    }
-  }
+/* Mask what pair gp's query may not see in the chunk (later positions; outside its window). */
+static void mask_pair(const rows_ctx *c, int j, float *s) {
+  const int pos = c->a->start_pos + c->q0 + j / c->n_rep;
+  const int lo = dense_lo(c->a, pos);
+  for (int i = 0; i < c->count && c->p0 + i < lo; i++) s[i] = -INFINITY;
+  for (int i = pos - c->p0 + 1 > 0 ? pos - c->p0 + 1 : 0; i < c->count; i++) s[i] = -INFINITY;
 }
 
 /* Scratch of the value weights over n plane positions (see value_args). */
@@ -179,63 +179,110 @@ typedef struct {
   int32_t *w;  /* [n_pairs, npw]: int16 weight pairs */
   float *dw;   /* [nblk, n_pairs]: what one weight unit is worth */
   int32_t *acc; /* [n_pairs, d]: Σ W·code of one value block */
-  float *es;   /* [n]: e·s of one pair */
+  float *ms, *mm; /* [n, n_kv]: the chunk's value scales and minimums, converted to F32 */
   float *vs, *vm; /* [n]: one KV head's value scales and minimums */
+  float *emax; /* [nblk]: one pair's largest e·s per value block */
   uint8_t *tiles; /* [VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
 } value_scratch;
 
-/* Pair gp's bias Σ e·mn + offset · Σ e·s (position i in lane i % 8, the tail padded with zero
- * weights, see softmax_row) written to every channel of its output; e·s kept in es. */
-static void pair_bias(const rows_ctx *c, const value_scratch *v, size_t gp, float offset) {
-  const float *e = c->scores + gp * c->count;
-  __m256 bv = _mm256_setzero_ps();
-  for (int i = 0; i < v->n; i += 8) {
-    const int cnt = v->n - i < 8 ? v->n - i : 8;
-    float te[8] = {0}, ts[8] = {0}, tm[8] = {0}, tes[8];
-    const float *pe = e + i, *ps = v->vs + i, *pm = v->vm + i;
-    float *pes = v->es + i;
-    if (cnt < 8) {
-      memcpy(te, pe, sizeof(float) * cnt), memcpy(ts, ps, sizeof(float) * cnt), memcpy(tm, pm, sizeof(float) * cnt);
-      pe = te, ps = ts, pm = tm, pes = tes;
+/* What pair_softmax fills for the value planes at a chunk's plane positions [0, n). */
+typedef struct {
+  int n;
+  const float *vs, *vm; /* [n + 16]: the KV head's value scales and minimums, zero from n on */
+  float *emax;          /* [blocks of VALUE_BLOCK]: the largest e·s of each */
+  float offset;         /* the centring term of the codes (values_whole_groups) */
+} plane_weights;
+
+/* Softmax pieces of pair gp over the chunk in one pass after its max, 16 positions at a time
+ * (simd16.h: the same bits on AVX2 and AVX-512): e = exp(s - max), exactly 0 where masked, summed
+ * into l with position i in lane i % 16 (the tail padded with masked positions, which add exact
+ * zeros, so a longer row with more masked positions gives the same sum). Where pw is given, its
+ * plane positions [0, n) get e·s in place of e, the output's every channel the bias
+ * Σ e·mn + offset · Σ e·s, and each value block its largest e·s; the other positions keep e. */
+static void pair_softmax(const rows_ctx *c, size_t gp, const plane_weights *pw) {
+  float *s = c->scores + gp * c->count;
+  const int count = c->count, n = pw ? pw->n : 0;
+  v16f mv[2] = {v16_set1(-INFINITY), v16_set1(-INFINITY)};
+  int i = 0;
+  for (; i + 32 <= count; i += 32) mv[0] = v16_max(mv[0], v16_load(s + i)), mv[1] = v16_max(mv[1], v16_load(s + i + 16));
+  for (; i + 16 <= count; i += 16) mv[0] = v16_max(mv[0], v16_load(s + i));
+  float m = v16_hmax(v16_max(mv[0], mv[1]));
+  for (; i < count; i++) m = s[i] > m ? s[i] : m;
+  c->part[gp].m = m;
+  if (m == -INFINITY) { /* nothing visible in this chunk */
+    memset(s, 0, sizeof(float) * count);
+    c->part[gp].l = 0;
+    if (pw) {
+      for (int b = 0; b * VALUE_BLOCK < n; b++) pw->emax[b] = 0;
+      for (int ch = 0; ch < c->d; ch++) c->outp[gp * c->d + ch] = 0;
     }
-    const __m256 e8 = _mm256_loadu_ps(pe), es8 = _mm256_mul_ps(e8, _mm256_loadu_ps(ps));
-    _mm256_storeu_ps(pes, es8);
-    if (cnt < 8) memcpy(v->es + i, tes, sizeof(float) * cnt);
-    bv = _mm256_add_ps(bv, _mm256_add_ps(_mm256_mul_ps(e8, _mm256_loadu_ps(pm)), _mm256_mul_ps(es8, _mm256_set1_ps(offset))));
+    return;
   }
-  const float bias = hsum(bv);
-  float *o = c->outp + gp * c->d;
-  for (int ch = 0; ch < c->d; ch++) o[ch] = bias;
+  const v16f mb = v16_set1(m);
+  v16f lv = v16_zero(), bv = v16_zero(), sv = v16_zero(), ev = v16_zero();
+  for (i = 0; i < count; i += 16) {
+    const int cnt = count - i < 16 ? count - i : 16;
+    float tail[16];
+    float *p = s + i;
+    if (cnt < 16) {
+      for (int k = 0; k < 16; k++) tail[k] = k < cnt ? s[i + k] : -INFINITY;
+      p = tail;
+    }
+    const v16f x = v16_load(p);
+    const v16f e = v16_zero_where_neg_inf(v16_exp(v16_sub(x, mb)), x);
+    lv = v16_add(lv, e);
+    if (i < n) {
+      const v16f es = v16_mul(e, v16_load(pw->vs + i)); /* 0 from n on */
+      bv = v16_fmadd(e, v16_load(pw->vm + i), bv);
+      sv = v16_add(sv, es);
+      ev = v16_max(ev, es); /* e·s >= 0 */
+      v16_store(p, n - i >= 16 ? es : v16_blend(e, es, v16_first(n - i)));
+      if (i + 16 >= n || (i + 16) % VALUE_BLOCK == 0) { /* the end of a value block */
+        pw->emax[i / VALUE_BLOCK] = v16_hmax(ev);
+        ev = v16_zero();
+      }
+    } else {
+      v16_store(p, e);
+    }
+    if (cnt < 16) memcpy(s + i, tail, sizeof(float) * cnt);
+  }
+  c->part[gp].l = v16_hsum(lv);
+  if (pw) {
+    const float bias = v16_hsum(bv) + pw->offset * v16_hsum(sv);
+    for (int ch = 0; ch < c->d; ch++) c->outp[gp * c->d + ch] = bias;
+  }
 }
 
-/* Pair gp's weights W = e·s in units of a 32767th of each value block's largest (round to
- * nearest even), and the worth of one unit per block. */
-static void pair_weights(const rows_ctx *c, const value_scratch *v, size_t gp) {
-  const float *es = v->es;
+/* Masks, then softmax pieces, of every pair (chunks whose values are not taken by
+ * values_whole_groups). */
+static void mask_and_softmax(const rows_ctx *c) {
+  for (int g = 0; g < c->n_kv; g++) {
+    for (int j = 0; j < c->nj; j++) {
+      const size_t gp = (size_t)g * c->nj + j;
+      mask_pair(c, j, c->scores + gp * c->count);
+      pair_softmax(c, gp, NULL);
+    }
+  }
+}
+
+/* Pair gp's weights W = e·s (in place of its plane scores) in units of a 32767th of each value
+ * block's largest (round to nearest even), and the worth of one unit per block. */
+static void pair_weights(const rows_ctx *c, const value_scratch *v, const plane_weights *pw, size_t gp) {
+  const float *es = c->scores + gp * c->count;
   int16_t *wg = (int16_t *)(v->w + gp * v->npw);
   for (int blk = 0; blk < v->nblk; blk++) {
     const int b0 = blk * VALUE_BLOCK, bn = v->n - b0 < VALUE_BLOCK ? v->n - b0 : VALUE_BLOCK;
-    __m256 mv = _mm256_setzero_ps(); /* e·s >= 0 */
-    int i = b0;
-    for (; i + 8 <= b0 + bn; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(es + i));
-    float emax = hmax(mv);
-    for (; i < b0 + bn; i++) emax = es[i] > emax ? es[i] : emax;
+    const float emax = pw->emax[blk];
     const float unit = emax / 32767.0f, inv = unit > 0 ? 32767.0f / emax : 0.0f;
-    const __m256 invv = _mm256_set1_ps(inv);
-    for (i = b0; i < b0 + bn; i += 8) {
-      const int cnt = b0 + bn - i < 8 ? b0 + bn - i : 8;
-      float te[8] = {0};
-      const float *pe = es + i;
-      if (cnt < 8) memcpy(te, pe, sizeof(float) * cnt), pe = te;
-      const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(pe), invv));
-      const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-      if (cnt == 8) {
-        _mm_storeu_si128((__m128i *)(wg + i), q16);
-      } else {
-        int16_t t8[8];
-        _mm_storeu_si128((__m128i *)t8, q16);
-        memcpy(wg + i, t8, sizeof(int16_t) * cnt);
-      }
+    const v16f invv = v16_set1(inv);
+    int i = b0;
+    for (; i + 16 <= b0 + bn; i += 16) v16_store_i16(wg + i, v16_mul(v16_load(es + i), invv));
+    if (i < b0 + bn) {
+      float te[16] = {0};
+      int16_t t16[16];
+      memcpy(te, es + i, sizeof(float) * (size_t)(b0 + bn - i));
+      v16_store_i16(t16, v16_mul(v16_load(te), invv));
+      memcpy(wg + i, t16, sizeof(int16_t) * (size_t)(b0 + bn - i));
     }
     v->dw[(size_t)blk * c->n_pairs + gp] = c->kv->bits == 8 ? unit * (1.0f / 16.0f) : unit;
   }
@@ -280,10 +327,11 @@ static void values_accumulate(const rows_ctx *c, const value_scratch *v) {
   }
 }
 
-/* Values over the planes when one value group spans a head (the usual case): integer blocks. */
+/* Values over the planes when one value group spans a head (the usual case): the softmax pieces
+ * fused with the value weights (pair_softmax), then integer blocks. */
 static void values_whole_groups(const rows_ctx *c) {
   const kv_planes *pl = c->pl;
-  const int groups = pl->kv_dim / pl->group_v, n = c->qa_end - c->p0;
+  const int groups = c->n_kv, n = c->qa_end - c->p0; /* one value group per KV head */
   value_scratch v;
   v.n = n;
   v.npw = (n + 1) / 2;
@@ -291,22 +339,41 @@ static void values_whole_groups(const rows_ctx *c) {
   v.w = c->values;
   v.dw = (float *)(v.w + (size_t)c->n_pairs * v.npw);
   v.acc = (int32_t *)(v.dw + (size_t)v.nblk * c->n_pairs);
-  v.es = (float *)(v.acc + (size_t)c->n_pairs * c->d);
-  v.vs = v.es + n;
-  v.vm = v.vs + n;
-  v.tiles = (uint8_t *)(((uintptr_t)(v.vm + n) + 63) & ~(uintptr_t)63);
+  v.ms = (float *)(v.acc + (size_t)c->n_pairs * c->d);
+  v.mm = v.ms + (size_t)n * groups;
+  v.vs = v.mm + (size_t)n * groups;
+  v.vm = v.vs + n + 16;
+  v.emax = v.vm + n + 16;
+  v.tiles = (uint8_t *)(((uintptr_t)(v.emax + v.nblk) + 63) & ~(uintptr_t)63);
+  for (int k = n; k < n + 16; k++) v.vs[k] = 0, v.vm[k] = 0;
+  /* the chunk's value metadata [position, KV head] to F32, 8 at a time */
+  const size_t total = (size_t)n * groups;
+  const uint16_t *vsc = pl->v_scale + (size_t)c->p0 * groups, *vmn = pl->v_min + (size_t)c->p0 * groups;
+  size_t k = 0;
+  for (; k + 8 <= total; k += 8) {
+    _mm256_storeu_ps(v.ms + k, load8_f16(vsc + k));
+    _mm256_storeu_ps(v.mm + k, load8_f16(vmn + k));
+  }
+  for (; k < total; k++) v.ms[k] = _cvtsh_ss(vsc[k]), v.mm[k] = _cvtsh_ss(vmn[k]);
   /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
-  const float offset = c->kv->bits == 8 ? 7.5f : 8.0f;
+  const plane_weights pw = {n, v.vs, v.vm, v.emax, c->kv->bits == 8 ? 7.5f : 8.0f};
   for (int g = 0; g < c->n_kv; g++) {
-    for (int i = 0; i < n; i++) {
-      const size_t gi = (size_t)(c->p0 + i) * groups + g;
-      v.vs[i] = _cvtsh_ss(pl->v_scale[gi]);
-      v.vm[i] = _cvtsh_ss(pl->v_min[gi]);
+    if (groups == 1) {
+      memcpy(v.vs, v.ms, sizeof(float) * n), memcpy(v.vm, v.mm, sizeof(float) * n);
+    } else {
+      const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(groups));
+      int i = 0;
+      for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(v.vs + i, _mm256_i32gather_ps(v.ms + (size_t)i * groups + g, idx, 4));
+        _mm256_storeu_ps(v.vm + i, _mm256_i32gather_ps(v.mm + (size_t)i * groups + g, idx, 4));
+      }
+      for (; i < n; i++) v.vs[i] = v.ms[(size_t)i * groups + g], v.vm[i] = v.mm[(size_t)i * groups + g];
     }
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
-      pair_bias(c, &v, gp, offset);
-      pair_weights(c, &v, gp);
+      mask_pair(c, j, c->scores + gp * c->count);
+      pair_softmax(c, gp, &pw);
+      pair_weights(c, &v, &pw, gp);
     }
   }
   values_accumulate(c, &v);
@@ -384,7 +451,7 @@ static void values_from_rows(const rows_ctx *c, int k) {
   }
 }
 
-void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,
+void ATTENTION_DRIVER(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,
                          attn_partial *part, float *outp) {
   const kv_view *kv = a->kv;
   const kv_planes *pl = kv->planes;
@@ -416,10 +483,11 @@ void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, 
   const int planes = p0 < c.qa_end;
   if (planes) keys_from_planes(&c);
   keys_from_rows(&c, planes ? c.qa_end - p0 : 0);
-  mask_and_softmax(&c);
-  if (planes) {
-    if (pl->group_v == d) values_whole_groups(&c);
-    else values_split_groups(&c);
+  if (planes && pl->group_v == d) {
+    values_whole_groups(&c); /* its softmax is fused with the value weights */
+  } else {
+    mask_and_softmax(&c);
+    if (planes) values_split_groups(&c);
   }
   values_from_rows(&c, planes ? c.qa_end - p0 : 0);
 }

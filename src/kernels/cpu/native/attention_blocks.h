@@ -73,6 +73,9 @@ typedef struct {
 
 void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,
                          attn_partial *part, float *out_partial);
+/* The same driver compiled with AVX-512 (attention_avx512.c), for the AVX-512 and AMX tables. */
+void attention_rows_with512(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,
+                            attn_partial *part, float *out_partial);
 
 /* The planes are read with a stride of a whole row (all KV heads), which the hardware prefetchers
  * follow poorly: the blocks prefetch their own bytes this many positions ahead. */

@@ -654,7 +654,7 @@ static const attn_blocks amx_blocks = {keys_amx, values_avx512, value_block_amx,
 
 static void attention_rows_amx(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                                float *outp) {
-  attention_rows_with(&amx_blocks, a, q0, q1, p0, p1, scratch, part, outp);
+  attention_rows_with512(&amx_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 #endif
 
@@ -662,7 +662,7 @@ static const attn_blocks avx512_blocks = {keys_avx512, values_avx512};
 
 static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                            float *outp) {
-  attention_rows_with(&avx512_blocks, a, q0, q1, p0, p1, scratch, part, outp);
+  attention_rows_with512(&avx512_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 
 /* Sparse-selection attention and SiLU-gate are not bound by the vector width: the AVX2 ones serve. */
