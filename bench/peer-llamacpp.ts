@@ -11,7 +11,7 @@
 // thread, and on a machine with few cores fewer threads can be faster. The ratio columns compare
 // against llama.cpp's fastest thread count for each mode, named in the cell.
 //
-//   node dist/bench/peer-llamacpp.js [--model HF_DIR] [--contexts 1024,4096,16384,32768] [--gen 128]
+//   node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128]
 //                                    [--threads 2] [--llama-threads 1] [--json FILE] [--keep DIR]
 //   node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]
 //
@@ -29,13 +29,14 @@ import { parseArgs } from 'node:util';
 import type { LlamaContextSequence, Token } from 'node-llama-cpp';
 import { loadModel } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
-import { convertHfToGguf } from '../src/model/gguf-writer.js';
+import { convertHfToGguf, writeModelGguf } from '../src/model/gguf-writer.js';
+import { syntheticGgufInput } from '../src/model/synthetic.js';
 import { promptOf } from '../src/engine/bench.js';
 import { cpuModel, machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
   options: {
-    model: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
+    model: { type: 'string' }, synthetic: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
     json: { type: 'string' }, keep: { type: 'string' }, text: { type: 'string' }, 'llama-threads': { type: 'string' },
     tables: { type: 'string' },
   },
@@ -74,7 +75,8 @@ const log = (s: string) => process.stdout.write(`${s}\n`);
 
 /** Measures both engines, printing and (with --json) appending each row as it is taken. */
 async function measure(): Promise<Row[]> {
-  const hfDir = args.model ?? path.join(shared, 'models', 'pdlm-5.8m');
+  if (args.model && args.synthetic) throw new Error('--model and --synthetic name two models; pass one of them.');
+  const hfDir = args.synthetic ? `synthetic ${args.synthetic}` : args.model ?? path.join(shared, 'models', 'pdlm-5.8m');
   const contexts = (args.contexts ?? '1024,4096,16384,32768').split(',').map(Number);
   const GEN = Number(args.gen ?? 128);
   const THREADS = Number(args.threads ?? 2);
@@ -86,8 +88,11 @@ async function measure(): Promise<Row[]> {
   fs.mkdirSync(work, { recursive: true });
   const targetFile = path.join(work, 'target-f16.gguf');
   const draftFile = path.join(work, 'draft-q4_0.gguf');
-  convertHfToGguf(hfDir, targetFile, 'f16');
-  convertHfToGguf(hfDir, draftFile, 'q4_0');
+  // A synthetic model (random weights with a published model's shapes) is written from its preset.
+  const convert = (file: string, dtype: 'f16' | 'q4_0') =>
+    args.synthetic ? writeModelGguf(syntheticGgufInput(args.synthetic), file, dtype) : convertHfToGguf(hfDir, file, dtype);
+  convert(targetFile, 'f16');
+  convert(draftFile, 'q4_0');
 
   const bandwidth = measureReadBandwidth();
   log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured' : `${bandwidth.toFixed(1)} GB/s`}, ${THREADS} threads for both engines`);

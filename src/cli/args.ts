@@ -2,6 +2,7 @@
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidArgumentError } from '../core/errors.js';
+import { SYNTHETIC_PREFIX } from '../engine/api.js';
 
 export type Flags = Record<string, string | boolean | string[] | undefined>;
 
@@ -69,10 +70,24 @@ export const SAMPLING_FLAGS = {
 
 export const MODEL_FLAGS = {
   model: { type: 'string', short: 'm' },
+  synthetic: { type: 'string' },
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
   ctx: { type: 'string' },
 } as const;
+
+/**
+ * The model a command reads: --model PATH, or --synthetic NAME (random weights with a published
+ * model's shapes, model/synthetic.ts) as the path `synthetic:NAME`; undefined for the default.
+ */
+export function modelPathOf(flags: Flags): string | undefined {
+  const model = str(flags, 'model');
+  const synthetic = str(flags, 'synthetic');
+  if (model !== undefined && synthetic !== undefined) {
+    throw new InvalidArgumentError('--model and --synthetic name two models; pass one of them.', 'synthetic');
+  }
+  return synthetic !== undefined ? `${SYNTHETIC_PREFIX}${synthetic}` : model;
+}
 
 /** Decoding-mode flags shared by generate, chat, serve and bench. */
 export const DECODING_FLAGS = {

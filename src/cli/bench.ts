@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { BackendName } from '../engine/api.js';
 import { BENCH_GAMMA, BENCH_MODES, DEFAULT_BENCH_RUNS, markdownTable, runBench } from '../engine/bench.js';
-import { parse, str } from './args.js';
+import { SYNTHETIC_MODELS } from '../engine/api.js';
+import { modelPathOf, parse, str } from './args.js';
 
-export const BENCH_USAGE = `usage: quantspec bench [--model PATH] [--contexts 1024,4096,16384,32768] [--gen 128] [--runs ${DEFAULT_BENCH_RUNS}]
+export const BENCH_USAGE = `usage: quantspec bench [--model PATH | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--runs ${DEFAULT_BENCH_RUNS}]
                        [--modes ${BENCH_MODES.map((m) => m.name).join(',')}]
                        [--text FILE] [--backend cpu|reference] [--json FILE] [--plot FILE.svg]
 
@@ -19,6 +20,8 @@ decoding with the F16 cache and with the INT8 view in the same run, acceptance, 
 length, for plain modes the bytes a step reads and their share of the measured read bandwidth,
 peak RSS and KV bytes. QuantSpec and the StreamingLLM / SnapKV drafts run at γ = ${BENCH_GAMMA} (the
 sparse drafts over the F16 cache); quantspec-auto picks γ itself. Warm-up runs are excluded.
+--synthetic NAME (${SYNTHETIC_MODELS.join(', ')}) runs random weights with that published model's
+exact shapes and vocabulary: its rows say synthetic, and their acceptance means nothing.
 Prints JSON lines as it goes and a markdown table at the end.`;
 
 function defaultCorpus(): string | undefined {
@@ -36,7 +39,7 @@ function intList(v: string | undefined, name: string, fallback: number[]): numbe
 
 export async function runBenchCommand(argv: string[]): Promise<number> {
   const { flags } = parse(argv, {
-    model: { type: 'string', short: 'm' }, contexts: { type: 'string' }, gen: { type: 'string' }, runs: { type: 'string' }, modes: { type: 'string' },
+    model: { type: 'string', short: 'm' }, synthetic: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, runs: { type: 'string' }, modes: { type: 'string' },
     text: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' }, plot: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   });
   if (flags['help']) {
@@ -49,7 +52,7 @@ export async function runBenchCommand(argv: string[]): Promise<number> {
   const runs = Number(str(flags, 'runs') ?? DEFAULT_BENCH_RUNS);
   if (!Number.isInteger(runs) || runs < 1) throw new InvalidArgumentError(`--runs takes a positive integer, got "${str(flags, 'runs')}".`, 'runs');
   const rows = await runBench({
-    model: str(flags, 'model'),
+    model: modelPathOf(flags),
     contexts: intList(str(flags, 'contexts'), 'contexts', [1024, 4096, 16384, 32768]),
     gen: gen!,
     runs,

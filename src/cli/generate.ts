@@ -7,14 +7,17 @@ import type { GenerateOptions, GenerationResult, PromptInput, Session } from '..
 import type { BackendName } from '../engine/api.js';
 import { resolveSampling } from '../engine/api.js';
 import type { ChatMessage } from '../engine/api.js';
-import { DECODING_FLAGS, int, list, MODEL_FLAGS, num, parse, SAMPLING_FLAGS, str, type Flags } from './args.js';
+import { SYNTHETIC_MODELS } from '../engine/api.js';
+import { DECODING_FLAGS, int, list, MODEL_FLAGS, modelPathOf, num, parse, SAMPLING_FLAGS, str, type Flags } from './args.js';
 import type { DecodingOptions, KvMode, SpecMode } from '../engine/api.js';
 import { formatBytes, ProgressBar } from './progress.js';
 
 export const GENERATE_USAGE = `usage: quantspec generate [--model PATH] --prompt TEXT [options]
 
 Streams a completion to stdout. Without --model, the embedded pdlm-5.8m model is used.
-  --model, -m PATH      Hugging Face directory (config.json + safetensors) or llama2.c .bin
+  --model, -m PATH      Hugging Face directory (config.json + safetensors), GGUF file or llama2.c .bin
+  --synthetic NAME      instead of --model: random weights with the exact shapes and vocabulary of
+                        ${SYNTHETIC_MODELS.join(', ')} (speed and memory only)
   --tokenizer PATH      tokenizer file when it is not beside the model
   --prompt, -p TEXT     the prompt (read from stdin when omitted and stdin is not a terminal)
   --chat                apply the model's chat template to the prompt (as one user message)
@@ -63,7 +66,7 @@ export function decodingOptions(flags: Flags): DecodingOptions {
 export async function loadForCli(flags: Flags, withDraft = true): Promise<Model> {
   const bar = new ProgressBar('loading', formatBytes);
   const backend = str(flags, 'backend');
-  const model = await loadModel(str(flags, 'model'), {
+  const model = await loadModel(modelPathOf(flags), {
     ...decodingOptions(flags),
     draft: withDraft && {
       bits: int(flags, 'draft-bits'),
@@ -168,7 +171,7 @@ export function statsText(model: Model, r: GenerationResult): string {
   if (s) {
     lines.push(
       `speculation (${s.mode}): ${s.rounds} rounds, ${s.accepted}/${s.drafted} drafts accepted ` +
-        `(acceptance ${(s.acceptanceRate * 100).toFixed(1)}%), ${s.meanAcceptedLength.toFixed(2)} tokens/round, ` +
+        `(acceptance ${(s.acceptanceRate * 100).toFixed(1)}%${model.format === 'synthetic' ? ', meaningless: synthetic weights' : ''}), ${s.meanAcceptedLength.toFixed(2)} tokens/round, ` +
         `${s.plainSteps} plain steps`,
       `  per position: ${s.perPosition.map((p) => (p * 100).toFixed(0) + '%').join(' ')}`,
       `  draft ${s.draftMs.toFixed(1)} ms, verify ${s.verifyMs.toFixed(1)} ms, last gamma ${s.gamma}`,
@@ -216,6 +219,8 @@ export function resultJson(model: Model, r: GenerationResult): Record<string, un
     },
     kv_bytes: { total: r.kvBytes.total, buffer: r.kvBytes.fp, upper: r.kvBytes.upper, lower: r.kvBytes.lower, meta: r.kvBytes.meta },
     draft_bytes: model.draftBytes,
+    /** Random weights (--synthetic): the text and the acceptance mean nothing. */
+    synthetic: model.format === 'synthetic',
   };
 }
 

@@ -6,10 +6,10 @@ import { defaultModelPath } from '../engine/model.js';
 import { RemoteModel } from '../engine/remote.js';
 import type { BackendName } from '../engine/api.js';
 import { QuantspecServer } from '../server/http.js';
-import { DECODING_FLAGS, int, MODEL_FLAGS, parse, SAMPLING_FLAGS, str } from './args.js';
+import { DECODING_FLAGS, int, MODEL_FLAGS, modelPathOf, parse, SAMPLING_FLAGS, str } from './args.js';
 import { decodingOptions, generationOptions } from './generate.js';
 
-export const SERVE_USAGE = `usage: quantspec serve [--model PATH] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+export const SERVE_USAGE = `usage: quantspec serve [--model PATH | --synthetic NAME] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
                        [--parallel N] [--max-queue N] [--ctx N] [generation and decoding options]
 
 OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions and /v1/responses
@@ -54,7 +54,7 @@ export async function runServe(argv: string[]): Promise<number> {
   if (requestTimeoutMs < 100) throw new InvalidArgumentError('--request-timeout must be at least 100 ms.', 'request-timeout');
   const list = (name: string) => (str(flags, name) ?? '').split(',').map((x) => x.trim()).filter((x) => x.length > 0);
   const defaults = { ...generationOptions(flags), ...decodingOptions(flags) };
-  const modelPath = str(flags, 'model');
+  const modelPath = modelPathOf(flags);
   const modelId = str(flags, 'alias') ?? path.basename(modelPath ?? defaultModelPath()).replace(/\.(bin|gguf)$/, '');
   const log = (line: string) => process.stderr.write(`quantspec serve: ${line}\n`);
   const server = new QuantspecServer({

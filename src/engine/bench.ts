@@ -54,6 +54,8 @@ export interface BenchRow {
   readonly context: number;
   readonly mode: string;
   readonly backend: string;
+  /** A synthetic model (random weights, model/synthetic.ts): its acceptance means nothing. */
+  readonly synthetic: boolean;
   /** Draft length of a fixed-γ speculative mode (null for plain decoding and adaptive γ). */
   readonly gamma: number | null;
   readonly prefill_tokens_per_s: number;
@@ -124,6 +126,8 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
   o.log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured (no native backend)' : `${bandwidth.toFixed(1)} GB/s`}, backend ${model.backend.name}`);
   o.log(`# model ${model.path}: ${model.config.nLayers} layers, dim ${model.config.dim}; prompts from ${o.corpus}; ` +
     `${o.gen} greedy tokens per run, ${runs} runs per mode from one prefilled cache`);
+  const synthetic = model.format === 'synthetic';
+  if (synthetic) o.log('# synthetic model: random weights with the shapes of a published model; speeds and memory are real, acceptance means nothing');
   const rows: BenchRow[] = [];
   // Warm-up (excluded): compile paths and fill caches for every mode.
   const warm = promptOf(model, text, Math.min(64, o.contexts[0]!));
@@ -154,7 +158,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
       const decode = median(speeds);
       const bytes = plain ? plainStepBytes(model, plan.kv, context) : null;
       at.push({
-        context, mode: m.name, backend: model.backend.name,
+        context, mode: m.name, backend: model.backend.name, synthetic,
         gamma: plan.spec === 'none' || plan.gamma === 'auto' ? null : plan.gamma,
         prefill_tokens_per_s: pre.prefillMs > 0 ? ((pre.promptTokens - 1) / pre.prefillMs) * 1000 : 0,
         decode_tokens_per_s: decode, decode_min: Math.min(...speeds), decode_max: Math.max(...speeds), runs,
@@ -190,9 +194,9 @@ export function markdownTable(rows: readonly BenchRow[]): string {
     '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
-    lines.push(`| ${r.context} | ${r.mode} | ${r.gamma ?? (r.mode === 'quantspec-auto' ? 'auto' : '–')} | ${fmt(r.prefill_tokens_per_s, 0)} | ` +
+    lines.push(`| ${r.context} | ${r.mode}${r.synthetic ? ' (synthetic)' : ''} | ${r.gamma ?? (r.mode === 'quantspec-auto' ? 'auto' : '–')} | ${fmt(r.prefill_tokens_per_s, 0)} | ` +
       `${fmt(r.decode_tokens_per_s)} (${fmt(r.decode_min)}–${fmt(r.decode_max)}) | ${fmt(r.speedup_vs_f16, 2)} | ${fmt(r.speedup_vs_int8, 2)} | ` +
-      `${r.acceptance_rate === null ? '–' : `${(r.acceptance_rate * 100).toFixed(1)}%`} | ${fmt(r.mean_accepted_length, 2)} | ` +
+      `${r.acceptance_rate === null ? '–' : `${(r.acceptance_rate * 100).toFixed(1)}%${r.synthetic ? ' (synthetic: meaningless)' : ''}`} | ${fmt(r.mean_accepted_length, 2)} | ` +
       `${r.bytes_per_step === null ? '–' : mib(r.bytes_per_step)} | ${r.bandwidth_share === null ? '–' : `${(r.bandwidth_share * 100).toFixed(0)}%`} | ` +
       `${mib(r.peak_rss_bytes)} | ${mib(r.kv_bytes)} |`);
   }

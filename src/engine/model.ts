@@ -13,6 +13,7 @@ import { loadWeights, openModel, type ModelFormat, type ResolvedModel } from '..
 import { buildRopeTables } from '../model/rope.js';
 import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js';
 import { buildDraftWeights, type DraftOptions } from '../quant/draft.js';
+import { SYNTHETIC_PREFIX, syntheticPublished, syntheticTokenizer } from '../model/synthetic.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
 import { ggufTokenizer } from '../tokenizer/gguf.js';
@@ -170,6 +171,11 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 function loadTokenizer(m: ResolvedModel, tokenizerPath?: string): Tokenizer {
   if (m.format === 'hf') return HfTokenizer.fromPath(tokenizerPath ?? m.path, m.config.eosIds);
+  if (m.format === 'synthetic') {
+    if (tokenizerPath) return HfTokenizer.fromPath(tokenizerPath, m.config.eosIds);
+    const { tokenizerJson, tokenizerConfig } = syntheticTokenizer(m.path.slice(SYNTHETIC_PREFIX.length));
+    return new HfTokenizer(tokenizerJson, tokenizerConfig, m.config.eosIds);
+  }
   if (m.format === 'gguf') {
     return tokenizerPath ? HfTokenizer.fromPath(tokenizerPath, m.config.eosIds) : ggufTokenizer(m.gguf!, m.config.eosIds);
   }
@@ -206,6 +212,9 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   } catch (e) {
     resolved.source.close();
     throw e;
+  }
+  if (resolved.format === 'synthetic') {
+    options.onWarning?.(`${resolved.path} has random weights with the shapes of ${syntheticPublished(resolved.path.slice(SYNTHETIC_PREFIX.length))}: its text and acceptance mean nothing; its speed and memory are real.`);
   }
   if (contextLength > config.trainedContextLength) {
     options.onWarning?.(`context ${contextLength} is beyond the ${config.trainedContextLength} positions this model was trained for; quality may drop.`);

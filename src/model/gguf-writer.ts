@@ -13,7 +13,7 @@ import { GGUF_MAGIC, GgufValueType } from './gguf.js';
 import { ggufTensorName } from './gguf-model.js';
 import { readHfConfig, readJsonFile, SafetensorsSource, hfTensorName } from './hf.js';
 import { inverseFrequencies } from './rope.js';
-import type { TensorKey } from './weights.js';
+import { tensorKeysOf, type TensorKey, type TensorSource } from './weights.js';
 
 export type GgufEntry =
   | [string, GgufValueType.STRING, string]
@@ -27,7 +27,8 @@ export interface GgufTensorOut {
   readonly shape: readonly number[];
   /** ggml type: 0 F32, 1 F16, or any other with its raw block bytes. */
   readonly type: number;
-  readonly bytes: Uint8Array;
+  /** The data, or its length and a function that makes it when the file is written (one tensor in memory at a time). */
+  readonly bytes: Uint8Array | { readonly byteLength: number; readonly produce: () => Uint8Array };
 }
 
 const ALIGNMENT = 32;
@@ -107,7 +108,7 @@ export function writeGguf(file: string, metadata: readonly GgufEntry[], tensors:
     w.u32(t.type);
     w.u64(offset);
     offsets.push(offset);
-    offset += Math.ceil(t.bytes.length / ALIGNMENT) * ALIGNMENT;
+    offset += Math.ceil(t.bytes.byteLength / ALIGNMENT) * ALIGNMENT;
   }
   const header = w.bytes();
   const dataStart = Math.ceil(header.length / ALIGNMENT) * ALIGNMENT;
@@ -118,8 +119,10 @@ export function writeGguf(file: string, metadata: readonly GgufEntry[], tensors:
     let pos = 0;
     for (const [i, t] of tensors.entries()) {
       fs.writeSync(fd, Buffer.alloc(offsets[i]! - pos));
-      fs.writeSync(fd, t.bytes);
-      pos = offsets[i]! + t.bytes.length;
+      const data = t.bytes instanceof Uint8Array ? t.bytes : t.bytes.produce();
+      if (data.byteLength !== t.bytes.byteLength) throw new Error(`gguf: tensor ${t.name} made ${data.byteLength} bytes, not ${t.bytes.byteLength}.`);
+      fs.writeSync(fd, data);
+      pos = offsets[i]! + data.byteLength;
     }
     fs.writeSync(fd, Buffer.alloc(Math.ceil(pos / ALIGNMENT) * ALIGNMENT - pos));
   } finally {
@@ -209,11 +212,8 @@ export function permuteRows(t: DenseTensor, nHead: number): DenseTensor {
 
 const GGUF_ARCH_OF: Record<string, string> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' };
 
-/** Tokenizer metadata from a byte-level BPE tokenizer.json. */
-function tokenizerEntries(dir: string, c: ModelConfig): GgufEntry[] {
-  const tj = readJsonFile(path.join(dir, 'tokenizer.json'), 'tokenizer.json') as Record<string, any>;
-  const cfgPath = path.join(dir, 'tokenizer_config.json');
-  const tc = fs.existsSync(cfgPath) ? (readJsonFile(cfgPath, 'tokenizer_config.json') as Record<string, any>) : {};
+/** Tokenizer metadata from a byte-level BPE tokenizer.json (and tokenizer_config.json); `where` names them in errors. */
+function tokenizerEntries(tj: Record<string, any>, tc: Record<string, any>, c: ModelConfig, dir: string): GgufEntry[] {
   const model = tj['model'];
   if (model?.type !== 'BPE') throw new TokenizerError(`${dir}: only BPE tokenizer.json files can be converted (found ${model?.type}).`);
   const vocab = model.vocab as Record<string, number>;
@@ -269,19 +269,51 @@ export type TensorEncoder = (name: string, t: DenseTensor) => GgufTensorOut | nu
 
 export type GgufDtype = 'f32' | 'f16' | 'q4_0';
 
+/** What a GGUF file is written from: a config, its tensors under HF names, and its tokenizer files' JSON. */
+export interface GgufInput {
+  readonly name: string;
+  readonly config: ModelConfig;
+  readonly source: TensorSource;
+  readonly tokenizerJson: Record<string, unknown>;
+  readonly tokenizerConfig: Record<string, unknown>;
+}
+
 /**
  * Convert a Hugging Face model directory to GGUF: matrices in `dtype` (q4_0 keeps F16 for
  * matrices whose rows are not a multiple of 32), vectors in F32.
  */
 export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
+  const config = readHfConfig(dir);
+  const tokenizerJson = readJsonFile(path.join(dir, 'tokenizer.json'), 'tokenizer.json') as Record<string, unknown>;
+  const cfgPath = path.join(dir, 'tokenizer_config.json');
+  const tokenizerConfig = fs.existsSync(cfgPath) ? (readJsonFile(cfgPath, 'tokenizer_config.json') as Record<string, unknown>) : {};
+  const source = SafetensorsSource.openDirectory(dir);
+  try {
+    return writeModelGguf({ name: path.basename(dir), config, source, tokenizerJson, tokenizerConfig }, out, dtype, encode);
+  } finally {
+    source.close();
+  }
+}
+
+/** The bytes of a tensor of `n` values in `type` (0 F32, 1 F16, 2 Q4_0). */
+function typeBytes(type: number, n: number): number {
+  return type === 0 ? 4 * n : type === 1 ? 2 * n : (n / 32) * 18;
+}
+
+/**
+ * Write a model as GGUF (see convertHfToGguf). Without a custom encoder each tensor is read,
+ * converted and written one at a time, so a model larger than memory converts.
+ */
+export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
   if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q4_0') throw new InvalidArgumentError(`dtype must be f32, f16 or q4_0, got ${dtype}.`, 'dtype');
-  const c = readHfConfig(dir);
+  const c = input.config;
+  const dir = input.name;
   const arch = GGUF_ARCH_OF[c.arch]!;
   if (c.slidingWindow !== null) throw new InvalidArgumentError(`${dir}: sliding-window models cannot be converted (llama.cpp's llama architecture has no window).`);
   const k = (s: string) => `${arch}.${s}`;
   const meta: GgufEntry[] = [
     ['general.architecture', GgufValueType.STRING, arch],
-    ['general.name', GgufValueType.STRING, path.basename(dir)],
+    ['general.name', GgufValueType.STRING, input.name],
     [k('context_length'), GgufValueType.UINT32, c.trainedContextLength],
     [k('embedding_length'), GgufValueType.UINT32, c.dim],
     [k('block_count'), GgufValueType.UINT32, c.nLayers],
@@ -298,37 +330,37 @@ export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, enco
   if (c.ropeScaling.type === 'linear') {
     meta.push([k('rope.scaling.type'), GgufValueType.STRING, 'linear'], [k('rope.scaling.factor'), GgufValueType.FLOAT32, c.ropeScaling.factor]);
   }
-  meta.push(...tokenizerEntries(dir, c));
-  const src = SafetensorsSource.openDirectory(dir);
+  meta.push(...tokenizerEntries(input.tokenizerJson as Record<string, any>, input.tokenizerConfig as Record<string, any>, c, dir));
+  const src = input.source;
   const tensors: GgufTensorOut[] = [];
-  try {
-    const keys: TensorKey[] = ['tokEmbed'];
-    for (let l = 0; l < c.nLayers; l++) {
-      const roles = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
-      if (c.qkvBias) roles.push('bq', 'bk', 'bv');
-      if (c.qkNorm) roles.push('qNorm', 'kNorm');
-      for (const r of roles) keys.push(`layers.${l}.${r}` as TensorKey);
+  const keys = tensorKeysOf(c).filter((key) => key !== 'lmHead' || src.info(hfTensorName(key)) !== undefined);
+  const permute = arch === 'llama';
+  const dense = (key: TensorKey): DenseTensor => {
+    let t = src.read(hfTensorName(key)) as DenseTensor;
+    const role = key.split('.').at(-1)!;
+    if (permute && (role === 'wq' || role === 'bq')) t = permuteRows(t, c.nHeads);
+    if (permute && (role === 'wk' || role === 'bk')) t = permuteRows(t, c.nKvHeads);
+    return t;
+  };
+  for (const key of keys) {
+    const info = src.info(hfTensorName(key));
+    if (!info) throw new InvalidArgumentError(`${dir}: tensor ${hfTensorName(key)} is missing.`);
+    const vector = info.shape.length === 1;
+    const name = ggufTensorName(key);
+    if (!vector && encode) { /* custom encoders see the tensor first and may pick any type */
+      const t = dense(key);
+      const custom = encode(name, t);
+      const { type, bytes } = custom ?? (dtype !== 'q4_0' ? toBytes(t, dtype) : t.shape.at(-1)! % 32 === 0 ? encodeQ4_0(t) : toBytes(t, 'f16'));
+      tensors.push(custom ?? { name, shape: t.shape, type, bytes });
+      continue;
     }
-    keys.push('finalNorm');
-    if (!c.tiedEmbeddings && src.info(hfTensorName('lmHead'))) keys.push('lmHead');
-    const permute = arch === 'llama';
-    for (const key of keys) {
-      let t = src.read(hfTensorName(key)) as DenseTensor;
-      const role = key.split('.').at(-1)!;
-      if (permute && (role === 'wq' || role === 'bq')) t = permuteRows(t, c.nHeads);
-      if (permute && (role === 'wk' || role === 'bk')) t = permuteRows(t, c.nKvHeads);
-      const vector = t.shape.length === 1;
-      const custom = vector ? null : encode?.(ggufTensorName(key), t) ?? null;
-      if (custom) tensors.push(custom);
-      else {
-        const { type, bytes } = vector ? toBytes(t, 'f32')
-          : dtype !== 'q4_0' ? toBytes(t, dtype)
-          : t.shape.at(-1)! % 32 === 0 ? encodeQ4_0(t) : toBytes(t, 'f16');
-        tensors.push({ name: ggufTensorName(key), shape: t.shape, type, bytes });
-      }
-    }
-  } finally {
-    src.close();
+    const n = info.shape.reduce((a, b) => a * b, 1);
+    const type = vector ? 0 : dtype === 'f32' ? 0 : dtype === 'q4_0' && info.shape.at(-1)! % 32 === 0 ? 2 : 1;
+    const produce = (): Uint8Array => {
+      const t = dense(key);
+      return (type === 2 ? encodeQ4_0(t) : toBytes(t, type === 0 ? 'f32' : 'f16')).bytes;
+    };
+    tensors.push({ name, shape: info.shape, type, bytes: { byteLength: typeBytes(type, n), produce } });
   }
   if (c.ropeScaling.type === 'llama3') {
     // llama.cpp applies llama3 scaling through per-frequency divisors.

@@ -9,9 +9,10 @@ import { hfTensorName, isHfDirectory, readHfConfig, SafetensorsSource } from './
 import { Llama2cSource, llama2cTensorName } from './llama2c.js';
 import type { GgufFile } from './gguf.js';
 import { ggufTensorName, openGguf } from './gguf-model.js';
+import { isSyntheticPath, SYNTHETIC_PREFIX, syntheticConfig, SyntheticSource } from './synthetic.js';
 import { loadWeightSet, type LoadProgress, type TensorKey, type TensorSource, type WeightSet } from './weights.js';
 
-export type ModelFormat = 'hf' | 'llama2c' | 'gguf';
+export type ModelFormat = 'hf' | 'llama2c' | 'gguf' | 'synthetic';
 
 export interface ResolvedModel {
   readonly format: ModelFormat;
@@ -31,6 +32,11 @@ function llama2cInDirectory(dir: string): string | null {
 
 /** Open a model's tensors and config without reading weight data yet. */
 export function openModel(modelPath: string): ResolvedModel {
+  if (isSyntheticPath(modelPath)) {
+    const name = modelPath.slice(SYNTHETIC_PREFIX.length);
+    const config = syntheticConfig(name);
+    return { format: 'synthetic', path: modelPath, config, source: new SyntheticSource(name, config), nameOf: hfTensorName };
+  }
   const p = path.resolve(modelPath);
   if (!fs.existsSync(p)) throw new ModelNotFoundError(`model path ${p} does not exist. Pass a model directory or file.`);
   const stat = fs.statSync(p);

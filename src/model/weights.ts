@@ -26,6 +26,20 @@ export type TensorKey =
   | 'tokEmbed' | 'finalNorm' | 'lmHead'
   | `layers.${number}.${'attnNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'qNorm' | 'kNorm' | 'ffnNorm' | 'w1' | 'w2' | 'w3'}`;
 
+/** The tensor keys a config reads (its HF names are what the source answers to). */
+export function tensorKeysOf(c: ModelConfig): TensorKey[] {
+  const keys: TensorKey[] = ['tokEmbed'];
+  for (let l = 0; l < c.nLayers; l++) {
+    const roles = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
+    if (c.qkvBias) roles.push('bq', 'bk', 'bv');
+    if (c.qkNorm) roles.push('qNorm', 'kNorm');
+    for (const r of roles) keys.push(`layers.${l}.${r}` as TensorKey);
+  }
+  keys.push('finalNorm');
+  if (!c.tiedEmbeddings) keys.push('lmHead');
+  return keys;
+}
+
 export interface LoadProgress {
   (loadedBytes: number, totalBytes: number): void;
 }
