@@ -588,7 +588,13 @@ static inline __attribute__((always_inline)) void amx_value_block(const value_ar
   value_tiles_build(a, tiles, BITS);
   uint8_t wt[VALUE_BLOCK / 64][2][16][64] __attribute__((aligned(64))); /* A: weight bytes [step][high, low][pair][position] */
   int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
-  int32_t sums[16][MAX_D]; /* Σ W·code of each pair of the tile, in channel order */
+  int32_t sums[16][MAX_D] __attribute__((aligned(64))); /* Σ W·code of each pair of the tile, in lane order (group j, lane n at 16j + n) */
+  int32_t lane_of[MAX_D] __attribute__((aligned(64)));  /* lane_of[channel]: where its sum is in sums[r] */
+  for (int j = 0; j < groups; j++)
+    for (int n = 0; n < 16; n++) {
+      const int ch = value_lane_channel(j, n, d);
+      if (ch >= 0) lane_of[ch] = 16 * j + n;
+    }
   for (int r0 = 0; r0 < nr; r0 += 16) {
     const int r1 = nr - r0 < 16 ? nr : r0 + 16;
     for (int r = r0; r < r0 + 16; r++) {
@@ -619,13 +625,18 @@ static inline __attribute__((always_inline)) void amx_value_block(const value_ar
       }
       _tile_stored(0, c0, 64);
       _tile_stored(1, c1, 64);
-      for (int n = 0; n < 16; n++) {
-        const int ch = value_lane_channel(j, n, d);
-        if (ch < 0) continue;
-        for (int r = r0; r < r1; r++) sums[r - r0][ch] = (int32_t)(((uint32_t)c0[r - r0][n] << 8) + (uint32_t)c1[r - r0][n]);
+      for (int r = r0; r < r1; r++) /* 256 C0 + C1, wrapping like the int32 sums of the other paths */
+        _mm512_store_si512(sums[r - r0] + 16 * j, _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8), _mm512_load_si512(c1[r - r0])));
+    }
+    /* out[c] += dw · Σ[c] in channel order, 16 channels at a time: value_finish's multiply and add */
+    for (int r = r0; r < r1; r++) {
+      float *o = a->out + (size_t)r * d;
+      const __m512 dw = _mm512_set1_ps(a->dw[r]);
+      for (int c = 0; c < d; c += 16) {
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_i32gather_epi32(_mm512_load_si512(lane_of + c), sums[r - r0], 4));
+        _mm512_storeu_ps(o + c, _mm512_add_ps(_mm512_loadu_ps(o + c), _mm512_mul_ps(s, dw)));
       }
     }
-    for (int r = r0; r < r1; r++) value_finish(a->out + (size_t)r * d, sums[r - r0], d, a->dw[r]);
   }
 }
 
