@@ -162,7 +162,9 @@ export async function runGenerate(argv: string[]): Promise<number> {
 /** Human-readable statistics for --stats. */
 export function statsText(model: Model, r: GenerationResult): string {
   const t = r.timings;
+  const lt = model.loadTimings;
   const lines = [
+    `load ${model.loadMs.toFixed(0)} ms: read ${lt.readMs.toFixed(0)} ms, draft ${lt.draftMs.toFixed(0)} ms, repack ${lt.repackMs.toFixed(0)} ms`,
     `decoding: spec ${r.decoding.spec}, kv ${r.decoding.kv}, gamma ${r.decoding.gamma}`,
     `prompt ${t.promptTokens} tokens (${t.cachedTokens} reused) in ${t.prefillMs.toFixed(1)} ms: ${t.prefillTokensPerS.toFixed(1)} tok/s`,
     `generated ${t.generatedTokens} tokens, decode ${t.decodeTokensPerS.toFixed(1)} tok/s`,
@@ -196,6 +198,9 @@ export function resultJson(model: Model, r: GenerationResult): Record<string, un
     finish_reason: r.finishReason,
     timings: {
       load_ms: round(model.loadMs),
+      load_read_ms: round(model.loadTimings.readMs),
+      load_draft_ms: round(model.loadTimings.draftMs),
+      load_repack_ms: round(model.loadTimings.repackMs),
       prompt_tokens: t.promptTokens,
       generated_tokens: t.generatedTokens,
       prefill_ms: round(t.prefillMs),

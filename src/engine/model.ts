@@ -13,6 +13,7 @@ import { loadWeights, openModel, type ModelFormat, type ResolvedModel } from '..
 import { buildRopeTables } from '../model/rope.js';
 import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js';
 import { buildDraftWeights, type DraftOptions } from '../quant/draft.js';
+import { weightBytes } from '../quant/format.js';
 import { SYNTHETIC_PREFIX, syntheticPublished, syntheticTokenizer } from '../model/synthetic.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
@@ -57,6 +58,13 @@ export function defaultModelPath(): string {
   return path.resolve(here, '..', '..', '..', 'models', 'pdlm-5.8m-bf16');
 }
 
+/** Milliseconds of the phases of loadModel (the rest of loadMs is opening the file and the tokenizer). */
+export interface LoadTimings {
+  readonly readMs: number;
+  readonly draftMs: number;
+  readonly repackMs: number;
+}
+
 export class Model {
   readonly config: ModelConfig;
   readonly format: ModelFormat;
@@ -70,6 +78,8 @@ export class Model {
   /** Bytes the draft adds on top of the target weights. */
   readonly draftBytes: number;
   readonly loadMs: number;
+  /** Where loadMs went: reading the tensors, building the 4-bit draft, the backend's repacking of the target. */
+  readonly loadTimings: LoadTimings;
   readonly contextLength: number;
   readonly prefillChunk: number;
   /** Config, backend and RoPE tables shared by every forward pass of this model. */
@@ -79,7 +89,7 @@ export class Model {
 
   constructor(init: {
     resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; draft: WeightSet | null;
-    draftOptions: DraftOptions | null; draftBytes: number; loadMs: number; contextLength: number; prefillChunk: number;
+    draftOptions: DraftOptions | null; draftBytes: number; loadMs: number; loadTimings: LoadTimings; contextLength: number; prefillChunk: number;
     defaults: DecodingOptions;
   }) {
     this.config = init.resolved.config;
@@ -92,6 +102,7 @@ export class Model {
     this.draftOptions = init.draftOptions;
     this.draftBytes = init.draftBytes;
     this.loadMs = init.loadMs;
+    this.loadTimings = init.loadTimings;
     this.contextLength = init.contextLength;
     this.prefillChunk = init.prefillChunk;
     this.defaults = init.defaults;
@@ -223,15 +234,36 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
     options.onWarning?.(`this model uses sliding-window attention of ${config.slidingWindow}; positions beyond it are masked.`);
   }
   const backend = selectBackend(options.backend, options.onWarning);
-  const dense = loadWeights(resolved, (w) => w, options.onLoadProgress);
+  // One progress bar over the three phases: the bytes read, then the bytes of the matrices the
+  // draft quantizes and the backend repacks (each counted as it is done).
+  const progress = options.onLoadProgress;
+  let readTotal = 0;
+  const phases = draftOptions ? 3 : 2;
+  const tRead = performance.now();
+  const dense = loadWeights(resolved, (w) => w, progress && ((done, total) => {
+    readTotal = total;
+    progress(done, phases * total);
+  }));
+  const tDraft = performance.now();
+  let processed = 0;
+  const counted = <T extends Parameters<Backend['prepareWeight']>[0]>(fn: (w: T) => T) => (w: T): T => {
+    const out = fn(w);
+    processed += weightBytes(w);
+    if (progress && readTotal > 0) progress(Math.min(readTotal * (1 + processed / readTotal), phases * readTotal), phases * readTotal);
+    return out;
+  };
   const prepare = (w: Parameters<Backend['prepareWeight']>[0]) => backend.prepareWeight(w);
-  const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare) : null;
-  const target = mapMatrices(dense, prepare);
+  const fast = backend.quantizeQ4?.bind(backend);
+  const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare, counted((w) => w), fast) : null;
+  const tRepack = performance.now();
+  const target = mapMatrices(dense, counted(prepare));
+  const tEnd = performance.now();
+  if (progress && readTotal > 0) progress(phases * readTotal, phases * readTotal);
   const defaults: DecodingOptions = {
     spec: options.spec, gamma: options.gamma, kv: options.kv, keyGroupSize: options.keyGroupSize, valueGroupSize: options.valueGroupSize,
   };
   return new Model({
     resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,
-    loadMs: performance.now() - t0, contextLength, prefillChunk, defaults: stripUndefined(defaults),
+    loadMs: performance.now() - t0, loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack }, contextLength, prefillChunk, defaults: stripUndefined(defaults),
   });
 }

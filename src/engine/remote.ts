@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import * as errors from '../core/errors.js';
 import type { ModelConfig } from '../model/config.js';
 import type { DecodingPlan } from '../speculative/modes.js';
-import type { LoadOptions, ModelGenerateOptions } from './model.js';
+import type { LoadOptions, LoadTimings, ModelGenerateOptions } from './model.js';
 import type { GenerationChunk, GenerationResult, PromptInput } from './session.js';
 import type { ToolSyntax } from './tools.js';
 
@@ -16,6 +16,7 @@ export interface RemoteModelInfo {
   readonly contextLength: number;
   readonly backend: string;
   readonly loadMs: number;
+  readonly loadTimings: LoadTimings;
   readonly weightBytes: number;
   readonly draftBytes: number;
   readonly plan: DecodingPlan;

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     warnings,
     info: {
       path: model.path, format: model.format, config: model.config, contextLength: model.contextLength,
-      backend: model.backend.name, loadMs: model.loadMs, weightBytes: model.weightBytes, draftBytes: model.draftBytes,
+      backend: model.backend.name, loadMs: model.loadMs, loadTimings: model.loadTimings, weightBytes: model.weightBytes, draftBytes: model.draftBytes,
       plan: model.plan({}), chatTemplate: model.tokenizer.chatTemplate !== null, toolSyntax: syntaxOrNull(model.tokenizer),
     },
   });

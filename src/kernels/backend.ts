@@ -3,6 +3,7 @@
 // reference/ is the scalar oracle; other backends must match it within stated tolerances.
 
 import type { KvLayerView, KvStorage } from '../kv/layout.js';
+import type { DenseTensor } from '../core/tensor.js';
 import type { WeightTensor } from '../quant/format.js';
 
 export interface AttentionShape {
@@ -22,6 +23,12 @@ export interface Backend extends KvStorage {
 
   /** Repack a weight into this backend's layout, once at load time. The reference returns it unchanged. */
   prepareWeight(w: WeightTensor): WeightTensor;
+
+  /**
+   * The 4-bit draft of a dense matrix in this backend's layout, exactly prepareWeight(quantizeQ4(w,
+   * groupSize, symmetric)); null where the backend has no faster way than that.
+   */
+  quantizeQ4?(w: DenseTensor, groupSize: number, symmetric: boolean): WeightTensor | null;
 
   /** out[n, rows] = x[n, cols] · Wᵀ for W [rows, cols]. */
   matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): void;

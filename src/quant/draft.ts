@@ -4,6 +4,7 @@
 
 import { InvalidArgumentError } from '../core/errors.js';
 import type { LayerWeights, WeightSet } from './weight-set.js';
+import type { DenseTensor } from '../core/tensor.js';
 import type { WeightTensor } from './format.js';
 import { weightBytes } from './format.js';
 import { quantizeQ4 } from './weights.js';
@@ -60,13 +61,18 @@ export interface DraftWeights {
 /** Build the draft WeightSet; `prepare` lets the backend repack the new matrices. */
 export function buildDraftWeights(
   target: WeightSet, opts: DraftOptions, prepare: (w: WeightTensor) => WeightTensor = (w) => w,
+  /** Sees each source matrix the draft quantizes, after it is done (load progress). */
+  onMatrix: (w: WeightTensor) => WeightTensor = (w) => w,
+  /** A faster route to prepare(quantizeQ4(w, ...)) with the same result (a backend's native quantizer), or null. */
+  fast?: (w: DenseTensor, groupSize: number, symmetric: boolean) => WeightTensor | null,
 ): DraftWeights {
   if (opts.bits !== 4) throw new InvalidArgumentError(`draft.bits supports 4 only, got ${opts.bits}.`, 'draft.bits');
   let extra = 0;
   const roles = new Set(opts.roles);
   const q = (role: DraftRole, w: WeightTensor): WeightTensor => {
     if (!roles.has(role) || (w.dtype !== 'f32' && w.dtype !== 'f16' && w.dtype !== 'bf16')) return w;
-    const t = prepare(quantizeQ4(w, opts.groupSize, opts.symmetric));
+    const t = fast?.(w, opts.groupSize, opts.symmetric) ?? prepare(quantizeQ4(w, opts.groupSize, opts.symmetric));
+    onMatrix(w);
     extra += weightBytes(t);
     return t;
   };

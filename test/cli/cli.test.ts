@@ -24,7 +24,7 @@ test('generate --json: text streams, then one JSON object as the last line', () 
   assert.equal(json.generated_ids.length, 8);
   assert.equal(typeof json.text, 'string');
   assert.ok(r.stdout.startsWith(json.text), 'the streamed text precedes the JSON');
-  for (const k of ['load_ms', 'prefill_tokens_per_s', 'decode_tokens_per_s']) assert.equal(typeof json.timings[k], 'number', k);
+  for (const k of ['load_ms', 'load_read_ms', 'load_draft_ms', 'load_repack_ms', 'prefill_tokens_per_s', 'decode_tokens_per_s']) assert.equal(typeof json.timings[k], 'number', k);
   assert.equal(r.stderr, '', 'no progress bar when stderr is not a terminal');
 });
 

@@ -430,3 +430,33 @@ test('the native backend writes F32 rows into F32 and F16 cache rows as the refe
     assert.ok(a.keys.slice(0, 5 * kvDim).every((x) => x === 0), 'rows before the destination untouched');
   }
 });
+
+test('the native draft quantizer gives prepareWeight(quantizeQ4(w)) bit for bit (F32, F16, BF16; asymmetric and symmetric; ragged shapes)', { skip }, () => {
+  const cpu = createCpuBackend({});
+  const rng = new Xoshiro128(77);
+  for (const [rows, cols, group] of [[7, 64, 32], [5, 100, 32], [9, 256, 64], [3, 200, 128], [4, 96, 96]] as const) {
+    const f = Float32Array.from({ length: rows * cols }, () => (rng.next() - 0.5) * 0.2);
+    f.fill(0.25, 0, 40); // a constant group: scale 0
+    f[50] = 0.1 + 1e-9; // values at rounding edges: halves of the step
+    const tensors: DenseTensor[] = [
+      { dtype: 'f32', shape: [rows, cols], data: f },
+      { dtype: 'f16', shape: [rows, cols], data: Uint16Array.from(f, (x) => f32ToF16(x)) },
+      { dtype: 'bf16', shape: [rows, cols], data: Uint16Array.from(f, (x) => f32ToBf16(x)) },
+    ];
+    for (const t of tensors) {
+      for (const symmetric of [false, true]) {
+        const want = cpu.prepareWeight(quantizeQ4(t, group, symmetric));
+        const got = cpu.quantizeQ4!(t, group, symmetric);
+        assert.ok(got && got.dtype === 'q4' && want.dtype === 'q4');
+        const label = `${rows}x${cols} g${group} ${t.dtype} ${symmetric ? 'sym' : 'asym'}`;
+        assert.deepEqual(got.shape, want.shape, label);
+        assert.equal(got.packing, want.packing, label);
+        assert.equal(got.groupSize, want.groupSize, label);
+        assert.deepEqual(got.codes, want.codes, `${label}: codes`);
+        assert.deepEqual(got.scales, want.scales, `${label}: scales`);
+        assert.deepEqual(got.mins, want.mins, `${label}: mins`);
+      }
+    }
+  }
+  assert.equal(cpu.quantizeQ4!({ dtype: 'f32', shape: [2, 32], data: new Float32Array(64) }, 16, false), null, 'groups of 16 stay with the reference');
+});

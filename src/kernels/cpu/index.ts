@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BackendUnavailableError } from '../../core/errors.js';
+import type { DenseTensor } from '../../core/tensor.js';
 import type { WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
 import type { KvHandle, KvLayerView } from '../../kv/layout.js';
@@ -21,6 +22,7 @@ interface NativeAddon {
   init(threads: number, isa: string): { isa: string; threads: number };
   matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, n: number): void;
   matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array, rows: number, cols: number, n: number): void;
+  quantizeQ4(src: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, group: number, symmetric: number, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array): void;
   attention(out: Float32Array, q: Float32Array, nq: number, startPos: number, nHeads: number, nKvHeads: number, headDim: number, window: number, kv: NativeKvHandle): void;
   kvBind(
     fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, bits: number, kvDim: number, groupK: number, groupV: number,
@@ -150,6 +152,17 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     prepareWeight(w: WeightTensor): WeightTensor {
       if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;
       return w;
+    },
+    quantizeQ4(w: DenseTensor, groupSize: number, symmetric: boolean): WeightTensor | null {
+      // Groups of a multiple of 32 columns go straight to blocks of 32, on all threads.
+      if (w.shape.length !== 2 || groupSize % 32 !== 0 || groupSize < 32) return null;
+      const [rows, cols] = w.shape as [number, number];
+      const nb = Math.ceil(cols / 32);
+      const codes = new Uint8Array(rows * nb * 16);
+      const scales = new Uint16Array(rows * nb);
+      const mins = new Uint16Array(rows * nb);
+      native.quantizeQ4(w.data, DTYPE_CODE[w.dtype], rows, cols, groupSize, symmetric ? 1 : 0, codes, scales, mins);
+      return { dtype: 'q4', packing: 'blocks32', shape: [rows, cols], groupSize: 32, codes, scales, mins };
     },
     matmul(out, x, w, nTokens) {
       switch (w.dtype) {

@@ -104,6 +104,23 @@ static napi_value js_matmul_q4(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* quantizeQ4(src, dtype, rows, cols, group, symmetric, codes, scales, mins): the 4-bit draft of a matrix (jobs.h). */
+static napi_value js_quantize_q4(napi_env env, napi_callback_info info) {
+  ARGS(9);
+  PTRB(0, src, src_bytes); INT(1, dtype); INT(2, rows); INT(3, cols); INT(4, group); INT(5, symmetric);
+  PTRB(6, codes, codes_bytes); PTRB(7, scales, scales_bytes); PTRB(8, mins, mins_bytes);
+  if (rows < 1 || cols < 1 || group < 32 || group % 32 != 0 || dtype < 0 || dtype > 2) {
+    napi_throw_range_error(env, "ERR_QUANTSPEC_SHAPE", "quantspec native: quantizeQ4 takes rows, cols >= 1 and a group that is a multiple of 32");
+    return NULL;
+  }
+  const size_t nb = ((size_t)cols + 31) / 32;
+  if (!fits(env, src_bytes, (size_t)rows * cols * (dtype == 0 ? 4 : 2), "the source matrix") || !fits(env, codes_bytes, (size_t)rows * nb * 16, "codes") ||
+      !fits(env, scales_bytes, (size_t)rows * nb * 2, "scales") || !fits(env, mins_bytes, (size_t)rows * nb * 2, "mins"))
+    return NULL;
+  KERNEL(quantize_q4_run(src, dtype, rows, cols, group, symmetric, codes, scales, mins));
+  return NULL;
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 /* ---- KV bindings: one per layer view, made once with the cache ------------------------------ */
@@ -377,6 +394,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
     {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_default, NULL},
     {"matmulQ4", NULL, js_matmul_q4, NULL, NULL, NULL, napi_default, NULL},
+    {"quantizeQ4", NULL, js_quantize_q4, NULL, NULL, NULL, napi_default, NULL},
     {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
     {"kvBind", NULL, js_kv_bind, NULL, NULL, NULL, napi_default, NULL},
     {"kvRefresh", NULL, js_kv_refresh, NULL, NULL, NULL, napi_default, NULL},

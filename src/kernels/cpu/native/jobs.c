@@ -1,5 +1,7 @@
 /* Kernels split over the thread pool (jobs.h). */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "isa.h"
 #include "jobs.h"
 #include "pool.h"
@@ -130,4 +132,78 @@ double read_sum(const float *data, size_t n) {
   double s = 0;
   for (int i = 0; i < pool_threads(); i++) s += c.partial[i];
   return s;
+}
+
+/* ---- the 4-bit draft's quantizer ----------------------------------------------------------- */
+
+typedef struct {
+  const void *src;
+  int dtype, rows, cols, group, symmetric;
+  uint8_t *codes;
+  uint16_t *scales, *mins;
+} q4q_ctx;
+
+static float q4q_value(const q4q_ctx *c, size_t i) {
+  if (c->dtype == 0) return ((const float *)c->src)[i];
+  const uint16_t h = ((const uint16_t *)c->src)[i];
+  if (c->dtype == 1) return qs_f16_to_f32(h);
+  const uint32_t b = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+
+/* Rows [r0, r1) of quantize_q4_run, in the reference quantizer's arithmetic (quant/weights.ts
+ * quantizeQ4 in doubles, then repackQ4Blocks32), so the codes and metadata are its bit for bit. */
+static void q4q_job(void *p, int part, int n_parts) {
+  const q4q_ctx *c = (const q4q_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 1, &r0, &r1);
+  const int cols = c->cols, G = c->group, n_groups = (cols + G - 1) / G, nb = (cols + 31) / 32;
+  for (int r = r0; r < r1; r++) {
+    const size_t base = (size_t)r * cols;
+    uint8_t *codes = c->codes + (size_t)r * nb * 16;
+    memset(codes, 0, (size_t)nb * 16);
+    for (int g = 0; g < n_groups; g++) {
+      const int lo = g * G, hi = lo + G < cols ? lo + G : cols;
+      float scale, mn = 0;
+      if (c->symmetric) {
+        float v = 0;
+        for (int j = lo; j < hi; j++) {
+          const float x = q4q_value(c, base + j);
+          if (fabsf(x) > fabsf(v)) v = x;
+        }
+        scale = (float)((double)v / -8.0);
+      } else {
+        float mx = -INFINITY;
+        mn = INFINITY;
+        for (int j = lo; j < hi; j++) {
+          const float x = q4q_value(c, base + j);
+          mn = x < mn ? x : mn;
+          mx = x > mx ? x : mx;
+        }
+        scale = (float)(((double)mx - (double)mn) / 15.0);
+      }
+      const double inv = scale == 0 ? 0.0 : 1.0 / (double)scale;
+      for (int j = lo; j < hi; j++) {
+        const double x = (double)q4q_value(c, base + j);
+        double q = c->symmetric ? rint(x * inv) + 8 : rint((x - (double)mn) * inv);
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        const int i = j & 31;
+        codes[(j >> 5) * 16 + (i & 15)] |= (uint8_t)((int)q << (i < 16 ? 0 : 4));
+      }
+      /* the blocks of 32 this group covers share its scale and minimum, in F16 */
+      for (int b = lo / 32; b < nb && b * 32 < hi; b++) {
+        if ((b * 32) / G != g) continue;
+        c->scales[(size_t)r * nb + b] = qs_f32_to_f16(scale);
+        c->mins[(size_t)r * nb + b] = qs_f32_to_f16(c->symmetric ? -8.0f * scale : mn);
+      }
+    }
+  }
+}
+
+void quantize_q4_run(const void *src, int dtype, int rows, int cols, int group, int symmetric, uint8_t *codes, uint16_t *scales,
+                     uint16_t *mins) {
+  q4q_ctx c = {src, dtype, rows, cols, group, symmetric, codes, scales, mins};
+  pool_run(q4q_job, &c);
 }

@@ -12,6 +12,12 @@ void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, 
 int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16_t *scales, const uint16_t *mins, int rows,
                   int cols, int n);
 
+/* The 4-bit draft of a matrix [rows, cols] (dtype 0 f32, 1 f16, 2 bf16) in groups of `group`
+ * columns (a multiple of 32), straight into Q4 blocks of 32: codes [rows, nb, 16], F16 scales and
+ * minimums [rows, nb]; the same bits as quant/weights.ts quantizeQ4 + repackQ4Blocks32. */
+void quantize_q4_run(const void *src, int dtype, int rows, int cols, int group, int symmetric, uint8_t *codes, uint16_t *scales,
+                     uint16_t *mins);
+
 enum { EW_RMSNORM, EW_ROPE, EW_EMBED, EW_ADD, EW_SILU };
 
 typedef struct {
