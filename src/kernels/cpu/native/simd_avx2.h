@@ -1,5 +1,5 @@
 /* AVX2 helpers shared by the AVX2 kernels and the AVX attention driver (both compiled with
- * -mavx2 -mfma -mf16c): horizontal sums, loads, exp, full-precision row dots, softmax pieces. */
+ * -mavx2 -mfma -mf16c): horizontal sums, loads, exp, full-precision row dots. */
 #ifndef QUANTSPEC_SIMD_AVX2_H
 #define QUANTSPEC_SIMD_AVX2_H
 #if defined(__x86_64__) || defined(_M_X64)
@@ -98,44 +98,6 @@ static inline void nibbles_to_f32(const uint8_t *src, __m256 out[4]) {
   out[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c0, 8)));
   out[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c1));
   out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c1, 8)));
-}
-
-/* Softmax pieces of one score row in place: returns max, writes exp(s - max), returns the sum in *l. */
-static inline float softmax_row(float *s, int count, float *l_out) {
-  __m256 mv[4] = {_mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY), _mm256_set1_ps(-INFINITY)};
-  int i = 0;
-  for (; i + 32 <= count; i += 32) /* four independent chains */
-    for (int k = 0; k < 4; k++) mv[k] = _mm256_max_ps(mv[k], _mm256_loadu_ps(s + i + 8 * k));
-  for (; i + 8 <= count; i += 8) mv[0] = _mm256_max_ps(mv[0], _mm256_loadu_ps(s + i));
-  float m = hmax(_mm256_max_ps(_mm256_max_ps(mv[0], mv[1]), _mm256_max_ps(mv[2], mv[3])));
-  for (; i < count; i++) m = s[i] > m ? s[i] : m;
-  if (m == -INFINITY) { /* nothing visible in this chunk */
-    memset(s, 0, sizeof(float) * count);
-    *l_out = 0;
-    return m;
-  }
-  /* Position i always goes to lane i % 8, the tail included (padded with masked positions, which
-   * add exact zeros): a longer row with more masked positions gives the same sum. */
-  const __m256 mb = _mm256_set1_ps(m);
-  __m256 lv = _mm256_setzero_ps();
-  const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
-  for (i = 0; i < count; i += 8) {
-    const int n = count - i < 8 ? count - i : 8;
-    float tail[8];
-    float *p = s + i;
-    if (n < 8) {
-      for (int j = 0; j < 8; j++) tail[j] = j < n ? s[i + j] : -INFINITY;
-      p = tail;
-    }
-    const __m256 x = _mm256_loadu_ps(p);
-    /* masked positions (-inf) get exactly 0 */
-    const __m256 e = _mm256_andnot_ps(_mm256_cmp_ps(x, neg_inf, _CMP_EQ_OQ), exp256(_mm256_sub_ps(x, mb)));
-    _mm256_storeu_ps(p, e);
-    if (n < 8) memcpy(s + i, tail, sizeof(float) * n);
-    lv = _mm256_add_ps(lv, e);
-  }
-  *l_out = hsum(lv);
-  return m;
 }
 
 #endif
