@@ -4,9 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../core/errors.js';
-import type { BackendName } from '../engine/api.js';
+import { SYNTHETIC_MODELS, type BackendName } from '../engine/api.js';
 import { BENCH_GAMMA, BENCH_MODES, DEFAULT_BENCH_RUNS, markdownTable, runBench } from '../engine/bench.js';
-import { SYNTHETIC_MODELS } from '../engine/api.js';
 import { modelPathOf, parse, str } from './args.js';
 
 export const BENCH_USAGE = `usage: quantspec bench [--model PATH | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--runs ${DEFAULT_BENCH_RUNS}]

@@ -13,7 +13,7 @@ import { loadWeights, openModel, type ModelFormat, type ResolvedModel } from '..
 import { buildRopeTables } from '../model/rope.js';
 import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js';
 import { buildDraftWeights, type DraftOptions } from '../quant/draft.js';
-import { weightBytes } from '../quant/format.js';
+import { weightBytes, type WeightTensor } from '../quant/format.js';
 import { SYNTHETIC_PREFIX, syntheticPublished, syntheticTokenizer } from '../model/synthetic.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
@@ -246,13 +246,13 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   }));
   const tDraft = performance.now();
   let processed = 0;
-  const counted = <T extends Parameters<Backend['prepareWeight']>[0]>(fn: (w: T) => T) => (w: T): T => {
+  const counted = (fn: (w: WeightTensor) => WeightTensor) => (w: WeightTensor): WeightTensor => {
     const out = fn(w);
     processed += weightBytes(w);
-    if (progress && readTotal > 0) progress(Math.min(readTotal * (1 + processed / readTotal), phases * readTotal), phases * readTotal);
+    if (progress && readTotal > 0) progress(Math.min(readTotal + processed, phases * readTotal), phases * readTotal);
     return out;
   };
-  const prepare = (w: Parameters<Backend['prepareWeight']>[0]) => backend.prepareWeight(w);
+  const prepare = (w: WeightTensor) => backend.prepareWeight(w);
   const fast = backend.quantizeQ4?.bind(backend);
   const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare, counted((w) => w), fast) : null;
   const tRepack = performance.now();

@@ -212,7 +212,7 @@ export function permuteRows(t: DenseTensor, nHead: number): DenseTensor {
 
 const GGUF_ARCH_OF: Record<string, string> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3' };
 
-/** Tokenizer metadata from a byte-level BPE tokenizer.json (and tokenizer_config.json); `where` names them in errors. */
+/** Tokenizer metadata from a byte-level BPE tokenizer.json (and tokenizer_config.json); `dir` names the model in errors. */
 function tokenizerEntries(tj: Record<string, any>, tc: Record<string, any>, c: ModelConfig, dir: string): GgufEntry[] {
   const model = tj['model'];
   if (model?.type !== 'BPE') throw new TokenizerError(`${dir}: only BPE tokenizer.json files can be converted (found ${model?.type}).`);
@@ -283,6 +283,7 @@ export interface GgufInput {
  * matrices whose rows are not a multiple of 32), vectors in F32.
  */
 export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
+  checkDtype(dtype);
   const config = readHfConfig(dir);
   const tokenizerJson = readJsonFile(path.join(dir, 'tokenizer.json'), 'tokenizer.json') as Record<string, unknown>;
   const cfgPath = path.join(dir, 'tokenizer_config.json');
@@ -304,8 +305,12 @@ function typeBytes(type: number, n: number): number {
  * Write a model as GGUF (see convertHfToGguf). Without a custom encoder each tensor is read,
  * converted and written one at a time, so a model larger than memory converts.
  */
-export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
+function checkDtype(dtype: string): void {
   if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q4_0') throw new InvalidArgumentError(`dtype must be f32, f16 or q4_0, got ${dtype}.`, 'dtype');
+}
+
+export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
+  checkDtype(dtype);
   const c = input.config;
   const dir = input.name;
   const arch = GGUF_ARCH_OF[c.arch]!;
