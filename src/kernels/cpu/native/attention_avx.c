@@ -180,7 +180,7 @@ typedef struct {
   float *dw;   /* [nblk, n_pairs]: what one weight unit is worth */
   int32_t *acc; /* [n_pairs, d]: Σ W·code of one value block */
   float *ms, *mm; /* [n, n_kv]: the chunk's value scales and minimums, converted to F32 */
-  float *vs, *vm; /* [n]: one KV head's value scales and minimums */
+  float *vs, *vm; /* [n + 16]: one KV head's value scales and minimums, zero from n on */
   float *emax; /* [nblk]: one pair's largest e·s per value block */
   uint8_t *tiles; /* [VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
 } value_scratch;
