@@ -26,7 +26,7 @@ export type TensorKey =
   | 'tokEmbed' | 'finalNorm' | 'lmHead'
   | `layers.${number}.${'attnNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'qNorm' | 'kNorm' | 'ffnNorm' | 'w1' | 'w2' | 'w3'}`;
 
-/** The tensor keys a config reads (its HF names are what the source answers to). */
+/** The tensor keys a config reads, in file order (lmHead only where the embeddings are untied). */
 export function tensorKeysOf(c: ModelConfig): TensorKey[] {
   const keys: TensorKey[] = ['tokEmbed'];
   for (let l = 0; l < c.nLayers; l++) {
@@ -73,14 +73,13 @@ export function loadWeightSet(
   const { dim, hiddenDim, headDim, vocabSize } = config;
   const qDim = qDimOf(config);
   const kvDim = kvDimOf(config);
-  const keys: TensorKey[] = ['tokEmbed', 'finalNorm'];
   const hasOutput = !config.tiedEmbeddings && source.info(nameOf('lmHead')) !== undefined;
   if (!config.tiedEmbeddings && !hasOutput) {
     throw new ModelFormatError(
       `${source.where}: "${nameOf('lmHead')}" is missing and the config does not tie embeddings; the checkpoint is incomplete.`,
     );
   }
-  if (hasOutput) keys.push('lmHead');
+  const keys = tensorKeysOf(config);
   const total = (): number => {
     let sum = 0;
     for (const k of keys) sum += source.info(nameOf(k))?.byteLength ?? 0;
@@ -108,12 +107,6 @@ export function loadWeightSet(
   const matrix = (key: TensorKey, rows: number, cols: number): WeightTensor => prepare(fetch(key, [rows, cols]));
   const optional = (key: TensorKey, n: number, present: boolean): Float32Array | null => (present ? vector(key, n) : null);
 
-  for (let l = 0; l < config.nLayers; l++) {
-    const layerKeys = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'ffnNorm', 'w1', 'w2', 'w3'];
-    if (config.qkvBias) layerKeys.push('bq', 'bk', 'bv');
-    if (config.qkNorm) layerKeys.push('qNorm', 'kNorm');
-    for (const k of layerKeys) keys.push(`layers.${l}.${k}` as TensorKey);
-  }
   totalBytes = total();
 
   const tokEmbed = prepare(fetch('tokEmbed', [vocabSize, dim]));
