@@ -1,8 +1,7 @@
 /* AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; chosen at run time).
  *
- * matmul: each (row, token) dot product uses one 8-lane accumulator stepping 8 columns, a fixed
- * horizontal sum and a scalar tail, whatever rows/tokens are processed together; blocking over
- * rows and tokens only provides independent accumulators. So results are batch invariant.
+ * matmul (matmul_fp.h, shared with AVX-512): one 8-lane accumulator per (row, token) dot, so
+ * results are batch invariant.
  * Q4: activations are int8 per 32-block; maddubs/madd give exact integer block sums.
  * Attention over the planes folds the per-channel key scales into the query, quantizes it to int16
  * per key group and takes integer dot products with the nibbles (upper, and lower for INT8). */
@@ -14,61 +13,7 @@
 #include "attention_blocks.h"
 #include "simd_avx2.h"
 
-/* RB rows x TB tokens; RB, TB are literal constants at every call site, so the arrays live in registers. */
-#define MM_BLOCK(SUFFIX, WT)                                                                             \
-  static inline __attribute__((always_inline)) void block_##SUFFIX(float *out, const float *x, const WT *w, \
-                                                                    int rows, int cols, int r, int t,     \
-                                                                    const int RB, const int TB) {         \
-    __m256 acc[4][6];                                                                                    \
-    for (int i = 0; i < RB; i++)                                                                         \
-      for (int k = 0; k < TB; k++) acc[i][k] = _mm256_setzero_ps();                                      \
-    int j = 0;                                                                                           \
-    for (; j + 8 <= cols; j += 8) {                                                                      \
-      __m256 wv[4];                                                                                      \
-      for (int i = 0; i < RB; i++) wv[i] = load8_##SUFFIX(w + (size_t)(r + i) * cols + j);               \
-      for (int k = 0; k < TB; k++) {                                                                     \
-        const __m256 xv = _mm256_loadu_ps(x + (size_t)(t + k) * cols + j);                              \
-        for (int i = 0; i < RB; i++) acc[i][k] = _mm256_fmadd_ps(wv[i], xv, acc[i][k]);                  \
-      }                                                                                                  \
-    }                                                                                                    \
-    for (int i = 0; i < RB; i++)                                                                         \
-      for (int k = 0; k < TB; k++) {                                                                     \
-        float s = hsum(acc[i][k]);                                                                       \
-        for (int jj = j; jj < cols; jj++)                                                                \
-          s += one_##SUFFIX(w + (size_t)(r + i) * cols + jj) * x[(size_t)(t + k) * cols + jj];           \
-        out[(size_t)(t + k) * rows + r + i] = s;                                                         \
-      }                                                                                                  \
-  }                                                                                                      \
-  static void matmul_##SUFFIX(float *out, const float *x, const WT *w, int rows, int cols, int n, int r0, int r1) { \
-    int r = r0;                                                                                          \
-    if (n == 1) {                                                                                        \
-      for (; r + 4 <= r1; r += 4) block_##SUFFIX(out, x, w, rows, cols, r, 0, 4, 1);                     \
-      for (; r < r1; r++) block_##SUFFIX(out, x, w, rows, cols, r, 0, 1, 1);                             \
-      return;                                                                                            \
-    }                                                                                                    \
-    /* two rows, up to six tokens per block: one pass over each row pair for a verify batch */          \
-    for (; r + 2 <= r1; r += 2) {                                                                        \
-      int t = 0;                                                                                         \
-      for (; t + 6 <= n; t += 6) block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 6);                      \
-      switch (n - t) {                                                                                   \
-        case 5: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 5); break;                                \
-        case 4: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 4); break;                                \
-        case 3: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 3); break;                                \
-        case 2: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 2); break;                                \
-        case 1: block_##SUFFIX(out, x, w, rows, cols, r, t, 2, 1); break;                                \
-        default: break;                                                                                  \
-      }                                                                                                  \
-    }                                                                                                    \
-    for (; r < r1; r++) {                                                                                \
-      int t = 0;                                                                                         \
-      for (; t + 4 <= n; t += 4) block_##SUFFIX(out, x, w, rows, cols, r, t, 1, 4);                      \
-      for (; t < n; t++) block_##SUFFIX(out, x, w, rows, cols, r, t, 1, 1);                              \
-    }                                                                                                    \
-  }
-
-MM_BLOCK(f32, float)
-MM_BLOCK(f16, uint16_t)
-MM_BLOCK(bf16, uint16_t)
+#include "matmul_fp.h" /* matmul_f32, matmul_f16, matmul_bf16 at 8 lanes */
 
 /* Activations for the AVX2 4-bit kernel: 2 blocks per load in whole groups of 8 (act_halves_first). */
 static void quantize_acts2(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
@@ -150,181 +95,60 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* s[0 .. count) = exp(s - max s) in place, vectorised; p gets the max and the sum. */
+static void softmax_in_place(float *s, int count, attn_partial *p) {
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 8 <= count; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + i));
+  float m = -INFINITY;
+  {
+    float tmp[8];
+    _mm256_storeu_ps(tmp, mv);
+    for (int j = 0; j < 8; j++) m = fmaxf(m, tmp[j]);
+  }
+  for (; i < count; i++) m = fmaxf(m, s[i]);
+  const __m256 mb = _mm256_set1_ps(m);
+  __m256 lv = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= count; i += 8) {
+    const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mb));
+    _mm256_storeu_ps(s + i, e);
+    lv = _mm256_add_ps(lv, e);
+  }
+  float l = hsum(lv);
+  for (; i < count; i++) {
+    s[i] = expf(s[i] - m);
+    l += s[i];
+  }
+  p->m = m;
+  p->l = l;
+}
+
+/* Attention of one query's n_rep heads (KV head g) over full-precision rows: a sparse selection's
+ * positions list[0 .. p1 - p0), or [p0, p1) when list is NULL. Dense positions, and any view with
+ * planes, take attention_rows or the scalar kernel (attention.c calls this for sparse items only). */
 void avx2_attention_head(const attn_args *a, int query, int g, int p0, int p1, const int32_t *list, float *scratch,
-                            attn_partial *part, float *outp) {
+                         attn_partial *part, float *outp) {
   const kv_view *kv = a->kv;
   const int d = a->head_dim, n_rep = a->n_heads / a->n_kv_heads, kv_dim = a->n_kv_heads * d;
-  if (d % 32 != 0 || d > MAX_D || n_rep > MAX_REP || (list && kv->planes)) {
+  if (d % 32 != 0 || n_rep > MAX_REP || kv->planes) {
     kernels_scalar.attention_head(a, query, g, p0, p1, list, scratch, part, outp);
     return;
   }
-  const int pos = a->start_pos + query;
-  const kv_planes *pl = kv->planes;
-  const int q_end = pl ? quant_boundary(pos, pl->group_k) : 0;
   const float scale = 1.0f / sqrtf((float)d);
   const int count = p1 - p0;
   float *scores = scratch; /* [n_rep, count] */
   const float *qh[MAX_REP];
   for (int r = 0; r < n_rep; r++) qh[r] = a->q + ((size_t)query * a->n_heads + g * n_rep + r) * d;
-
-  /* Keys, quantized part: per key group, fold s into q and quantize it to int16 (qi ≈ q·s / dq);
-   * scores are exact integer dots of qi with the nibbles. Channels are split into even (low nibble)
-   * and odd (high nibble) lanes, as they sit in the plane bytes. */
-  const int qa_end = list ? p0 : (q_end < p1 ? q_end : p1);
-  int k = 0;
-  if (!list && p0 < qa_end) {
-    const int G = pl->group_k, rb = pl->kv_dim / 2;
-    int16_t qlo[MAX_REP][MAX_D / 2] __attribute__((aligned(32)));
-    int16_t qhi[MAX_REP][MAX_D / 2] __attribute__((aligned(32)));
-    float dq[MAX_REP], base[MAX_REP];
-    int32_t qsum[MAX_REP];
-    const int half = d / 2; /* plane bytes of one head, a multiple of 16 */
-    for (int t = p0; t < qa_end;) {
-      const int blk = t / G, t_end = ((blk + 1) * G < qa_end) ? (blk + 1) * G : qa_end;
-      const uint16_t *ks = pl->k_scale + (size_t)blk * pl->kv_dim + g * d;
-      const uint16_t *km = pl->k_min + (size_t)blk * pl->kv_dim + g * d;
-      for (int r = 0; r < n_rep; r++) {
-        float qs[MAX_D], amax = 0, b = 0;
-        for (int c = 0; c < d; c++) {
-          const float s = _cvtsh_ss(ks[c]);
-          qs[c] = qh[r][c] * s;
-          b += qh[r][c] * _cvtsh_ss(km[c]);
-          if (fabsf(qs[c]) > amax) amax = fabsf(qs[c]);
-        }
-        const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
-        int32_t sum = 0;
-        for (int c = 0; c < d; c += 2) {
-          const int lo = (int)rintf(qs[c] * inv), hi = (int)rintf(qs[c + 1] * inv);
-          qlo[r][c / 2] = (int16_t)lo;
-          qhi[r][c / 2] = (int16_t)hi;
-          sum += lo + hi;
-        }
-        dq[r] = dd;
-        base[r] = b;
-        qsum[r] = sum;
-      }
-      const __m128i mask = _mm_set1_epi8(15);
-      for (; t < t_end; t++, k++) {
-        const uint8_t *up = pl->k_upper + (size_t)t * rb + g * half;
-        const uint8_t *lw = pl->k_lower + (size_t)t * rb + g * half;
-        for (int r0 = 0; r0 < n_rep; r0 += 8) {
-          const int nr = n_rep - r0 < 8 ? n_rep - r0 : 8;
-          __m256i acc_u[8], acc_l[8];
-          for (int r = 0; r < nr; r++) acc_u[r] = _mm256_setzero_si256(), acc_l[r] = _mm256_setzero_si256();
-          for (int b = 0; b < half; b += 16) {
-            /* 16 plane bytes = 32 channels: 16 even (low nibbles), 16 odd (high nibbles), widened to 16 bits */
-            const __m128i raw = _mm_loadu_si128((const __m128i *)(up + b));
-            const __m256i ue = _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask));
-            const __m256i uo = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask));
-            __m256i le = _mm256_setzero_si256(), lo_ = _mm256_setzero_si256();
-            if (kv->bits == 8) {
-              const __m128i rl = _mm_loadu_si128((const __m128i *)(lw + b));
-              le = _mm256_cvtepu8_epi16(_mm_and_si128(rl, mask));
-              lo_ = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(rl, 4), mask));
-            }
-            for (int r = 0; r < nr; r++) {
-              const __m256i qe = _mm256_load_si256((const __m256i *)&qlo[r0 + r][b]);
-              const __m256i qo = _mm256_load_si256((const __m256i *)&qhi[r0 + r][b]);
-              acc_u[r] = _mm256_add_epi32(acc_u[r], _mm256_add_epi32(_mm256_madd_epi16(ue, qe), _mm256_madd_epi16(uo, qo)));
-              if (kv->bits == 8)
-                acc_l[r] = _mm256_add_epi32(acc_l[r], _mm256_add_epi32(_mm256_madd_epi16(le, qe), _mm256_madd_epi16(lo_, qo)));
-            }
-          }
-          for (int r = 0; r < nr; r++) {
-            float dot = (float)hsum_i32(acc_u[r]);
-            if (kv->bits == 8) dot += (float)(hsum_i32(acc_l[r]) - 8 * qsum[r0 + r]) * (1.0f / 16.0f);
-            scores[(size_t)(r0 + r) * count + k] = (dq[r0 + r] * dot + base[r0 + r]) * scale;
-          }
-        }
-      }
-    }
-  }
-  /* Keys, full-precision part. */
-  for (; k < count; k++) {
+  for (int k = 0; k < count; k++) {
     const int t = list ? list[k] : p0 + k;
     const size_t basei = (size_t)(t - kv->fp_start) * kv_dim + (size_t)g * d;
     for (int r = 0; r < n_rep; r++) scores[(size_t)r * count + k] = dot_fp(kv, basei, qh[r], d) * scale;
   }
-
-  /* Softmax pieces: max and exp in place, vectorized. */
   for (int r = 0; r < n_rep; r++) {
-    float *s = scores + (size_t)r * count;
-    __m256 mv = _mm256_set1_ps(-INFINITY);
-    int i = 0;
-    for (; i + 8 <= count; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + i));
-    float m = -INFINITY;
-    {
-      float tmp[8];
-      _mm256_storeu_ps(tmp, mv);
-      for (int j = 0; j < 8; j++) m = fmaxf(m, tmp[j]);
-    }
-    for (; i < count; i++) m = fmaxf(m, s[i]);
-    const __m256 mb = _mm256_set1_ps(m);
-    __m256 lv = _mm256_setzero_ps();
-    i = 0;
-    for (; i + 8 <= count; i += 8) {
-      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), mb));
-      _mm256_storeu_ps(s + i, e);
-      lv = _mm256_add_ps(lv, e);
-    }
-    float l = hsum(lv);
-    for (; i < count; i++) {
-      s[i] = expf(s[i] - m);
-      l += s[i];
-    }
-    part[r].m = m;
-    part[r].l = l;
+    softmax_in_place(scores + (size_t)r * count, count, &part[r]);
     memset(outp + (size_t)r * d, 0, sizeof(float) * d);
   }
-
-  /* Values, quantized part: out += e·mn + (e·s)·u + (e·s/16)·(l8 - 8), per value group. */
-  k = 0;
-  if (!list && p0 < qa_end) {
-    const int rb = pl->kv_dim / 2, Gv = pl->group_v, groups = pl->kv_dim / Gv;
-    for (int t = p0; t < qa_end; t++, k++) {
-      const uint8_t *up = pl->v_upper + (size_t)t * rb + g * d / 2;
-      const uint8_t *lw = pl->v_lower + (size_t)t * rb + g * d / 2;
-      for (int c0 = 0; c0 < d; c0 += 32) {
-        __m256 u[4], l8[4];
-        nibbles_to_f32(up + c0 / 2, u);
-        if (kv->bits == 8) nibbles_to_f32(lw + c0 / 2, l8);
-        for (int j = 0; j < 4; j++) {
-          const int c = g * d + c0 + j * 8; /* 8 channels share one value group (Gv is even and divides d) */
-          const size_t gi = (size_t)t * groups + c / Gv;
-          const float s = _cvtsh_ss(pl->v_scale[gi]), mn = _cvtsh_ss(pl->v_min[gi]);
-          const int same_group = (c % Gv) + 8 <= Gv;
-          for (int r = 0; r < n_rep; r++) {
-            const float e = scores[(size_t)r * count + k];
-            float *o = outp + (size_t)r * d + c0 + j * 8;
-            if (!same_group) {
-              /* a group boundary inside these 8 channels (Gv < 8): per-channel scalar */
-              for (int z = 0; z < 8; z++) {
-                const size_t gz = (size_t)t * groups + (c + z) / Gv;
-                const float sz = _cvtsh_ss(pl->v_scale[gz]), mz = _cvtsh_ss(pl->v_min[gz]);
-                float uz[8], lz[8];
-                _mm256_storeu_ps(uz, u[j]);
-                if (kv->bits == 8) _mm256_storeu_ps(lz, l8[j]);
-                float v = mz + uz[z] * sz;
-                if (kv->bits == 8) v += (lz[z] - 8.0f) * (sz / 16.0f);
-                o[z] += e * v;
-              }
-              continue;
-            }
-            const float es = e * s;
-            __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[j], _mm256_loadu_ps(o));
-            float add = e * mn;
-            if (kv->bits == 8) {
-              acc = _mm256_fmadd_ps(_mm256_set1_ps(es * (1.0f / 16.0f)), l8[j], acc);
-              add -= es * 0.5f; /* the -8 of l8 - 8, times es/16 */
-            }
-            _mm256_storeu_ps(o, _mm256_add_ps(acc, _mm256_set1_ps(add)));
-          }
-        }
-      }
-    }
-  }
-  /* Values, full-precision part. */
-  for (; k < count; k++) {
+  for (int k = 0; k < count; k++) {
     const int t = list ? list[k] : p0 + k;
     const size_t basei = (size_t)(t - kv->fp_start) * kv_dim + (size_t)g * d;
     for (int r = 0; r < n_rep; r++) axpy_fp(outp + (size_t)r * d, scores[(size_t)r * count + k], kv, basei, d);

@@ -3,84 +3,15 @@
  * tokens of accumulators; VNNI's vpdpbusd multiplies and sums 4-bit codes with int8 activations
  * in one instruction. Reductions keep a fixed order per output (batch invariant). Attention over
  * the quantized planes uses 512-bit blocks (vpdpwssd for the keys' int16 dots and the values'
- * int16 weight pairs) inside the AVX2 driver; attention over FP rows and sparse lists is the AVX2
- * one. */
+ * int16 weight pairs) inside the attention driver compiled at 16 lanes (attention_avx512.c);
+ * attention over sparse lists is the AVX2 head. The F32/F16/BF16 matmuls are matmul_fp.h's. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <string.h>
 #include "kernels.h"
 #include "attention_blocks.h"
-#include "simd_avx2.h" /* one_f32/f16/bf16: the scalar tails the matmul blocks share with AVX2 */
-
-static inline float hsum16(__m512 v) {
-  __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-  __m128 sh = _mm_movehdup_ps(lo);
-  __m128 s = _mm_add_ps(lo, sh);
-  sh = _mm_movehl_ps(sh, s);
-  s = _mm_add_ss(s, sh);
-  return _mm_cvtss_f32(s);
-}
-
-static inline __m512 load16_f32(const float *p) { return _mm512_loadu_ps(p); }
-static inline __m512 load16_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
-static inline __m512 load16_bf16(const uint16_t *p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-
-#define MM_BLOCK(SUFFIX, WT)                                                                             \
-  static inline __attribute__((always_inline)) void block_##SUFFIX(float *out, const float *x, const WT *w, \
-                                                                    int rows, int cols, int r, int t,     \
-                                                                    const int RB, const int TB) {         \
-    __m512 acc[4][6];                                                                                    \
-    for (int i = 0; i < RB; i++)                                                                         \
-      for (int k = 0; k < TB; k++) acc[i][k] = _mm512_setzero_ps();                                      \
-    int j = 0;                                                                                           \
-    for (; j + 16 <= cols; j += 16) {                                                                    \
-      __m512 wv[4];                                                                                      \
-      for (int i = 0; i < RB; i++) wv[i] = load16_##SUFFIX(w + (size_t)(r + i) * cols + j);              \
-      for (int k = 0; k < TB; k++) {                                                                     \
-        const __m512 xv = _mm512_loadu_ps(x + (size_t)(t + k) * cols + j);                              \
-        for (int i = 0; i < RB; i++) acc[i][k] = _mm512_fmadd_ps(wv[i], xv, acc[i][k]);                  \
-      }                                                                                                  \
-    }                                                                                                    \
-    for (int i = 0; i < RB; i++)                                                                         \
-      for (int k = 0; k < TB; k++) {                                                                     \
-        float s = hsum16(acc[i][k]);                                                                     \
-        for (int jj = j; jj < cols; jj++)                                                                \
-          s += one_##SUFFIX(w + (size_t)(r + i) * cols + jj) * x[(size_t)(t + k) * cols + jj];           \
-        out[(size_t)(t + k) * rows + r + i] = s;                                                         \
-      }                                                                                                  \
-  }                                                                                                      \
-  static void matmul_##SUFFIX(float *out, const float *x, const WT *w, int rows, int cols, int n, int r0, int r1) { \
-    int r = r0;                                                                                          \
-    if (n == 1) {                                                                                        \
-      for (; r + 4 <= r1; r += 4) block_##SUFFIX(out, x, w, rows, cols, r, 0, 4, 1);                     \
-      for (; r < r1; r++) block_##SUFFIX(out, x, w, rows, cols, r, 0, 1, 1);                             \
-      return;                                                                                            \
-    }                                                                                                    \
-    for (; r + 4 <= r1; r += 4) {                                                                        \
-      int t = 0;                                                                                         \
-      for (; t + 6 <= n; t += 6) block_##SUFFIX(out, x, w, rows, cols, r, t, 4, 6);                      \
-      switch (n - t) {                                                                                   \
-        case 5: block_##SUFFIX(out, x, w, rows, cols, r, t, 4, 5); break;                                \
-        case 4: block_##SUFFIX(out, x, w, rows, cols, r, t, 4, 4); break;                                \
-        case 3: block_##SUFFIX(out, x, w, rows, cols, r, t, 4, 3); break;                                \
-        case 2: block_##SUFFIX(out, x, w, rows, cols, r, t, 4, 2); break;                                \
-        case 1: block_##SUFFIX(out, x, w, rows, cols, r, t, 4, 1); break;                                \
-        default: break;                                                                                  \
-      }                                                                                                  \
-    }                                                                                                    \
-    for (; r < r1; r++) {                                                                                \
-      int t = 0;                                                                                         \
-      for (; t + 6 <= n; t += 6) block_##SUFFIX(out, x, w, rows, cols, r, t, 1, 6);                      \
-      for (; t < n; t++) block_##SUFFIX(out, x, w, rows, cols, r, t, 1, 1);                              \
-    }                                                                                                    \
-  }
-
-MM_BLOCK(f32, float)
-MM_BLOCK(f16, uint16_t)
-MM_BLOCK(bf16, uint16_t)
+#include "simd_avx2.h"
+#include "matmul_fp.h" /* matmul_f32, matmul_f16, matmul_bf16 at 16 lanes */
 
 /* Activations for the AVX-512 4-bit kernel: 4 blocks per load in whole groups of 16 (act_halves_first). */
 static void quantize_acts512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
@@ -119,8 +50,8 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
     const __m512 dx16 = _mm512_loadu_ps(dx + b), ds16 = _mm512_loadu_ps(ds + b);
     __m512 s16[4];
     for (int i = 0; i < RB; i++) {
-      s16[i] = _mm512_mul_ps(load16_f16(w->scales + (size_t)(r + i) * nb + b), dx16);
-      m16[i] = _mm512_fmadd_ps(load16_f16(w->mins + (size_t)(r + i) * nb + b), ds16, m16[i]);
+      s16[i] = _mm512_mul_ps(vw_load_f16(w->scales + (size_t)(r + i) * nb + b), dx16);
+      m16[i] = _mm512_fmadd_ps(vw_load_f16(w->mins + (size_t)(r + i) * nb + b), ds16, m16[i]);
     }
     for (int k = 0; k < 4; k++) { /* 4 blocks: 64 code bytes per row against the reordered activations */
       const int8_t *xq = x->q + ((size_t)t * nb + b + 4 * k) * QK;
@@ -173,9 +104,9 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   }
   for (int i = 0; i < RB; i++) {
     const uint16_t *mins = w->mins + (size_t)(r + i) * nb;
-    float m = hsum16(m16[i]);
+    float m = vw_hsum(m16[i]);
     for (int bb = nb & ~15; bb < nb; bb++) m += _cvtsh_ss(mins[bb]) * ds[bb];
-    out[(size_t)t * rows + r + i] = hsum16(acc[i]) + tail[i] + m;
+    out[(size_t)t * rows + r + i] = vw_hsum(acc[i]) + tail[i] + m;
   }
 }
 
