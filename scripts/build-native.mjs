@@ -64,7 +64,7 @@ function accepts(flags) {
   }
 }
 // AMX tiles (the 'amx' kernel table) where the compiler knows them; chosen at run time only on a CPU that has them.
-const amx = x86 && accepts(['-mamx-tile', '-mamx-int8']) ? ['-mamx-tile', '-mamx-int8', '-DQUANTSPEC_AMX'] : [];
+const amx = x86 && accepts(['-mamx-tile', '-mamx-int8', '-mamx-bf16']) ? ['-mamx-tile', '-mamx-int8', '-mamx-bf16', '-DQUANTSPEC_AMX'] : [];
 const common = ['-O3', '-std=c11', '-fPIC', '-pthread', '-ffp-contract=off', '-fno-math-errno', '-Wall', '-D_GNU_SOURCE',
   `-I${include[0]}`, '-DNODE_GYP_MODULE_NAME=quantspec'];
 const avx512 = ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'];
@@ -82,6 +82,8 @@ const units = [
     { file: 'attention_avx.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'kernels_avx512.c', flags: [...avx512, ...amx] },
     { file: 'attention_avx512.c', flags: avx512 },
+    { file: 'amx.c', flags: amx },
+    { file: 'gemm_amx.c', flags: [...avx512, ...amx] },
   ] : []),
 ];
 fs.mkdirSync(out, { recursive: true });

@@ -74,6 +74,7 @@ export const MODEL_FLAGS = {
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
   ctx: { type: 'string' },
+  'prefill-activations': { type: 'string' },
 } as const;
 
 /**
@@ -108,7 +109,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   presencePenalty: '--presence-penalty', frequencyPenalty: '--frequency-penalty', contextLength: '--ctx',
   keyGroupSize: '--kv-group', valueGroupSize: '--kv-value-group', spec: '--spec', kv: '--kv', gamma: '--gamma',
   'draft.bits': '--draft-bits', 'draft.groupSize': '--draft-group', 'draft.layers': '--draft-layers', tokenizer: '--tokenizer',
-  dtype: '--dtype', backend: '--backend', window: '--window', text: '--text', modes: '--modes',
+  dtype: '--dtype', backend: '--backend', prefillActivations: '--prefill-activations', window: '--window', text: '--text', modes: '--modes',
 };
 
 /**

@@ -4,7 +4,7 @@ import * as readline from 'node:readline';
 import { InvalidArgumentError } from '../core/errors.js';
 import { loadModel, type Model } from '../engine/model.js';
 import type { GenerateOptions, GenerationResult, PromptInput, Session } from '../engine/session.js';
-import type { BackendName } from '../engine/api.js';
+import type { BackendName, PrefillActivations } from '../engine/api.js';
 import { resolveSampling, SYNTHETIC_MODELS } from '../engine/api.js';
 import type { ChatMessage } from '../engine/api.js';
 import { DECODING_FLAGS, int, list, MODEL_FLAGS, modelPathOf, num, parse, SAMPLING_FLAGS, str, type Flags } from './args.js';
@@ -32,6 +32,9 @@ Streams a completion to stdout. Without --model, the embedded pdlm-5.8m model is
   --stop TEXT           stop string (repeatable)
   --ignore-eos          keep generating past end-of-sequence
   --ctx N               context length (default: the model's, at most 4096)
+  --prefill-activations bf16|f32
+                        the prompt's matmuls with BF16/F16 weights: BF16 activations on AMX (default
+                        bf16, as PyTorch and llama.cpp), or f32 for the exact path everywhere
   --backend NAME        reference (scalar TypeScript) | auto
 
 Decoding (QuantSpec is the default):
@@ -76,6 +79,7 @@ export async function loadForCli(flags: Flags, withDraft = true): Promise<Model>
     tokenizer: str(flags, 'tokenizer'),
     backend: backend as BackendName | undefined,
     contextLength: int(flags, 'ctx'),
+    prefillActivations: str(flags, 'prefill-activations') as PrefillActivations | undefined,
     onLoadProgress: (done, total) => bar.update(done, total),
     onWarning: (msg) => process.stderr.write(`quantspec: warning: ${msg}\n`),
   });

@@ -4,13 +4,14 @@ import * as path from 'node:path';
 import { InvalidArgumentError } from '../core/errors.js';
 import { defaultModelPath } from '../engine/model.js';
 import { RemoteModel } from '../engine/remote.js';
-import type { BackendName } from '../engine/api.js';
+import type { BackendName, PrefillActivations } from '../engine/api.js';
 import { QuantspecServer } from '../server/http.js';
 import { DECODING_FLAGS, int, MODEL_FLAGS, modelPathOf, parse, SAMPLING_FLAGS, str } from './args.js';
 import { decodingOptions, generationOptions } from './generate.js';
 
 export const SERVE_USAGE = `usage: quantspec serve [--model PATH | --synthetic NAME] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
-                       [--parallel N] [--max-queue N] [--ctx N] [generation and decoding options]
+                       [--parallel N] [--max-queue N] [--ctx N] [--prefill-activations bf16|f32]
+                       [generation and decoding options]
 
 OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions and /v1/responses
 (SSE with "stream": true), GET /v1/models[/ID], /health (503 while loading), /metrics
@@ -68,6 +69,7 @@ export async function runServe(argv: string[]): Promise<number> {
       tokenizer: str(flags, 'tokenizer'),
       backend: str(flags, 'backend') as BackendName | undefined,
       contextLength: int(flags, 'ctx'),
+      prefillActivations: str(flags, 'prefill-activations') as PrefillActivations | undefined,
       onWarning: (w) => log(`warning: ${w}`),
     }, parallel),
   );

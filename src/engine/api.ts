@@ -3,6 +3,7 @@
 
 export type { DecodingOptions, KvMode, SpecMode } from '../speculative/modes.js';
 export type { BackendName } from '../kernels/select.js';
+export type { PrefillActivations } from '../model/forward.js';
 export { resolveSampling } from '../sampling/params.js';
 export type { ChatMessage } from '../tokenizer/chat.js';
 export { describeConfig } from '../model/config.js';

@@ -2,9 +2,12 @@
 // consecutive windows of a text (`quantspec eval`).
 
 import { ContextOverflowError, InvalidArgumentError } from '../core/errors.js';
-import { computeLogits, createScratch, forward } from '../model/forward.js';
+import { computeLogits, createScratch, forward, PROMPT_PASS } from '../model/forward.js';
 import { createCache, targetViewOf, type KvMode } from '../speculative/modes.js';
 import type { Model } from './model.js';
+
+/** How scoreSequence runs its chunks: as decode steps ('exact') or as prompt prefill ('prompt'). */
+export type ScoringPasses = 'exact' | 'prompt';
 
 /** Called with the logits row that predicts ids[position + 1]; `row` is valid only during the call. */
 export type LogitsRowCallback = (position: number, row: Float32Array) => void;
@@ -12,9 +15,13 @@ export type LogitsRowCallback = (position: number, row: Float32Array) => void;
 /**
  * Feed ids from position 0 of a fresh cache, calling back with every position's logits. With kv
  * 'int8'/'int4' the hierarchical cache is flushed before each chunk, as during generation, and
- * attention reads it at that precision.
+ * attention reads it at that precision. `passes` 'prompt' runs the chunks as prefill runs a
+ * prompt (BF16 weights may take BF16 activations, LoadOptions.prefillActivations); the default
+ * 'exact' runs them as decode steps do.
  */
-export function scoreSequence(model: Model, ids: readonly number[], onRow: LogitsRowCallback, chunk = 64, kv: KvMode = 'fp'): void {
+export function scoreSequence(
+  model: Model, ids: readonly number[], onRow: LogitsRowCallback, chunk = 64, kv: KvMode = 'fp', passes: ScoringPasses = 'exact',
+): void {
   const rt = model.runtime;
   const { vocabSize } = rt.config;
   if (ids.length > model.contextLength) {
@@ -30,7 +37,7 @@ export function scoreSequence(model: Model, ids: readonly number[], onRow: Logit
   for (let pos = 0; pos < ids.length; ) {
     cache.flush();
     const n = Math.min(chunk, ids.length - pos, cache.room);
-    forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch);
+    forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch, passes === 'prompt' ? PROMPT_PASS : undefined);
     const logits = computeLogits(rt, model.target, scratch, 0, n);
     for (let r = 0; r < n; r++) onRow(pos + r, logits.subarray(r * vocabSize, (r + 1) * vocabSize));
     pos += n;
@@ -67,7 +74,7 @@ export function negLogLikelihood(row: Float32Array, target: number): number {
  * token is predicted exactly once and BOS never is.
  */
 export function perplexity(
-  model: Model, text: string, window: number, onWindow?: (w: WindowScore) => void, kv: KvMode = 'fp',
+  model: Model, text: string, window: number, onWindow?: (w: WindowScore) => void, kv: KvMode = 'fp', passes: ScoringPasses = 'exact',
 ): PerplexityResult {
   if (!Number.isInteger(window) || window < 2) throw new InvalidArgumentError(`window must be an integer >= 2, got ${window}.`, 'window');
   const bos = model.tokenizer.bosId;
@@ -83,7 +90,7 @@ export function perplexity(
     let nll = 0;
     scoreSequence(model, seq, (pos, row) => {
       if (pos + 1 < seq.length) nll += negLogLikelihood(row, seq[pos + 1]!);
-    }, 64, kv);
+    }, 64, kv, passes);
     const n = seq.length - 1;
     const score = { window: w, start, nPredicted: n, meanNll: nll / n, perplexity: Math.exp(nll / n) };
     windows.push(score);

@@ -8,7 +8,7 @@ import { InvalidArgumentError, TokenizerError } from '../core/errors.js';
 import { selectBackend, type BackendName } from '../kernels/select.js';
 import type { Backend } from '../kernels/backend.js';
 import type { ModelConfig } from '../model/config.js';
-import { createRuntime, type ModelRuntime } from '../model/forward.js';
+import { createRuntime, type ModelRuntime, type PrefillActivations } from '../model/forward.js';
 import { loadWeights, openModel, type ModelFormat, type ResolvedModel } from '../model/load.js';
 import { buildRopeTables } from '../model/rope.js';
 import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js';
@@ -33,6 +33,13 @@ export interface LoadOptions extends DecodingOptions {
   readonly contextLength?: number;
   /** Prompt tokens per prefill forward pass (default 128). */
   readonly prefillChunk?: number;
+  /**
+   * Activations of the prompt's matmuls with BF16 or F16 weights: 'bf16' (the default) rounds them
+   * to BF16 with F32 accumulation where the backend has a BF16 GEMM (AMX-BF16), as PyTorch and
+   * llama.cpp run BF16 models on CPU; 'f32' keeps the exact path. F32 weights always keep it. Decode, draft and verify steps
+   * always take F32 activations, so QuantSpec stays identical to plain decoding either way.
+   */
+  readonly prefillActivations?: PrefillActivations;
   /** The QuantSpec draft's weights: built at load time unless false. */
   readonly draft?: false | { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean };
   readonly onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
@@ -90,7 +97,7 @@ export class Model {
   constructor(init: {
     resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; draft: WeightSet | null;
     draftOptions: DraftOptions | null; draftBytes: number; loadMs: number; loadTimings: LoadTimings; contextLength: number; prefillChunk: number;
-    defaults: DecodingOptions;
+    prefillActivations: PrefillActivations; defaults: DecodingOptions;
   }) {
     this.config = init.resolved.config;
     this.format = init.resolved.format;
@@ -106,7 +113,7 @@ export class Model {
     this.contextLength = init.contextLength;
     this.prefillChunk = init.prefillChunk;
     this.defaults = init.defaults;
-    this.runtime = createRuntime(this.config, this.backend, buildRopeTables(this.config, this.contextLength));
+    this.runtime = createRuntime(this.config, this.backend, buildRopeTables(this.config, this.contextLength), init.prefillActivations);
   }
 
   /** Bytes of the target weights as held in memory. */
@@ -218,6 +225,9 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
     if (!Number.isInteger(prefillChunk) || prefillChunk < 1) {
       throw new InvalidArgumentError(`prefillChunk must be a positive integer, got ${prefillChunk}.`, 'prefillChunk');
     }
+    if (options.prefillActivations !== undefined && options.prefillActivations !== 'bf16' && options.prefillActivations !== 'f32') {
+      throw new InvalidArgumentError(`prefillActivations must be 'bf16' or 'f32', got ${JSON.stringify(options.prefillActivations)}.`, 'prefillActivations');
+    }
     draftOptions = options.draft === false ? null : resolveDraftOptions(options.draft ?? {});
     resolveDecoding(config, options); // validate the default decoding mode before reading weights
   } catch (e) {
@@ -264,6 +274,7 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   };
   return new Model({
     resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,
-    loadMs: performance.now() - t0, loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack }, contextLength, prefillChunk, defaults: stripUndefined(defaults),
+    loadMs: performance.now() - t0, loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack }, contextLength, prefillChunk,
+    prefillActivations: options.prefillActivations ?? 'bf16', defaults: stripUndefined(defaults),
   });
 }

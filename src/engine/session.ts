@@ -3,7 +3,7 @@
 
 import { CancelledError, ContextOverflowError, InvalidArgumentError, QuantspecError } from '../core/errors.js';
 import { clockSeed, Xoshiro128 } from '../core/rng.js';
-import { createScratch, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
+import { createScratch, forward, PROMPT_PASS, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvBytes, KvCache, KvCheckpoint, KvViewKind } from '../kv/cache.js';
 import type { DecodingPlan } from '../speculative/modes.js';
@@ -406,7 +406,7 @@ export class Session {
       if (options.signal?.aborted) return true;
       cache.flush();
       const n = Math.min(prefillChunk, end - pos, cache.room);
-      forward(rt, target, cache, targetView, tokens, pos, n, this.scratch);
+      forward(rt, target, cache, targetView, tokens, pos, n, this.scratch, PROMPT_PASS);
       pos += n;
       options.onPrefillProgress?.(pos - from, total);
       if (pos < end) await yieldToEventLoop();

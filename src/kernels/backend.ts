@@ -33,6 +33,16 @@ export interface Backend extends KvStorage {
   /** out[n, rows] = x[n, cols] · Wᵀ for W [rows, cols]. */
   matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): void;
 
+  /**
+   * The prompt passes' matmul (the README's precision contract): for BF16 and F16 weights,
+   * out = bf16(x) · Wᵀ, the activations rounded to BF16 (to nearest even), the weights exact and
+   * the products summed in F32 or wider, as PyTorch and llama.cpp run BF16 models on CPU. Each
+   * token's result depends only on its own row of x. Returns false, writing nothing, where the
+   * backend has no such path for w (F32 or quantized weights, a CPU without AMX-BF16); the caller
+   * then runs matmul.
+   */
+  matmulPrompt?(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): boolean;
+
   /** x[n, dim] += bias[dim] for every row. */
   addBias(x: Float32Array, bias: Float32Array, nRows: number, dim: number): void;
 

@@ -8,6 +8,7 @@ import type { KvCache, KvView, KvViewKind } from '../kv/cache.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { RopeTables } from './rope.js';
 import type { WeightSet } from './weights.js';
+import type { WeightTensor } from '../quant/format.js';
 
 /** Everything about a loaded model that a forward pass needs besides weights and cache. */
 export interface ModelRuntime {
@@ -16,6 +17,8 @@ export interface ModelRuntime {
   readonly rope: RopeTables;
   readonly attn: AttentionShape;
   readonly ropeLayout: RopeLayout;
+  /** Whether prompt passes may take the backend's BF16-activation matmul (Backend.matmulPrompt). */
+  readonly promptBf16: boolean;
 }
 
 /** Activation buffers, allocated once per session for the largest batch (llama2.c's RunState). */
@@ -40,13 +43,17 @@ export interface ForwardScratch {
   readonly single: { cache: KvCache; kind: KvViewKind; tokens: ArrayLike<number>; first: number; nTokens: number }[];
 }
 
-export function createRuntime(config: ModelConfig, backend: Backend, rope: RopeTables): ModelRuntime {
+/** Activations of a prompt pass's matmuls with 16-bit float weights (LoadOptions.prefillActivations). */
+export type PrefillActivations = 'bf16' | 'f32';
+
+export function createRuntime(config: ModelConfig, backend: Backend, rope: RopeTables, prefillActivations: PrefillActivations = 'bf16'): ModelRuntime {
   return {
     config,
     backend,
     rope,
     attn: { nHeads: config.nHeads, nKvHeads: config.nKvHeads, headDim: config.headDim, window: config.slidingWindow ?? 0 },
     ropeLayout: config.ropeStyle === 'neox' ? 0 : 1,
+    promptBf16: prefillActivations === 'bf16',
   };
 }
 
@@ -78,6 +85,25 @@ export function createScratch(config: ModelConfig, maxBatch: number, maxLogitRow
 /** Sees each layer's rotated queries q[n, nHeads·headDim] (SnapKV scores prompt positions with them). */
 export type QueryObserver = (layer: number, q: Float32Array, nTokens: number) => void;
 
+export interface ForwardOptions {
+  readonly observeQueries?: QueryObserver;
+  /**
+   * The cache already holds these tokens' K/V at these positions (a full-precision cache truncated
+   * just before them): they are read, not written again, so a checkpoint of the cache stays valid.
+   */
+  readonly replay?: boolean;
+  /**
+   * These are prompt tokens (prefill, or teacher-forced scoring): with rt.promptBf16 their matmuls
+   * with BF16 or F16 weights may round the activations to BF16 (Backend.matmulPrompt). Decode, draft and
+   * verify passes never set it, so they stay on the exact path that makes QuantSpec lossless.
+   */
+  readonly prompt?: boolean;
+}
+
+const NO_OPTIONS: ForwardOptions = {};
+/** The options of a prefill pass. */
+export const PROMPT_PASS: ForwardOptions = { prompt: true };
+
 /** One sequence's part of a batched forward: its cache, the view it reads, and its tokens. */
 export interface BatchSegment {
   readonly cache: KvCache;
@@ -89,14 +115,12 @@ export interface BatchSegment {
 
 /**
  * Run tokens[first..first + n) at positions cache.length.. through all layers. The residual stream of every
- * token is left in scratch.x [n, dim]; call computeLogits() for the rows you need. With `replay`
- * the cache already holds these tokens' K/V at these positions (a full-precision cache truncated
- * just before them): they are read, not written again, so a checkpoint of the cache stays valid.
+ * token is left in scratch.x [n, dim]; call computeLogits() for the rows you need.
  */
 export function forward(
   rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind,
   tokens: ArrayLike<number>, first: number, nTokens: number, s: ForwardScratch,
-  observeQueries?: QueryObserver, replay = false,
+  opts: ForwardOptions = NO_OPTIONS,
 ): void {
   if (s.single.length === 0) s.single.push({ cache, kind, tokens, first, nTokens });
   const one = s.single[0]!;
@@ -105,7 +129,7 @@ export function forward(
   one.tokens = tokens;
   one.first = first;
   one.nTokens = nTokens;
-  forwardBatch(rt, w, s.single, s, observeQueries, replay);
+  forwardBatch(rt, w, s.single, s, opts);
 }
 
 /**
@@ -115,9 +139,12 @@ export function forward(
  */
 export function forwardBatch(
   rt: ModelRuntime, w: WeightSet, segments: readonly BatchSegment[], s: ForwardScratch,
-  observeQueries?: QueryObserver, replay = false,
+  opts: ForwardOptions = NO_OPTIONS,
 ): void {
   const { config: c, backend: be, rope, attn } = rt;
+  const { observeQueries, replay = false } = opts;
+  const promptBf16 = rt.promptBf16 && opts.prompt === true && be.matmulPrompt !== undefined;
+
   let n = 0;
   let empty = false;
   for (let g = 0; g < segments.length; g++) {
@@ -160,9 +187,9 @@ export function forwardBatch(
     const lw = w.layers[l]!;
     // Attention block: x += wo · attention(rope(q), rope(k), v).
     be.rmsnorm(s.xb, s.x, lw.attnNorm, n, dim, normEps);
-    be.matmul(s.q, s.xb, lw.wq, n);
-    be.matmul(s.k, s.xb, lw.wk, n);
-    be.matmul(s.v, s.xb, lw.wv, n);
+    project(be, promptBf16, s.q, s.xb, lw.wq, n);
+    project(be, promptBf16, s.k, s.xb, lw.wk, n);
+    project(be, promptBf16, s.v, s.xb, lw.wv, n);
     if (lw.bq) be.addBias(s.q, lw.bq, n, qDim);
     if (lw.bk) be.addBias(s.k, lw.bk, n, kvDim);
     if (lw.bv) be.addBias(s.v, lw.bv, n, kvDim);
@@ -186,16 +213,21 @@ export function forwardBatch(
       if (!replay) seg.cache.write(l, positions[g]!, k, v, m);
       be.attention(out, q, m, positions[g]!, views[g]!.layers[l]!, attn, s.scores);
     }
-    be.matmul(s.xb2, s.xb, lw.wo, n);
+    project(be, promptBf16, s.xb2, s.xb, lw.wo, n);
     be.add(s.x, s.xb2, n * dim);
     // MLP block: x += w2 · (silu(w1 · x) * (w3 · x)).
     be.rmsnorm(s.xb, s.x, lw.ffnNorm, n, dim, normEps);
-    be.matmul(s.hb, s.xb, lw.w1, n);
-    be.matmul(s.hb2, s.xb, lw.w3, n);
+    project(be, promptBf16, s.hb, s.xb, lw.w1, n);
+    project(be, promptBf16, s.hb2, s.xb, lw.w3, n);
     be.siluMul(s.hb, s.hb2, n * hiddenDim);
-    be.matmul(s.xb2, s.hb, lw.w2, n);
+    project(be, promptBf16, s.xb2, s.hb, lw.w2, n);
     be.add(s.x, s.xb2, n * dim);
   }
+}
+
+/** out = x · mᵀ, through the backend's prompt matmul where `prompt` allows and it has one for m. */
+function project(be: Backend, prompt: boolean, out: Float32Array, x: Float32Array, m: WeightTensor, n: number): void {
+  if (!(prompt && be.matmulPrompt!(out, x, m, n))) be.matmul(out, x, m, n);
 }
 
 /** Logits for rows [firstRow, firstRow + nRows) of the last forward(): scratch.logits [nRows, vocabSize]. */

@@ -70,9 +70,12 @@ function snapSelect(state: DecodeState, cache: FpKvCache): void {
   const queries = new Float32Array(nLayers * w * qDim); // [nLayers, w, qDim], once per prompt
   // Replay the observation window to see its queries (its K/V are in the cache already).
   cache.truncate(start);
-  forward(rt, target, cache, 'fp', tokens, start, w, scratch, (layer, q, n) => {
-    queries.set(q.subarray(0, n * qDim), layer * w * qDim);
-  }, true);
+  // A prompt pass like the prefill that wrote these K/V, so the queries are the prefill's.
+  forward(rt, target, cache, 'fp', tokens, start, w, scratch, {
+    observeQueries: (layer, q, n) => queries.set(q.subarray(0, n * qDim), layer * w * qDim),
+    replay: true,
+    prompt: true,
+  });
   const nRep = nHeads / nKvHeads;
   const kvDim = nKvHeads * headDim;
   const scale = 1 / Math.sqrt(headDim);

@@ -137,6 +137,7 @@ test('--stats prints speculation statistics to stderr; bad decoding flags are na
     [['--kv-value-group', '48'], /value group size 48 must be an even divisor of head_dim 64/],
     [['--draft-bits', '3'], /--draft-bits supports 4 only/],
     [['--draft-layers', 'ffn'], /unknown draft layer "ffn"/],
+    [['--prefill-activations', 'f16'], /--prefill-activations must be 'bf16' or 'f32'/],
   ];
   for (const [args, pattern] of cases) {
     const e = cli(['generate', '--prompt', 'x', ...args]);

@@ -203,6 +203,56 @@ for (const isa of ISAS) {
     }
   });
 
+  // The prompt matmul: BF16 activations, exact BF16/F16 weights, F32 sums (Backend.matmulPrompt).
+  // Shapes: partial panels of 32 rows and 32-column slices, whole ones (BF16 tiles read in place),
+  // token counts across blocks of 16.
+  test(`${isa}: prompt matmul (BF16 activations) matches its reference, is batch invariant, and is only where the path has tiles`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    if (isa !== 'amx') {
+      assert.equal(cpu.matmulPrompt, undefined, `${isa} has no BF16 GEMM: prompts must take the exact matmul`);
+      return;
+    }
+    const prompt = cpu.matmulPrompt!;
+    const rng = new Xoshiro128(5);
+    const shapes: [number, number, number][] = [[1, 1, 1], [37, 131, 17], [64, 256, 37], [96, 512, 40], [130, 301, 9], [33, 64, 33], [32, 2048, 16]];
+    for (const dtype of ['bf16', 'f16'] as const) {
+      for (const [rows, cols, n] of shapes) {
+        const w = dense(dtype, rows, cols, rng);
+        const x = randn(rng, n * cols);
+        const a = new Float32Array(n * rows).fill(7);
+        const b = new Float32Array(n * rows);
+        assert.equal(prompt(a, x, w, n), true);
+        assert.equal(ref.matmulPrompt!(b, x, w, n), true);
+        const absW = new Float32Array(rows * cols);
+        const row = new Float32Array(cols);
+        const scale = new Float32Array(n * rows);
+        ref.matmul(scale, Float32Array.from(x, Math.abs), { dtype: 'f32', shape: [rows, cols], data: absW.map((_, i) => { ref.embed(row, w, Int32Array.of(Math.floor(i / cols)), 1); return Math.abs(row[i % cols]!); }) }, n);
+        assertClose(a, b, 1e-5, scale, `${dtype} [${rows}x${cols}] n=${n}`);
+        // The activations were rounded: some output differs from the exact matmul's by more than F32 sums would.
+        const exact = new Float32Array(n * rows);
+        ref.matmul(exact, x, w, n);
+        let moved = 0;
+        for (let i = 0; i < a.length; i++) moved = Math.max(moved, Math.abs(a[i]! - exact[i]!) / scale[i]!);
+        if (cols >= 64) assert.ok(moved > 1e-4, `${dtype} [${rows}x${cols}]: within ${moved} of the exact matmul, activations not rounded`);
+        for (const t of [0, n - 1, n >> 1]) {
+          const one = new Float32Array(rows);
+          prompt(one, x.subarray(t * cols, (t + 1) * cols), w, 1);
+          assert.deepEqual(one, a.subarray(t * rows, (t + 1) * rows), `${dtype} [${rows}x${cols}] token ${t} of ${n}`);
+        }
+      }
+    }
+    // A NaN activation poisons its own token's outputs only.
+    const w = dense('bf16', 40, 96, rng);
+    const x = randn(rng, 20 * 96);
+    x[3 * 96 + 50] = NaN;
+    const out = new Float32Array(20 * 40);
+    prompt(out, x, w, 20);
+    for (let t = 0; t < 20; t++) for (let r = 0; r < 40; r++) assert.equal(Number.isNaN(out[t * 40 + r]!), t === 3, `token ${t} row ${r}`);
+    // Other dtypes are not its to take.
+    assert.equal(prompt(out, x, dense('f32', 40, 96, rng), 20), false);
+    assert.throws(() => prompt(new Float32Array(10), x, w, 20), /matmulPrompt/);
+  });
+
   test(`${isa}: 4-bit matmul (int8 activations) matches its exact reference`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
     const rng = new Xoshiro128(2);

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BackendUnavailableError } from '../../core/errors.js';
+import { BackendUnavailableError, ShapeMismatchError } from '../../core/errors.js';
 import type { DenseTensor } from '../../core/tensor.js';
 import type { WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
@@ -19,9 +19,10 @@ import type { Backend } from '../backend.js';
 import { createReferenceBackend } from '../reference/index.js';
 
 interface NativeAddon {
-  init(threads: number, isa: string): { isa: string; threads: number };
+  init(threads: number, isa: string): { isa: string; threads: number; gemmBf16: boolean };
   matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, n: number): void;
   matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array, rows: number, cols: number, n: number): void;
+  gemmBf16(out: Float32Array, x: Float32Array, w: Uint16Array, dtype: number, rows: number, cols: number, n: number): boolean;
   quantizeQ4(src: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, group: number, symmetric: number, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array): void;
   attention(out: Float32Array, q: Float32Array, nq: number, startPos: number, nHeads: number, nKvHeads: number, headDim: number, window: number, kv: NativeKvHandle): void;
   kvBind(
@@ -97,7 +98,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const NATIVE_ADDON_PATH = path.resolve(here, '..', '..', '..', '..', 'build', 'quantspec.node');
 
 let addon: NativeAddon | null = null;
-let addonInfo: { isa: string; threads: number } | null = null;
+let addonInfo: { isa: string; threads: number; gemmBf16: boolean } | null = null;
 
 /** Physical cores: distinct (package, core) pairs in /proc/cpuinfo, else the logical count. */
 export function physicalCores(): number {
@@ -182,6 +183,16 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
           ref.matmul(out, x, w, nTokens);
       }
     },
+    ...(info.gemmBf16 ? {
+      matmulPrompt(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): boolean {
+        if (w.dtype !== 'bf16' && w.dtype !== 'f16') return false;
+        const rows = w.shape[0]!, cols = w.shape[1]!;
+        if (x.length < nTokens * cols || out.length < nTokens * rows) {
+          throw new ShapeMismatchError(`matmulPrompt: x needs ${nTokens * cols} floats and out ${nTokens * rows} for W [${rows}, ${cols}]`);
+        }
+        return native.gemmBf16(out, x, w.data, DTYPE_CODE[w.dtype], rows, cols, nTokens);
+      },
+    } : {}),
     addBias(x, bias, nRows, dim) {
       native.add(x, null, bias, nRows, dim);
     },

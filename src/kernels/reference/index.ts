@@ -3,13 +3,14 @@
 import type { Backend } from '../backend.js';
 import { attention } from './attention.js';
 import { NO_HANDLE, quantizeKv, writeKv } from './kvquant.js';
-import { add, addBias, embed, matmul, rmsnorm, rope, siluMul } from './ops.js';
+import { add, addBias, embed, matmul, matmulPrompt, rmsnorm, rope, siluMul } from './ops.js';
 
 export function createReferenceBackend(): Backend {
   return {
     name: 'reference',
     prepareWeight: (w) => w,
     matmul,
+    matmulPrompt,
     addBias,
     rmsnorm,
     rope,

@@ -2,6 +2,7 @@
 
 import { colsOf, rowsOf, type WeightTensor } from '../../quant/format.js';
 import { ShapeMismatchError } from '../../core/errors.js';
+import { bf16ToF32, f32ToBf16 } from '../../core/half.js';
 import type { RopeLayout } from '../backend.js';
 import { decodeRow } from './rows.js';
 
@@ -67,6 +68,22 @@ export function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTok
       out[t * rows + r] = a0 + b0;
     }
   }
+}
+
+let promptScratch = new Float32Array(0);
+
+/**
+ * The prompt matmul (Backend.matmulPrompt) for BF16 and F16 weights: x rounded to BF16 (to nearest
+ * even), then matmul's sums (in double precision) with the weights as they are. False for other dtypes.
+ */
+export function matmulPrompt(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): boolean {
+  if (w.dtype !== 'bf16' && w.dtype !== 'f16') return false;
+  const len = nTokens * colsOf(w);
+  if (x.length < len) throw new ShapeMismatchError(`matmulPrompt: x needs ${len} floats for W [${rowsOf(w)}, ${colsOf(w)}]`);
+  if (promptScratch.length < len) promptScratch = new Float32Array(len);
+  for (let i = 0; i < len; i++) promptScratch[i] = bf16ToF32(f32ToBf16(x[i]!));
+  matmul(out, promptScratch, w, nTokens);
+  return true;
 }
 
 export function addBias(x: Float32Array, bias: Float32Array, nRows: number, dim: number): void {

@@ -104,6 +104,23 @@ static napi_value js_matmul_q4(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* gemmBf16(out, x, w, dtype 1=f16|2=bf16, rows, cols, n) -> whether it ran: the BF16-activation
+ * prompt matmul (jobs.h gemm_bf16_run); false where the kernel path has none. */
+static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  PTR(0, out); PTR(1, x); PTR(2, w);
+  INT(3, dtype); INT(4, rows); INT(5, cols); INT(6, n);
+  int status;
+  KERNEL(status = gemm_bf16_run(out, x, w, dtype, rows, cols, n));
+  if (status < 0) {
+    napi_throw_error(env, NULL, "quantspec native: out of memory");
+    return NULL;
+  }
+  napi_value ran;
+  CHECK(napi_get_boolean(env, status == 0, &ran));
+  return ran;
+}
+
 /* quantizeQ4(src, dtype, rows, cols, group, symmetric, codes, scales, mins): the 4-bit draft of a matrix (jobs.h). */
 static napi_value js_quantize_q4(napi_env env, napi_callback_info info) {
   ARGS(9);
@@ -350,7 +367,8 @@ static napi_value js_read_sum(napi_env env, napi_callback_info info) {
 
 /* ---- setup ---------------------------------------------------------------------------------- */
 
-/* init(threads, isa) -> { isa, threads }; isa '' = best available. Throws on an unavailable isa. */
+/* init(threads, isa) -> { isa, threads, gemmBf16 }; isa '' = best available; gemmBf16: whether the
+ * path has the BF16 prompt matmul. Throws on an unavailable isa. */
 static napi_value js_init(napi_env env, napi_callback_info info) {
   ARGS(2);
   INT(0, threads);
@@ -372,6 +390,9 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
   CHECK(napi_create_int32(env, pool_threads(), &n));
   CHECK(napi_set_named_property(env, result, "isa", name));
   CHECK(napi_set_named_property(env, result, "threads", n));
+  napi_value gemm;
+  CHECK(napi_get_boolean(env, K->gemm_bf16 != NULL, &gemm));
+  CHECK(napi_set_named_property(env, result, "gemmBf16", gemm));
   return result;
 }
 
@@ -394,6 +415,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
     {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_default, NULL},
     {"matmulQ4", NULL, js_matmul_q4, NULL, NULL, NULL, napi_default, NULL},
+    {"gemmBf16", NULL, js_gemm_bf16, NULL, NULL, NULL, napi_default, NULL},
     {"quantizeQ4", NULL, js_quantize_q4, NULL, NULL, NULL, napi_default, NULL},
     {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
     {"kvBind", NULL, js_kv_bind, NULL, NULL, NULL, napi_default, NULL},

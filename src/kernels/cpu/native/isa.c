@@ -4,18 +4,15 @@
 #include <cpuid.h>
 #endif
 #include "isa.h"
+#include "amx.h"
 
 const kernel_table *K = &kernels_scalar;
 
 #ifdef QUANTSPEC_AMX
-/* AMX-TILE and AMX-INT8 in CPUID, and the tile state granted by the kernel (asked for once). */
+/* AMX-TILE, AMX-INT8 and AMX-BF16 in CPUID, and the tile state granted by the kernel (asked for once). */
 static int amx_usable(void) {
   static int state = -1;
-  if (state < 0) {
-    unsigned a, b, c, d;
-    const int cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 25));
-    state = cpu && amx_request() == 0;
-  }
+  if (state < 0) state = amx_cpu() && amx_request() == 0;
   return state;
 }
 #endif

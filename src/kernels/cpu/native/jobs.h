@@ -12,6 +12,11 @@ void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, 
 int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16_t *scales, const uint16_t *mins, int rows,
                   int cols, int n);
 
+/* out[n, rows] = bf16(x[n, cols]) · wᵀ for 16-bit float weights w (dtype 1 = f16, 2 = bf16), F32
+ * accumulation, where the kernel table has a BF16 GEMM (kernel_table.gemm_bf16): returns 0, 1 when
+ * it has none or w is another dtype (nothing is written), -1 when out of memory. */
+int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int rows, int cols, int n);
+
 /* The 4-bit draft of a matrix [rows, cols] (dtype 0 f32, 1 f16, 2 bf16) in groups of `group`
  * columns (a multiple of 32), straight into Q4 blocks of 32: codes [rows, nb, 16], F16 scales and
  * minimums [rows, nb]; the same bits as quant/weights.ts quantizeQ4 + repackQ4Blocks32. */

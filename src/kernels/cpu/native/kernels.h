@@ -85,7 +85,23 @@ typedef struct {
                          float *out_partial);
   /* gate[i] = silu(gate[i]) · up[i] for i in [i0, i1). */
   void (*silu_mul)(float *gate, const float *up, int i0, int i1);
+  /* The prompt matmul of 16-bit float weights (dtype 1 = f16, 2 = bf16) with BF16 activations
+   * and F32 accumulation (gemm_bf16_run), in two steps. gemm_acts_bf16 lays out token blocks
+   * [tb0, tb1) of x [n, cols] (16 tokens each) in xb, the activations rounded to BF16 in the
+   * path's own layout: gemm_acts_elems(n, kp) elements, kp = cols rounded up to 32. gemm_bf16 then
+   * writes out[t, r] = Σ_j w[r, j] · xb[t, j] for rows [r0, r1) (r0 a multiple of GEMM_PANEL);
+   * panel: gemm_panel_elems(kp) of this thread's scratch, 64-byte aligned. Both NULL on a path
+   * without them: prompts take the exact matmuls there. */
+  void (*gemm_acts_bf16)(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
+  void (*gemm_bf16)(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
+                    int r1, uint16_t *panel);
 } kernel_table;
+
+#define GEMM_PANEL 32 /* weight rows per panel of gemm_bf16 */
+/* BF16 elements of one thread's gemm_bf16 panel: two parts (F16's hi and lo) of kp / 32 slices of two 16 x 32 tiles. */
+static inline size_t gemm_panel_elems(int kp) { return (size_t)2 * (kp / 32) * 2 * 512; }
+/* BF16 elements of gemm_acts_bf16's layout: whole blocks of 16 tokens, kp columns. */
+static inline size_t gemm_acts_elems(int n, int kp) { return (size_t)((n + 15) / 16) * 16 * kp; }
 
 extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
@@ -94,8 +110,10 @@ extern const kernel_table kernels_avx512;
 #ifdef QUANTSPEC_AMX
 /* AVX-512 with the key scores of the attention over the planes as AMX tile products. */
 extern const kernel_table kernels_amx;
-/* Asks Linux for the tile state (once per process); 0 when the tiles may be used. */
-int amx_request(void);
+/* gemm_amx.c */
+void amx_gemm_acts(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
+void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
+                   int r1, uint16_t *panel);
 #endif
 /* AVX2 kernels the AVX-512 table shares (kernels_avx2.c). */
 void avx2_attention_head(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list, float *scratch,

@@ -11,7 +11,8 @@
 #include "kernels.h"
 #include "attention_blocks.h"
 #include "simd_avx2.h"
-#include "matmul_fp.h" /* matmul_f32, matmul_f16, matmul_bf16 at 16 lanes */
+#include "matmul_fp.h"
+#include "simd512.h" /* matmul_f32, matmul_f16, matmul_bf16 at 16 lanes */
 
 /* Activations for the AVX-512 4-bit kernel: 4 blocks per load in whole groups of 16 (act_halves_first). */
 static void quantize_acts512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
@@ -147,30 +148,6 @@ static inline __m512i plane_codes(const uint8_t *upper, const uint8_t *lower, si
 
 static inline __m512i key_codes(const key_args *a, int i, int m, const int BITS) {
   return plane_codes(a->up, a->lw, (size_t)a->rb, a->half, i, m, BITS);
-}
-
-/* r[k] (dword k of 16 positions' rows) from r[p] (the 16 dwords of position p), in place. */
-static inline void transpose16_epi32(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; i++) { /* r[4i + j], lane L: dword 4L + j of rows 4i..4i+3 */
-    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  for (int j = 0; j < 4; j++) {
-    const __m512i c0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44), c1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xee);
-    const __m512i c2 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44), c3 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xee);
-    t[j] = _mm512_shuffle_i32x4(c0, c2, 0x88);
-    t[4 + j] = _mm512_shuffle_i32x4(c0, c2, 0xdd);
-    t[8 + j] = _mm512_shuffle_i32x4(c1, c3, 0x88);
-    t[12 + j] = _mm512_shuffle_i32x4(c1, c3, 0xdd);
-  }
-  for (int k = 0; k < 16; k++) r[k] = t[k];
 }
 
 /* The int16 query of pair r, chunk m, as signed bytes qh = q >> 8 and ql − 128 = (q & 255) − 128,
@@ -379,32 +356,7 @@ static void keys_avx512(const key_args *a, int nr, int bits) {
  * 4), signed. With q = 256 qh + ql (ql unsigned) and code' = code - 128, over 64 channel slots:
  *   Σ q·code = 256 C0 + C1 + 2^15 Σ qh + 2^7 Σ ql − 2^15 Σ code + 2^28,
  * exact in wrapping int32 like the other paths, so the scores are theirs bit for bit. */
-#include <sys/syscall.h>
-#include <unistd.h>
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
-
-int amx_request(void) {
-  return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA);
-}
-
-typedef struct {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} __attribute__((packed)) tile_config;
-
-/* The tile shapes above, loaded once in each thread that runs tiles. */
-static __thread int tiles_configured;
-
-static void configure_tiles(void) {
-  tile_config c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int i = 0; i < 5; i++) c.rows[i] = 16, c.colsb[i] = 64;
-  _tile_loadconfig(&c);
-  tiles_configured = 1;
-}
+#include "amx.h"
 
 /* a->prep, once per key group: per chunk m the A rows of every pair (rounded up to 16, padded
  * with zeros) as [m][high, low][row][64 bytes], then each row's constant term. */
@@ -572,7 +524,7 @@ static inline __attribute__((always_inline)) void amx_value_block(const value_ar
 }
 
 static void value_block_amx(const value_args *a, int nr, int bits) {
-  if (!tiles_configured) configure_tiles();
+  amx_tiles();
   if (bits == 8) amx_value_block(a, nr, 8);
   else amx_value_block(a, nr, 4);
 }
@@ -586,7 +538,7 @@ static void keys_amx(const key_args *a, int nr, int bits) {
     keys_avx512(a, nr, bits);
     return;
   }
-  if (!tiles_configured) configure_tiles();
+  amx_tiles();
   if (a->fresh) amx_prepare(a, nr);
   if (bits == 8) amx_block(a, nr, 8);
   else amx_block(a, nr, 4);
@@ -620,7 +572,7 @@ const kernel_table kernels_avx512 = {
   .silu_mul = avx2_silu_mul,
 };
 #ifdef QUANTSPEC_AMX
-/* The AVX-512 table with the key scores over the planes as tile products. */
+/* The AVX-512 table with the key scores over the planes and the BF16 prompt matmuls as tile products. */
 const kernel_table kernels_amx = {
   .name = "amx",
   .matmul_f32 = matmul_f32,
@@ -631,6 +583,8 @@ const kernel_table kernels_amx = {
   .attention_head = avx2_attention_head,
   .attention_rows = attention_rows_amx,
   .silu_mul = avx2_silu_mul,
+  .gemm_acts_bf16 = amx_gemm_acts,
+  .gemm_bf16 = amx_gemm_bf16,
 };
 #endif
 #endif

@@ -1,0 +1,191 @@
+/* Prompt matmuls with BF16 or F16 weights as AMX-BF16 tile products (kernel_table.gemm_bf16 and
+ * gemm_acts_bf16). Compiled with AVX-512 and -mamx-tile -mamx-bf16.
+ *
+ * out[t, r] = Σ_j w[r, j] · bf16(x[t, j]) with F32 accumulation. F16 weights are split exactly into
+ * two BF16 parts (f16_split), so only the activations are rounded. Each output is one row of A (a
+ * weight row) against one column of B (a token), summed over 32-column slices in order, so a
+ * token's result depends on nothing but its own activations (batch and chunking invariant)
+ * whatever tokens share its tiles.
+ *
+ * Tiles (amx.h: all 16 x 64 bytes): C 0-3 = [2 row blocks] x [2 token blocks] of 16 x 16 F32;
+ * A 4, 5 = 16 weight rows x 32 BF16 columns, read straight from a BF16 matrix; B 6, 7 = 16 column
+ * pairs x 16 tokens x 2 BF16, the activations laid out once per matmul (gemm_acts). C tiles are
+ * [row][token] and are transposed into out [token][row] as they are stored. */
+#ifdef QUANTSPEC_AMX
+#include <immintrin.h>
+#include <string.h>
+#include "amx.h"
+#include "kernels.h"
+#include "simd512.h"
+
+#define PANEL GEMM_PANEL /* weight rows per pass: two A tiles */
+
+/* 16 floats to BF16, rounded to nearest even, NaN kept a quiet NaN (core/half.ts f32ToBf16). */
+static inline __m256i bf16_of16(__m512 f) {
+  const __m512i b = _mm512_castps_si512(f);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
+static inline __m512 f32_of_bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+
+static inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+/* 32 F16 weights as two rows of 32 BF16 whose sum is each weight exactly: hi = the weight rounded to
+ * BF16's 8 significant bits, lo = the rest (at most 4 bits, so exact in BF16 too). */
+static inline void f16_split(const uint16_t *src, __mmask32 cm, __m512i *hi, __m512i *lo) {
+  const __m512i raw = _mm512_maskz_loadu_epi16(cm, src);
+  const __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(raw)), f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(raw, 1));
+  const __m256i h0 = bf16_of16(f0), h1 = bf16_of16(f1);
+  *hi = join256(h0, h1);
+  *lo = join256(bf16_of16(_mm512_sub_ps(f0, f32_of_bf16x16(h0))), bf16_of16(_mm512_sub_ps(f1, f32_of_bf16x16(h1))));
+}
+
+static inline __mmask32 cols_mask(int cols, int c0) {
+  const int nc = cols - c0 < 32 ? cols - c0 : 32;
+  return nc == 32 ? 0xffffffffu : (1u << nc) - 1;
+}
+
+/* The B tiles of token blocks [tb0, tb1): xb + (tb * slices + s) * 512 holds, for the 16 tokens of
+ * block tb and columns 32s .. 32s + 31, row k = the pairs (x[t, 32s + 2k], x[t, 32s + 2k + 1]) of
+ * the 16 tokens, in BF16. Tokens past n and columns past cols are zero. */
+void amx_gemm_acts(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1) {
+  const int slices = kp / 32;
+  for (int tb = tb0; tb < tb1; tb++)
+    for (int s = 0; s < slices; s++) {
+      const __mmask32 cm = cols_mask(cols, 32 * s);
+      __m512i t[16];
+      for (int i = 0; i < 16; i++) {
+        const int tok = 16 * tb + i;
+        if (tok >= n) {
+          t[i] = _mm512_setzero_si512();
+          continue;
+        }
+        const float *src = x + (size_t)tok * cols + 32 * s;
+        const __m512 f0 = _mm512_maskz_loadu_ps((__mmask16)cm, src), f1 = _mm512_maskz_loadu_ps((__mmask16)(cm >> 16), src + 16);
+        t[i] = join256(bf16_of16(f0), bf16_of16(f1));
+      }
+      transpose16_epi32(t);
+      uint16_t *dst = xb + ((size_t)tb * slices + s) * 512;
+      for (int k = 0; k < 16; k++) _mm512_store_si512(dst + 32 * k, t[k]);
+    }
+}
+
+/* Weight rows [r0, r0 + 32) as A tiles in `panel`: tile (part p, slice s, half h) at
+ * panel + ((p * slices + s) * 2 + h) * 512, 16 rows of 32 BF16. F16 weights give two parts (hi,
+ * lo); BF16 one. Rows past `rows` and columns past `cols` are zero. Used for F16 weights and for
+ * BF16 panels the tiles cannot read in place (a partial panel, cols not a multiple of 32). */
+static void build_panel(uint16_t *panel, const uint16_t *w, int dtype, int rows, int cols, int r0, int slices) {
+  uint16_t *lo_panel = panel + (size_t)slices * 1024;
+  for (int s = 0; s < slices; s++) {
+    const int c0 = 32 * s;
+    const __mmask32 cm = cols_mask(cols, c0);
+    for (int h = 0; h < 2; h++) {
+      const size_t tile = ((size_t)s * 2 + h) * 512;
+      for (int i = 0; i < 16; i++) {
+        const int r = r0 + 16 * h + i;
+        __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
+        if (r < rows) {
+          _mm_prefetch((const char *)(w + (size_t)(r + PANEL) * cols + c0), _MM_HINT_T0);
+          if (dtype == 1) f16_split(w + (size_t)r * cols + c0, cm, &hi, &lo);
+          else hi = _mm512_maskz_loadu_epi16(cm, w + (size_t)r * cols + c0);
+        }
+        _mm512_store_si512(panel + tile + 32 * i, hi);
+        if (dtype == 1) _mm512_store_si512(lo_panel + tile + 32 * i, lo);
+      }
+    }
+  }
+}
+
+/* C tile [16 rows][16 tokens] into out [n, rows] at (t0, r0), transposed; rows and tokens past
+ * the matrix are dropped. */
+static inline void store_transposed(float *out, const float c[16][16], int rows, int n, int t0, int r0) {
+  __m512i v[16];
+  for (int i = 0; i < 16; i++) v[i] = _mm512_load_si512(c[i]);
+  transpose16_epi32(v); /* v[j] = token t0 + j's 16 rows */
+  const int nr = rows - r0 < 16 ? rows - r0 : 16;
+  const __mmask16 keep = nr == 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+  for (int j = 0; j < 16 && t0 + j < n; j++) _mm512_mask_storeu_epi32(out + (size_t)(t0 + j) * rows + r0, keep, v[j]);
+}
+
+/* Where the A tiles of one pass come from: tile (p, s, h) at a + p * p_step + s * s_step + h * h_step
+ * (elements), rows `stride` bytes apart. */
+typedef struct {
+  const uint16_t *a;
+  size_t p_step, s_step, h_step;
+  long stride;
+  int parts;
+} a_tiles;
+
+#define DP_SLICE(NB)                                                                           \
+  for (int s = 0; s < slices; s++) {                                                           \
+    _tile_loadd(6, xb + ((size_t)tb * slices + s) * 512, 64);                                  \
+    if (NB == 2) _tile_loadd(7, xb + ((size_t)(tb + 1) * slices + s) * 512, 64);               \
+    for (int p = 0; p < A->parts; p++) {                                                       \
+      const uint16_t *a = A->a + p * A->p_step + s * A->s_step;                                \
+      _tile_loadd(4, a, A->stride);                                                            \
+      _tile_loadd(5, a + A->h_step, A->stride);                                                \
+      _tile_dpbf16ps(0, 4, 6);                                                                 \
+      _tile_dpbf16ps(2, 5, 6);                                                                 \
+      if (NB == 2) {                                                                           \
+        _tile_dpbf16ps(1, 4, 7);                                                               \
+        _tile_dpbf16ps(3, 5, 7);                                                               \
+      }                                                                                        \
+    }                                                                                          \
+  }
+
+/* Rows [r0, r0 + 32) for every token block: two token blocks (4 C tiles) at a time, then a last one. */
+static void pass_products(float *out, const uint16_t *xb, const a_tiles *A, int rows, int n, int r0, int slices) {
+  const int nb = (n + 15) / 16;
+  float c[16][16] __attribute__((aligned(64)));
+  int tb = 0;
+  for (; tb + 2 <= nb; tb += 2) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    DP_SLICE(2)
+    _tile_stored(0, c, 64);
+    store_transposed(out, c, rows, n, 16 * tb, r0);
+    _tile_stored(1, c, 64);
+    store_transposed(out, c, rows, n, 16 * tb + 16, r0);
+    if (r0 + 16 < rows) {
+      _tile_stored(2, c, 64);
+      store_transposed(out, c, rows, n, 16 * tb, r0 + 16);
+      _tile_stored(3, c, 64);
+      store_transposed(out, c, rows, n, 16 * tb + 16, r0 + 16);
+    }
+  }
+  if (tb < nb) {
+    _tile_zero(0);
+    _tile_zero(2);
+    DP_SLICE(1)
+    _tile_stored(0, c, 64);
+    store_transposed(out, c, rows, n, 16 * tb, r0);
+    if (r0 + 16 < rows) {
+      _tile_stored(2, c, 64);
+      store_transposed(out, c, rows, n, 16 * tb, r0 + 16);
+    }
+  }
+}
+#undef DP_SLICE
+
+void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
+                   int r1, uint16_t *panel) {
+  const int slices = kp / 32;
+  amx_tiles();
+  for (int r = r0; r < r1; r += PANEL) {
+    a_tiles A;
+    if (dtype == 2 && cols % 32 == 0 && r + PANEL <= rows) { /* BF16 rows read in place */
+      A = (a_tiles){w + (size_t)r * cols, 0, 32, (size_t)16 * cols, (long)cols * 2, 1};
+    } else {
+      build_panel(panel, w, dtype, rows, cols, r, slices);
+      A = (a_tiles){panel, (size_t)slices * 1024, 1024, 512, 64, dtype == 1 ? 2 : 1};
+    }
+    pass_products(out, xb, &A, rows, n, r, slices);
+  }
+}
+#endif
