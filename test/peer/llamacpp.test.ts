@@ -48,7 +48,9 @@ for (const name of HF_REFERENCE_MODELS) {
     const ref = readJson(path.join(dir.path, 'reference.json'));
     const prompts: number[][] = ref.prompts.map((p: any) => p.prompt_ids ?? p.input_ids);
     const longest = Math.max(...prompts.map((p) => p.length)) + N_TOKENS;
-    const ours = await loadModel(dir.path, { contextLength: Math.max(256, longest), draft: false });
+    // llama.cpp runs an F32 copy, so ours takes F32 activations everywhere too (the BF16 prompt
+    // path of BF16/F16 models is checked against PyTorch in test/golden instead).
+    const ours = await loadModel(dir.path, { contextLength: Math.max(256, longest), draft: false, prefillActivations: 'f32' });
 
     const work = tmpDir();
     const file = path.join(work, 'model-f32.gguf');

@@ -40,6 +40,7 @@ interface NativeAddon {
   ): void;
   writeKv(fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, row: number, k: Float32Array, v: Float32Array, nTokens: number, kvDim: number): void;
   readSum(data: Float32Array): number;
+  peakFlops(kind: number, iterations: number): number;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, nRows: number, dim: number, eps: number): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, startPos: number, cos: Float32Array, sin: Float32Array, layout: number): void;
   embed(out: Float32Array, table: Float32Array | Uint16Array, dtype: number, vocabSize: number, dim: number, tokens: Int32Array, nTokens: number): void;
@@ -59,6 +60,11 @@ export interface CpuBackend extends Backend {
   readonly threads: number;
   /** Sum of a buffer read by every thread (benchmarks use it to measure read bandwidth). */
   readSum(data: Float32Array): number;
+  /**
+   * Peak FLOP/s of this kernel path on all threads, from registers and tiles alone: 'fma' F32 FMAs
+   * at its vector width, 'tiles' AMX-BF16 tile products; 0 where the path has none.
+   */
+  peakFlops(kind: 'fma' | 'tiles', iterations: number): number;
   /** The addon's own quantization boundary (tested against kv/layout.ts quantBoundary). */
   quantBoundary(p: number, G: number): number;
 }
@@ -149,6 +155,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     isa: info.isa,
     threads: info.threads,
     readSum: (data) => native.readSum(data),
+    peakFlops: (kind, iterations) => native.peakFlops(kind === 'fma' ? 0 : 1, iterations),
     quantBoundary: (p, G) => native.quantBoundary(p, G),
     prepareWeight(w: WeightTensor): WeightTensor {
       if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;

@@ -365,6 +365,18 @@ static napi_value js_read_sum(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* peakFlops(kind 0 = FMA | 1 = AMX-BF16 tiles, iters) -> FLOP/s on all threads, 0 where the path lacks it. */
+static napi_value js_peak_flops(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  INT(0, kind);
+  INT(1, iters);
+  double flops;
+  KERNEL(flops = peak_flops_run(kind, iters));
+  napi_value result;
+  CHECK(napi_create_double(env, flops, &result));
+  return result;
+}
+
 /* ---- setup ---------------------------------------------------------------------------------- */
 
 /* init(threads, isa) -> { isa, threads, gemmBf16 }; isa '' = best available; gemmBf16: whether the
@@ -429,6 +441,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"add", NULL, js_add, NULL, NULL, NULL, napi_default, NULL},
     {"siluMul", NULL, js_silu_mul, NULL, NULL, NULL, napi_default, NULL},
     {"readSum", NULL, js_read_sum, NULL, NULL, NULL, napi_default, NULL},
+    {"peakFlops", NULL, js_peak_flops, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "isa.h"
 #include "jobs.h"
 #include "pool.h"
@@ -171,6 +172,32 @@ double read_sum(const float *data, size_t n) {
   double s = 0;
   for (int i = 0; i < pool_threads(); i++) s += c.partial[i];
   return s;
+}
+
+typedef struct {
+  int kind;
+  long iters;
+  double flops[MAX_THREADS];
+} peak_ctx;
+
+static void peak_job(void *p, int part, int n_parts) {
+  peak_ctx *c = (peak_ctx *)p;
+  (void)n_parts;
+  c->flops[part] = K->peak_flops ? K->peak_flops(c->kind, c->iters) : 0;
+}
+
+double peak_flops_run(int kind, long iters) {
+  peak_ctx c;
+  c.kind = kind;
+  c.iters = iters;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pool_run(peak_job, &c);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double flops = 0;
+  for (int i = 0; i < pool_threads(); i++) flops += c.flops[i];
+  const double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  return flops > 0 && s > 0 ? flops / s : 0;
 }
 
 /* ---- the 4-bit draft's quantizer ----------------------------------------------------------- */

@@ -39,6 +39,9 @@ typedef struct {
 /* Run an elementwise op over `elements` values: on the calling thread when small, else the pool. */
 void ew_run(ew_ctx *c, size_t elements);
 
+/* FLOP/s of kernel_table.peak_flops(kind, iters) run on every thread at once; 0 where the path lacks the kind. */
+double peak_flops_run(int kind, long iters);
+
 /* Sum of n floats read by every thread: the benchmarks' measure of read bandwidth. */
 double read_sum(const float *data, size_t n);
 

@@ -93,6 +93,10 @@ typedef struct {
    * panel: gemm_panel_elems(kp) of this thread's scratch, 64-byte aligned. Both NULL on a path
    * without them: prompts take the exact matmuls there. */
   void (*gemm_acts_bf16)(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
+  /* Peak probes for bench/kernels: `iters` rounds of independent F32 FMAs at the path's width
+   * (kind 0) or of AMX-BF16 tile products (kind 1) on registers and tiles alone; returns the
+   * floating-point operations done (2 per multiply-add), 0 for a kind the path lacks. */
+  double (*peak_flops)(int kind, long iters);
   void (*gemm_bf16)(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
                     int r1, uint16_t *panel);
 } kernel_table;
@@ -111,6 +115,7 @@ extern const kernel_table kernels_avx512;
 /* AVX-512 with the key scores of the attention over the planes as AMX tile products. */
 extern const kernel_table kernels_amx;
 /* gemm_amx.c */
+double amx_peak_tiles(long iters);
 void amx_gemm_acts(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
 void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
                    int r1, uint16_t *panel);

@@ -348,6 +348,25 @@ static void keys_avx512(const key_args *a, int nr, int bits) {
   else key_block512(a, nr, 4);
 }
 
+/* ---- peak probe ------------------------------------------------------------------------------ */
+
+/* kernel_table.peak_flops kind 0: 16 independent FMA chains at the native width (enough to cover
+ * two FMA ports' latency). */
+static double peak_fma(long iters) {
+  vwf acc[16];
+  const vwf m = vw_load_f32((const float[16]){0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f,
+                                               0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f});
+  for (int k = 0; k < 16; k++) acc[k] = vw_zero();
+  for (long i = 0; i < iters; i++)
+    for (int k = 0; k < 16; k++) acc[k] = vw_fmadd(acc[k], m, m);
+  float sink = 0;
+  for (int k = 0; k < 16; k++) sink += vw_hsum(acc[k]);
+  __asm__ __volatile__("" : : "x"(sink));
+  return 2.0 * VW_LANES * 16 * (double)iters;
+}
+
+static double peak_avx512(int kind, long iters) { return kind == 0 ? peak_fma(iters) : 0; }
+
 #ifdef QUANTSPEC_AMX
 /* ---- AMX: the key scores as tile products ----------------------------------------------------- */
 /* Tile 0 and 1 accumulate the high and low dot products C [16 pairs, 16 positions] (int32) of
@@ -544,6 +563,8 @@ static void keys_amx(const key_args *a, int nr, int bits) {
   else amx_block(a, nr, 4);
 }
 
+static double peak_amx(int kind, long iters) { return kind == 1 ? amx_peak_tiles(iters) : peak_fma(iters); }
+
 static const attn_blocks amx_blocks = {keys_amx, values_avx512, value_block_amx, AMX_MIN_PAIRS};
 
 static void attention_rows_amx(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
@@ -570,6 +591,7 @@ const kernel_table kernels_avx512 = {
   .attention_head = avx2_attention_head,
   .attention_rows = attention_rows,
   .silu_mul = avx2_silu_mul,
+  .peak_flops = peak_avx512,
 };
 #ifdef QUANTSPEC_AMX
 /* The AVX-512 table with the key scores over the planes and the BF16 prompt matmuls as tile products. */
@@ -585,6 +607,7 @@ const kernel_table kernels_amx = {
   .silu_mul = avx2_silu_mul,
   .gemm_acts_bf16 = amx_gemm_acts,
   .gemm_bf16 = amx_gemm_bf16,
+  .peak_flops = peak_amx,
 };
 #endif
 #endif
