@@ -210,6 +210,8 @@ for (const isa of ISAS) {
     const cpu = createCpuBackend({ isa });
     if (isa !== 'amx') {
       assert.equal(cpu.matmulPrompt, undefined, `${isa} has no BF16 GEMM: prompts must take the exact matmul`);
+      assert.equal(cpu.peakFlops('tiles', 1000), 0, `${isa} has no tiles to probe`);
+      if (isa !== 'scalar') assert.ok(cpu.peakFlops('fma', 100000) > 0);
       return;
     }
     const prompt = cpu.matmulPrompt!;
@@ -248,6 +250,8 @@ for (const isa of ISAS) {
     const out = new Float32Array(20 * 40);
     prompt(out, x, w, 20);
     for (let t = 0; t < 20; t++) for (let r = 0; r < 40; r++) assert.equal(Number.isNaN(out[t * 40 + r]!), t === 3, `token ${t} row ${r}`);
+    // The benchmark's peak probes: FMAs on every vector path, tiles only here.
+    assert.ok(cpu.peakFlops('tiles', 20000) > 0);
     // Other dtypes are not its to take.
     assert.equal(prompt(out, x, dense('f32', 40, 96, rng), 20), false);
     assert.throws(() => prompt(new Float32Array(10), x, w, 20), /matmulPrompt/);

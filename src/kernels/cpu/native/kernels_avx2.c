@@ -289,24 +289,9 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   attention_rows_with(&avx2_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 
-/* ---- peak probe ------------------------------------------------------------------------------ */
+/* ---- peak probe (simdw.h vw_peak_fma) ------------------------------------------------------- */
 
-/* kernel_table.peak_flops kind 0: 16 independent FMA chains at the native width (enough to cover
- * two FMA ports' latency). */
-static double peak_fma(long iters) {
-  vwf acc[16];
-  const vwf m = vw_load_f32((const float[16]){0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f,
-                                               0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f});
-  for (int k = 0; k < 16; k++) acc[k] = vw_zero();
-  for (long i = 0; i < iters; i++)
-    for (int k = 0; k < 16; k++) acc[k] = vw_fmadd(acc[k], m, m);
-  float sink = 0;
-  for (int k = 0; k < 16; k++) sink += vw_hsum(acc[k]);
-  __asm__ __volatile__("" : : "x"(sink));
-  return 2.0 * VW_LANES * 16 * (double)iters;
-}
-
-static double peak_avx2(int kind, long iters) { return kind == 0 ? peak_fma(iters) : 0; }
+static double peak_avx2(int kind, long iters) { return kind == 0 ? vw_peak_fma(iters) : 0; }
 
 /* ---- SiLU-gate ------------------------------------------------------------------------------ */
 

@@ -348,24 +348,9 @@ static void keys_avx512(const key_args *a, int nr, int bits) {
   else key_block512(a, nr, 4);
 }
 
-/* ---- peak probe ------------------------------------------------------------------------------ */
+/* ---- peak probe (simdw.h vw_peak_fma) ------------------------------------------------------- */
 
-/* kernel_table.peak_flops kind 0: 16 independent FMA chains at the native width (enough to cover
- * two FMA ports' latency). */
-static double peak_fma(long iters) {
-  vwf acc[16];
-  const vwf m = vw_load_f32((const float[16]){0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f,
-                                               0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f, 0.999f});
-  for (int k = 0; k < 16; k++) acc[k] = vw_zero();
-  for (long i = 0; i < iters; i++)
-    for (int k = 0; k < 16; k++) acc[k] = vw_fmadd(acc[k], m, m);
-  float sink = 0;
-  for (int k = 0; k < 16; k++) sink += vw_hsum(acc[k]);
-  __asm__ __volatile__("" : : "x"(sink));
-  return 2.0 * VW_LANES * 16 * (double)iters;
-}
-
-static double peak_avx512(int kind, long iters) { return kind == 0 ? peak_fma(iters) : 0; }
+static double peak_avx512(int kind, long iters) { return kind == 0 ? vw_peak_fma(iters) : 0; }
 
 #ifdef QUANTSPEC_AMX
 /* ---- AMX: the key scores as tile products ----------------------------------------------------- */
@@ -563,7 +548,7 @@ static void keys_amx(const key_args *a, int nr, int bits) {
   else amx_block(a, nr, 4);
 }
 
-static double peak_amx(int kind, long iters) { return kind == 1 ? amx_peak_tiles(iters) : peak_fma(iters); }
+static double peak_amx(int kind, long iters) { return kind == 1 ? amx_peak_tiles(iters) : vw_peak_fma(iters); }
 
 static const attn_blocks amx_blocks = {keys_amx, values_avx512, value_block_amx, AMX_MIN_PAIRS};
 

@@ -1,7 +1,7 @@
 /* Float vectors of the widest width the translation unit is compiled for: 16 lanes (__m512) with
- * AVX-512, 8 lanes (__m256) with AVX2. Code written with these (matmul_fp.h) is one source for the
- * two kernel files; each width keeps its own reduction order, so results are batch invariant per
- * width (not equal across widths, which nothing asks of the matmuls). VW_ROWS is the rows a
+ * AVX-512, 8 lanes (__m256) with AVX2. Code written with these (matmul_fp.h, vw_peak_fma below)
+ * is one source for the two kernel files; each width keeps its own reduction order, so results
+ * are batch invariant per width (not equal across widths, which nothing asks of the matmuls). VW_ROWS is the rows a
  * matmul block keeps accumulators for beside up to 6 tokens: 4 with AVX-512's 32 registers, 2 with
  * AVX2's 16. */
 #ifndef QUANTSPEC_SIMDW_H
@@ -37,6 +37,22 @@ static inline vwf vw_load_f16(const uint16_t *p) { return load8_f16(p); }
 static inline vwf vw_load_bf16(const uint16_t *p) { return load8_bf16(p); }
 static inline float vw_hsum(vwf v) { return hsum(v); }
 #endif
+
+/* kernel_table.peak_flops kind 0: the FLOPs of `iters` rounds of 16 independent FMA chains at the
+ * native width (enough to cover two FMA ports' latency), on registers alone. */
+static inline double vw_peak_fma(long iters) {
+  vwf acc[16];
+  float m16[16];
+  for (int k = 0; k < 16; k++) m16[k] = 0.999f;
+  const vwf m = vw_load_f32(m16);
+  for (int k = 0; k < 16; k++) acc[k] = vw_zero();
+  for (long i = 0; i < iters; i++)
+    for (int k = 0; k < 16; k++) acc[k] = vw_fmadd(acc[k], m, m);
+  float sink = 0;
+  for (int k = 0; k < 16; k++) sink += vw_hsum(acc[k]);
+  __asm__ __volatile__("" : : "x"(sink));
+  return 2.0 * VW_LANES * 16 * (double)iters;
+}
 
 #endif
 #endif
