@@ -1,8 +1,9 @@
 // The prompt precision contract (README "Precision"): prompt passes of BF16 and F16 models may round
 // the activations of their matmuls to BF16 (Backend.matmulPrompt; the weights stay exact, sums are
 // F32). What that may cost: perplexity on held-out text within 0.1% of the exact path's, and the
-// same greedy tokens. Measured 2026-12-02 on AMX: pdlm-5.8m-bf16 0.004% on 40K characters of
-// eval-northanger. The two paths must also differ somewhere, or the prompt path did not run.
+// same greedy tokens. Measured 2026-12-02 on AMX over eval-moby-tail (20,071 tokens): pdlm-5.8m-bf16
+// 170.6331 exact, 170.6339 with BF16 activations (+0.0005%); the F16 GGUF 170.6360 and 170.6310
+// (-0.0029%). The two paths must also differ somewhere, or the prompt path did not run.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -86,7 +86,7 @@ typedef struct {
   float *out;
   const float *x;
   const uint16_t *w;
-  uint16_t *xa, *panels;
+  uint16_t *xb, *panels;
   int dtype, rows, cols, n, kp;
 } gemm_ctx;
 
@@ -95,7 +95,7 @@ static void gemm_acts_job(void *p, int part, int n_parts) {
   const gemm_ctx *c = (const gemm_ctx *)p;
   int b0, b1;
   share((c->n + 15) / 16, part, n_parts, 1, &b0, &b1);
-  if (b0 < b1) K->gemm_acts_bf16(c->xa, c->x, c->n, c->cols, c->kp, b0, b1);
+  if (b0 < b1) K->gemm_acts_bf16(c->xb, c->x, c->n, c->cols, c->kp, b0, b1);
 }
 
 static void gemm_job(void *p, int part, int n_parts) {
@@ -103,16 +103,16 @@ static void gemm_job(void *p, int part, int n_parts) {
   int r0, r1;
   share(c->rows, part, n_parts, GEMM_PANEL, &r0, &r1);
   if (r0 < r1)
-    K->gemm_bf16(c->out, c->xa, c->kp, c->w, c->dtype, c->rows, c->cols, c->n, r0, r1, c->panels + (size_t)part * gemm_panel_elems(c->kp));
+    K->gemm_bf16(c->out, c->xb, c->kp, c->w, c->dtype, c->rows, c->cols, c->n, r0, r1, c->panels + (size_t)part * gemm_panel_elems(c->kp));
 }
 
 int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int rows, int cols, int n) {
   if (!K->gemm_bf16 || (dtype != 1 && dtype != 2)) return 1;
   const int kp = (cols + 31) & ~31;
   gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp};
-  c.xa = grow(&gemm_acts, &gemm_acts_cap, gemm_acts_elems(n, kp) * sizeof(uint16_t));
+  c.xb = grow(&gemm_acts, &gemm_acts_cap, gemm_acts_elems(n, kp) * sizeof(uint16_t));
   c.panels = grow(&gemm_panels, &gemm_panels_cap, gemm_panel_elems(kp) * pool_threads() * sizeof(uint16_t));
-  if (!c.xa || !c.panels) return -1;
+  if (!c.xb || !c.panels) return -1;
   pool_run(gemm_acts_job, &c);
   pool_run(gemm_job, &c);
   return 0;
