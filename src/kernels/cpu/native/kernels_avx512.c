@@ -11,8 +11,8 @@
 #include "kernels.h"
 #include "attention_blocks.h"
 #include "simd_avx2.h"
-#include "matmul_fp.h"
-#include "simd512.h" /* matmul_f32, matmul_f16, matmul_bf16 at 16 lanes */
+#include "matmul_fp.h" /* matmul_f32, matmul_f16, matmul_bf16 at 16 lanes */
+#include "simd512.h"
 
 /* Activations for the AVX-512 4-bit kernel: 4 blocks per load in whole groups of 16 (act_halves_first). */
 static void quantize_acts512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
