@@ -192,12 +192,12 @@ void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, in
 /* kernel_table.peak_flops kind 1: 4 independent 16 x 16 x 32 BF16 tile products per round, on
  * tiles loaded once (the products' speed does not depend on the values). */
 double amx_peak_tiles(long iters) {
-  static const uint16_t ones[512] __attribute__((aligned(64))) = {0};
+  static const uint16_t zeros[512] __attribute__((aligned(64))) = {0};
   amx_tiles();
-  _tile_loadd(4, ones, 64);
-  _tile_loadd(5, ones, 64);
-  _tile_loadd(6, ones, 64);
-  _tile_loadd(7, ones, 64);
+  _tile_loadd(4, zeros, 64);
+  _tile_loadd(5, zeros, 64);
+  _tile_loadd(6, zeros, 64);
+  _tile_loadd(7, zeros, 64);
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
