@@ -327,6 +327,45 @@ static void values_accumulate(const rows_ctx *c, const value_scratch *v) {
   }
 }
 
+/* dst[g, i] = src[i, g] as F32 for n positions of `groups` KV heads: F16 metadata stored by
+ * position, read by head. Shuffles, not gathers (which are slow on some CPUs); only data moves,
+ * so every path sees the same floats. */
+static void meta_by_head(float *dst, const uint16_t *src, int n, int groups) {
+  int i = 0;
+  if (groups == 1) {
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_f16(src + i));
+  } else if (groups == 2) { /* 8 positions: [p0h0 p0h1 .. p3h1], [p4h0 .. p7h1] */
+    for (; i + 8 <= n; i += 8) {
+      const __m256 a = load8_f16(src + 2 * i), b = load8_f16(src + 2 * i + 8);
+      /* positions 0 1 4 5 | 2 3 6 7 of one head, then the 64-bit quarters put in order */
+      const __m256 h0 = _mm256_shuffle_ps(a, b, 0x88), h1 = _mm256_shuffle_ps(a, b, 0xdd);
+      _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h0), 0xd8)));
+      _mm256_storeu_ps(dst + n + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h1), 0xd8)));
+    }
+  } else if (groups == 8) { /* an 8 x 8 transpose per 8 positions */
+    for (; i + 8 <= n; i += 8) {
+      __m256 r[8], t[8];
+      for (int k = 0; k < 8; k++) r[k] = load8_f16(src + (size_t)(i + k) * 8);
+      for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+      }
+      for (int k = 0; k < 2; k++) {
+        r[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
+        r[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xee);
+        r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
+        r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
+      }
+      for (int k = 0; k < 4; k++) { /* r[k]: heads k of positions 0-1 | 4-5 ... of rows 0-3; r[4 + k]: rows 4-7 */
+        _mm256_storeu_ps(dst + (size_t)k * n + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(k + 4) * n + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x31));
+      }
+    }
+  }
+  for (; i < n; i++)
+    for (int g = 0; g < groups; g++) dst[(size_t)g * n + i] = _cvtsh_ss(src[(size_t)i * groups + g]);
+}
+
 /* Values over the planes when one value group spans a head (the usual case): the softmax pieces
  * fused with the value weights (pair_softmax), then integer blocks. */
 static void values_whole_groups(const rows_ctx *c) {
@@ -346,29 +385,13 @@ static void values_whole_groups(const rows_ctx *c) {
   v.emax = v.vm + n + 16;
   v.tiles = (uint8_t *)(((uintptr_t)(v.emax + v.nblk) + 63) & ~(uintptr_t)63);
   for (int k = n; k < n + 16; k++) v.vs[k] = 0, v.vm[k] = 0;
-  /* the chunk's value metadata [position, KV head] to F32, 8 at a time */
-  const size_t total = (size_t)n * groups;
-  const uint16_t *vsc = pl->v_scale + (size_t)c->p0 * groups, *vmn = pl->v_min + (size_t)c->p0 * groups;
-  size_t k = 0;
-  for (; k + 8 <= total; k += 8) {
-    _mm256_storeu_ps(v.ms + k, load8_f16(vsc + k));
-    _mm256_storeu_ps(v.mm + k, load8_f16(vmn + k));
-  }
-  for (; k < total; k++) v.ms[k] = _cvtsh_ss(vsc[k]), v.mm[k] = _cvtsh_ss(vmn[k]);
+  /* the chunk's value metadata [position, KV head] to F32 [KV head, position] */
+  meta_by_head(v.ms, pl->v_scale + (size_t)c->p0 * groups, n, groups);
+  meta_by_head(v.mm, pl->v_min + (size_t)c->p0 * groups, n, groups);
   /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
   const plane_weights pw = {n, v.vs, v.vm, v.emax, c->kv->bits == 8 ? 7.5f : 8.0f};
   for (int g = 0; g < c->n_kv; g++) {
-    if (groups == 1) {
-      memcpy(v.vs, v.ms, sizeof(float) * n), memcpy(v.vm, v.mm, sizeof(float) * n);
-    } else {
-      const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(groups));
-      int i = 0;
-      for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(v.vs + i, _mm256_i32gather_ps(v.ms + (size_t)i * groups + g, idx, 4));
-        _mm256_storeu_ps(v.vm + i, _mm256_i32gather_ps(v.mm + (size_t)i * groups + g, idx, 4));
-      }
-      for (; i < n; i++) v.vs[i] = v.ms[(size_t)i * groups + g], v.vm[i] = v.mm[(size_t)i * groups + g];
-    }
+    memcpy(v.vs, v.ms + (size_t)g * n, sizeof(float) * n), memcpy(v.vm, v.mm + (size_t)g * n, sizeof(float) * n);
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
       mask_pair(c, j, c->scores + gp * c->count);

@@ -169,24 +169,65 @@ static inline void query_bytes(const key_args *a, int r, int m, int32_t qh[16], 
 /* Pairs per pass of key_block512 (their partial dots wait on the stack between chunks). */
 #define KEY_PAIRS 16
 
-/* Chunk m of up to 16 positions' codes, decoded and transposed: t[k] = channels of dword k of
- * every position (positions >= n are zero). */
-static inline __attribute__((always_inline)) void codes_transposed(const key_args *a, int m, const int BITS, __m512i t[16]) {
-  for (int i = 0; i < 16; i++) {
-    if (i >= a->n) {
-      t[i] = _mm512_setzero_si512();
-      continue;
-    }
-    if (m == 0) {
-      const uint8_t *up = a->up + (size_t)i * a->rb, *lw = a->lw + (size_t)i * a->rb;
-      _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-      if (BITS == 8) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb), _MM_HINT_T0);
-      if (a->half > 32) _mm_prefetch((const char *)(up + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
-      if (BITS == 8 && a->half > 32) _mm_prefetch((const char *)(lw + (size_t)PF_AHEAD * a->rb + 32), _MM_HINT_T0);
-    }
-    t[i] = key_codes(a, i, m, BITS);
+/* Dword j (j < 8) of 32-byte rows 0..15 of one plane chunk, in lanes 0..15 of r[j]: rows i and
+ * i + 8 share a register (one per 256-bit half), so an 8 x 8 transpose within each half puts
+ * rows 0-7 in lanes 0-7 and rows 8-15 in lanes 8-15. Rows at or past n read as zero; `tail`
+ * rows hold 16 bytes (a head's last 32 channels), the rest read as zero. */
+static inline __attribute__((always_inline)) void plane_dwords(const uint8_t *base, size_t rb, int n, int tail, __m512i r[8]) {
+  static const uint8_t zero_row[32] __attribute__((aligned(32)));
+  const __mmask8 k = tail ? 0x0f : 0xff;
+  __m512i x[8], t[8];
+  for (int i = 0; i < 8; i++) {
+    const uint8_t *a = i < n ? base + (size_t)i * rb : zero_row, *b = i + 8 < n ? base + (size_t)(i + 8) * rb : zero_row;
+    x[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_maskz_loadu_epi32(k, a)), _mm256_maskz_loadu_epi32(k, b), 1);
   }
-  transpose16_epi32(t);
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) { /* rows 4h .. 4h + 3: x[4h + j] holds dword j (and j + 4) of them, per 128-bit lane */
+    x[4 * h] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+    x[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+    x[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+    x[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+  }
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  for (int j = 0; j < 4; j++) {
+    r[j] = _mm512_permutex2var_epi64(x[j], lo, x[4 + j]);
+    r[4 + j] = _mm512_permutex2var_epi64(x[j], hi, x[4 + j]);
+  }
+}
+
+/* Chunk m of up to 16 positions' codes, decoded and transposed: t[k] = channels of dword k of
+ * every position (positions >= n are zero), in plane_codes' channel order (t[k], k < 8: the even
+ * channels of plane dword k; t[8 + k]: its odd channels). The nibble planes are transposed as
+ * they are (a 16 x 8 dword transpose per plane), then split into codes. */
+static inline __attribute__((always_inline)) void codes_transposed(const key_args *a, int m, const int BITS, __m512i t[16]) {
+  const size_t rb = (size_t)a->rb;
+  const int tail = a->half - 32 * m < 32;
+  if (m == 0) {
+    for (int i = 0; i < 16 && i < a->n; i++) {
+      const uint8_t *up = a->up + (size_t)(i + PF_AHEAD) * rb, *lw = a->lw + (size_t)(i + PF_AHEAD) * rb;
+      _mm_prefetch((const char *)up, _MM_HINT_T0);
+      if (BITS == 8) _mm_prefetch((const char *)lw, _MM_HINT_T0);
+      if (a->half > 32) _mm_prefetch((const char *)(up + 32), _MM_HINT_T0);
+      if (BITS == 8 && a->half > 32) _mm_prefetch((const char *)(lw + 32), _MM_HINT_T0);
+    }
+  }
+  const __m512i nib = _mm512_set1_epi8(15);
+  __m512i u[8];
+  plane_dwords(a->up + 32 * m, rb, a->n, tail, u);
+  if (BITS == 4) {
+    for (int j = 0; j < 8; j++) t[j] = _mm512_and_si512(u[j], nib), t[8 + j] = _mm512_and_si512(_mm512_srli_epi16(u[j], 4), nib);
+    return;
+  }
+  __m512i l[8];
+  plane_dwords(a->lw + 32 * m, rb, a->n, tail, l);
+  const __m512i high = _mm512_set1_epi8((char)0xf0);
+  for (int j = 0; j < 8; j++) { /* 16u + l8: even channel (u & 15) << 4 | (l & 15); odd (u & 0xf0) | l >> 4 */
+    t[j] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(u[j], 4), l[j], high, 0xe4);
+    t[8 + j] = _mm512_ternarylogic_epi32(u[j], _mm512_srli_epi16(l[j], 4), high, 0xe4);
+  }
 }
 
 /* Scores of pair r at the block's positions from their integer dots, as key_scores8 computes
@@ -212,28 +253,51 @@ static void vnni_prepare(const key_args *a, int nr) {
     for (int m = 0; m < chunks; m++) query_bytes(a, r, m, q + ((size_t)r * chunks + m) * 32, q + ((size_t)r * chunks + m) * 32 + 16);
 }
 
+/* Σ q·code of NP (1 or 2) pairs at the 16 positions of t: the high and low query bytes each in
+ * two chains over halves of the channel quads (integer sums, exact in any order), so 4 NP
+ * independent vpdpbusd chains hide the instruction's latency. */
+static inline __attribute__((always_inline)) void pair_dots(const __m512i t[16], const int32_t *q0, const int32_t *q1, const int NP,
+                                                            __m512i hi[2], __m512i lo[2]) {
+  const int32_t *qb[2] = {q0, q1};
+  __m512i h[2][2], l[2][2];
+  for (int p = 0; p < NP; p++) h[p][0] = h[p][1] = l[p][0] = l[p][1] = _mm512_setzero_si512();
+  for (int k = 0; k < 8; k++) {
+    for (int p = 0; p < NP; p++) {
+      const int32_t *qh = qb[p], *ql = qb[p] + 16;
+      h[p][0] = _mm512_dpbusd_epi32(h[p][0], t[k], _mm512_set1_epi32(qh[k]));
+      h[p][1] = _mm512_dpbusd_epi32(h[p][1], t[k + 8], _mm512_set1_epi32(qh[k + 8]));
+      l[p][0] = _mm512_dpbusd_epi32(l[p][0], t[k], _mm512_set1_epi32(ql[k]));
+      l[p][1] = _mm512_dpbusd_epi32(l[p][1], t[k + 8], _mm512_set1_epi32(ql[k + 8]));
+    }
+  }
+  for (int p = 0; p < NP; p++) hi[p] = _mm512_add_epi32(h[p][0], h[p][1]), lo[p] = _mm512_add_epi32(l[p][0], l[p][1]);
+}
+
 static inline __attribute__((always_inline)) void key_block512(const key_args *a, int nr, const int BITS) {
   const int chunks = (a->half + 31) / 32;
   const int32_t *qb = (const int32_t *)a->prep;
+  const __m512i ones = _mm512_set1_epi32(0x01010101);
   for (int r0 = 0; r0 < nr; r0 += KEY_PAIRS) { /* the pairs' partial dots wait on the stack between chunks */
     const int r1 = nr - r0 < KEY_PAIRS ? nr : r0 + KEY_PAIRS;
     int32_t part[KEY_PAIRS][16] __attribute__((aligned(64)));
     for (int m = 0; m < chunks; m++) {
       __m512i t[16];
       codes_transposed(a, m, BITS, t);
-      __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
-      for (int k = 0; k < 16; k++) cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
-      const __m512i cs128 = _mm512_slli_epi32(cs, 7);
-      for (int r = r0; r < r1; r++) {
-        const int32_t *qh = qb + ((size_t)r * chunks + m) * 32, *ql = qh + 16;
-        __m512i h = _mm512_setzero_si512(), l = _mm512_setzero_si512();
-        for (int k = 0; k < 16; k++) {
-          h = _mm512_dpbusd_epi32(h, t[k], _mm512_set1_epi32(qh[k]));
-          l = _mm512_dpbusd_epi32(l, t[k], _mm512_set1_epi32(ql[k]));
+      __m512i cs4[4]; /* Σ code per position, in four chains */
+      for (int k = 0; k < 4; k++) cs4[k] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), t[k], ones);
+      for (int k = 4; k < 16; k++) cs4[k & 3] = _mm512_dpbusd_epi32(cs4[k & 3], t[k], ones);
+      const __m512i cs128 = _mm512_slli_epi32(_mm512_add_epi32(_mm512_add_epi32(cs4[0], cs4[1]), _mm512_add_epi32(cs4[2], cs4[3])), 7);
+      for (int r = r0; r < r1;) {
+        const int np = r + 1 < r1 ? 2 : 1;
+        const int32_t *q0 = qb + ((size_t)r * chunks + m) * 32, *q1 = qb + ((size_t)(r + np - 1) * chunks + m) * 32;
+        __m512i h[2], l[2];
+        if (np == 2) pair_dots(t, q0, q1, 2, h, l);
+        else pair_dots(t, q0, q1, 1, h, l);
+        for (int p = 0; p < np; p++, r++) {
+          __m512i dot = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(h[p], 8), l[p]), cs128);
+          if (m > 0) dot = _mm512_add_epi32(dot, _mm512_load_si512(part[r - r0]));
+          _mm512_store_si512(part[r - r0], dot);
         }
-        __m512i dot = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(h, 8), l), cs128);
-        if (m > 0) dot = _mm512_add_epi32(dot, _mm512_load_si512(part[r - r0]));
-        _mm512_store_si512(part[r - r0], dot);
       }
     }
     for (int r = r0; r < r1; r++) store_scores(a, r, _mm512_load_si512(part[r - r0]), BITS);
