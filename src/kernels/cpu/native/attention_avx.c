@@ -182,7 +182,7 @@ typedef struct {
   float *ms, *mm; /* [n, n_kv]: the chunk's value scales and minimums, converted to F32 */
   float *vs, *vm; /* [n + 16]: one KV head's value scales and minimums, zero from n on */
   float *emax; /* [nblk]: one pair's largest e·s per value block */
-  uint8_t *tiles; /* [VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
+  uint8_t *tiles; /* [2 * VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
 } value_scratch;
 
 /* What pair_softmax fills for the value planes at a chunk's plane positions [0, n). */

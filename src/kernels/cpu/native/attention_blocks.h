@@ -65,7 +65,7 @@ typedef struct {
   /* the d value channels of nr (1..4) pairs accumulated over the value planes (see value_args) */
   void (*values)(const value_args *a, int nr, int bits);
   /* Optional, instead of values: one whole value block (n <= VALUE_BLOCK positions) of one KV
-   * head for all nr pairs, finished into out; a->acc is scratch of VALUE_BLOCK * d bytes. */
+   * head for all nr pairs, finished into out; a->acc is scratch of 2 * VALUE_BLOCK * d bytes. */
   void (*value_block)(const value_args *a, int nr, int bits);
   /* value_block serves KV heads with at least this many pairs (a verify pass); fewer go to values */
   int value_block_min_pairs;

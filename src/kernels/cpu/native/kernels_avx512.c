@@ -304,88 +304,109 @@ static inline __attribute__((always_inline)) void key_block512(const key_args *a
   }
 }
 
+/* The centred codes of value channels c0 .. c0 + C - 1 (C = 32 or 64) at positions i and i + 1 (an
+ * odd last position pairs with itself, under a zero weight) as int16 pairs (code_i, code_i+1), C / 16
+ * vectors: per 128-bit lane, pr[0] / pr[2] hold the even / odd channels of k = 0-7 and 16-23, pr[1] /
+ * pr[3] those of k = 8-15 and 24-31 (C = 64); pr[0] / pr[1] the even / odd channels of k = 0-15 in
+ * order (C = 32); value_lanes() says which channel each lane holds. */
+static inline __attribute__((always_inline)) void value_pairs(const value_args *a, int i, int c0, const int C, const int BITS,
+                                                              __m512i pr[4]) {
+  const __m256i mask = _mm256_set1_epi8(15);
+  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
+  const uint8_t *u0 = a->up + c0 / 2 + (size_t)i * rb, *u1 = u0 + next;
+  const uint8_t *l0 = a->lw + c0 / 2 + (size_t)i * rb, *l1 = l0 + next;
+  __m256i raw[2], lraw[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+  if (C == 64) {
+    raw[0] = _mm256_loadu_si256((const __m256i *)u0), raw[1] = _mm256_loadu_si256((const __m256i *)u1);
+    if (BITS == 8) lraw[0] = _mm256_loadu_si256((const __m256i *)l0), lraw[1] = _mm256_loadu_si256((const __m256i *)l1);
+  } else {
+    raw[0] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)u0));
+    raw[1] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)u1));
+    if (BITS == 8) {
+      lraw[0] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)l0));
+      lraw[1] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)l1));
+    }
+  }
+  __m256i ce[2], co[2];
+  for (int p = 0; p < 2; p++) {
+    ce[p] = _mm256_and_si256(raw[p], mask), co[p] = _mm256_and_si256(_mm256_srli_epi16(raw[p], 4), mask);
+    if (BITS == 8) {
+      /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
+      ce[p] = _mm256_or_si256(_mm256_slli_epi16(ce[p], 4), _mm256_and_si256(lraw[p], mask));
+      co[p] = _mm256_or_si256(_mm256_slli_epi16(co[p], 4), _mm256_and_si256(_mm256_srli_epi16(lraw[p], 4), mask));
+    }
+  }
+  /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
+  const __m256i center = _mm256_set1_epi8(BITS == 8 ? (char)128 : 8);
+  for (int p = 0; p < 2; p++) ce[p] = _mm256_sub_epi8(ce[p], center), co[p] = _mm256_sub_epi8(co[p], center);
+  if (C == 64) {
+    pr[0] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(ce[0], ce[1]));
+    pr[1] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(ce[0], ce[1]));
+    pr[2] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(co[0], co[1]));
+    pr[3] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(co[0], co[1]));
+  } else {
+    const __m128i e0 = _mm256_castsi256_si128(ce[0]), e1 = _mm256_castsi256_si128(ce[1]);
+    const __m128i o0 = _mm256_castsi256_si128(co[0]), o1 = _mm256_castsi256_si128(co[1]);
+    pr[0] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(e0, e1), _mm_unpacklo_epi8(e0, e1)));
+    pr[1] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(o0, o1), _mm_unpacklo_epi8(o0, o1)));
+  }
+}
+
+/* Channels (relative to c0) of the int32 lanes of value_pairs' vectors: lanes[16 k + i]. */
+static inline void value_lanes(const int C, int lanes[64]) {
+  for (int i = 0; i < 16; i++) {
+    if (C == 64) {
+      const int lo = i < 8 ? i : i + 8, hi = lo + 8; /* the k of lane i in pr[0] / pr[2] and pr[1] / pr[3] */
+      lanes[i] = 2 * lo, lanes[16 + i] = 2 * hi, lanes[32 + i] = 2 * lo + 1, lanes[48 + i] = 2 * hi + 1;
+    } else {
+      lanes[i] = 2 * i, lanes[16 + i] = 2 * i + 1;
+    }
+  }
+}
+
+/* out[r, c0 + lanes[..]] += dw[r] · acc, or the running sums to a->acc (a row block that does not
+ * finish its value block). */
+static inline __attribute__((always_inline)) void value_store(const value_args *a, int r, int c0, const int C, const __m512i *acc,
+                                                              int finish) {
+  if (!finish) {
+    for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k, acc[k]);
+    return;
+  }
+  int32_t t[64], c[64];
+  int lanes[64];
+  value_lanes(C, lanes);
+  for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(t + 16 * k, acc[k]);
+  for (int i = 0; i < C; i++) c[lanes[i]] = t[i];
+  value_finish(a->out + (size_t)r * a->d + c0, c, C, a->dw[r]);
+}
+
 /* C (32 or 64) value channels of NR pairs over n positions, two positions per step: the codes of
  * channel c at positions i and i + 1 become one int16 pair, dotted with (W_i, W_i+1) by vpdpwssd. */
 static inline __attribute__((always_inline)) void value_block512(const value_args *a, int c0, const int C, const int NR,
                                                                  const int BITS) {
-  const __m256i mask = _mm256_set1_epi8(15);
   __m512i acc[4][4];
   for (int r = 0; r < NR; r++)
     for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_loadu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k);
   const size_t rb = a->rb;
   for (int i = 0; i < a->n; i += 2) {
-    /* an odd last position pairs with itself under a zero weight */
-    const size_t next = i + 1 < a->n ? rb : 0;
-    const uint8_t *u0 = a->up + c0 / 2 + (size_t)i * rb, *u1 = u0 + next;
-    const uint8_t *l0 = a->lw + c0 / 2 + (size_t)i * rb, *l1 = l0 + next;
     if (c0 == 0) { /* later passes over the same rows find them in the cache */
-      _mm_prefetch((const char *)(u0 + PF_AHEAD * rb), _MM_HINT_T0);
-      _mm_prefetch((const char *)(u1 + PF_AHEAD * rb), _MM_HINT_T0);
+      const size_t next = i + 1 < a->n ? rb : 0;
+      const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
+      _mm_prefetch((const char *)u0, _MM_HINT_T0);
+      _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
       if (BITS == 8) {
-        _mm_prefetch((const char *)(l0 + PF_AHEAD * rb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(l1 + PF_AHEAD * rb), _MM_HINT_T0);
+        _mm_prefetch((const char *)l0, _MM_HINT_T0);
+        _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
       }
     }
-    __m256i raw[2], lraw[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    if (C == 64) {
-      raw[0] = _mm256_loadu_si256((const __m256i *)u0), raw[1] = _mm256_loadu_si256((const __m256i *)u1);
-      if (BITS == 8) lraw[0] = _mm256_loadu_si256((const __m256i *)l0), lraw[1] = _mm256_loadu_si256((const __m256i *)l1);
-    } else {
-      raw[0] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)u0));
-      raw[1] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)u1));
-      if (BITS == 8) {
-        lraw[0] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)l0));
-        lraw[1] = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)l1));
-      }
-    }
-    __m256i ce[2], co[2];
-    for (int p = 0; p < 2; p++) {
-      ce[p] = _mm256_and_si256(raw[p], mask), co[p] = _mm256_and_si256(_mm256_srli_epi16(raw[p], 4), mask);
-      if (BITS == 8) {
-        /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
-        ce[p] = _mm256_or_si256(_mm256_slli_epi16(ce[p], 4), _mm256_and_si256(lraw[p], mask));
-        co[p] = _mm256_or_si256(_mm256_slli_epi16(co[p], 4), _mm256_and_si256(_mm256_srli_epi16(lraw[p], 4), mask));
-      }
-    }
-    /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
-    const __m256i center = _mm256_set1_epi8(BITS == 8 ? (char)128 : 8);
-    for (int p = 0; p < 2; p++) ce[p] = _mm256_sub_epi8(ce[p], center), co[p] = _mm256_sub_epi8(co[p], center);
     __m512i pr[4];
-    if (C == 64) {
-      /* per 128-bit lane: unpacklo = even (odd) channels of k = 0-7 | 16-23, unpackhi = 8-15 | 24-31 */
-      pr[0] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(ce[0], ce[1]));
-      pr[1] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(ce[0], ce[1]));
-      pr[2] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(co[0], co[1]));
-      pr[3] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(co[0], co[1]));
-    } else {
-      /* k = 0-15 in order */
-      const __m128i e0 = _mm256_castsi256_si128(ce[0]), e1 = _mm256_castsi256_si128(ce[1]);
-      const __m128i o0 = _mm256_castsi256_si128(co[0]), o1 = _mm256_castsi256_si128(co[1]);
-      pr[0] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(e0, e1), _mm_unpacklo_epi8(e0, e1)));
-      pr[1] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(o0, o1), _mm_unpacklo_epi8(o0, o1)));
-    }
+    value_pairs(a, i, c0, C, BITS, pr);
     for (int r = 0; r < NR; r++) {
       const __m512i wv = _mm512_set1_epi32(a->w[(size_t)r * a->npw + i / 2]);
       for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_dpwssd_epi32(acc[r][k], pr[k], wv);
     }
   }
-  for (int r = 0; r < NR; r++) {
-    if (!a->finish) {
-      for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k, acc[r][k]);
-      continue;
-    }
-    int32_t t[4][16], c[64];
-    for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(t[k], acc[r][k]);
-    for (int i = 0; i < 16; i++) {
-      if (C == 64) {
-        const int lo = i < 8 ? i : i + 8, hi = lo + 8; /* the k of lane i in pr[0] / pr[2] and pr[1] / pr[3] */
-        c[2 * lo] = t[0][i], c[2 * hi] = t[1][i], c[2 * lo + 1] = t[2][i], c[2 * hi + 1] = t[3][i];
-      } else {
-        c[2 * i] = t[0][i], c[2 * i + 1] = t[1][i];
-      }
-    }
-    value_finish(a->out + (size_t)r * a->d + c0, c, C, a->dw[r]);
-  }
+  for (int r = 0; r < NR; r++) value_store(a, r, c0, C, acc[r], a->finish);
 }
 
 #define VALUE_NR(C, BITS)                                                                               \
@@ -404,6 +425,69 @@ static void values_avx512(const value_args *a, int nr, int bits) {
   }
 }
 #undef VALUE_NR
+
+/* A whole value block of one KV head for all nr pairs (attn_blocks.value_block): the codes are
+ * decoded once into int16 pairs in a->acc (VALUE_PAIR_BYTES(d) of scratch), [position pair,
+ * channel vector], then every group of up to 4 pairs streams them from L1/L2 with its sums in
+ * registers, so the decode does not repeat per group of pairs. */
+static inline __attribute__((always_inline)) void value_whole512(const value_args *a, int nr, const int BITS) {
+  const int d = a->d, nv = d / 16, steps = (a->n + 1) / 2;
+  __m512i *codes = (__m512i *)a->acc;
+  const size_t rb = a->rb;
+  for (int i = 0; i < a->n; i += 2) {
+    const size_t next = i + 1 < a->n ? rb : 0;
+    const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
+    _mm_prefetch((const char *)u0, _MM_HINT_T0);
+    _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
+    if (BITS == 8) {
+      _mm_prefetch((const char *)l0, _MM_HINT_T0);
+      _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
+    }
+    __m512i *dst = codes + (size_t)(i / 2) * nv;
+    int c0 = 0;
+    for (; c0 + 64 <= d; c0 += 64) value_pairs(a, i, c0, 64, BITS, dst + c0 / 16);
+    if (c0 < d) value_pairs(a, i, c0, 32, BITS, dst + c0 / 16);
+  }
+  for (int r0 = 0; r0 < nr; r0 += 4) {
+    const int n_r = nr - r0 < 4 ? nr - r0 : 4;
+    for (int c0 = 0; c0 < d; c0 += 64) {
+      const int C = d - c0 >= 64 ? 64 : 32, kv = C / 16;
+      __m512i acc[4][4];
+      for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 4; k++) acc[r][k] = _mm512_setzero_si512();
+      const int32_t *w = a->w + (size_t)r0 * a->npw;
+      for (int s = 0; s < steps; s++) {
+        const __m512i *src = codes + (size_t)s * nv + c0 / 16;
+        const __m512i p0 = _mm512_load_si512(src), p1 = _mm512_load_si512(src + 1);
+        const __m512i p2 = kv == 4 ? _mm512_load_si512(src + 2) : p0, p3 = kv == 4 ? _mm512_load_si512(src + 3) : p1;
+        for (int r = 0; r < 4; r++) {
+          if (r >= n_r) break;
+          const __m512i wv = _mm512_set1_epi32(w[(size_t)r * a->npw + s]);
+          acc[r][0] = _mm512_dpwssd_epi32(acc[r][0], p0, wv);
+          acc[r][1] = _mm512_dpwssd_epi32(acc[r][1], p1, wv);
+          if (kv == 4) {
+            acc[r][2] = _mm512_dpwssd_epi32(acc[r][2], p2, wv);
+            acc[r][3] = _mm512_dpwssd_epi32(acc[r][3], p3, wv);
+          }
+        }
+      }
+      const value_args at = {a->up, a->lw, a->rb, a->n, a->w, a->npw, a->dw + r0, NULL, 1, a->out + (size_t)r0 * d, d};
+      for (int r = 0; r < n_r; r++) {
+        if (kv == 4) value_store(&at, r, c0, 64, acc[r], 1);
+        else value_store(&at, r, c0, 32, acc[r], 1);
+      }
+    }
+  }
+}
+
+/* KV heads with fewer pairs than this (a decode step) decode the codes in registers for each group
+ * of up to 4 pairs (values_avx512): storing and reloading them costs more than it saves there. */
+#define VALUE_WHOLE_MIN_PAIRS 5
+
+static void value_whole_avx512(const value_args *a, int nr, int bits) {
+  if (bits == 8) value_whole512(a, nr, 8);
+  else value_whole512(a, nr, 4);
+}
 
 /* Scores of all nr pairs of one KV head (see key_block512). */
 static void keys_avx512(const key_args *a, int nr, int bits) {
@@ -622,7 +706,7 @@ static void attention_rows_amx(const attn_args *a, int q0, int q1, int p0, int p
 }
 #endif
 
-static const attn_blocks avx512_blocks = {keys_avx512, values_avx512};
+static const attn_blocks avx512_blocks = {keys_avx512, values_avx512, value_whole_avx512, VALUE_WHOLE_MIN_PAIRS};
 
 static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                            float *outp) {
