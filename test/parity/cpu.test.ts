@@ -111,6 +111,8 @@ const VERIFY_CASES = [
   { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 333, nq: 5, fp16: true },
   { nHeads: 8, nKv: 2, d: 96, G: 32, Gv: 96, len: 421, nq: 4 },
   { nHeads: 16, nKv: 2, d: 128, G: 64, Gv: 128, len: 700, nq: 3, fp16: true },
+  // 9 pairs per KV head: groups of 4, 4 and 1 pairs over a value block's decoded codes
+  { nHeads: 6, nKv: 2, d: 64, G: 16, Gv: 64, len: 257, nq: 3 },
 ];
 
 /** Attention cases: FP rows, INT8 and INT4 planes, GQA ratios, windows, sparse selections, odd head sizes. */

@@ -426,12 +426,34 @@ static void values_avx512(const value_args *a, int nr, int bits) {
 }
 #undef VALUE_NR
 
+/* Σ W·code of pairs r0 .. r0 + NR - 1, channels c0 .. c0 + C - 1, over the decoded codes of a
+ * value block ([position pair, d / 16 vectors], see value_whole512), finished into out. */
+static inline __attribute__((always_inline)) void value_stream512(const value_args *a, const __m512i *codes, int r0, int c0,
+                                                                  const int C, const int NR) {
+  const int nv = a->d / 16, steps = (a->n + 1) / 2;
+  __m512i acc[4][4];
+  for (int r = 0; r < NR; r++)
+    for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_setzero_si512();
+  const int32_t *w = a->w + (size_t)r0 * a->npw;
+  for (int s = 0; s < steps; s++) {
+    const __m512i *src = codes + (size_t)s * nv + c0 / 16;
+    __m512i p[4];
+    for (int k = 0; k < C / 16; k++) p[k] = _mm512_load_si512(src + k);
+    for (int r = 0; r < NR; r++) {
+      const __m512i wv = _mm512_set1_epi32(w[(size_t)r * a->npw + s]);
+      for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_dpwssd_epi32(acc[r][k], p[k], wv);
+    }
+  }
+  const value_args at = {a->up, a->lw, a->rb, a->n, a->w, a->npw, a->dw + r0, NULL, 1, a->out + (size_t)r0 * a->d, a->d};
+  for (int r = 0; r < NR; r++) value_store(&at, r, c0, C, acc[r], 1);
+}
+
 /* A whole value block of one KV head for all nr pairs (attn_blocks.value_block): the codes are
  * decoded once into int16 pairs in a->acc (VALUE_PAIR_BYTES(d) of scratch), [position pair,
  * channel vector], then every group of up to 4 pairs streams them from L1/L2 with its sums in
  * registers, so the decode does not repeat per group of pairs. */
 static inline __attribute__((always_inline)) void value_whole512(const value_args *a, int nr, const int BITS) {
-  const int d = a->d, nv = d / 16, steps = (a->n + 1) / 2;
+  const int d = a->d, nv = d / 16;
   __m512i *codes = (__m512i *)a->acc;
   const size_t rb = a->rb;
   for (int i = 0; i < a->n; i += 2) {
@@ -450,32 +472,14 @@ static inline __attribute__((always_inline)) void value_whole512(const value_arg
   }
   for (int r0 = 0; r0 < nr; r0 += 4) {
     const int n_r = nr - r0 < 4 ? nr - r0 : 4;
-    for (int c0 = 0; c0 < d; c0 += 64) {
-      const int C = d - c0 >= 64 ? 64 : 32, kv = C / 16;
-      __m512i acc[4][4];
-      for (int r = 0; r < 4; r++)
-        for (int k = 0; k < 4; k++) acc[r][k] = _mm512_setzero_si512();
-      const int32_t *w = a->w + (size_t)r0 * a->npw;
-      for (int s = 0; s < steps; s++) {
-        const __m512i *src = codes + (size_t)s * nv + c0 / 16;
-        const __m512i p0 = _mm512_load_si512(src), p1 = _mm512_load_si512(src + 1);
-        const __m512i p2 = kv == 4 ? _mm512_load_si512(src + 2) : p0, p3 = kv == 4 ? _mm512_load_si512(src + 3) : p1;
-        for (int r = 0; r < 4; r++) {
-          if (r >= n_r) break;
-          const __m512i wv = _mm512_set1_epi32(w[(size_t)r * a->npw + s]);
-          acc[r][0] = _mm512_dpwssd_epi32(acc[r][0], p0, wv);
-          acc[r][1] = _mm512_dpwssd_epi32(acc[r][1], p1, wv);
-          if (kv == 4) {
-            acc[r][2] = _mm512_dpwssd_epi32(acc[r][2], p2, wv);
-            acc[r][3] = _mm512_dpwssd_epi32(acc[r][3], p3, wv);
-          }
-        }
-      }
-      const value_args at = {a->up, a->lw, a->rb, a->n, a->w, a->npw, a->dw + r0, NULL, 1, a->out + (size_t)r0 * d, d};
-      for (int r = 0; r < n_r; r++) {
-        if (kv == 4) value_store(&at, r, c0, 64, acc[r], 1);
-        else value_store(&at, r, c0, 32, acc[r], 1);
-      }
+    int c0 = 0;
+    for (; c0 + 64 <= d; c0 += 64) {
+      if (n_r == 4) value_stream512(a, codes, r0, c0, 64, 4); else if (n_r == 3) value_stream512(a, codes, r0, c0, 64, 3);
+      else if (n_r == 2) value_stream512(a, codes, r0, c0, 64, 2); else value_stream512(a, codes, r0, c0, 64, 1);
+    }
+    if (c0 < d) {
+      if (n_r == 4) value_stream512(a, codes, r0, c0, 32, 4); else if (n_r == 3) value_stream512(a, codes, r0, c0, 32, 3);
+      else if (n_r == 2) value_stream512(a, codes, r0, c0, 32, 2); else value_stream512(a, codes, r0, c0, 32, 1);
     }
   }
 }
