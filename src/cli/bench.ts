@@ -14,8 +14,9 @@ export const BENCH_USAGE = `usage: quantspec bench [--model PATH | --synthetic N
 
 For each context length (a prompt of that many tokens from --text, by default the held-out
 ../shared/corpus/eval-northanger.txt) and decoding mode: prefill tokens/s, then decode tokens/s as
-the median (and range) of --runs runs from the same prefilled cache, the speedups over plain
-decoding with the F16 cache and with the INT8 view in the same run, acceptance, mean accepted
+the median (and range) of --runs runs from the same prefilled cache (the modes take turns run by
+run), the speedups over plain decoding with the F16 cache and with the INT8 view (the median of
+the run-by-run ratios), acceptance, mean accepted
 length, for plain modes the bytes a step reads and their share of the measured read bandwidth,
 peak RSS and KV bytes. QuantSpec and the StreamingLLM / SnapKV drafts run at γ = ${BENCH_GAMMA} (the
 sparse drafts over the F16 cache); quantspec-auto picks γ itself. Warm-up runs are excluded.

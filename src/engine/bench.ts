@@ -1,8 +1,8 @@
 // `quantspec bench`: prefill and decode tokens/s versus context length for each decoding mode,
 // measured in one run. Each mode prefills the prompt once, checkpoints its session, and decodes
-// from that same cache `runs` times (restoring it in between); a decode figure is the median of
-// those runs with their range. Speedups are against plain decoding over the F16 cache and over
-// the INT8 view, from the same run. Plain modes also report the bytes a step reads (weights and
+// from that same cache `runs` times (restoring it in between), the modes taking turns run by run;
+// a decode figure is the median of those runs with their range. Speedups are against plain
+// decoding over the F16 cache and over the INT8 view: the median of the ratios run by run. Plain modes also report the bytes a step reads (weights and
 // KV at that context) and their share of the read bandwidth measured at the start. JSON lines, a
 // markdown table, an optional SVG plot.
 
@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { InvalidArgumentError } from '../core/errors.js';
 import { isFullPrecision, type DecodingOptions, type KvMode } from '../speculative/modes.js';
 import { loadModel, type Model } from './model.js';
-import { collect, type GenerationResult } from './session.js';
+import { collect, type GenerationResult, type Session, type SessionCheckpoint } from './session.js';
 import { physicalCores } from '../kernels/cpu/index.js';
 import type { BackendName } from '../kernels/select.js';
 import { cpuModel, machineSummary, measureReadBandwidth } from './machine.js';
@@ -63,6 +63,8 @@ export interface BenchRow {
   readonly decode_tokens_per_s: number;
   readonly decode_min: number;
   readonly decode_max: number;
+  /** Each run's decode tokens/s, in run order (run r of every mode was measured in the same round). */
+  readonly decode_runs: readonly number[];
   readonly runs: number;
   readonly speedup_vs_f16: number | null;
   readonly speedup_vs_int8: number | null;
@@ -135,23 +137,28 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
   const options = { temperature: 0, maxTokens: o.gen, ignoreEos: true } as const;
   for (const context of o.contexts) {
     const ids = promptOf(model, text, context);
-    const at: BenchRow[] = [];
+    // Every mode prefills once and checkpoints; then the runs go round the modes (run r of every
+    // mode, then run r + 1), so each mode's run r is measured moments from the others' and a
+    // slow spell of this shared machine falls on all modes alike rather than on one.
+    const live: { m: BenchMode; session: Session; saved: SessionCheckpoint; prefillTokensPerS: number; speeds: number[]; peak: number; last: GenerationResult | null }[] = [];
     for (const m of modes) {
       const session = model.createSession({ ...m.decoding, contextLength: context + o.gen + 16 });
-      // Prefill once, then decode `runs` times from that cache.
-      const { value: pre, peakRss: prefillRss } = await measured(() => session.prefillPrompt({ ids }));
-      const saved = session.checkpoint();
-      const speeds: number[] = [];
-      let peak = prefillRss;
-      let last: GenerationResult | null = null;
-      for (let r = 0; r < runs; r++) {
-        session.restore(saved);
-        const { value, peakRss } = await measured(() => collect(session.generate({ ids }, options)));
+      const { value: pre, peakRss } = await measured(() => session.prefillPrompt({ ids }));
+      live.push({ m, session, saved: session.checkpoint(), prefillTokensPerS: pre.prefillMs > 0 ? ((pre.promptTokens - 1) / pre.prefillMs) * 1000 : 0,
+        speeds: [], peak: peakRss, last: null });
+    }
+    for (let r = 0; r < runs; r++) {
+      for (const x of live) {
+        x.session.restore(x.saved);
+        const { value, peakRss } = await measured(() => collect(x.session.generate({ ids }, options)));
         if (value.timings.cachedTokens !== ids.length - 1) throw new Error(`bench: run ${r} re-prefilled the prompt instead of restoring it.`);
-        speeds.push(value.timings.decodeTokensPerS);
-        peak = Math.max(peak, peakRss);
-        last = value;
+        x.speeds.push(value.timings.decodeTokensPerS);
+        x.peak = Math.max(x.peak, peakRss);
+        x.last = value;
       }
+    }
+    const at: BenchRow[] = [];
+    for (const { m, prefillTokensPerS, speeds, peak, last } of live) {
       if (!last) throw new Error('bench: no runs');
       const plan = model.plan(m.decoding);
       const plain = plan.spec === 'none';
@@ -160,8 +167,8 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
       at.push({
         context, mode: m.name, backend: model.backend.name, synthetic,
         gamma: plan.spec === 'none' || plan.gamma === 'auto' ? null : plan.gamma,
-        prefill_tokens_per_s: pre.prefillMs > 0 ? ((pre.promptTokens - 1) / pre.prefillMs) * 1000 : 0,
-        decode_tokens_per_s: decode, decode_min: Math.min(...speeds), decode_max: Math.max(...speeds), runs,
+        prefill_tokens_per_s: prefillTokensPerS,
+        decode_tokens_per_s: decode, decode_min: Math.min(...speeds), decode_max: Math.max(...speeds), decode_runs: speeds, runs,
         speedup_vs_f16: null, speedup_vs_int8: null,
         acceptance_rate: last.stats && last.stats.drafted > 0 ? last.stats.acceptanceRate : null,
         mean_accepted_length: last.stats && last.stats.rounds > 0 ? last.stats.meanAcceptedLength : null,
@@ -172,13 +179,16 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
         generated: last.generatedIds.length,
       });
     }
-    const f16 = at.find((r) => r.mode === 'f16')?.decode_tokens_per_s ?? null;
-    const int8 = at.find((r) => r.mode === 'int8')?.decode_tokens_per_s ?? null;
-    for (const r of at) {
-      const row = { ...r, speedup_vs_f16: f16 ? r.decode_tokens_per_s / f16 : null, speedup_vs_int8: int8 ? r.decode_tokens_per_s / int8 : null };
+    // Speedups: the median over the runs of each run's ratio to the baseline's run of the same round.
+    const speedsOf = (name: string) => live.find((x) => x.m.name === name)?.speeds ?? null;
+    const paired = (speeds: readonly number[], base: readonly number[] | null) => (base ? median(speeds.map((v, i) => v / base[i]!)) : null);
+    const f16 = speedsOf('f16');
+    const int8 = speedsOf('int8');
+    live.forEach((x, i) => {
+      const row = { ...at[i]!, speedup_vs_f16: paired(x.speeds, f16), speedup_vs_int8: paired(x.speeds, int8) };
       rows.push(row);
       o.log(JSON.stringify(row));
-    }
+    });
   }
   if (o.json) fs.writeFileSync(o.json, rows.map((r) => JSON.stringify({ ...r, cpu: cpuModel(), cores: physicalCores(), read_bandwidth_gb_per_s: bandwidth })).join('\n') + '\n');
   if (o.plot) fs.writeFileSync(o.plot, plotSvg(rows));
