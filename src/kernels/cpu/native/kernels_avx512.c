@@ -352,6 +352,18 @@ static inline __attribute__((always_inline)) void value_pairs(const value_args *
   }
 }
 
+/* Prefetch the value plane rows of positions i and i + 1, PF_AHEAD positions ahead. */
+static inline __attribute__((always_inline)) void value_prefetch(const value_args *a, int i, const int BITS) {
+  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
+  const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
+  _mm_prefetch((const char *)u0, _MM_HINT_T0);
+  _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
+  if (BITS == 8) {
+    _mm_prefetch((const char *)l0, _MM_HINT_T0);
+    _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
+  }
+}
+
 /* Channels (relative to c0) of the int32 lanes of value_pairs' vectors: lanes[16 k + i]. */
 static inline void value_lanes(const int C, int lanes[64]) {
   for (int i = 0; i < 16; i++) {
@@ -387,18 +399,8 @@ static inline __attribute__((always_inline)) void value_block512(const value_arg
   __m512i acc[4][4];
   for (int r = 0; r < NR; r++)
     for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_loadu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k);
-  const size_t rb = a->rb;
   for (int i = 0; i < a->n; i += 2) {
-    if (c0 == 0) { /* later passes over the same rows find them in the cache */
-      const size_t next = i + 1 < a->n ? rb : 0;
-      const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
-      _mm_prefetch((const char *)u0, _MM_HINT_T0);
-      _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
-      if (BITS == 8) {
-        _mm_prefetch((const char *)l0, _MM_HINT_T0);
-        _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
-      }
-    }
+    if (c0 == 0) value_prefetch(a, i, BITS); /* later passes over the same rows find them in the cache */
     __m512i pr[4];
     value_pairs(a, i, c0, C, BITS, pr);
     for (int r = 0; r < NR; r++) {
@@ -455,16 +457,8 @@ static inline __attribute__((always_inline)) void value_stream512(const value_ar
 static inline __attribute__((always_inline)) void value_whole512(const value_args *a, int nr, const int BITS) {
   const int d = a->d, nv = d / 16;
   __m512i *codes = (__m512i *)a->acc;
-  const size_t rb = a->rb;
   for (int i = 0; i < a->n; i += 2) {
-    const size_t next = i + 1 < a->n ? rb : 0;
-    const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
-    _mm_prefetch((const char *)u0, _MM_HINT_T0);
-    _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
-    if (BITS == 8) {
-      _mm_prefetch((const char *)l0, _MM_HINT_T0);
-      _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
-    }
+    value_prefetch(a, i, BITS);
     __m512i *dst = codes + (size_t)(i / 2) * nv;
     int c0 = 0;
     for (; c0 + 64 <= d; c0 += 64) value_pairs(a, i, c0, 64, BITS, dst + c0 / 16);
