@@ -179,7 +179,7 @@ typedef struct {
   int32_t *w;  /* [n_pairs, npw]: int16 weight pairs */
   float *dw;   /* [nblk, n_pairs]: what one weight unit is worth */
   int32_t *acc; /* [n_pairs, d]: Σ W·code of one value block */
-  float *ms, *mm; /* [n, n_kv]: the chunk's value scales and minimums, converted to F32 */
+  float *ms, *mm; /* [n_kv, n]: the chunk's value scales and minimums by KV head, converted to F32 */
   float *vs, *vm; /* [n + 16]: one KV head's value scales and minimums, zero from n on */
   float *emax; /* [nblk]: one pair's largest e·s per value block */
   uint8_t *tiles; /* [2 * VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
@@ -356,7 +356,7 @@ static void meta_by_head(float *dst, const uint16_t *src, int n, int groups) {
         r[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
         r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
       }
-      for (int k = 0; k < 4; k++) { /* r[k]: heads k of positions 0-1 | 4-5 ... of rows 0-3; r[4 + k]: rows 4-7 */
+      for (int k = 0; k < 4; k++) { /* r[k]: head k of positions 0-3 | head k + 4 of them; r[4 + k]: the same of 4-7 */
         _mm256_storeu_ps(dst + (size_t)k * n + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x20));
         _mm256_storeu_ps(dst + (size_t)(k + 4) * n + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x31));
       }
