@@ -1,7 +1,7 @@
 // Kernel benchmark (a script, not a test): microseconds, effective GB/s and the ratio to this
 // machine's read bandwidth, measured in the same run, for the matmul shapes of a 1B-class model
 // and attention at 4K/16K/32K context; the prompt GEMM of those shapes in GFLOP/s against the FMA
-// and tile peaks measured in the same run.
+// and BF16 peaks measured in the same run.
 //
 //   node dist/bench/kernels.js [--threads N] [--isa avx2|scalar] [--json FILE] [--quick] [--attention-only]
 
@@ -131,13 +131,13 @@ for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
 
 // ---- prompt GEMM -----------------------------------------------------------------------------------
 // A prefill chunk of 128 tokens through each matmul path, in GFLOP/s against the peaks this run
-// measures: F32 FMAs at the path's width (the exact matmul's arithmetic) and AMX-BF16 tile
-// products (the prompt matmul of BF16 and F16 weights). The weights are one matrix (a chunk's
+// measures: F32 FMAs at the path's width (the exact matmul's arithmetic) and the BF16 products
+// of the prompt matmul of BF16 and F16 weights (AMX-BF16 tiles, or AVX-512 vdpbf16ps). The weights are one matrix (a chunk's
 // matmul reads each weight once, so these run from cache after the first pass).
 const GEMM_TOKENS = 128;
 const fmaPeak = cpu.peakFlops('fma', 20_000_000) / 1e9;
-const tilePeak = cpu.peakFlops('tiles', 2_000_000) / 1e9;
-process.stdout.write(`\n# peaks on ${cpu.threads} threads: F32 FMA ${fmaPeak.toFixed(0)} GFLOP/s, AMX-BF16 tiles ${tilePeak > 0 ? `${tilePeak.toFixed(0)} GFLOP/s` : 'none on this path'}\n`);
+const bf16Peak = cpu.peakFlops('bf16', 2_000_000) / 1e9;
+process.stdout.write(`\n# peaks on ${cpu.threads} threads: F32 FMA ${fmaPeak.toFixed(0)} GFLOP/s, BF16 products of the prompt matmul (AMX tiles or vdpbf16ps) ${bf16Peak > 0 ? `${bf16Peak.toFixed(0)} GFLOP/s` : 'none on this path'}\n`);
 process.stdout.write(`| prompt gemm, ${GEMM_TOKENS} tokens | shape | µs | GFLOP/s | of its peak |\n|---|---|---|---|---|\n`);
 function reportGemm(kind: string, shape: string, us: number, flops: number, peak: number): void {
   const gflops = flops / (us * 1e3);
@@ -145,7 +145,7 @@ function reportGemm(kind: string, shape: string, us: number, flops: number, peak
   process.stdout.write(`| ${kind.padEnd(30)} | ${shape.padEnd(10)} | ${us.toFixed(0).padStart(8)} | ${gflops.toFixed(0).padStart(6)} | ${((gflops / peak) * 100).toFixed(0).padStart(4)}% |\n`);
 }
 summary['fma_peak_gflops'] = fmaPeak;
-summary['tile_peak_gflops'] = tilePeak;
+summary['bf16_peak_gflops'] = bf16Peak;
 for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
   const x = randomF32(GEMM_TOKENS * c, 11);
   const out = new Float32Array(GEMM_TOKENS * r);
@@ -158,7 +158,7 @@ for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
     summary[`gemm_${dtype}_exact_gflops_${shape}`] = flops / (tExact * 1e3);
     if (!cpu.matmulPrompt) continue;
     const tPrompt = timeUs(() => cpu.matmulPrompt!(out, x, w, GEMM_TOKENS));
-    reportGemm(`${dtype} weights, BF16 activations`, shape, tPrompt, flops, tilePeak);
+    reportGemm(`${dtype} weights, BF16 activations`, shape, tPrompt, flops, bf16Peak);
     summary[`gemm_${dtype}_prompt_gflops_${shape}`] = flops / (tPrompt * 1e3);
     summary[`gemm_${dtype}_prompt_speedup_${shape}`] = tExact / tPrompt;
   }

@@ -65,6 +65,8 @@ function accepts(flags) {
 }
 // AMX tiles (the 'amx' kernel table) where the compiler knows them; chosen at run time only on a CPU that has them.
 const amx = x86 && accepts(['-mamx-tile', '-mamx-int8', '-mamx-bf16']) ? ['-mamx-tile', '-mamx-int8', '-mamx-bf16', '-DQUANTSPEC_AMX'] : [];
+// AVX-512 BF16 dot products (the avx512 table's prompt matmul where the CPU has them and no AMX).
+const bf16dp = x86 && accepts(['-mavx512f', '-mavx512bf16']) ? ['-mavx512bf16', '-DQUANTSPEC_AVX512BF16'] : [];
 const common = ['-O3', '-std=c11', '-fPIC', '-pthread', '-ffp-contract=off', '-fno-math-errno', '-Wall', '-D_GNU_SOURCE',
   `-I${include[0]}`, '-DNODE_GYP_MODULE_NAME=quantspec'];
 const avx512 = ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512vnni'];
@@ -73,17 +75,19 @@ const units = [
   { file: 'elementwise.c', flags: [] },
   { file: 'kernels_scalar.c', flags: [] },
   { file: 'pool.c', flags: [] },
-  { file: 'isa.c', flags: amx.filter((f) => f.startsWith('-D')) },
+  { file: 'isa.c', flags: [...amx, ...bf16dp].filter((f) => f.startsWith('-D')) },
   { file: 'jobs.c', flags: [] },
   { file: 'attention.c', flags: [] },
   { file: 'addon.c', flags: [] },
   ...(x86 ? [
     { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'attention_avx.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
-    { file: 'kernels_avx512.c', flags: [...avx512, ...amx] },
+    { file: 'kernels_avx512.c', flags: [...avx512, ...amx, ...bf16dp.filter((f) => f.startsWith('-D'))] },
     { file: 'attention_avx512.c', flags: avx512 },
     { file: 'amx.c', flags: amx },
     { file: 'gemm_amx.c', flags: [...avx512, ...amx] },
+    { file: 'gemm_acts.c', flags: avx512 },
+    { file: 'gemm_dp.c', flags: [...avx512, ...bf16dp] },
   ] : []),
 ];
 fs.mkdirSync(out, { recursive: true });

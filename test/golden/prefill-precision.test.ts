@@ -20,10 +20,15 @@ const corpus = sharedPath('corpus/eval-moby-tail.txt');
 const bf16Dir = sharedPath('models/pdlm-5.8m-bf16');
 const f32Dir = sharedPath('models/pdlm-5.8m');
 
-/** Whether prompt passes of this model can take the BF16-activation path at all. */
+/**
+ * Whether prompt passes of this model take the BF16-activation path at all: the backend has one and
+ * takes this model's weight dtype (the AVX-512 BF16 path leaves F16 weights to the exact matmul).
+ */
 function hasPromptPath(m: Model): boolean {
-  if (m.backend.matmulPrompt) return true;
-  process.stderr.write(`# NOTE: backend ${m.backend.name} has no BF16 prompt matmul; both paths are the exact one here\n`);
+  const w = m.target.layers[0]!.wq;
+  const [rows, cols] = w.shape;
+  if (m.backend.matmulPrompt?.(new Float32Array(rows!), new Float32Array(cols!), w, 1)) return true;
+  process.stderr.write(`# NOTE: backend ${m.backend.name} takes no ${w.dtype} weights in a BF16 prompt matmul; both paths are the exact one here\n`);
   return false;
 }
 

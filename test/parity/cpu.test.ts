@@ -24,15 +24,20 @@ const skip = built ? false : 'native backend not built (npm run build:native)';
 if (!built) process.stderr.write(`# SKIP: ${skip}\n`);
 
 const ref = createReferenceBackend();
-/** Whether this CPU has the instructions of a kernel path, read from /proc/cpuinfo (false elsewhere). */
-function cpuSupports(isa: string): boolean {
-  let flags: Set<string>;
+/** The CPU's feature flags from /proc/cpuinfo (empty elsewhere). */
+function cpuFlags(): Set<string> {
   try {
     const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
-    flags = new Set((line ?? '').split(':')[1]?.trim().split(/\s+/) ?? []);
+    return new Set((line ?? '').split(':')[1]?.trim().split(/\s+/) ?? []);
   } catch {
-    return false;
+    return new Set();
   }
+}
+const cpuHasFlag = (flag: string): boolean => cpuFlags().has(flag);
+
+/** Whether this CPU has the instructions of a kernel path, read from /proc/cpuinfo (false elsewhere). */
+function cpuSupports(isa: string): boolean {
+  const flags = cpuFlags();
   const avx2 = ['avx2', 'fma', 'f16c'].every((f) => flags.has(f));
   if (isa === 'avx2') return avx2;
   const avx512 = avx2 && ['avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni'].every((f) => flags.has(f));
@@ -208,11 +213,12 @@ for (const isa of ISAS) {
   // The prompt matmul: BF16 activations, exact BF16/F16 weights, F32 sums (Backend.matmulPrompt).
   // Shapes: partial panels of 32 rows and 32-column slices, whole ones (BF16 tiles read in place),
   // token counts across blocks of 16.
-  test(`${isa}: prompt matmul (BF16 activations) matches its reference, is batch invariant, and is only where the path has tiles`, { skip }, () => {
+  test(`${isa}: prompt matmul (BF16 activations) matches its reference, is batch invariant, and is only where the path has BF16 products`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
-    if (isa !== 'amx') {
+    // AMX tiles, or AVX-512 vdpbf16ps where the CPU has AVX512_BF16 (the avx512 path there).
+    if (!(isa === 'amx' || (isa === 'avx512' && cpuHasFlag('avx512_bf16')))) {
       assert.equal(cpu.matmulPrompt, undefined, `${isa} has no BF16 GEMM: prompts must take the exact matmul`);
-      assert.equal(cpu.peakFlops('tiles', 1000), 0, `${isa} has no tiles to probe`);
+      assert.equal(cpu.peakFlops('bf16', 1000), 0, `${isa} has no BF16 products to probe`);
       if (isa !== 'scalar') assert.ok(cpu.peakFlops('fma', 100000) > 0);
       return;
     }
@@ -225,6 +231,10 @@ for (const isa of ISAS) {
         const x = randn(rng, n * cols);
         const a = new Float32Array(n * rows).fill(7);
         const b = new Float32Array(n * rows);
+        if (isa !== 'amx' && dtype === 'f16') { // vdpbf16ps would need two products per F16 weight: the exact matmul takes them
+          assert.equal(prompt(a, x, w, n), false, `${isa} leaves F16 weights to the exact matmul`);
+          continue;
+        }
         assert.equal(prompt(a, x, w, n), true);
         assert.equal(ref.matmulPrompt!(b, x, w, n), true);
         const absW = new Float32Array(rows * cols);
@@ -252,8 +262,8 @@ for (const isa of ISAS) {
     const out = new Float32Array(20 * 40);
     prompt(out, x, w, 20);
     for (let t = 0; t < 20; t++) for (let r = 0; r < 40; r++) assert.equal(Number.isNaN(out[t * 40 + r]!), t === 3, `token ${t} row ${r}`);
-    // The benchmark's peak probes: FMAs on every vector path, tiles only here.
-    assert.ok(cpu.peakFlops('tiles', 20000) > 0);
+    // The benchmark's peak probes: FMAs on every vector path, BF16 products only here.
+    assert.ok(cpu.peakFlops('bf16', 20000) > 0);
     // Other dtypes are not its to take.
     assert.equal(prompt(out, x, dense('f32', 40, 96, rng), 20), false);
     assert.throws(() => prompt(new Float32Array(10), x, w, 20), /matmulPrompt/);

@@ -62,9 +62,10 @@ export interface CpuBackend extends Backend {
   readSum(data: Float32Array): number;
   /**
    * Peak FLOP/s of this kernel path on all threads, from registers and tiles alone: 'fma' F32 FMAs
-   * at its vector width, 'tiles' AMX-BF16 tile products; 0 where the path has none.
+   * at its vector width, 'bf16' the BF16 products of its prompt matmul (AMX-BF16 tile products, or
+   * AVX-512 vdpbf16ps dot products); 0 where the path has none.
    */
-  peakFlops(kind: 'fma' | 'tiles', iterations: number): number;
+  peakFlops(kind: 'fma' | 'bf16', iterations: number): number;
   /** The addon's own quantization boundary (tested against kv/layout.ts quantBoundary). */
   quantBoundary(p: number, G: number): number;
 }

@@ -9,70 +9,17 @@
  *
  * Tiles (amx.h: all 16 x 64 bytes): C 0-3 = [2 row blocks] x [2 token blocks] of 16 x 16 F32;
  * A 4, 5 = 16 weight rows x 32 BF16 columns, read straight from a BF16 matrix; B 6, 7 = 16 column
- * pairs x 16 tokens x 2 BF16, the activations laid out once per matmul (gemm_acts). C tiles are
+ * pairs x 16 tokens x 2 BF16, the activations laid out once per matmul (gemm_acts.c). C tiles are
  * [row][token] and are transposed into out [token][row] as they are stored. */
 #ifdef QUANTSPEC_AMX
 #include <immintrin.h>
 #include <string.h>
 #include "amx.h"
+#include "gemm_bf16.h"
 #include "kernels.h"
 #include "simd512.h"
 
 #define PANEL GEMM_PANEL /* weight rows per pass: two A tiles */
-
-/* 16 floats to BF16, rounded to nearest even, NaN kept a quiet NaN (core/half.ts f32ToBf16). */
-static inline __m256i bf16_of16(__m512 f) {
-  const __m512i b = _mm512_castps_si512(f);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
-}
-
-static inline __m512 f32_of_bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
-
-static inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
-
-/* 32 F16 weights as two rows of 32 BF16 whose sum is each weight exactly: hi = the weight rounded to
- * BF16's 8 significant bits, lo = the rest (at most 4 bits, so exact in BF16 too). */
-static inline void f16_split(const uint16_t *src, __mmask32 cm, __m512i *hi, __m512i *lo) {
-  const __m512i raw = _mm512_maskz_loadu_epi16(cm, src);
-  const __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(raw)), f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(raw, 1));
-  const __m256i h0 = bf16_of16(f0), h1 = bf16_of16(f1);
-  *hi = join256(h0, h1);
-  *lo = join256(bf16_of16(_mm512_sub_ps(f0, f32_of_bf16x16(h0))), bf16_of16(_mm512_sub_ps(f1, f32_of_bf16x16(h1))));
-}
-
-static inline __mmask32 cols_mask(int cols, int c0) {
-  const int nc = cols - c0 < 32 ? cols - c0 : 32;
-  return nc == 32 ? 0xffffffffu : (1u << nc) - 1;
-}
-
-/* The B tiles of token blocks [tb0, tb1): xb + (tb * slices + s) * 512 holds, for the 16 tokens of
- * block tb and columns 32s .. 32s + 31, row k = the pairs (x[t, 32s + 2k], x[t, 32s + 2k + 1]) of
- * the 16 tokens, in BF16. Tokens past n and columns past cols are zero. */
-void amx_gemm_acts(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1) {
-  const int slices = kp / 32;
-  for (int tb = tb0; tb < tb1; tb++)
-    for (int s = 0; s < slices; s++) {
-      const __mmask32 cm = cols_mask(cols, 32 * s);
-      __m512i t[16];
-      for (int i = 0; i < 16; i++) {
-        const int tok = 16 * tb + i;
-        if (tok >= n) {
-          t[i] = _mm512_setzero_si512();
-          continue;
-        }
-        const float *src = x + (size_t)tok * cols + 32 * s;
-        const __m512 f0 = _mm512_maskz_loadu_ps((__mmask16)cm, src), f1 = _mm512_maskz_loadu_ps((__mmask16)(cm >> 16), src + 16);
-        t[i] = join256(bf16_of16(f0), bf16_of16(f1));
-      }
-      transpose16_epi32(t);
-      uint16_t *dst = xb + ((size_t)tb * slices + s) * 512;
-      for (int k = 0; k < 16; k++) _mm512_store_si512(dst + 32 * k, t[k]);
-    }
-}
 
 /* Weight rows [r0, r0 + 32) as A tiles in `panel`: tile (part p, slice s, half h) at
  * panel + ((p * slices + s) * 2 + h) * 512, 16 rows of 32 BF16. F16 weights give two parts (hi,

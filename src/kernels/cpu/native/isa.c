@@ -28,9 +28,15 @@ const kernel_table *select_kernels(const char *want) {
 #else
   const kernel_table *best512 = &kernels_avx512;
 #endif
+  /* avx512 takes the BF16 dot-product prompt matmul where the CPU has AVX512_BF16 */
+  const kernel_table *avx512 = &kernels_avx512;
+#ifdef QUANTSPEC_AVX512BF16
+  if (has_avx512 && __builtin_cpu_supports("avx512bf16")) avx512 = &kernels_avx512_bf16;
+  if (best512 == &kernels_avx512) best512 = avx512;
+#endif
   if (want && strcmp(want, "scalar") == 0) return &kernels_scalar;
   if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &kernels_avx2 : NULL;
-  if (want && strcmp(want, "avx512") == 0) return has_avx512 ? &kernels_avx512 : NULL;
+  if (want && strcmp(want, "avx512") == 0) return has_avx512 ? avx512 : NULL;
   if (want && *want) return NULL;
   return has_avx512 ? best512 : has_avx2 ? &kernels_avx2 : &kernels_scalar;
 #else

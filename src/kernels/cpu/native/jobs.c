@@ -107,7 +107,7 @@ static void gemm_job(void *p, int part, int n_parts) {
 }
 
 int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int rows, int cols, int n) {
-  if (!K->gemm_bf16 || (dtype != 1 && dtype != 2)) return 1;
+  if (!K->gemm_bf16 || (dtype != 1 && dtype != 2) || !(K->gemm_dtypes & (1 << dtype))) return 1;
   const int kp = (cols + 31) & ~31;
   gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp};
   c.xb = grow(&gemm_acts, &gemm_acts_cap, gemm_acts_elems(n, kp) * sizeof(uint16_t));

@@ -94,9 +94,13 @@ typedef struct {
    * without them: prompts take the exact matmuls there. */
   void (*gemm_acts_bf16)(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
   /* Peak probes for bench/kernels: `iters` rounds of independent F32 FMAs at the path's width
-   * (kind 0) or of AMX-BF16 tile products (kind 1) on registers and tiles alone; returns the
-   * floating-point operations done (2 per multiply-add), 0 for a kind the path lacks. */
+   * (kind 0) or of the BF16 products of its prompt matmul (kind 1: AMX-BF16 tile products, or
+   * AVX-512 vdpbf16ps) on registers and tiles alone; returns the floating-point operations done
+   * (2 per multiply-add), 0 for a kind the path lacks. */
   double (*peak_flops)(int kind, long iters);
+  /* The weight dtypes gemm_bf16 takes, as bits 1 << dtype (F16 1, BF16 2); others take the exact
+   * matmuls (on the AVX-512 BF16 path F16 weights would need two products each, slower than FMAs). */
+  int gemm_dtypes;
   void (*gemm_bf16)(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
                     int r1, uint16_t *panel);
 } kernel_table;
@@ -111,12 +115,21 @@ extern const kernel_table kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const kernel_table kernels_avx2;
 extern const kernel_table kernels_avx512;
+/* gemm_acts.c: gemm_acts_bf16's layout, shared by the AMX and AVX-512 BF16 prompt matmuls. */
+void gemm_acts_pairs(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
+#ifdef QUANTSPEC_AVX512BF16
+/* The AVX-512 table with the prompt matmuls of BF16 and F16 weights as vdpbf16ps dot products,
+ * for CPUs with AVX512_BF16 (gemm_dp.c). */
+extern const kernel_table kernels_avx512_bf16;
+double dp_peak_bf16(long iters);
+void dp_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0, int r1,
+                  uint16_t *panel);
+#endif
 #ifdef QUANTSPEC_AMX
 /* AVX-512 with the key scores of the attention over the planes as AMX tile products. */
 extern const kernel_table kernels_amx;
 /* gemm_amx.c */
 double amx_peak_tiles(long iters);
-void amx_gemm_acts(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
 void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
                    int r1, uint16_t *panel);
 #endif

@@ -724,6 +724,28 @@ const kernel_table kernels_avx512 = {
   .silu_mul = avx2_silu_mul,
   .peak_flops = peak_avx512,
 };
+#ifdef QUANTSPEC_AVX512BF16
+static double peak_avx512_bf16(int kind, long iters) { return kind == 1 ? dp_peak_bf16(iters) : vw_peak_fma(iters); }
+
+/* The AVX-512 table, with the prompt matmuls of BF16 and F16 weights as vdpbf16ps dot products
+ * where the CPU has AVX512_BF16 (and no AMX). Its name stays avx512: the attention and decode
+ * kernels are the same. */
+const kernel_table kernels_avx512_bf16 = {
+  .name = "avx512",
+  .matmul_f32 = matmul_f32,
+  .matmul_f16 = matmul_f16,
+  .matmul_bf16 = matmul_bf16,
+  .matmul_q4 = matmul_q4,
+  .quantize_acts = quantize_acts512,
+  .attention_head = avx2_attention_head,
+  .attention_rows = attention_rows,
+  .silu_mul = avx2_silu_mul,
+  .gemm_acts_bf16 = gemm_acts_pairs,
+  .gemm_dtypes = 1 << 2, /* BF16 weights; F16 ones take the exact matmul (faster here, measured) */
+  .gemm_bf16 = dp_gemm_bf16,
+  .peak_flops = peak_avx512_bf16,
+};
+#endif
 #ifdef QUANTSPEC_AMX
 /* The AVX-512 table with the key scores over the planes and the BF16 prompt matmuls as tile products. */
 const kernel_table kernels_amx = {
@@ -736,7 +758,8 @@ const kernel_table kernels_amx = {
   .attention_head = avx2_attention_head,
   .attention_rows = attention_rows_amx,
   .silu_mul = avx2_silu_mul,
-  .gemm_acts_bf16 = amx_gemm_acts,
+  .gemm_acts_bf16 = gemm_acts_pairs,
+  .gemm_dtypes = 1 << 1 | 1 << 2,
   .gemm_bf16 = amx_gemm_bf16,
   .peak_flops = peak_amx,
 };
