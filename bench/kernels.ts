@@ -156,7 +156,8 @@ for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
     const tExact = timeUs(() => cpu.matmul(out, x, w, GEMM_TOKENS));
     reportGemm(`${dtype} weights, F32 activations`, shape, tExact, flops, fmaPeak);
     summary[`gemm_${dtype}_exact_gflops_${shape}`] = flops / (tExact * 1e3);
-    if (!cpu.matmulPrompt) continue;
+    // Paths without the prompt matmul, or that leave this weight dtype to the exact one, have no row.
+    if (!cpu.matmulPrompt?.(out, x, w, GEMM_TOKENS)) continue;
     const tPrompt = timeUs(() => cpu.matmulPrompt!(out, x, w, GEMM_TOKENS));
     reportGemm(`${dtype} weights, BF16 activations`, shape, tPrompt, flops, bf16Peak);
     summary[`gemm_${dtype}_prompt_gflops_${shape}`] = flops / (tPrompt * 1e3);
