@@ -2,8 +2,9 @@
  * -mfma -mf16c; chosen at run time where the CPU has them). 32 vector registers allow 4 rows x 6
  * tokens of accumulators; VNNI's vpdpbusd multiplies and sums 4-bit codes with int8 activations
  * in one instruction. Reductions keep a fixed order per output (batch invariant). Attention over
- * the quantized planes uses 512-bit blocks (vpdpwssd for the keys' int16 dots and the values'
- * int16 weight pairs) inside the attention driver compiled at 16 lanes (attention_avx512.c);
+ * the quantized planes uses 512-bit blocks (vpdpbusd for the keys' dots, the int16 query in two
+ * byte halves; vpdpwssd for the values' int16 weight pairs) inside the attention driver compiled
+ * at 16 lanes (attention_avx512.c);
  * attention over sparse lists is the AVX2 head. The F32/F16/BF16 matmuls are matmul_fp.h's. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -711,35 +712,33 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   attention_rows_with512(&avx512_blocks, a, q0, q1, p0, p1, scratch, part, outp);
 }
 
-/* Sparse-selection attention and SiLU-gate are not bound by the vector width: the AVX2 ones serve. */
+/* The entries every AVX-512 table shares. Sparse-selection attention and SiLU-gate are not bound
+ * by the vector width: the AVX2 ones serve. */
+#define AVX512_SHARED                 \
+  .matmul_f32 = matmul_f32,           \
+  .matmul_f16 = matmul_f16,           \
+  .matmul_bf16 = matmul_bf16,         \
+  .matmul_q4 = matmul_q4,             \
+  .quantize_acts = quantize_acts512,  \
+  .attention_head = avx2_attention_head, \
+  .silu_mul = avx2_silu_mul
+
 const kernel_table kernels_avx512 = {
   .name = "avx512",
-  .matmul_f32 = matmul_f32,
-  .matmul_f16 = matmul_f16,
-  .matmul_bf16 = matmul_bf16,
-  .matmul_q4 = matmul_q4,
-  .quantize_acts = quantize_acts512,
-  .attention_head = avx2_attention_head,
+  AVX512_SHARED,
   .attention_rows = attention_rows,
-  .silu_mul = avx2_silu_mul,
   .peak_flops = peak_avx512,
 };
 #ifdef QUANTSPEC_AVX512BF16
 static double peak_avx512_bf16(int kind, long iters) { return kind == 1 ? dp_peak_bf16(iters) : vw_peak_fma(iters); }
 
-/* The AVX-512 table, with the prompt matmuls of BF16 and F16 weights as vdpbf16ps dot products
- * where the CPU has AVX512_BF16 (and no AMX). Its name stays avx512: the attention and decode
- * kernels are the same. */
+/* The AVX-512 table, with the prompt matmuls of BF16 weights as vdpbf16ps dot products where the
+ * CPU has AVX512_BF16 (and no AMX). Its name stays avx512: the attention and decode kernels are
+ * the same. */
 const kernel_table kernels_avx512_bf16 = {
   .name = "avx512",
-  .matmul_f32 = matmul_f32,
-  .matmul_f16 = matmul_f16,
-  .matmul_bf16 = matmul_bf16,
-  .matmul_q4 = matmul_q4,
-  .quantize_acts = quantize_acts512,
-  .attention_head = avx2_attention_head,
+  AVX512_SHARED,
   .attention_rows = attention_rows,
-  .silu_mul = avx2_silu_mul,
   .gemm_acts_bf16 = gemm_acts_pairs,
   .gemm_dtypes = 1 << 2, /* BF16 weights; F16 ones take the exact matmul (faster here, measured) */
   .gemm_bf16 = dp_gemm_bf16,
@@ -750,14 +749,8 @@ const kernel_table kernels_avx512_bf16 = {
 /* The AVX-512 table with the key scores over the planes and the BF16 prompt matmuls as tile products. */
 const kernel_table kernels_amx = {
   .name = "amx",
-  .matmul_f32 = matmul_f32,
-  .matmul_f16 = matmul_f16,
-  .matmul_bf16 = matmul_bf16,
-  .matmul_q4 = matmul_q4,
-  .quantize_acts = quantize_acts512,
-  .attention_head = avx2_attention_head,
+  AVX512_SHARED,
   .attention_rows = attention_rows_amx,
-  .silu_mul = avx2_silu_mul,
   .gemm_acts_bf16 = gemm_acts_pairs,
   .gemm_dtypes = 1 << 1 | 1 << 2,
   .gemm_bf16 = amx_gemm_bf16,
