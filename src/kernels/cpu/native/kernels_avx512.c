@@ -123,7 +123,7 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
 /* ---- attention over the planes -------------------------------------------------------------- */
 
 /* Keys over the planes, vectorised across positions: the codes of up to 16 positions (one
- * 64-channel chunk of one KV head) are decoded to bytes and transposed so that a vector holds the
+ * 64-channel chunk of one KV head) are transposed and decoded to bytes so that a vector holds the
  * same 4 channels of 16 positions; vpdpbusd with a query's 4 channels broadcast then sums 16
  * positions' dots at once, with no horizontal sums, and the decoded codes serve every pair of the
  * KV head. The int16 query q = 256·qh + ql is taken in two signed-byte halves: Σ q·code =
@@ -131,7 +131,8 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
  * products of the AVX2 path do), so the scores equal the AVX2 ones bit for bit. */
 
 /* Chunk m (channels 64m..64m+63) of plane row i's codes (INT4: u; INT8: 16u + l8) as bytes: even
- * channels, then odd; a head's last chunk of 32 channels leaves bytes 16-31 and 48-63 zero. */
+ * channels, then odd; a head's last chunk of 32 channels leaves bytes 16-31 and 48-63 zero. The
+ * AMX value tiles decode rows with it; the key blocks take the same order from codes_transposed. */
 static inline __m512i plane_codes(const uint8_t *upper, const uint8_t *lower, size_t rb, int half, int i, int m, const int BITS) {
   const int tail = half - 32 * m < 32;
   const uint8_t *up = upper + (size_t)i * rb + 32 * m;
@@ -147,12 +148,8 @@ static inline __m512i plane_codes(const uint8_t *upper, const uint8_t *lower, si
   return _mm512_ternarylogic_epi32(u, l, _mm512_set1_epi8((char)0xf0), 0xe4); /* (u & 0xf0) | (l & ~0xf0) */
 }
 
-static inline __m512i key_codes(const key_args *a, int i, int m, const int BITS) {
-  return plane_codes(a->up, a->lw, (size_t)a->rb, a->half, i, m, BITS);
-}
-
 /* The int16 query of pair r, chunk m, as signed bytes qh = q >> 8 and ql − 128 = (q & 255) − 128,
- * in the order key_codes gives the channels. */
+ * in the order plane_codes (and codes_transposed) gives the channels. */
 static inline void query_bytes(const key_args *a, int r, int m, int32_t qh[16], int32_t ql[16]) {
   const int n16 = a->half - 32 * m < 32 ? 16 : 32;
   const __mmask32 lanes = n16 == 32 ? 0xffffffffu : 0xffffu;
