@@ -2,9 +2,9 @@
 // measured in one run. Each mode prefills the prompt once, checkpoints its session, and decodes
 // from that same cache `runs` times (restoring it in between), the modes taking turns run by run;
 // a decode figure is the median of those runs with their range. Speedups are against plain
-// decoding over the F16 cache and over the INT8 view: the median of the ratios run by run. Plain modes also report the bytes a step reads (weights and
-// KV at that context) and their share of the read bandwidth measured at the start. JSON lines, a
-// markdown table, an optional SVG plot.
+// decoding over the F16 cache and over the INT8 view: the median of the ratios run by run. Plain
+// modes also report the bytes a step reads (weights and KV at that context) and their share of the
+// read bandwidth measured at the start. JSON lines, a markdown table, an optional SVG plot.
 
 import * as fs from 'node:fs';
 import { InvalidArgumentError } from '../core/errors.js';
@@ -73,6 +73,7 @@ export interface BenchRow {
   /** Plain modes: weight and KV bytes one step reads at this context, and their share of the read bandwidth. */
   readonly bytes_per_step: number | null;
   readonly bandwidth_share: number | null;
+  /** The process's peak while this mode prefilled and ran, with every mode's session of this context alive. */
   readonly peak_rss_bytes: number;
   readonly kv_bytes: number;
   readonly generated: number;
