@@ -1,6 +1,7 @@
-/* Shared pieces of the BF16-activation prompt matmuls (gemm_amx.c, gemm_dp.c; kernels.h
- * gemm_acts_bf16 / gemm_bf16): rounding to BF16, the exact split of F16 weights into two BF16
- * parts, column masks. Included by files compiled with AVX-512 (F, BW). */
+/* Shared pieces of the BF16-activation prompt matmuls (kernels.h gemm_acts_bf16 / gemm_bf16):
+ * rounding to BF16 and column masks (gemm_acts.c, gemm_amx.c, gemm_dp.c), the exact split of F16
+ * weights into two BF16 parts (the tiles, gemm_amx.c). Included by files compiled with AVX-512
+ * (F, BW). */
 #ifndef QUANTSPEC_GEMM_BF16_H
 #define QUANTSPEC_GEMM_BF16_H
 #if defined(__x86_64__) || defined(_M_X64)
