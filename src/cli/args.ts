@@ -75,6 +75,7 @@ export const MODEL_FLAGS = {
   backend: { type: 'string' },
   ctx: { type: 'string' },
   'prefill-activations': { type: 'string' },
+  'no-mmap': { type: 'boolean' },
 } as const;
 
 /**

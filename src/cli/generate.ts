@@ -35,6 +35,8 @@ Streams a completion to stdout. Without --model, the embedded pdlm-5.8m model is
   --prefill-activations bf16|f32
                         the prompt's matmuls with BF16/F16 weights: BF16 activations on AMX (default
                         bf16, as PyTorch and llama.cpp), or f32 for the exact path everywhere
+  --no-mmap             read the weights into memory instead of mapping the file (for a file that
+                        may change while the model runs)
   --backend NAME        reference (scalar TypeScript) | auto
 
 Decoding (QuantSpec is the default):
@@ -65,6 +67,12 @@ export function decodingOptions(flags: Flags): DecodingOptions {
   };
 }
 
+/** Whether the decoding mode these flags ask for reads the QuantSpec draft (auto and quantspec do). */
+export function needsDraft(flags: Flags): boolean {
+  const spec = str(flags, 'spec');
+  return spec === undefined || spec === 'auto' || spec === 'quantspec';
+}
+
 export async function loadForCli(flags: Flags, withDraft = true): Promise<Model> {
   const bar = new ProgressBar('loading', formatBytes);
   const backend = str(flags, 'backend');
@@ -80,6 +88,7 @@ export async function loadForCli(flags: Flags, withDraft = true): Promise<Model>
     backend: backend as BackendName | undefined,
     contextLength: int(flags, 'ctx'),
     prefillActivations: str(flags, 'prefill-activations') as PrefillActivations | undefined,
+    mmap: flags['no-mmap'] === true ? false : undefined,
     onLoadProgress: (done, total) => bar.update(done, total),
     onWarning: (msg) => process.stderr.write(`quantspec: warning: ${msg}\n`),
   });
@@ -145,7 +154,7 @@ export async function runGenerate(argv: string[]): Promise<number> {
   if (text === undefined && !process.stdin.isTTY) text = (await readStdin()) || undefined;
   if (text === undefined) throw new InvalidArgumentError('--prompt is required (or pipe the prompt on stdin). Run with --help for usage.', 'prompt');
   const options = generationOptions(flags);
-  const model = await loadForCli(flags);
+  const model = await loadForCli(flags, needsDraft(flags));
   const messages: ChatMessage[] = [];
   const system = str(flags, 'system');
   if (system !== undefined) messages.push({ role: 'system', content: system });

@@ -40,6 +40,12 @@ export interface LoadOptions extends DecodingOptions {
    * always take F32 activations, so QuantSpec stays identical to plain decoding either way.
    */
   readonly prefillActivations?: PrefillActivations;
+  /**
+   * Map the model's files into memory (the default, as llama.cpp): tensors stored in a dtype the
+   * engine reads are views of the page cache, not copies. false reads each tensor into its own
+   * buffer (llama.cpp's --no-mmap), for a file that may change while the model is loaded.
+   */
+  readonly mmap?: boolean;
   /** The QuantSpec draft's weights: built at load time unless false. */
   readonly draft?: false | { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean };
   readonly onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
@@ -209,7 +215,7 @@ function loadTokenizer(m: ResolvedModel, tokenizerPath?: string): Tokenizer {
 
 export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<Model> {
   const t0 = performance.now();
-  const resolved = openModel(modelPath ?? defaultModelPath());
+  const resolved = openModel(modelPath ?? defaultModelPath(), { mmap: options.mmap });
   const { config } = resolved;
   let tokenizer: Tokenizer;
   let contextLength: number;

@@ -5,6 +5,7 @@
 import { ModelConfigError, UnsupportedArchitectureError } from '../core/errors.js';
 import type { Architecture, ModelConfig, RopeScaling } from './config.js';
 import { metaNumber, metaString, readGguf, readGgufTensor, type GgufFile } from './gguf.js';
+import { ModelFile, type ReadOptions } from './open.js';
 import type { TensorKey, TensorSource } from './weights.js';
 import { GGML_TYPES } from './gguf.js';
 
@@ -28,9 +29,11 @@ export function ggufTensorName(key: TensorKey): string {
 export class GgufSource implements TensorSource {
   readonly where: string;
   readonly gguf: GgufFile;
-  constructor(g: GgufFile) {
+  private readonly file: ModelFile;
+  constructor(g: GgufFile, file: ModelFile) {
     this.gguf = g;
     this.where = g.path;
+    this.file = file;
   }
 
   info(name: string) {
@@ -40,10 +43,12 @@ export class GgufSource implements TensorSource {
   }
 
   read(name: string) {
-    return readGgufTensor(this.gguf, name);
+    return readGgufTensor(this.gguf, name, this.file);
   }
 
-  close(): void {}
+  close(): void {
+    this.file.close();
+  }
 }
 
 function tokenIds(v: unknown): number[] {
@@ -106,7 +111,8 @@ export function ggufConfig(g: GgufFile): ModelConfig {
   });
 }
 
-export function openGguf(file: string): { config: ModelConfig; source: GgufSource } {
-  const g = readGguf(file);
-  return { config: ggufConfig(g), source: new GgufSource(g) };
+export function openGguf(path: string, opts: ReadOptions = {}): { config: ModelConfig; source: GgufSource } {
+  const g = readGguf(path);
+  const config = ggufConfig(g);
+  return { config, source: new GgufSource(g, ModelFile.open(path, opts)) };
 }

@@ -8,7 +8,7 @@ import { ModelFormatError, UnsupportedDtypeError } from '../core/errors.js';
 import { f16Lookup, f32ToF16 } from '../core/half.js';
 import type { DenseTensor } from '../core/tensor.js';
 import type { WeightTensor } from '../quant/format.js';
-import { openModelFile } from './open.js';
+import { ModelFile, openModelFile } from './open.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF"
 const DEFAULT_ALIGNMENT = 32;
@@ -230,7 +230,11 @@ function parseHeader(readAt: ReadAt, size: number, file: string): GgufFile {
 const f16 = f16Lookup();
 
 /** Read one tensor: dense as stored, Q4_0/Q4_1 as 4-bit blocks, other quantized types as F32. */
-export function readGgufTensor(g: GgufFile, name: string): WeightTensor {
+/**
+ * One tensor, as stored or converted to a format the engine reads. `file` (the open GGUF) gives
+ * F32/F16/BF16 tensors as views of its mapping; without it the tensor is read from g.path.
+ */
+export function readGgufTensor(g: GgufFile, name: string, file?: ModelFile): WeightTensor {
   const t = g.tensors.get(name);
   if (!t) throw new ModelFormatError(`${g.path}: tensor "${name}" is missing.`);
   const info = GGML_TYPES[t.type];
@@ -240,26 +244,22 @@ export function readGgufTensor(g: GgufFile, name: string): WeightTensor {
         'Requantize the file (for example to Q8_0 or F16).',
     );
   }
-  const bytes = new Uint8Array(t.byteLength);
-  const fd = fs.openSync(g.path, 'r');
+  const align = info.name === 'F32' ? 4 : info.name === 'F16' || info.name === 'BF16' ? 2 : 1;
+  const own = file ?? ModelFile.open(g.path, { mmap: false });
+  let bytes: Uint8Array;
   try {
-    let done = 0;
-    while (done < bytes.length) {
-      const got = fs.readSync(fd, bytes, done, bytes.length - done, t.offset + done);
-      if (got === 0) throw new ModelFormatError(`${g.path}: unexpected end of file in tensor "${name}".`);
-      done += got;
-    }
+    bytes = own.bytes(t.offset, t.byteLength, align, `tensor "${name}"`);
   } finally {
-    fs.closeSync(fd);
+    if (!file) own.close();
   }
   const shape = [...t.dims].reverse();
   const cols = t.dims[0]!;
   const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
-  const dv = new DataView(bytes.buffer);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (info.name) {
-    case 'F32': return { dtype: 'f32', shape, data: new Float32Array(bytes.buffer) };
-    case 'F16': return { dtype: 'f16', shape, data: new Uint16Array(bytes.buffer) };
-    case 'BF16': return { dtype: 'bf16', shape, data: new Uint16Array(bytes.buffer) };
+    case 'F32': return { dtype: 'f32', shape, data: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) };
+    case 'F16': return { dtype: 'f16', shape, data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2) };
+    case 'BF16': return { dtype: 'bf16', shape, data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2) };
     case 'Q4_0':
     case 'Q4_1': {
       const nb = rows * (cols / 32);

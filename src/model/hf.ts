@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelFormatError, ModelNotFoundError } from '../core/errors.js';
 import { parseHfConfig, type ModelConfig } from './config.js';
+import type { ReadOptions } from './open.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 import type { TensorKey, TensorSource } from './weights.js';
 
@@ -71,7 +72,7 @@ export class SafetensorsSource implements TensorSource {
     for (const f of files) for (const [name, info] of f.tensors) this.byName.set(name, { file: f, info });
   }
 
-  static openDirectory(dir: string): SafetensorsSource {
+  static openDirectory(dir: string, opts: ReadOptions = {}): SafetensorsSource {
     const single = path.join(dir, 'model.safetensors');
     const index = path.join(dir, 'model.safetensors.index.json');
     if (fs.existsSync(index)) {
@@ -87,7 +88,7 @@ export class SafetensorsSource implements TensorSource {
           if (typeof s !== 'string' || s.includes('/') || s.includes('\\')) {
             throw new ModelFormatError(`${index}: shard name ${JSON.stringify(s)} is not a plain file name.`);
           }
-          files.push(SafetensorsFile.open(path.join(dir, s)));
+          files.push(SafetensorsFile.open(path.join(dir, s), opts));
         }
       } catch (e) {
         for (const f of files) f.close();
@@ -95,7 +96,7 @@ export class SafetensorsSource implements TensorSource {
       }
       return new SafetensorsSource(dir, files);
     }
-    if (fs.existsSync(single)) return new SafetensorsSource(dir, [SafetensorsFile.open(single)]);
+    if (fs.existsSync(single)) return new SafetensorsSource(dir, [SafetensorsFile.open(single, opts)]);
     const hasBin = fs.existsSync(path.join(dir, 'pytorch_model.bin'));
     throw new ModelNotFoundError(
       `${dir} has no model.safetensors or model.safetensors.index.json` +

@@ -7,7 +7,7 @@ import { ModelConfigError, ModelFormatError } from '../core/errors.js';
 import type { DenseTensor } from '../core/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { TensorKey, TensorSource } from './weights.js';
-import { openModelFile } from './open.js';
+import { ModelFile, type ReadOptions } from './open.js';
 
 const HEADER_BYTES = 28;
 const VERSIONED_MAGIC = 0x616b3432; // "ak42": llama2.c export versions >= 1
@@ -24,36 +24,36 @@ export function isLlama2cFile(file: string): boolean {
 export class Llama2cSource implements TensorSource {
   readonly where: string;
   readonly config: ModelConfig;
-  private fd: number | null;
+  private readonly file: ModelFile;
   private readonly slices = new Map<string, Slice>();
 
-  private constructor(file: string, fd: number, config: ModelConfig, slices: Map<string, Slice>) {
-    this.where = file;
-    this.fd = fd;
+  private constructor(file: ModelFile, config: ModelConfig, slices: Map<string, Slice>) {
+    this.where = file.path;
+    this.file = file;
     this.config = config;
     this.slices = slices;
   }
 
-  static open(file: string): Llama2cSource {
-    const fd = openModelFile(file);
+  static open(path: string, opts: ReadOptions = {}): Llama2cSource {
+    const file = ModelFile.open(path, opts);
     try {
-      const size = fs.fstatSync(fd).size;
-      if (size < HEADER_BYTES) throw new ModelFormatError(`${file}: ${size} bytes is too short for a llama2.c checkpoint.`);
+      const { size } = file;
+      if (size < HEADER_BYTES) throw new ModelFormatError(`${path}: ${size} bytes is too short for a llama2.c checkpoint.`);
       const head = new Int32Array(7);
-      fs.readSync(fd, new Uint8Array(head.buffer), 0, HEADER_BYTES, 0);
+      file.readInto(new Uint8Array(head.buffer), 0, 'the header');
       if (head[0]! >>> 0 === VERSIONED_MAGIC) {
         throw new ModelFormatError(
-          `${file} is a versioned llama2.c export (magic "ak42"); only the legacy version-0 layout is read. ` +
+          `${path} is a versioned llama2.c export (magic "ak42"); only the legacy version-0 layout is read. ` +
             'Re-export it with `export.py --version 0`, or convert it to a Hugging Face directory.',
         );
       }
-      const { config, slices, needed } = layout(head, file);
+      const { config, slices, needed } = layout(head, path);
       if (size < needed) {
-        throw new ModelFormatError(`${file}: the header implies ${needed} bytes of weights but the file has ${size}; it is truncated.`);
+        throw new ModelFormatError(`${path}: the header implies ${needed} bytes of weights but the file has ${size}; it is truncated.`);
       }
-      return new Llama2cSource(file, fd, config, slices);
+      return new Llama2cSource(file, config, slices);
     } catch (e) {
-      fs.closeSync(fd);
+      file.close();
       throw e;
     }
   }
@@ -64,24 +64,17 @@ export class Llama2cSource implements TensorSource {
     return { dtype: 'F32', shape: s.shape, byteLength: s.shape.reduce((a, b) => a * b, 1) * 4 };
   }
 
+  /** One F32 tensor: a view of the mapped file (its offsets are multiples of 4), else its own copy. */
   read(name: string): DenseTensor {
     const s = this.slices.get(name);
-    if (!s || this.fd === null) throw new ModelFormatError(`${this.where}: tensor "${name}" is not available.`);
+    if (!s) throw new ModelFormatError(`${this.where}: tensor "${name}" is not available.`);
     const n = s.shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    const bytes = new Uint8Array(data.buffer);
-    let done = 0;
-    while (done < bytes.length) {
-      const got = fs.readSync(this.fd, bytes, done, bytes.length - done, s.offset + done);
-      if (got === 0) throw new ModelFormatError(`${this.where}: unexpected end of file; it is truncated.`);
-      done += got;
-    }
-    return { dtype: 'f32', shape: s.shape, data };
+    const b = this.file.bytes(s.offset, n * 4, 4, `tensor "${name}"`);
+    return { dtype: 'f32', shape: s.shape, data: new Float32Array(b.buffer, b.byteOffset, n) };
   }
 
   close(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
-    this.fd = null;
+    this.file.close();
   }
 }
 

@@ -9,6 +9,7 @@ import { hfTensorName, isHfDirectory, readHfConfig, SafetensorsSource } from './
 import { Llama2cSource, llama2cTensorName } from './llama2c.js';
 import type { GgufFile } from './gguf.js';
 import { ggufTensorName, openGguf } from './gguf-model.js';
+import type { ReadOptions } from './open.js';
 import { isSyntheticPath, SYNTHETIC_PREFIX, syntheticConfig, SyntheticSource } from './synthetic.js';
 import { loadWeightSet, type LoadProgress, type TensorKey, type TensorSource, type WeightSet } from './weights.js';
 
@@ -30,8 +31,8 @@ function llama2cInDirectory(dir: string): string | null {
   return bins.length === 1 ? path.join(dir, bins[0]!) : null;
 }
 
-/** Open a model's tensors and config without reading weight data yet. */
-export function openModel(modelPath: string): ResolvedModel {
+/** Open a model's tensors and config without reading weight data yet (files are mapped unless opts.mmap is false). */
+export function openModel(modelPath: string, opts: ReadOptions = {}): ResolvedModel {
   if (isSyntheticPath(modelPath)) {
     const name = modelPath.slice(SYNTHETIC_PREFIX.length);
     const config = syntheticConfig(name);
@@ -43,21 +44,21 @@ export function openModel(modelPath: string): ResolvedModel {
   if (stat.isDirectory()) {
     if (isHfDirectory(p)) {
       const config = readHfConfig(p);
-      return { format: 'hf', path: p, config, source: SafetensorsSource.openDirectory(p), nameOf: hfTensorName };
+      return { format: 'hf', path: p, config, source: SafetensorsSource.openDirectory(p, opts), nameOf: hfTensorName };
     }
     const bin = llama2cInDirectory(p);
-    if (bin) return openModel(bin);
+    if (bin) return openModel(bin, opts);
     throw new ModelNotFoundError(
       `${p} is neither a Hugging Face model directory (no config.json) nor a folder with one llama2.c .bin checkpoint.`,
     );
   }
   if (p.endsWith('.gguf')) {
-    const { config, source } = openGguf(p);
+    const { config, source } = openGguf(p, opts);
     return { format: 'gguf', path: p, config, source, nameOf: ggufTensorName, gguf: source.gguf };
   }
-  if (p.endsWith('.safetensors')) return openModel(path.dirname(p));
+  if (p.endsWith('.safetensors')) return openModel(path.dirname(p), opts);
   if (p.endsWith('.bin')) {
-    const source = Llama2cSource.open(p);
+    const source = Llama2cSource.open(p, opts);
     return { format: 'llama2c', path: p, config: source.config, source, nameOf: llama2cTensorName };
   }
   throw new ModelNotFoundError(`${p}: unrecognised model file (expected a directory, .gguf, .bin or .safetensors).`);

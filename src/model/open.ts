@@ -1,7 +1,10 @@
-// Opening a model file for reading, with the error a user can act on.
+// Opening a model file for reading, with the error a user can act on, and reading its byte ranges:
+// from a mapping of the whole file where the native addon can make one (tensors are then views of
+// the page cache, with no copy), else with read calls into fresh buffers.
 
 import * as fs from 'node:fs';
-import { ModelNotFoundError } from '../core/errors.js';
+import { ModelFormatError, ModelNotFoundError } from '../core/errors.js';
+import { mapFile } from '../kernels/cpu/index.js';
 
 /** A read-only file descriptor for `file`; ModelNotFoundError when it cannot be opened. */
 export function openModelFile(file: string): number {
@@ -9,5 +12,78 @@ export function openModelFile(file: string): number {
     return fs.openSync(file, 'r');
   } catch (e) {
     throw new ModelNotFoundError(`cannot open ${file}: ${(e as Error).message}. Check the model path.`);
+  }
+}
+
+/** How model files are read: mapped (the default, as llama.cpp) or copied tensor by tensor. */
+export interface ReadOptions {
+  /** Map each file into memory (copy-on-write) where the native addon can; false reads every tensor into its own buffer. */
+  readonly mmap?: boolean;
+}
+
+/** An open model file whose byte ranges become tensors. */
+export class ModelFile {
+  readonly path: string;
+  readonly size: number;
+  private fd: number | null;
+  /** The whole file, mapped; null when it is read instead. */
+  private readonly mapped: ArrayBuffer | null;
+
+  private constructor(file: string, fd: number, size: number, mapped: ArrayBuffer | null) {
+    this.path = file;
+    this.fd = fd;
+    this.size = size;
+    this.mapped = mapped;
+  }
+
+  static open(file: string, opts: ReadOptions = {}): ModelFile {
+    const fd = openModelFile(file);
+    try {
+      const size = fs.fstatSync(fd).size;
+      const mapped = opts.mmap === false || size === 0 ? null : mapFile(fd, size);
+      return new ModelFile(file, fd, size, mapped);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Whether byte ranges are views of a mapping rather than copies. */
+  get isMapped(): boolean {
+    return this.mapped !== null;
+  }
+
+  /**
+   * Bytes [offset, offset + length) with their first byte at a multiple of `align` in their
+   * ArrayBuffer (so that a typed array of that element size can view them): a view of the mapping
+   * when the offset allows, else a fresh copy. `what` names the range in the error for a file that
+   * ends before it.
+   */
+  bytes(offset: number, length: number, align: number, what: string): Uint8Array {
+    if (offset < 0 || offset + length > this.size) {
+      throw new ModelFormatError(`${this.path}: ${what} ends at byte ${offset + length} but the file has ${this.size}; it is truncated.`);
+    }
+    if (this.mapped && offset % align === 0) return new Uint8Array(this.mapped, offset, length);
+    const out = new Uint8Array(length);
+    if (this.mapped) out.set(new Uint8Array(this.mapped, offset, length));
+    else this.readInto(out, offset, what);
+    return out;
+  }
+
+  /** Fill `into` from byte `position` with read calls. */
+  readInto(into: Uint8Array, position: number, what: string): void {
+    if (this.fd === null) throw new ModelFormatError(`${this.path}: file already closed.`);
+    let done = 0;
+    while (done < into.length) {
+      const n = fs.readSync(this.fd, into, done, into.length - done, position + done);
+      if (n === 0) throw new ModelFormatError(`${this.path}: unexpected end of file in ${what} at byte ${position + done}; the file is truncated.`);
+      done += n;
+    }
+  }
+
+  /** Close the descriptor; a mapping stays valid for as long as the tensors viewing it live. */
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
   }
 }

@@ -1,11 +1,11 @@
-// Safetensors reader: parses the header once, then reads each tensor's byte range on demand into
-// its own buffer (no whole-file copy). Every offset is checked against the file size first.
+// Safetensors reader: parses the header once, then gives each tensor's byte range on demand, as a
+// view of the mapped file or read into its own buffer (open.ts; never a whole-file copy). Every
+// offset is checked against the file size first.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelFormatError, UnsupportedDtypeError } from '../core/errors.js';
 import { type DenseTensor, numel, shapeString } from '../core/tensor.js';
-import { openModelFile } from './open.js';
+import { ModelFile, type ReadOptions } from './open.js';
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -28,27 +28,27 @@ export class SafetensorsFile {
   readonly path: string;
   readonly tensors: ReadonlyMap<string, TensorInfo>;
   readonly metadata: Readonly<Record<string, string>>;
-  private fd: number | null;
+  private readonly file: ModelFile;
 
-  private constructor(file: string, fd: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
-    this.path = file;
-    this.fd = fd;
+  private constructor(file: ModelFile, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+    this.path = file.path;
+    this.file = file;
     this.tensors = tensors;
     this.metadata = metadata;
   }
 
-  static open(file: string): SafetensorsFile {
-    const fd = openModelFile(file);
+  static open(path: string, opts: ReadOptions = {}): SafetensorsFile {
+    const file = ModelFile.open(path, opts);
     try {
-      const { tensors, metadata } = parseHeader(fd, file);
-      return new SafetensorsFile(file, fd, tensors, metadata);
+      const { tensors, metadata } = parseHeader(file);
+      return new SafetensorsFile(file, tensors, metadata);
     } catch (e) {
-      fs.closeSync(fd);
+      file.close();
       throw e;
     }
   }
 
-  /** Read one tensor's bytes into a fresh, aligned typed array. */
+  /** One tensor: a view of the mapped file where its offset suits its dtype, else its own copy. */
   read(name: string): DenseTensor {
     const info = this.tensors.get(name);
     if (!info) throw new ModelFormatError(`${this.path}: tensor "${name}" is not in this file.`);
@@ -58,38 +58,23 @@ export class SafetensorsFile {
           'Convert the checkpoint to F32, F16 or BF16.',
       );
     }
-    const buf = new ArrayBuffer(info.byteLength);
-    readFully(this.fdOrThrow(), new Uint8Array(buf), info.offset, this.path);
-    if (info.dtype === 'F32') return { dtype: 'f32', shape: info.shape, data: new Float32Array(buf) };
-    return { dtype: info.dtype === 'F16' ? 'f16' : 'bf16', shape: info.shape, data: new Uint16Array(buf) };
+    const el = DTYPE_SIZES[info.dtype]!;
+    const b = this.file.bytes(info.offset, info.byteLength, el, `tensor "${name}"`);
+    if (info.dtype === 'F32') return { dtype: 'f32', shape: info.shape, data: new Float32Array(b.buffer, b.byteOffset, info.byteLength / 4) };
+    return { dtype: info.dtype === 'F16' ? 'f16' : 'bf16', shape: info.shape, data: new Uint16Array(b.buffer, b.byteOffset, info.byteLength / 2) };
   }
 
   close(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
-    this.fd = null;
-  }
-
-  private fdOrThrow(): number {
-    if (this.fd === null) throw new ModelFormatError(`${this.path}: file already closed.`);
-    return this.fd;
+    this.file.close();
   }
 }
 
-function readFully(fd: number, into: Uint8Array, position: number, file: string): void {
-  let done = 0;
-  while (done < into.length) {
-    const n = fs.readSync(fd, into, done, into.length - done, position + done);
-    if (n === 0) throw new ModelFormatError(`${file}: unexpected end of file at byte ${position + done}; the file is truncated.`);
-    done += n;
-  }
-}
-
-function parseHeader(fd: number, file: string): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const size = fs.fstatSync(fd).size;
+function parseHeader(f: ModelFile): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  const { size, path: file } = f;
   const name = path.basename(file);
   if (size < 8) throw new ModelFormatError(`${name}: ${size} bytes is too short for a safetensors file (truncated?).`);
   const lenBuf = new Uint8Array(8);
-  readFully(fd, lenBuf, 0, file);
+  f.readInto(lenBuf, 0, 'the header length');
   const headerLen = Number(new DataView(lenBuf.buffer).getBigUint64(0, true));
   if (headerLen < 2 || headerLen > MAX_HEADER_BYTES || 8 + headerLen > size) {
     throw new ModelFormatError(
@@ -97,7 +82,7 @@ function parseHeader(fd: number, file: string): { tensors: Map<string, TensorInf
     );
   }
   const headerBytes = new Uint8Array(headerLen);
-  readFully(fd, headerBytes, 8, file);
+  f.readInto(headerBytes, 8, 'the header');
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));

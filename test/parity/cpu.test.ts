@@ -497,10 +497,10 @@ test('the native backend writes F32 rows into F32 and F16 cache rows as the refe
   }
 });
 
-test('the native draft quantizer gives prepareWeight(quantizeQ4(w)) bit for bit (F32, F16, BF16; asymmetric and symmetric; ragged shapes)', { skip }, () => {
-  const cpu = createCpuBackend({});
+for (const isa of ISAS) test(`${isa}: the native draft quantizer gives prepareWeight(quantizeQ4(w)) bit for bit (F32, F16, BF16; asymmetric and symmetric; ragged shapes)`, { skip }, () => {
+  const cpu = createCpuBackend({ isa });
   const rng = new Xoshiro128(77);
-  for (const [rows, cols, group] of [[7, 64, 32], [5, 100, 32], [9, 256, 64], [3, 200, 128], [4, 96, 96]] as const) {
+  for (const [rows, cols, group] of [[7, 64, 32], [5, 100, 32], [9, 256, 64], [3, 200, 128], [4, 96, 96], [3, 1100, 32]] as const) {
     const f = Float32Array.from({ length: rows * cols }, () => (rng.next() - 0.5) * 0.2);
     f.fill(0.25, 0, 40); // a constant group: scale 0
     f[50] = 0.1 + 1e-9; // values at rounding edges: halves of the step
@@ -510,6 +510,7 @@ test('the native draft quantizer gives prepareWeight(quantizeQ4(w)) bit for bit 
     for (let j = cols; j < cols + 32; j++) f[j] = -Math.abs(f[j]!);
     f[cols + 3] = -0, f[cols + 4] = 0;
     f[rows * cols - 5] = NaN;
+    f[2 * cols + 40] = Infinity; // a group whose scale is infinite: its codes come from NaN products
     const tensors: DenseTensor[] = [
       { dtype: 'f32', shape: [rows, cols], data: f },
       { dtype: 'f16', shape: [rows, cols], data: Uint16Array.from(f, (x) => f32ToF16(x)) },

@@ -41,6 +41,8 @@ interface NativeAddon {
   writeKv(fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, row: number, k: Float32Array, v: Float32Array, nTokens: number, kvDim: number): void;
   readSum(data: Float32Array): number;
   peakFlops(kind: number, iterations: number): number;
+  mapFile(fd: number, bytes: number): ArrayBuffer | null;
+  allocLarge(bytes: number): ArrayBuffer | null;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, nRows: number, dim: number, eps: number): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, startPos: number, cos: Float32Array, sin: Float32Array, layout: number): void;
   embed(out: Float32Array, table: Float32Array | Uint16Array, dtype: number, vocabSize: number, dim: number, tokens: Int32Array, nTokens: number): void;
@@ -125,6 +127,21 @@ export function physicalCores(): number {
   return os.availableParallelism();
 }
 
+/**
+ * The first `bytes` of the open file `fd` as one ArrayBuffer mapped copy-on-write (writes stay in
+ * this process), its pages read from the page cache when first touched and unmapped when the buffer
+ * is collected; null where the addon is not built or cannot map the file (read it instead).
+ */
+export function mapFile(fd: number, bytes: number): ArrayBuffer | null {
+  if (!fs.existsSync(NATIVE_ADDON_PATH)) return null;
+  try {
+    addon ??= createRequire(import.meta.url)(NATIVE_ADDON_PATH) as NativeAddon;
+  } catch {
+    return null;
+  }
+  return addon.mapFile(fd, bytes);
+}
+
 function loadAddon(opts: CpuBackendOptions): NativeAddon {
   if (!fs.existsSync(NATIVE_ADDON_PATH)) {
     throw new BackendUnavailableError(
@@ -167,9 +184,12 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
       if (w.shape.length !== 2 || groupSize % 32 !== 0 || groupSize < 32) return null;
       const [rows, cols] = w.shape as [number, number];
       const nb = Math.ceil(cols / 32);
-      const codes = new Uint8Array(rows * nb * 16);
-      const scales = new Uint16Array(rows * nb);
-      const mins = new Uint16Array(rows * nb);
+      // codes [rows, nb, 16] then scales and mins [rows, nb] in one buffer (huge pages where it can)
+      const nCodes = rows * nb * 16;
+      const buf = native.allocLarge(nCodes + 4 * rows * nb) ?? new ArrayBuffer(nCodes + 4 * rows * nb);
+      const codes = new Uint8Array(buf, 0, nCodes);
+      const scales = new Uint16Array(buf, nCodes, rows * nb);
+      const mins = new Uint16Array(buf, nCodes + 2 * rows * nb, rows * nb);
       native.quantizeQ4(w.data, DTYPE_CODE[w.dtype], rows, cols, groupSize, symmetric ? 1 : 0, codes, scales, mins);
       return { dtype: 'q4', packing: 'blocks32', shape: [rows, cols], groupSize: 32, codes, scales, mins };
     },

@@ -212,19 +212,8 @@ typedef struct {
 /* Row r of the source as F32 (conversions from F16 and BF16 are exact). */
 static void q4q_row(const q4q_ctx *c, int r, float *row) {
   const size_t base = (size_t)r * c->cols;
-  if (c->dtype == 0) {
-    memcpy(row, (const float *)c->src + base, sizeof(float) * (size_t)c->cols);
-    return;
-  }
-  const uint16_t *h = (const uint16_t *)c->src + base;
-  if (c->dtype == 1) {
-    for (int j = 0; j < c->cols; j++) row[j] = qs_f16_to_f32(h[j]);
-    return;
-  }
-  for (int j = 0; j < c->cols; j++) {
-    const uint32_t b = (uint32_t)h[j] << 16;
-    memcpy(row + j, &b, 4);
-  }
+  if (c->dtype == 0) memcpy(row, (const float *)c->src + base, sizeof(float) * (size_t)c->cols);
+  else K->row_to_f32(row, (const uint16_t *)c->src + base, c->cols, c->dtype);
 }
 
 /* Math.min and Math.max of JavaScript: NaN if either is NaN; -0 below +0. */
@@ -235,13 +224,6 @@ static inline float js_min(float a, float b) {
 static inline float js_max(float a, float b) {
   if (a != a || b != b) return NAN;
   return a > b ? a : b > a ? b : signbit(a) ? b : a;
-}
-
-/* Round half to even, as rint() in the default rounding mode, for |x| < 2^51 (the quantizer's
- * arguments lie within [-16, 32] unless the input holds NaN or infinity). */
-static inline double round_even(double x) {
-  const double magic = 6755399441055744.0; /* 1.5 · 2^52 */
-  return (x + magic) - magic;
 }
 
 /* Rows [r0, r1) of quantize_q4_run, in the reference quantizer's arithmetic (quant/weights.ts
@@ -266,39 +248,20 @@ static void q4q_job(void *p, int part, int n_parts) {
           if (fabsf(row[j]) > fabsf(v)) v = row[j];
         scale = (float)((double)v / -8.0);
       } else {
-        /* four independent chains of plain comparisons; where they cannot tell what JavaScript's
-         * Math.min / Math.max give (a NaN, or a zero extreme whose sign they pick by order), the
-         * group is scanned again with those exact semantics */
-        float lo4[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, hi4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-        int nan = 0, j = lo;
-        for (; j + 4 <= hi; j += 4)
-          for (int k = 0; k < 4; k++) {
-            const float x = row[j + k];
-            lo4[k] = x < lo4[k] ? x : lo4[k];
-            hi4[k] = x > hi4[k] ? x : hi4[k];
-            nan |= x != x;
-          }
-        for (; j < hi; j++) {
-          lo4[0] = row[j] < lo4[0] ? row[j] : lo4[0];
-          hi4[0] = row[j] > hi4[0] ? row[j] : hi4[0];
-          nan |= row[j] != row[j];
-        }
-        for (int k = 1; k < 4; k++) lo4[0] = lo4[k] < lo4[0] ? lo4[k] : lo4[0], hi4[0] = hi4[k] > hi4[0] ? hi4[k] : hi4[0];
-        mn = lo4[0];
-        float mx = hi4[0];
+        /* where plain comparisons cannot tell what JavaScript's Math.min / Math.max give (a NaN,
+         * or a zero extreme whose sign they pick by order), the group is scanned again with
+         * those exact semantics */
+        float mx;
+        int nan;
+        K->q4_range(row, lo, hi, &mn, &mx, &nan);
         if (nan || mn == 0 || mx == 0) {
           mn = INFINITY, mx = -INFINITY;
-          for (j = lo; j < hi; j++) mn = js_min(mn, row[j]), mx = js_max(mx, row[j]);
+          for (int j = lo; j < hi; j++) mn = js_min(mn, row[j]), mx = js_max(mx, row[j]);
         }
         scale = (float)(((double)mx - (double)mn) / 15.0);
       }
       const double inv = scale == 0 ? 0.0 : 1.0 / (double)scale, off = c->symmetric ? 0.0 : (double)mn, add = c->symmetric ? 8.0 : 0.0;
-      for (int j = lo; j < hi; j++) {
-        double q = round_even(((double)row[j] - off) * inv) + add;
-        q = q > 15 ? 15 : q >= 0 ? q : 0; /* NaN gives 0, as in the reference */
-        const int i = j & 31;
-        codes[(j >> 5) * 16 + (i & 15)] |= (uint8_t)((int)q << (i < 16 ? 0 : 4));
-      }
+      K->q4_codes(codes, row, lo, hi, off, inv, add);
       /* the blocks of 32 this group covers share its scale and minimum, in F16 */
       for (int b = lo / 32; b < nb && b * 32 < hi; b++) {
         if ((b * 32) / G != g) continue;

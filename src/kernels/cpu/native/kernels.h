@@ -103,6 +103,17 @@ typedef struct {
   int gemm_dtypes;
   void (*gemm_bf16)(float *out, const uint16_t *xb, int kp, const uint16_t *w, int dtype, int rows, int cols, int n, int r0,
                     int r1, uint16_t *panel);
+  /* The 4-bit draft quantizer's leaves (jobs.c quantize_q4_run), exact on every path. row_to_f32:
+   * dst[0, n) = src[0, n) of 16-bit floats (dtype 1 = f16, 2 = bf16) as F32. q4_codes: for
+   * positions j in [j0, j1) of one quantization group (j0 a multiple of 32), the code
+   * q = clamp(round_half_even((row[j] - off) · inv) + add, 0, 15) in doubles (NaN gives 0), OR-ed
+   * into nibble j % 32 of its block of 32 (codes[(j / 32) · 16 + j % 16], the low nibble for
+   * j % 32 < 16). */
+  void (*row_to_f32)(float *dst, const uint16_t *src, int n, int dtype);
+  /* q4_range: the least and greatest of row[lo, hi) by plain comparisons, and whether any is NaN;
+   * exact whenever there is no NaN and neither extreme is zero (the caller rescans otherwise). */
+  void (*q4_range)(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
+  void (*q4_codes)(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
 } kernel_table;
 
 #define GEMM_PANEL 32 /* weight rows per panel of gemm_bf16 */
@@ -137,6 +148,9 @@ void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, in
 void avx2_attention_head(const attn_args *a, int query, int kv_head, int p0, int p1, const int32_t *list, float *scratch,
                          attn_partial *part, float *out_partial);
 void avx2_silu_mul(float *gate, const float *up, int i0, int i1);
+void avx2_row_to_f32(float *dst, const uint16_t *src, int n, int dtype);
+void avx2_q4_range(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
+void avx2_q4_codes(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
 #endif
 
 /* Floats of the query bytes a key block may prepare once per key group (attention_blocks.h
@@ -165,6 +179,10 @@ static inline size_t attn_rows_scratch(int n_pairs, int n_kv, int head_dim, int 
 /* Shared scalar helpers (kernels_common.c). */
 float qs_f16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);
+/* The scalar kernel_table.row_to_f32, q4_range and q4_codes (the vector ones do their tails through them). */
+void row_to_f32_scalar(float *dst, const uint16_t *src, int n, int dtype);
+void q4_range_scalar(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
+void q4_codes_scalar(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
 /* The C twin of src/kv/layout.ts quantBoundary (the two are tested against each other). */
 int quant_boundary(int p, int g);
 /* First position of the dense range query `pos` sees: its window start, raised for a sparse view. */

@@ -316,6 +316,65 @@ void avx2_silu_mul(float *gate, const float *up, int i0, int i1) {
   }
 }
 
+/* ---- the 4-bit draft quantizer's leaves ------------------------------------------------------ */
+
+void avx2_row_to_f32(float *dst, const uint16_t *src, int n, int dtype) {
+  int j = 0;
+  if (dtype == 1)
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + j))));
+  else
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, load8_bf16(src + j));
+  row_to_f32_scalar(dst + j, src + j, n - j, dtype);
+}
+
+/* Eight lanes of plain comparisons: minps / maxps return their second operand when either is
+ * NaN or both are equal, which is `x < m ? x : m`; NaNs are flagged on their own. */
+void avx2_q4_range(const float *row, int lo, int hi, float *mn, float *mx, int *nan) {
+  __m256 vlo = _mm256_set1_ps(INFINITY), vhi = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
+  int j = lo;
+  for (; j + 8 <= hi; j += 8) {
+    const __m256 x = _mm256_loadu_ps(row + j);
+    vlo = _mm256_min_ps(x, vlo);
+    vhi = _mm256_max_ps(x, vhi);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
+  float l8[8], h8[8];
+  _mm256_storeu_ps(l8, vlo);
+  _mm256_storeu_ps(h8, vhi);
+  float tl, th;
+  int tn;
+  q4_range_scalar(row, j, hi, &tl, &th, &tn);
+  for (int k = 0; k < 8; k++) tl = l8[k] < tl ? l8[k] : tl, th = h8[k] > th ? h8[k] : th;
+  *mn = tl;
+  *mx = th;
+  *nan = tn | (_mm256_movemask_ps(bad) != 0);
+}
+
+/* Four codes in doubles, as q4_codes_scalar: rounding to nearest even is _mm256_round_pd's, and
+ * max(q, 0) gives 0 for NaN (maxpd returns its second operand when either is NaN). */
+static inline __m128i q4_codes4(__m128 x, __m256d off, __m256d inv, __m256d add) {
+  __m256d q = _mm256_mul_pd(_mm256_sub_pd(_mm256_cvtps_pd(x), off), inv);
+  q = _mm256_add_pd(_mm256_round_pd(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), add);
+  q = _mm256_min_pd(_mm256_max_pd(q, _mm256_setzero_pd()), _mm256_set1_pd(15.0));
+  return _mm256_cvtpd_epi32(q);
+}
+
+void avx2_q4_codes(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add) {
+  const __m256d vo = _mm256_set1_pd(off), vi = _mm256_set1_pd(inv), va = _mm256_set1_pd(add);
+  int j = j0;
+  for (; j + 32 <= j1; j += 32) {
+    __m128i q[8]; /* q[k]: the codes of positions j + 4k .. j + 4k + 3 */
+    for (int k = 0; k < 8; k++) q[k] = q4_codes4(_mm_loadu_ps(row + j + 4 * k), vo, vi, va);
+    /* byte i of the block: code i (low nibble) | code i + 16 (high nibble) */
+    __m128i b[4];
+    for (int k = 0; k < 4; k++) b[k] = _mm_or_si128(q[k], _mm_slli_epi32(q[k + 4], 4));
+    const __m128i w = _mm_packus_epi16(_mm_packs_epi32(b[0], b[1]), _mm_packs_epi32(b[2], b[3]));
+    uint8_t *dst = codes + (j >> 5) * 16;
+    _mm_storeu_si128((__m128i *)dst, _mm_or_si128(_mm_loadu_si128((const __m128i *)dst), w));
+  }
+  q4_codes_scalar(codes, row, j, j1, off, inv, add);
+}
+
 const kernel_table kernels_avx2 = {
   .name = "avx2",
   .matmul_f32 = matmul_f32,
@@ -326,6 +385,9 @@ const kernel_table kernels_avx2 = {
   .attention_head = avx2_attention_head,
   .attention_rows = attention_rows,
   .silu_mul = avx2_silu_mul,
+  .row_to_f32 = avx2_row_to_f32,
+  .q4_range = avx2_q4_range,
+  .q4_codes = avx2_q4_codes,
   .peak_flops = peak_avx2,
 };
 #endif

@@ -718,7 +718,10 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   .matmul_q4 = matmul_q4,             \
   .quantize_acts = quantize_acts512,  \
   .attention_head = avx2_attention_head, \
-  .silu_mul = avx2_silu_mul
+  .silu_mul = avx2_silu_mul,          \
+  .row_to_f32 = avx2_row_to_f32,      \
+  .q4_range = avx2_q4_range,          \
+  .q4_codes = avx2_q4_codes
 
 const kernel_table kernels_avx512 = {
   .name = "avx512",

@@ -29,6 +29,55 @@ float qs_f16_to_f32(uint16_t h) {
   return f;
 }
 
+void row_to_f32_scalar(float *dst, const uint16_t *src, int n, int dtype) {
+  if (dtype == 1) {
+    for (int j = 0; j < n; j++) dst[j] = qs_f16_to_f32(src[j]);
+    return;
+  }
+  for (int j = 0; j < n; j++) {
+    const uint32_t b = (uint32_t)src[j] << 16;
+    memcpy(dst + j, &b, 4);
+  }
+}
+
+/* four independent chains of plain comparisons */
+void q4_range_scalar(const float *row, int lo, int hi, float *mn, float *mx, int *nan) {
+  float lo4[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, hi4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  int bad = 0, j = lo;
+  for (; j + 4 <= hi; j += 4)
+    for (int k = 0; k < 4; k++) {
+      const float x = row[j + k];
+      lo4[k] = x < lo4[k] ? x : lo4[k];
+      hi4[k] = x > hi4[k] ? x : hi4[k];
+      bad |= x != x;
+    }
+  for (; j < hi; j++) {
+    lo4[0] = row[j] < lo4[0] ? row[j] : lo4[0];
+    hi4[0] = row[j] > hi4[0] ? row[j] : hi4[0];
+    bad |= row[j] != row[j];
+  }
+  for (int k = 1; k < 4; k++) lo4[0] = lo4[k] < lo4[0] ? lo4[k] : lo4[0], hi4[0] = hi4[k] > hi4[0] ? hi4[k] : hi4[0];
+  *mn = lo4[0];
+  *mx = hi4[0];
+  *nan = bad;
+}
+
+/* Round half to even, as rint() in the default rounding mode, for |x| < 2^51 (beyond it the
+ * clamp that follows gives the same code either way). */
+static inline double round_even(double x) {
+  const double magic = 6755399441055744.0; /* 1.5 · 2^52 */
+  return (x + magic) - magic;
+}
+
+void q4_codes_scalar(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add) {
+  for (int j = j0; j < j1; j++) {
+    double q = round_even(((double)row[j] - off) * inv) + add;
+    q = q > 15 ? 15 : q >= 0 ? q : 0; /* NaN gives 0, as in the reference */
+    const int i = j & 31;
+    codes[(j >> 5) * 16 + (i & 15)] |= (uint8_t)((int)q << (i < 16 ? 0 : 4));
+  }
+}
+
 /* Round to nearest even, as src/core/half.ts f32ToF16. */
 uint16_t qs_f32_to_f16(float value) {
   uint32_t x;

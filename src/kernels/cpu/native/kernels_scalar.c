@@ -184,4 +184,7 @@ const kernel_table kernels_scalar = {
   .attention_head = attention_head,
   .attention_rows = attention_rows,
   .silu_mul = silu_mul_scalar,
+  .row_to_f32 = row_to_f32_scalar,
+  .q4_range = q4_range_scalar,
+  .q4_codes = q4_codes_scalar,
 };
