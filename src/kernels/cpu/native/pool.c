@@ -116,9 +116,13 @@ int pool_threads(void) {
 
 void *grow(void **buf, size_t *cap, size_t need) {
   if (need > *cap) {
+    /* half as much again: a buffer that grows step by step (attention's partials, as a prompt's
+     * context grows chunk by chunk) is reallocated, and its fresh pages faulted in, only
+     * logarithmically often */
+    const size_t size = ((need > *cap + *cap / 2 ? need : *cap + *cap / 2) + 63) & ~(size_t)63;
     free(*buf);
-    *buf = aligned_alloc(64, (need + 63) & ~(size_t)63);
-    *cap = *buf ? need : 0;
+    *buf = aligned_alloc(64, size);
+    *cap = *buf ? size : 0;
   }
   return *buf;
 }

@@ -18,7 +18,7 @@ void pool_lock(void);
 void pool_unlock(void);
 /* Contiguous share [*a, *b) of n items for one part, aligned to `align`. */
 void share(int n, int part, int n_parts, int align, int *a, int *b);
-/* A scratch buffer grown (64-byte aligned) to the largest size asked for; NULL when out of memory. */
+/* A scratch buffer grown (64-byte aligned) to at least the largest size asked for; NULL when out of memory. */
 void *grow(void **buf, size_t *cap, size_t need);
 
 #endif
