@@ -1,0 +1,313 @@
+// The WGSL kernels (wgsl.ts) as calls: tensors live in GPU buffers, a GpuPass records dispatches and
+// submits them as one command buffer, and nothing comes back to the CPU unless read.
+
+import { BackendUnavailableError, ShapeMismatchError, UnsupportedDtypeError } from '../../core/errors.js';
+import type { FpRows, KvPlanes } from '../../kv/layout.js';
+import { colsOf, rowsOf, type WeightTensor } from '../../quant/format.js';
+import { repackQ4Blocks32 } from '../../quant/weights.js';
+import type { AttentionShape, RopeLayout } from '../backend.js';
+import type { GpuContext } from './device.js';
+import { ATTENTION, ELEMENTWISE, EMBED, MATMUL, RMSNORM, ROPE } from './wgsl.js';
+
+/** A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then minimums. */
+export type GpuWeight =
+  | { readonly dtype: 'f32' | 'f16' | 'bf16'; readonly rows: number; readonly cols: number; readonly data: GPUBuffer }
+  | { readonly dtype: 'q4'; readonly rows: number; readonly cols: number; readonly codes: GPUBuffer; readonly meta: GPUBuffer };
+
+/** One layer's cache on the GPU: full-precision rows from fpStart, and the planes when hierarchical. */
+export interface GpuKvLayer {
+  readonly kvDim: number;
+  readonly fpDtype: 'f32' | 'f16';
+  readonly fpStart: number;
+  readonly keys: GPUBuffer; // [rows, kvDim] F32 or F16
+  readonly values: GPUBuffer;
+  /** 4 or 8 bits read from the planes; 0 reads only the rows. */
+  readonly bits: 0 | 4 | 8;
+  readonly keyGroupSize: number;
+  readonly valueGroupSize: number;
+  readonly planeTokens: number;
+  readonly planes: GPUBuffer | null; // [kUpper | kLower | vUpper | vLower] bytes
+  readonly meta: GPUBuffer | null; // [kScale | kMin | vScale | vMin] F16
+}
+
+const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2, q4: 3 } as const;
+/** Bytes of one dispatch's parameters in the uniform arena (the minimum uniform offset alignment). */
+const PARAM_STRIDE = 256;
+/** Workgroups along x at most (WebGPU's default limit is 65535); larger counts spill into y. */
+const MAX_GROUPS_X = 32768;
+
+type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention';
+const SOURCES: Readonly<Record<Kernel, string>> = {
+  matmul: MATMUL, rmsnorm: RMSNORM, rope: ROPE, elementwise: ELEMENTWISE, embed: EMBED, attention: ATTENTION,
+};
+
+interface Dispatch {
+  readonly kernel: Kernel;
+  readonly buffers: readonly GPUBuffer[]; // bindings 1.. in order
+  readonly params: ArrayBuffer; // binding 0
+  readonly groups: readonly [number, number, number];
+}
+
+/** Parameters as 4-byte fields: integers as u32, `f` fields as f32. */
+function params(fields: readonly (number | { f: number })[]): ArrayBuffer {
+  const buf = new ArrayBuffer(PARAM_STRIDE);
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  fields.forEach((v, i) => {
+    if (typeof v === 'number') u[i] = v;
+    else f[i] = v.f;
+  });
+  return buf;
+}
+
+/** Workgroups for `count` of them in one dimension, spilling into y past MAX_GROUPS_X. */
+function spread(count: number, z = 1): [number, number, number] {
+  const x = Math.max(1, Math.min(count, MAX_GROUPS_X));
+  return [x, Math.ceil(count / x), z];
+}
+
+export class GpuKernels {
+  readonly ctx: GpuContext;
+  private readonly pipelines = new Map<Kernel, GPUComputePipeline>();
+  /** Bound where a kernel's binding is unused by this call (WebGPU wants every binding bound). */
+  readonly dummy: GPUBuffer;
+
+  /** Validation and memory errors the device reported since the last read (WebGPU reports them asynchronously). */
+  private readonly errors: string[] = [];
+
+  constructor(ctx: GpuContext) {
+    this.ctx = ctx;
+    this.dummy = this.empty(16);
+    ctx.device.addEventListener('uncapturederror', (ev) => {
+      this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
+    });
+  }
+
+  get device(): GPUDevice {
+    return this.ctx.device;
+  }
+
+  pipeline(kernel: Kernel): GPUComputePipeline {
+    let p = this.pipelines.get(kernel);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: SOURCES[kernel], label: kernel });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel });
+      this.pipelines.set(kernel, p);
+    }
+    return p;
+  }
+
+  /** A storage buffer of at least `bytes` (rounded up to 4), zeroed. */
+  empty(bytes: number): GPUBuffer {
+    return this.device.createBuffer({
+      size: Math.max(16, Math.ceil(bytes / 4) * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** A storage buffer holding `data` (padded with zeros to 4 bytes). */
+  upload(data: ArrayBufferView): GPUBuffer {
+    const buf = this.device.createBuffer({
+      size: Math.max(16, Math.ceil(data.byteLength / 4) * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      mappedAtCreation: true,
+    });
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    buf.unmap();
+    return buf;
+  }
+
+  /** Overwrite the start of `buf` with `data` (queued before the next submission). */
+  write(buf: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 === 0) {
+      this.device.queue.writeBuffer(buf, byteOffset, bytes);
+      return;
+    }
+    const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+    padded.set(bytes);
+    this.device.queue.writeBuffer(buf, byteOffset, padded);
+  }
+
+  /** The first `floats` floats of `buf`, after everything submitted so far. */
+  async readFloats(buf: GPUBuffer, floats: number): Promise<Float32Array> {
+    const staging = this.device.createBuffer({ size: Math.ceil((floats * 4) / 4) * 4 || 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, 0, staging, 0, floats * 4);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0, floats * 4));
+    staging.unmap();
+    staging.destroy();
+    if (this.errors.length > 0) {
+      const all = this.errors.splice(0).join('\n');
+      throw new BackendUnavailableError(`the WebGPU device rejected the work: ${all}`);
+    }
+    return out;
+  }
+
+  /** A weight matrix uploaded in a layout the matmul reads (4-bit pairs repacked to blocks of 32). */
+  uploadWeight(w: WeightTensor): GpuWeight {
+    const rows = rowsOf(w);
+    const cols = colsOf(w);
+    switch (w.dtype) {
+      case 'f32':
+      case 'f16':
+      case 'bf16':
+        return { dtype: w.dtype, rows, cols, data: this.upload(w.data) };
+      case 'q4': {
+        const b = w.packing === 'blocks32' ? w : repackQ4Blocks32(w);
+        if (!b || b.dtype !== 'q4' || b.packing !== 'blocks32') {
+          throw new UnsupportedDtypeError(`WebGPU: a 4-bit matrix with groups of ${w.groupSize} has no layout on the GPU; use groups of 32.`);
+        }
+        const meta = new Uint16Array(2 * b.scales.length);
+        meta.set(b.scales, 0);
+        meta.set(b.mins, b.scales.length);
+        return { dtype: 'q4', rows, cols, codes: this.upload(b.codes), meta: this.upload(meta) };
+      }
+      default:
+        throw new UnsupportedDtypeError(`WebGPU: ${w.dtype} weights are not read on the GPU; load the model in F32, F16, BF16 or 4-bit.`);
+    }
+  }
+
+  /** A layer's cache uploaded from its CPU arrays (rows [fpStart, ..) and, for a hierarchical view, its planes). */
+  uploadKv(fp: FpRows, fpStart: number, kvDim: number, planes: KvPlanes | null, bits: 0 | 4 | 8): GpuKvLayer {
+    let planeBuf: GPUBuffer | null = null;
+    let metaBuf: GPUBuffer | null = null;
+    let planeTokens = 0;
+    if (planes && bits > 0) {
+      planeTokens = planes.kUpper.length / (kvDim / 2);
+      const bytes = new Uint8Array(4 * planes.kUpper.length);
+      [planes.kUpper, planes.kLower, planes.vUpper, planes.vLower].forEach((pl, i) => bytes.set(pl, i * pl.length));
+      const meta = new Uint16Array(2 * planes.kScale.length + 2 * planes.vScale.length);
+      let o = 0;
+      for (const m of [planes.kScale, planes.kMin, planes.vScale, planes.vMin]) {
+        meta.set(m, o);
+        o += m.length;
+      }
+      planeBuf = this.upload(bytes);
+      metaBuf = this.upload(meta);
+    }
+    return {
+      kvDim, fpDtype: fp.dtype, fpStart, keys: this.upload(fp.keys), values: this.upload(fp.values), bits: planeBuf ? bits : 0,
+      keyGroupSize: planes?.keyGroupSize ?? 1, valueGroupSize: planes?.valueGroupSize ?? 1, planeTokens, planes: planeBuf, meta: metaBuf,
+    };
+  }
+
+  /** A new recording of dispatches. */
+  pass(): GpuPass {
+    return new GpuPass(this);
+  }
+}
+
+/** Dispatches recorded in order and submitted together (one command buffer, one uniform arena). */
+export class GpuPass {
+  private readonly k: GpuKernels;
+  private readonly dispatches: Dispatch[] = [];
+
+  constructor(k: GpuKernels) {
+    this.k = k;
+  }
+
+  /** out[n, rows] = x[n, cols] · Wᵀ. */
+  matmul(out: GPUBuffer, x: GPUBuffer, w: GpuWeight, n: number): this {
+    const rowGroups = Math.min(w.rows, MAX_GROUPS_X);
+    const d = this.k.dummy;
+    const bufs = w.dtype === 'f32' ? [x, out, w.data, d, d] : w.dtype === 'q4' ? [x, out, d, w.codes, w.meta] : [x, out, d, w.data, d];
+    this.dispatches.push({
+      kernel: 'matmul', buffers: bufs,
+      params: params([w.rows, w.cols, n, DTYPE_CODE[w.dtype], rowGroups]),
+      groups: [rowGroups, Math.ceil(w.rows / rowGroups), Math.ceil(n / 4)],
+    });
+    return this;
+  }
+
+  /** x[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, in place, for `rows` rows of `dim`. */
+  rmsnorm(x: GPUBuffer, weight: GPUBuffer, rows: number, dim: number, eps: number): this {
+    this.dispatches.push({ kernel: 'rmsnorm', buffers: [x, weight], params: params([rows, dim, { f: eps }]), groups: [rows, 1, 1] });
+    return this;
+  }
+
+  /** RoPE in place on x[n, heads, headDim]; cos/sin [positions, headDim / 2]. */
+  rope(x: GPUBuffer, n: number, heads: number, headDim: number, start: number, cos: GPUBuffer, sin: GPUBuffer, layout: RopeLayout): this {
+    this.dispatches.push({
+      kernel: 'rope', buffers: [x, cos, sin], params: params([n, heads, headDim, start, layout]),
+      groups: spread(Math.ceil((n * heads * (headDim / 2)) / 64)),
+    });
+    return this;
+  }
+
+  /** gate = silu(gate) · up over n elements. */
+  siluMul(gate: GPUBuffer, up: GPUBuffer, n: number): this {
+    return this.elementwise(0, gate, up, n, 1);
+  }
+
+  /** a += b over n elements. */
+  add(a: GPUBuffer, b: GPUBuffer, n: number): this {
+    return this.elementwise(1, a, b, n, 1);
+  }
+
+  /** x[rows, dim] += bias[dim]. */
+  addBias(x: GPUBuffer, bias: GPUBuffer, rows: number, dim: number): this {
+    return this.elementwise(2, x, bias, rows * dim, dim);
+  }
+
+  private elementwise(op: number, a: GPUBuffer, b: GPUBuffer, n: number, dim: number): this {
+    this.dispatches.push({ kernel: 'elementwise', buffers: [a, b], params: params([n, op, dim]), groups: spread(Math.ceil(n / 64)) });
+    return this;
+  }
+
+  /** out[t, :] = row tokens[t] of table (tokens: u32 [n]). */
+  embed(out: GPUBuffer, table: GpuWeight, tokens: GPUBuffer, n: number): this {
+    if (table.dtype === 'q4') throw new UnsupportedDtypeError('WebGPU: the embedding table must be F32, F16 or BF16.');
+    const d = this.k.dummy;
+    this.dispatches.push({
+      kernel: 'embed', buffers: table.dtype === 'f32' ? [tokens, out, table.data, d] : [tokens, out, d, table.data],
+      params: params([n, table.cols, DTYPE_CODE[table.dtype]]), groups: spread(Math.ceil((n * table.cols) / 64)),
+    });
+    return this;
+  }
+
+  /** Causal attention of n queries (query i at position start + i) over a layer's cache: out, q [n, heads·headDim]. */
+  attention(out: GPUBuffer, q: GPUBuffer, n: number, start: number, kv: GpuKvLayer, shape: AttentionShape): this {
+    const { nHeads, nKvHeads, headDim, window } = shape;
+    if (headDim > 256 || nHeads % nKvHeads !== 0 || kv.kvDim !== nKvHeads * headDim) {
+      throw new ShapeMismatchError(`WebGPU attention: ${nHeads}/${nKvHeads} heads of ${headDim} over rows of ${kv.kvDim} (head_dim at most 256).`);
+    }
+    const d = this.k.dummy;
+    this.dispatches.push({
+      kernel: 'attention',
+      buffers: [q, out, kv.keys, kv.values, kv.planes ?? d, kv.meta ?? d],
+      params: params([
+        n, start, nHeads, nKvHeads, headDim, window, kv.fpStart, kv.kvDim, kv.fpDtype === 'f32' ? 0 : 1, kv.bits > 0 ? 1 : 0,
+        kv.bits, kv.keyGroupSize, kv.valueGroupSize, { f: 1 / Math.sqrt(headDim) }, kv.planeTokens,
+      ]),
+      groups: [n, nHeads, 1],
+    });
+    return this;
+  }
+
+  /** Queue the recorded dispatches, in order, as one command buffer. */
+  submit(): void {
+    const { device } = this.k;
+    if (this.dispatches.length === 0) return;
+    const arena = device.createBuffer({ size: this.dispatches.length * PARAM_STRIDE, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const all = new Uint8Array(this.dispatches.length * PARAM_STRIDE);
+    this.dispatches.forEach((dp, i) => all.set(new Uint8Array(dp.params), i * PARAM_STRIDE));
+    device.queue.writeBuffer(arena, 0, all);
+    const enc = device.createCommandEncoder();
+    const cp = enc.beginComputePass();
+    this.dispatches.forEach((dp, i) => {
+      const pipeline = this.k.pipeline(dp.kernel);
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: i * PARAM_STRIDE, size: PARAM_STRIDE } }];
+      dp.buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
+      cp.setPipeline(pipeline);
+      cp.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+      cp.dispatchWorkgroups(...dp.groups);
+    });
+    cp.end();
+    device.queue.submit([enc.finish()]);
+    arena.destroy(); // released once the submitted work is done
+    this.dispatches.length = 0;
+  }
+}

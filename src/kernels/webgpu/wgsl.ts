@@ -1,0 +1,305 @@
+// The WGSL compute kernels of the forward pass. Storage is read as the engine lays it out on the
+// CPU: F32 as f32, F16/BF16 and the 4-bit codes packed in u32 words (WGSL has no 16- or 8-bit
+// storage without extensions), so every weight and cache format uploads unchanged.
+// Every kernel takes its sizes from a uniform `P` of 4-byte fields (kernels.ts writes them).
+
+/**
+ * Readers of the packed u32 binding `name` (a function each, as WGSL passes no pointers to
+ * storage without an extension): half_NAME(e, dtype), element e as f32 from F16 (dtype 1) or
+ * BF16 (2); byte_NAME(b), byte b.
+ */
+function packed(name: string): string {
+  return /* wgsl */ `
+fn half_${name}(e: u32, dtype: u32) -> f32 {
+  let w = ${name}[e >> 1u];
+  if (dtype == 1u) { return unpack2x16float(w)[e & 1u]; }
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (e & 1u) == 1u));
+}
+fn byte_${name}(b: u32) -> u32 {
+  return (${name}[b >> 2u] >> (8u * (b & 3u))) & 0xffu;
+}
+`;
+}
+
+/**
+ * out[t, r] = Σ_j W[r, j] · x[t, j]. A workgroup of 64 takes one row and up to 4 tokens; each
+ * thread strides over the columns, then the partial sums are reduced in workgroup memory.
+ * W: F32 (dtype 0), F16 (1), BF16 (2) or 4-bit blocks of 32 (3: codes [rows, nb, 16] bytes, F16
+ * scales and minimums [rows, nb], w = q·scale + min, as quant/format.ts).
+ */
+export const MATMUL = /* wgsl */ `
+struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> wf: array<f32>;
+@group(0) @binding(4) var<storage, read> wh: array<u32>;
+@group(0) @binding(5) var<storage, read> metadata: array<u32>;
+${packed('wh')}
+var<workgroup> part: array<f32, 256>;
+
+fn weight(r: u32, j: u32) -> f32 {
+  if (p.dtype == 0u) { return wf[r * p.cols + j]; }
+  if (p.dtype <= 2u) { return half_wh(r * p.cols + j, p.dtype); }
+  let nb = (p.cols + 31u) / 32u;
+  let blk = r * nb + (j >> 5u);
+  let i = j & 31u;
+  let byte = byte_wh(blk * 16u + (i & 15u));
+  let q = select(byte & 15u, byte >> 4u, i >= 16u);
+  let scale = unpack2x16float(metadata[blk >> 1u])[blk & 1u];
+  let mn = unpack2x16float(metadata[(blk + p.rows * nb) >> 1u])[(blk + p.rows * nb) & 1u];
+  return f32(q) * scale + mn;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let r = wg.x + wg.y * p.row_groups;
+  let t0 = wg.z * 4u;
+  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  if (r < p.rows) {
+    for (var j = tid; j < p.cols; j += 64u) {
+      let w = weight(r, j);
+      for (var k = 0u; k < 4u; k++) {
+        if (t0 + k < p.n) { acc[k] += w * x[(t0 + k) * p.cols + j]; }
+      }
+    }
+  }
+  for (var k = 0u; k < 4u; k++) { part[k * 64u + tid] = acc[k]; }
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      for (var k = 0u; k < 4u; k++) { part[k * 64u + tid] += part[k * 64u + tid + s]; }
+    }
+    workgroupBarrier();
+  }
+  if (tid < 4u && r < p.rows && t0 + tid < p.n) { out[(t0 + tid) * p.rows + r] = part[tid * 64u]; }
+}
+`;
+
+/** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, one workgroup of 64 per row (out may be x's buffer). */
+export const RMSNORM = /* wgsl */ `
+struct P { rows: u32, dim: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let o = wg.x * p.dim;
+  var ss = 0.0;
+  for (var j = tid; j < p.dim; j += 64u) { ss += x[o + j] * x[o + j]; }
+  part[tid] = ss;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (tid < s) { part[tid] += part[tid + s]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(part[0] / f32(p.dim) + p.eps);
+  for (var j = tid; j < p.dim; j += 64u) { x[o + j] = weight[j] * (x[o + j] * inv); }
+}
+`;
+
+/**
+ * RoPE in place on x[n, heads, head_dim], token t at position start + t; cos/sin [positions,
+ * head_dim / 2]; pairs 0 rotates (i, i + half), 1 rotates (2i, 2i + 1) (RopeLayout). One invocation per pair.
+ */
+export const ROPE = /* wgsl */ `
+struct P { n: u32, heads: u32, head_dim: u32, start: u32, pairs: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> cosv: array<f32>;
+@group(0) @binding(3) var<storage, read> sinv: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let half = p.head_dim / 2u;
+  let i = id.x + id.y * nw.x * 64u;
+  if (i >= p.n * p.heads * half) { return; }
+  let j = i % half;
+  let th = i / half; // token * heads + head
+  let t = th / p.heads;
+  let o = th * p.head_dim;
+  let c = cosv[(p.start + t) * half + j];
+  let s = sinv[(p.start + t) * half + j];
+  let ia = select(o + 2u * j, o + j, p.pairs == 0u);
+  let ib = select(o + 2u * j + 1u, o + j + half, p.pairs == 0u);
+  let a = x[ia];
+  let b = x[ib];
+  x[ia] = a * c - b * s;
+  x[ib] = b * c + a * s;
+}
+`;
+
+/**
+ * Elementwise ops over n elements, one invocation each: op 0 gate = silu(gate) · up; op 1
+ * a += b; op 2 a[r, :] += b (a bias of `dim`).
+ */
+export const ELEMENTWISE = /* wgsl */ `
+struct P { n: u32, op: u32, dim: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = id.x + id.y * nw.x * 64u;
+  if (i >= p.n) { return; }
+  if (p.op == 0u) {
+    let g = a[i];
+    a[i] = g / (1.0 + exp(-g)) * b[i];
+  } else if (p.op == 1u) {
+    a[i] += b[i];
+  } else {
+    a[i] += b[i % p.dim];
+  }
+}
+`;
+
+/** out[t, :] = row tokens[t] of the table (F32, F16 or BF16, as MATMUL's dtypes 0-2). */
+export const EMBED = /* wgsl */ `
+struct P { n: u32, dim: u32, dtype: u32, cols_groups: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> tokens: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> tf: array<f32>;
+@group(0) @binding(4) var<storage, read> th: array<u32>;
+${packed('th')}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = id.x + id.y * nw.x * 64u;
+  if (i >= p.n * p.dim) { return; }
+  let t = i / p.dim;
+  let e = tokens[t] * p.dim + i % p.dim;
+  out[i] = select(half_th(e, p.dtype), tf[e], p.dtype == 0u);
+}
+`;
+
+/**
+ * Causal attention of n queries (query i at position start + i) over one layer's cache: positions
+ * below the query's quantization boundary read from the planes at 4 or 8 bits (hier = 1), the
+ * others from the full-precision rows (F32, or F16 with fp_dtype 1; row t - fp_start). One
+ * workgroup of 64 per (query, head), walking its visible positions in tiles of 64 with a running
+ * max and sum (the softmax of the whole row, merged tile by tile); GQA: head h reads KV head
+ * h / (heads / kv_heads). Scores: (q · k) · scale. head_dim at most 256.
+ */
+export const ATTENTION = /* wgsl */ `
+struct P {
+  n: u32, start: u32, heads: u32, kv_heads: u32, head_dim: u32, window: u32, fp_start: u32, kv_dim: u32,
+  fp_dtype: u32, hier: u32, bits: u32, key_group: u32, value_group: u32, scale: f32, plane_pos: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> fpk: array<u32>;
+@group(0) @binding(4) var<storage, read> fpv: array<u32>;
+// planes: [upper keys | lower keys | upper values | lower values] bytes, each [plane_pos, kv_dim / 2]
+@group(0) @binding(5) var<storage, read> planes: array<u32>;
+// F16 metadata: key scales and key mins, each [plane_pos / key_group, kv_dim]; then value scales
+// and value mins, each [plane_pos, kv_dim / value_group] (kv/layout.ts KvPlanes, concatenated)
+@group(0) @binding(6) var<storage, read> metadata: array<u32>;
+${packed('fpk')}
+${packed('fpv')}
+${packed('planes')}
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> ps: array<f32, 64>;
+
+const NEG: f32 = -3.0e38;
+
+fn quant_boundary(pos: u32, g: u32) -> u32 {
+  if (pos >= 2u * g) { return g * ((pos - g) / g); }
+  return 0u;
+}
+
+fn nibble(plane: u32, t: u32, c: u32, plane_bytes: u32) -> u32 {
+  let b = byte_planes(plane * plane_bytes + t * (p.kv_dim / 2u) + (c >> 1u));
+  return select(b & 15u, b >> 4u, (c & 1u) == 1u);
+}
+
+fn meta_at(e: u32) -> f32 { return unpack2x16float(metadata[e >> 1u])[e & 1u]; }
+
+// Key (which 0) or value (which 1) channel c of position t: the planes below q_end, else the rows.
+fn kv_at(which: u32, t: u32, c: u32, q_end: u32) -> f32 {
+  if (t < q_end) {
+    let plane_pos = p.plane_pos;
+    let plane_bytes = plane_pos * (p.kv_dim / 2u);
+    var s: f32;
+    var mn: f32;
+    if (which == 0u) {
+      let key_meta = (plane_pos / p.key_group) * p.kv_dim;
+      let m = (t / p.key_group) * p.kv_dim + c;
+      s = meta_at(m);
+      mn = meta_at(key_meta + m);
+    } else {
+      let groups = p.kv_dim / p.value_group;
+      let base = 2u * (plane_pos / p.key_group) * p.kv_dim;
+      let m = t * groups + c / p.value_group;
+      s = meta_at(base + m);
+      mn = meta_at(base + plane_pos * groups + m);
+    }
+    var v = mn + f32(nibble(2u * which, t, c, plane_bytes)) * s;
+    if (p.bits == 8u) { v += (f32(nibble(2u * which + 1u, t, c, plane_bytes)) - 8.0) * (s / 16.0); }
+    return v;
+  }
+  let e = (t - p.fp_start) * p.kv_dim + c;
+  if (p.fp_dtype == 0u) {
+    return bitcast<f32>(select(fpv[e], fpk[e], which == 0u));
+  }
+  return select(half_fpv(e, 1u), half_fpk(e, 1u), which == 0u);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let i = wg.x;
+  let h = wg.y;
+  let d = p.head_dim;
+  let g = h / (p.heads / p.kv_heads);
+  let pos = p.start + i;
+  var lo = 0u;
+  if (p.window > 0u && pos + 1u > p.window) { lo = pos + 1u - p.window; }
+  var q_end = 0u;
+  if (p.hier == 1u) { q_end = quant_boundary(pos, p.key_group); }
+  let qo = (i * p.heads + h) * d;
+  for (var c = tid; c < d; c += 64u) { qs[c] = q[qo + c]; }
+  workgroupBarrier();
+  var m = NEG;
+  var l = 0.0;
+  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+  for (var t0 = lo; t0 <= pos; t0 += 64u) {
+    let t = t0 + tid;
+    var s = NEG;
+    if (t <= pos) {
+      var dot = 0.0;
+      for (var c = 0u; c < d; c++) { dot += qs[c] * kv_at(0u, t, g * d + c, q_end); }
+      s = dot * p.scale;
+    }
+    ps[tid] = s;
+    workgroupBarrier();
+    var tile_max = NEG;
+    for (var k = 0u; k < 64u; k++) { tile_max = max(tile_max, ps[k]); }
+    let m_new = max(m, tile_max);
+    let alpha = exp(m - m_new);
+    workgroupBarrier();
+    ps[tid] = select(0.0, exp(s - m_new), t <= pos);
+    workgroupBarrier();
+    var tile_sum = 0.0;
+    for (var k = 0u; k < 64u; k++) { tile_sum += ps[k]; }
+    l = l * alpha + tile_sum;
+    for (var u = 0u; u < 4u; u++) {
+      let c = tid + 64u * u;
+      if (c < d) {
+        var a = acc[u] * alpha;
+        for (var k = 0u; k < 64u && t0 + k <= pos; k++) { a += ps[k] * kv_at(1u, t0 + k, g * d + c, q_end); }
+        acc[u] = a;
+      }
+    }
+    m = m_new;
+    workgroupBarrier();
+  }
+  for (var u = 0u; u < 4u; u++) {
+    let c = tid + 64u * u;
+    if (c < d) { out[qo + c] = acc[u] / l; }
+  }
+}
+`;

@@ -1,0 +1,162 @@
+// Parity: every WGSL kernel against the TypeScript reference, on odd sizes, on whatever WebGPU
+// adapter this machine has (in CI: Mesa lavapipe, a CPU Vulkan driver that .ci/run installs; on a
+// CPU adapter these tests are for correctness, never for speed). Inputs go up once, the kernels
+// run from one recorded pass, and only the results come back.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { f32ToF16 } from '../../src/core/half.js';
+import { Xoshiro128 } from '../../src/core/rng.js';
+import type { DenseTensor } from '../../src/core/tensor.js';
+import { decodeRow } from '../../src/kernels/reference/rows.js';
+import type { WeightTensor } from '../../src/quant/format.js';
+import { openGpu, type GpuContext } from '../../src/kernels/webgpu/device.js';
+import { GpuKernels } from '../../src/kernels/webgpu/kernels.js';
+import { createReferenceBackend } from '../../src/kernels/reference/index.js';
+import { quantizeQ4, repackQ4Blocks32 } from '../../src/quant/weights.js';
+import { inCi } from '../helpers/ci.js';
+import { assertClose, attentionCases, dense, randn } from '../helpers/parity.js';
+
+const ref = createReferenceBackend();
+
+let ctx: GpuContext | null = null;
+let skip: string | false = false;
+try {
+  ctx = await openGpu();
+  process.stderr.write(`# WebGPU adapter: ${ctx.adapterName} (shader-f16: ${ctx.hasF16})\n`);
+} catch (e) {
+  // CI installs a Vulkan driver (.ci/run): there a missing adapter is a failure, never a skip.
+  if (inCi()) throw e;
+  skip = `no WebGPU adapter here (${(e as Error).message})`;
+  process.stderr.write(`# SKIP: ${skip}\n`);
+}
+const kernels = (): GpuKernels => new GpuKernels(ctx!);
+
+/** A matrix as F32 rows, through the reference's own decoding. */
+function dequantized(w: WeightTensor, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) decodeRow(out.subarray(r * cols, (r + 1) * cols), w, r, cols);
+  return out;
+}
+
+/** Σ|w||x| for every output of a matmul: the scale of its rounding error. */
+function absScale(w: WeightTensor | Float32Array, x: Float32Array, rows: number, cols: number, n: number): Float32Array {
+  const wf = w instanceof Float32Array ? w : dequantized(w, rows, cols);
+  const s = new Float32Array(n * rows);
+  for (let t = 0; t < n; t++) for (let r = 0; r < rows; r++) {
+    let a = 0;
+    for (let j = 0; j < cols; j++) a += Math.abs(wf[r * cols + j]! * x[t * cols + j]!);
+    s[t * rows + r] = a;
+  }
+  return s;
+}
+
+test('webgpu: matmul of F32, F16, BF16 and 4-bit weights matches the reference', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(21);
+  // odd sizes; 70000 rows spill the workgroups into a second dimension
+  const shapes: [number, number, number][] = [[1, 1, 1], [7, 13, 1], [33, 67, 3], [130, 301, 9], [17, 8, 16], [5, 1000, 2], [70000, 8, 1]];
+  for (const [rows, cols, n] of shapes) {
+    for (const dtype of ['f32', 'f16', 'bf16', 'q4'] as const) {
+      if (dtype === 'q4' && cols < 32) continue;
+      const base = dense(dtype === 'q4' ? 'f32' : dtype, rows, cols, rng);
+      // 4-bit: the blocks of 32 the GPU reads (F16 scales and minimums), as the CPU backend prepares them
+      const w = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))! : base;
+      const x = randn(rng, n * cols);
+      const want = new Float32Array(n * rows);
+      ref.matmul(want, x, w, n);
+      const out = k.empty(n * rows * 4);
+      k.pass().matmul(out, k.upload(x), k.uploadWeight(w), n).submit();
+      const got = await k.readFloats(out, n * rows);
+      // F32 sums in another order: a few ulps of Σ|w||x| (4-bit weights: of the dequantized ones)
+      const scale = absScale(dtype === 'q4' ? dequantized(w, rows, cols) : base, x, rows, cols, n);
+      assertClose(got, want, 2e-6, scale, `${dtype} [${rows}x${cols}] n=${n}`);
+    }
+  }
+});
+
+test('webgpu: RMSNorm, RoPE (both layouts), SiLU-gate, adds and embedding match the reference', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(22);
+  for (const [rows, dim] of [[1, 1], [3, 67], [41, 1001]] as const) {
+    const x = randn(rng, rows * dim, 3);
+    const w = randn(rng, dim);
+    const want = new Float32Array(rows * dim);
+    ref.rmsnorm(want, x, w, rows, dim, 1e-5);
+    const buf = k.upload(x);
+    k.pass().rmsnorm(buf, k.upload(w), rows, dim, 1e-5).submit();
+    assertClose(await k.readFloats(buf, rows * dim), want, 1e-6, Float32Array.from(want, (v) => Math.abs(v) + 1e-3), `rmsnorm ${rows}x${dim}`);
+  }
+  for (const layout of [0, 1] as const) {
+    const [n, heads, hd, start, positions] = [3, 5, 18, 7, 16];
+    const x = randn(rng, n * heads * hd);
+    const cos = Float32Array.from({ length: positions * (hd / 2) }, () => Math.cos(rng.next() * 6));
+    const sin = Float32Array.from({ length: positions * (hd / 2) }, () => Math.sin(rng.next() * 6));
+    const want = x.slice();
+    ref.rope(want, n, heads, hd, start, cos, sin, layout);
+    const buf = k.upload(x);
+    k.pass().rope(buf, n, heads, hd, start, k.upload(cos), k.upload(sin), layout).submit();
+    assertClose(await k.readFloats(buf, x.length), want, 1e-6, 1, `rope layout ${layout}`);
+  }
+  const n = 5000;
+  const g = randn(rng, n, 4);
+  const u = randn(rng, n);
+  const silu = g.slice();
+  ref.siluMul(silu, u, n);
+  const sum = g.slice();
+  ref.add(sum, u, n);
+  const biased = g.slice();
+  ref.addBias(biased, u.subarray(0, 40), n / 40, 40);
+  const [gb, ub, sb, bb] = [k.upload(g), k.upload(u), k.upload(g), k.upload(g)];
+  k.pass().siluMul(gb, ub, n).add(sb, ub, n).addBias(bb, k.upload(u.subarray(0, 40)), n / 40, 40).submit();
+  assertClose(await k.readFloats(gb, n), silu, 1e-6, Float32Array.from(silu, (v) => Math.abs(v) + 1e-3), 'siluMul');
+  assert.deepEqual(await k.readFloats(sb, n), sum, 'add is exact');
+  assert.deepEqual(await k.readFloats(bb, n), biased, 'addBias is exact');
+  for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+    const table = dense(dtype, 37, 11, rng);
+    const tokens = Int32Array.of(36, 0, 5, 5, 17);
+    const want = new Float32Array(tokens.length * 11);
+    ref.embed(want, table, tokens, tokens.length);
+    const out = k.empty(want.byteLength);
+    k.pass().embed(out, k.uploadWeight(table), k.upload(Uint32Array.from(tokens)), tokens.length).submit();
+    assert.deepEqual(await k.readFloats(out, want.length), want, `embed ${dtype} is exact`);
+  }
+});
+
+test('webgpu: attention over F32/F16 rows and INT8/INT4 planes, GQA and windows matches the reference', { skip }, async () => {
+  const k = kernels();
+  let cases = 0;
+  for (const c of attentionCases(true)) {
+    const v = c.view;
+    if (v.kind === 'sparse') continue; // the sparse drafts' selections are a CPU-only view for now
+    cases++;
+    const kv = k.uploadKv(v.fp, v.fpStart, v.kvDim, v.kind === 'hier' ? v.planes : null, v.kind === 'hier' ? v.bits : 0);
+    const want = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
+    ref.attention(want, c.q, c.nq, c.startPos, v, c.shape, new Float32Array(c.total));
+    const out = k.empty(want.byteLength);
+    k.pass().attention(out, k.upload(c.q), c.nq, c.startPos, kv, c.shape).submit();
+    // The same dequantized keys and values in F32; only the softmax's merging and the order of
+    // sums differ from the reference's single pass.
+    assertClose(await k.readFloats(out, want.length), want, 2e-5, 1, c.label);
+  }
+  assert.ok(cases >= 15, `${cases} attention cases ran`);
+});
+
+test('webgpu: one pass runs dependent kernels in order (norm, matmul, residual add)', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(23);
+  const [n, dim, rows] = [3, 40, 40];
+  const x = randn(rng, n * dim);
+  const w = randn(rng, dim);
+  const m: DenseTensor = { dtype: 'f16', shape: [rows, dim], data: Uint16Array.from(randn(rng, rows * dim), f32ToF16) };
+  const normed = new Float32Array(n * dim);
+  ref.rmsnorm(normed, x, w, n, dim, 1e-5);
+  const want = new Float32Array(n * rows);
+  ref.matmul(want, normed, m, n);
+  ref.add(want, x, n * dim);
+  const xb = k.upload(x);
+  const hb = k.upload(x);
+  const out = k.empty(want.byteLength);
+  k.pass().rmsnorm(hb, k.upload(w), n, dim, 1e-5).matmul(out, hb, k.uploadWeight(m), n).add(out, xb, n * dim).submit();
+  assertClose(await k.readFloats(out, want.length), want, 1e-5, 1, 'norm -> matmul -> add');
+});
