@@ -120,6 +120,9 @@ test('generate --spec/--gamma/--kv: QuantSpec is the default; --json adds stats 
   assert.equal(qs.kv_bytes.total, qs.kv_bytes.buffer + qs.kv_bytes.upper + qs.kv_bytes.lower + qs.kv_bytes.meta);
   assert.ok(qs.draft_bytes > 0);
   assert.equal(plain.stats, null);
+  assert.equal(plain.draft_bytes, 0, '--spec none builds no draft');
+  const unmapped = run(['--spec', 'none', '--kv', 'int8', '--no-mmap']);
+  assert.deepEqual(unmapped.generated_ids, plain.generated_ids, '--no-mmap reads the same weights');
   const fp = run(['--spec', 'none', '--kv', 'fp']);
   assert.equal(fp.kv_bytes.upper, 0);
 });
