@@ -5,6 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { ShapeMismatchError } from '../../src/core/errors.js';
 import { f32ToF16 } from '../../src/core/half.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import type { DenseTensor } from '../../src/core/tensor.js';
@@ -159,4 +160,10 @@ test('webgpu: one pass runs dependent kernels in order (norm, matmul, residual a
   const out = k.empty(want.byteLength);
   k.pass().rmsnorm(hb, k.upload(w), n, dim, 1e-5).matmul(out, hb, k.uploadWeight(m), n).add(out, xb, n * dim).submit();
   assertClose(await k.readFloats(out, want.length), want, 1e-5, 1, 'norm -> matmul -> add');
+});
+
+test('webgpu: a tensor larger than one binding of the adapter is refused by name', { skip }, () => {
+  const small = new GpuKernels({ ...ctx!, limits: { maxStorageBufferBindingSize: 64 } as GPUSupportedLimits });
+  assert.throws(() => small.upload(new Float32Array(17)), (e: unknown) => e instanceof ShapeMismatchError && /68-byte tensor is larger than one binding of this adapter \(64 bytes\)/.test((e as Error).message));
+  assert.ok(small.upload(new Float32Array(16)), 'a tensor that fits uploads');
 });

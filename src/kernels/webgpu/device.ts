@@ -6,7 +6,11 @@ import { BackendUnavailableError } from '../../core/errors.js';
 
 /** What the kernels need beyond core WebGPU's defaults. */
 export const REQUIRED_LIMITS = {
-  /** One storage binding holds a whole weight matrix or a layer's cache plane (llama-3.2-1b's embedding is 525 MB in F16). */
+  /**
+   * A binding holds a whole matrix or a layer's cache (kernels.ts refuses a larger one by name):
+   * WebGPU's default, which lavapipe also reports; llama-3.2-1b's 525 MB F16 embedding would need
+   * an adapter with more, or splitting by rows, which the kernels do not do yet.
+   */
   maxStorageBufferBindingSize: 128 * 1024 * 1024,
   maxComputeWorkgroupStorageSize: 16 * 1024,
   maxComputeInvocationsPerWorkgroup: 64,

@@ -107,6 +107,12 @@ export class GpuKernels {
 
   /** A storage buffer holding `data` (padded with zeros to 4 bytes). */
   upload(data: ArrayBufferView): GPUBuffer {
+    const limit = this.ctx.limits.maxStorageBufferBindingSize;
+    if (data.byteLength > limit) {
+      throw new ShapeMismatchError(
+        `WebGPU: a ${data.byteLength}-byte tensor is larger than one binding of this adapter (${limit} bytes); the kernels do not split tensors yet.`,
+      );
+    }
     const buf = this.device.createBuffer({
       size: Math.max(16, Math.ceil(data.byteLength / 4) * 4),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
