@@ -229,10 +229,10 @@ function parseHeader(readAt: ReadAt, size: number, file: string): GgufFile {
 
 const f16 = f16Lookup();
 
-/** Read one tensor: dense as stored, Q4_0/Q4_1 as 4-bit blocks, other quantized types as F32. */
 /**
- * One tensor, as stored or converted to a format the engine reads. `file` (the open GGUF) gives
- * F32/F16/BF16 tensors as views of its mapping; without it the tensor is read from g.path.
+ * Read one tensor: dense as stored, Q4_0/Q4_1 as 4-bit blocks, other quantized types as F32.
+ * `file` (the open GGUF) gives F32/F16/BF16 tensors as views of its mapping; without it the
+ * tensor is read from g.path.
  */
 export function readGgufTensor(g: GgufFile, name: string, file?: ModelFile): WeightTensor {
   const t = g.tensors.get(name);

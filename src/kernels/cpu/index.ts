@@ -41,8 +41,8 @@ interface NativeAddon {
   writeKv(fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, row: number, k: Float32Array, v: Float32Array, nTokens: number, kvDim: number): void;
   readSum(data: Float32Array): number;
   peakFlops(kind: number, iterations: number): number;
-  mapFile(fd: number, bytes: number): ArrayBuffer | null;
-  allocLarge(bytes: number): ArrayBuffer | null;
+  mapFile?(fd: number, bytes: number): ArrayBuffer | null;
+  allocLarge?(bytes: number): ArrayBuffer | null;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, nRows: number, dim: number, eps: number): void;
   rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, startPos: number, cos: Float32Array, sin: Float32Array, layout: number): void;
   embed(out: Float32Array, table: Float32Array | Uint16Array, dtype: number, vocabSize: number, dim: number, tokens: Int32Array, nTokens: number): void;
@@ -139,7 +139,7 @@ export function mapFile(fd: number, bytes: number): ArrayBuffer | null {
   } catch {
     return null;
   }
-  return addon.mapFile(fd, bytes);
+  return addon.mapFile?.(fd, bytes) ?? null; // absent from an addon built before it
 }
 
 function loadAddon(opts: CpuBackendOptions): NativeAddon {
@@ -186,7 +186,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
       const nb = Math.ceil(cols / 32);
       // codes [rows, nb, 16] then scales and mins [rows, nb] in one buffer (huge pages where it can)
       const nCodes = rows * nb * 16;
-      const buf = native.allocLarge(nCodes + 4 * rows * nb) ?? new ArrayBuffer(nCodes + 4 * rows * nb);
+      const buf = native.allocLarge?.(nCodes + 4 * rows * nb) ?? new ArrayBuffer(nCodes + 4 * rows * nb);
       const codes = new Uint8Array(buf, 0, nCodes);
       const scales = new Uint16Array(buf, nCodes, rows * nb);
       const mins = new Uint16Array(buf, nCodes + 2 * rows * nb, rows * nb);
