@@ -137,7 +137,7 @@ export class GpuKernels {
 
   /** The first `floats` floats of `buf`, after everything submitted so far. */
   async readFloats(buf: GPUBuffer, floats: number): Promise<Float32Array> {
-    const staging = this.device.createBuffer({ size: Math.ceil((floats * 4) / 4) * 4 || 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({ size: Math.max(4, floats * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(buf, 0, staging, 0, floats * 4);
     this.device.queue.submit([enc.finish()]);

@@ -321,7 +321,7 @@ void avx2_silu_mul(float *gate, const float *up, int i0, int i1) {
 void avx2_row_to_f32(float *dst, const uint16_t *src, int n, int dtype) {
   int j = 0;
   if (dtype == 1)
-    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + j))));
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, load8_f16(src + j));
   else
     for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, load8_bf16(src + j));
   row_to_f32_scalar(dst + j, src + j, n - j, dtype);
