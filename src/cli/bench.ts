@@ -10,7 +10,7 @@ import { modelPathOf, parse, str } from './args.js';
 
 export const BENCH_USAGE = `usage: quantspec bench [--model PATH | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--runs ${DEFAULT_BENCH_RUNS}]
                        [--modes ${BENCH_MODES.map((m) => m.name).join(',')}]
-                       [--text FILE] [--backend cpu|reference] [--json FILE] [--plot FILE.svg]
+                       [--text FILE] [--backend cpu|reference|webgpu] [--json FILE] [--plot FILE.svg]
 
 For each context length (a prompt of that many tokens from --text, by default the held-out
 ../shared/corpus/eval-northanger.txt) and decoding mode: prefill tokens/s, then decode tokens/s as

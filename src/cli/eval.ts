@@ -35,7 +35,7 @@ export async function runEval(argv: string[]): Promise<number> {
   const kv = (str(flags, 'kv') ?? 'fp') as KvMode;
   model.plan({ spec: 'none', kv }); // validate --kv before the long run
   const t0 = performance.now();
-  const result = perplexity(model, text, window, (w) => {
+  const result = await perplexity(model, text, window, (w) => {
     if (!flags['json']) process.stdout.write(`window ${w.window}: ${w.nPredicted} tokens, ppl ${w.perplexity.toFixed(4)}\n`);
   }, kv);
   const seconds = (performance.now() - t0) / 1000;

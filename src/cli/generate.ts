@@ -37,7 +37,8 @@ Streams a completion to stdout. Without --model, the embedded pdlm-5.8m model is
                         bf16, as PyTorch and llama.cpp), or f32 for the exact path everywhere
   --no-mmap             read the weights into memory instead of mapping the file (for a file that
                         may change while the model runs)
-  --backend NAME        reference (scalar TypeScript) | auto
+  --backend NAME        auto (native CPU kernels, else reference) | cpu | reference (scalar
+                        TypeScript) | webgpu (whole passes on a GPU: Dawn in Node, navigator.gpu in a browser)
 
 Decoding (QuantSpec is the default):
   --spec MODE           auto (QuantSpec, adaptive γ, plain decoding where it would not pay) | none |
@@ -177,7 +178,7 @@ export function statsText(model: Model, r: GenerationResult): string {
   const lt = model.loadTimings;
   const lines = [
     `load ${model.loadMs.toFixed(0)} ms: read ${lt.readMs.toFixed(0)} ms, draft ${lt.draftMs.toFixed(0)} ms, repack ${lt.repackMs.toFixed(0)} ms`,
-    `decoding: spec ${r.decoding.spec}, kv ${r.decoding.kv}, gamma ${r.decoding.gamma}`,
+    `backend ${model.backendName}; decoding: spec ${r.decoding.spec}, kv ${r.decoding.kv}, gamma ${r.decoding.gamma}`,
     `prompt ${t.promptTokens} tokens (${t.cachedTokens} reused) in ${t.prefillMs.toFixed(1)} ms: ${t.prefillTokensPerS.toFixed(1)} tok/s`,
     `generated ${t.generatedTokens} tokens, decode ${t.decodeTokensPerS.toFixed(1)} tok/s`,
   ];
@@ -220,6 +221,7 @@ export function resultJson(model: Model, r: GenerationResult): Record<string, un
       decode_ms: round(t.decodeMs),
       decode_tokens_per_s: round(t.decodeTokensPerS),
     },
+    backend: model.backendName,
     decoding: r.decoding,
     stats: r.stats && {
       rounds: r.stats.rounds,

@@ -17,7 +17,7 @@ interface Pending {
   readonly parts: SessionParts;
   readonly state: DecodeState;
   readonly maxNew: number;
-  resolve(r: StepResult): void;
+  resolve(r: StepResult | PromiseLike<StepResult>): void;
   reject(e: unknown): void;
 }
 

@@ -19,9 +19,9 @@ export type LogitsRowCallback = (position: number, row: Float32Array) => void;
  * prompt (BF16 weights may take BF16 activations, LoadOptions.prefillActivations); the default
  * 'exact' runs them as decode steps do.
  */
-export function scoreSequence(
+export async function scoreSequence(
   model: Model, ids: readonly number[], onRow: LogitsRowCallback, chunk = 64, kv: KvMode = 'fp', passes: ScoringPasses = 'exact',
-): void {
+): Promise<void> {
   const rt = model.runtime;
   const { vocabSize } = rt.config;
   if (ids.length > model.contextLength) {
@@ -32,13 +32,19 @@ export function scoreSequence(
     );
   }
   const plan = model.plan({ spec: 'none', kv });
-  const cache = createCache(plan, rt.config, rt.backend, Math.max(ids.length, 2), chunk);
+  const cache = createCache(plan, rt.config, model.kvStorage, Math.max(ids.length, 2), chunk);
   const scratch = createScratch(rt.config, chunk, chunk, ids.length);
   for (let pos = 0; pos < ids.length; ) {
     cache.flush();
     const n = Math.min(chunk, ids.length - pos, cache.room);
-    forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch, passes === 'prompt' ? PROMPT_PASS : undefined);
-    const logits = computeLogits(rt, model.target, scratch, 0, n);
+    let logits: Float32Array;
+    if (rt.device) {
+      // A device runs prompt and decode passes alike (it has no BF16-activation path).
+      logits = (await rt.device.run(model.target, cache, targetViewOf(kv), ids, pos, n, true))!;
+    } else {
+      forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch, passes === 'prompt' ? PROMPT_PASS : undefined);
+      logits = computeLogits(rt, model.target, scratch, 0, n);
+    }
     for (let r = 0; r < n; r++) onRow(pos + r, logits.subarray(r * vocabSize, (r + 1) * vocabSize));
     pos += n;
   }
@@ -73,9 +79,9 @@ export function negLogLikelihood(row: Float32Array, target: number): number {
  * window - 1 text tokens (when the tokenizer has a BOS), scored from position 0, so every text
  * token is predicted exactly once and BOS never is.
  */
-export function perplexity(
+export async function perplexity(
   model: Model, text: string, window: number, onWindow?: (w: WindowScore) => void, kv: KvMode = 'fp', passes: ScoringPasses = 'exact',
-): PerplexityResult {
+): Promise<PerplexityResult> {
   if (!Number.isInteger(window) || window < 2) throw new InvalidArgumentError(`window must be an integer >= 2, got ${window}.`, 'window');
   const bos = model.tokenizer.bosId;
   const ids = model.tokenizer.encode(text, { addSpecial: false });
@@ -88,7 +94,7 @@ export function perplexity(
     const seq = bos !== null ? [bos, ...body] : body;
     if (seq.length < 2) break;
     let nll = 0;
-    scoreSequence(model, seq, (pos, row) => {
+    await scoreSequence(model, seq, (pos, row) => {
       if (pos + 1 < seq.length) nll += negLogLikelihood(row, seq[pos + 1]!);
     }, 64, kv, passes);
     const n = seq.length - 1;

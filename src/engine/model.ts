@@ -7,8 +7,14 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, TokenizerError } from '../core/errors.js';
 import { selectBackend, type BackendName } from '../kernels/select.js';
 import type { Backend } from '../kernels/backend.js';
+import { openGpu } from '../kernels/webgpu/device.js';
+import { GpuKernels } from '../kernels/webgpu/kernels.js';
+import { GpuKvStorage } from '../kernels/webgpu/storage.js';
+import type { KvStorage } from '../kv/layout.js';
 import type { ModelConfig } from '../model/config.js';
-import { createRuntime, type ModelRuntime, type PrefillActivations } from '../model/forward.js';
+import { createRuntime, type DeviceForward, type ModelRuntime, type PrefillActivations } from '../model/forward.js';
+import { GpuForward } from '../model/gpu-forward.js';
+import type { RopeTables } from '../model/rope.js';
 import { loadWeights, openModel, type ModelFormat, type ResolvedModel } from '../model/load.js';
 import { buildRopeTables } from '../model/rope.js';
 import { mapMatrices, weightSetBytes, type WeightSet } from '../model/weights.js';
@@ -97,13 +103,15 @@ export class Model {
   readonly prefillChunk: number;
   /** Config, backend and RoPE tables shared by every forward pass of this model. */
   readonly runtime: ModelRuntime;
+  /** Where sessions' KV caches keep their data: the backend's arrays, or GPU buffers with --backend webgpu. */
+  readonly kvStorage: KvStorage;
   private readonly defaults: DecodingOptions;
   private readonly sessions = new Map<string, Session>();
 
   constructor(init: {
     resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; draft: WeightSet | null;
     draftOptions: DraftOptions | null; draftBytes: number; loadMs: number; loadTimings: LoadTimings; contextLength: number; prefillChunk: number;
-    prefillActivations: PrefillActivations; defaults: DecodingOptions;
+    prefillActivations: PrefillActivations; defaults: DecodingOptions; rope: RopeTables; device: DeviceForward | null; kvStorage: KvStorage;
   }) {
     this.config = init.resolved.config;
     this.format = init.resolved.format;
@@ -119,7 +127,13 @@ export class Model {
     this.contextLength = init.contextLength;
     this.prefillChunk = init.prefillChunk;
     this.defaults = init.defaults;
-    this.runtime = createRuntime(this.config, this.backend, buildRopeTables(this.config, this.contextLength), init.prefillActivations);
+    this.runtime = createRuntime(this.config, this.backend, init.rope, init.prefillActivations, init.device);
+    this.kvStorage = init.kvStorage;
+  }
+
+  /** What runs the forward passes: the CPU backend's name, or the device's ('webgpu: <adapter>'). */
+  get backendName(): string {
+    return this.runtime.device?.name ?? this.backend.name;
   }
 
   /** Bytes of the target weights as held in memory. */
@@ -141,6 +155,9 @@ export class Model {
 
   /** A batcher for up to `maxSequences` sessions of this model that decode at the same time. */
   createBatcher(maxSequences: number): StepBatcher {
+    if (this.runtime.device) {
+      throw new InvalidArgumentError('continuous batching runs on the CPU backends; with the WebGPU backend each session steps alone (its passes queue in order).', 'batcher');
+    }
     return new StepBatcher(this.runtime, this.target, maxSequences, this.contextLength);
   }
 
@@ -150,7 +167,7 @@ export class Model {
       throw new InvalidArgumentError(`a session's contextLength must be an integer in [2, ${this.contextLength}], got ${context}.`, 'contextLength');
     }
     const plan = this.plan(options);
-    const cache = createCache(plan, this.config, this.backend, context, this.prefillChunk);
+    const cache = createCache(plan, this.config, this.kvStorage, context, this.prefillChunk);
     return new Session({
       batcher: options.batcher,
       rt: this.runtime,
@@ -249,7 +266,17 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   if (config.slidingWindow !== null && contextLength > config.slidingWindow) {
     options.onWarning?.(`this model uses sliding-window attention of ${config.slidingWindow}; positions beyond it are masked.`);
   }
-  const backend = selectBackend(options.backend, options.onWarning);
+  // With WebGPU the CPU backend only prepares the weights (the draft's quantizer): no warning when
+  // it falls back to the reference kernels, which then never run a forward pass.
+  const gpu = options.backend === 'webgpu';
+  const backend = selectBackend(gpu ? 'auto' : options.backend, gpu ? undefined : options.onWarning);
+  let kernels: GpuKernels | null = null;
+  try {
+    if (gpu) kernels = new GpuKernels(await openGpu());
+  } catch (e) {
+    resolved.source.close();
+    throw e;
+  }
   // One progress bar over the three phases: the bytes read, then the bytes of the matrices the
   // draft quantizes and the backend repacks (each counted as it is done).
   const progress = options.onLoadProgress;
@@ -275,6 +302,14 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   const target = mapMatrices(dense, counted(prepare));
   const tEnd = performance.now();
   if (progress && readTotal > 0) progress(phases * readTotal, phases * readTotal);
+  const rope = buildRopeTables(config, contextLength);
+  let device: GpuForward | null = null;
+  if (kernels) {
+    const rt = createRuntime(config, backend, rope);
+    device = new GpuForward(kernels, config, rope, rt.attn, rt.ropeLayout, prefillChunk);
+    device.upload(target);
+    if (draft) device.upload(draft.weights);
+  }
   const defaults: DecodingOptions = {
     spec: options.spec, gamma: options.gamma, kv: options.kv, keyGroupSize: options.keyGroupSize, valueGroupSize: options.valueGroupSize,
   };
@@ -282,5 +317,6 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
     resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,
     loadMs: performance.now() - t0, loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack }, contextLength, prefillChunk,
     prefillActivations: options.prefillActivations ?? 'bf16', defaults: stripUndefined(defaults),
+    rope, device, kvStorage: kernels ? new GpuKvStorage(kernels) : backend,
   });
 }

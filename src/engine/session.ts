@@ -3,7 +3,7 @@
 
 import { CancelledError, ContextOverflowError, InvalidArgumentError, QuantspecError } from '../core/errors.js';
 import { clockSeed, Xoshiro128 } from '../core/rng.js';
-import { createScratch, forward, PROMPT_PASS, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
+import { createScratch, promptPass, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvBytes, KvCache, KvCheckpoint, KvViewKind } from '../kv/cache.js';
 import type { DecodingPlan } from '../speculative/modes.js';
@@ -307,7 +307,7 @@ export class Session {
       }
       // A step may append at most this many positions and emit this many tokens.
       const maxNew = Math.min(this.parts.contextLength - cache.length, budget - generated.length);
-      const step = this.parts.batcher ? await this.parts.batcher.step(this.parts, state, maxNew) : decoder.step(state, maxNew);
+      const step = this.parts.batcher ? await this.parts.batcher.step(this.parts, state, maxNew) : await decoder.step(state, maxNew);
       if (firstMs === 0) {
         firstMs = performance.now() - t0;
         firstCount = step.count;
@@ -406,8 +406,10 @@ export class Session {
       if (options.signal?.aborted) return true;
       cache.flush();
       const n = Math.min(prefillChunk, end - pos, cache.room);
-      forward(rt, target, cache, targetView, tokens, pos, n, this.scratch, PROMPT_PASS);
+      const pending = promptPass(rt, target, cache, targetView, tokens, pos, n, this.scratch);
       pos += n;
+      // A device pass is queued: wait for the last one only (and for errors it reports).
+      if (pending && pos >= end) await pending;
       options.onPrefillProgress?.(pos - from, total);
       if (pos < end) await yieldToEventLoop();
     }

@@ -41,7 +41,8 @@ async function main(): Promise<void> {
   }
   const sessions: Session[] = [];
   // Slots that decode at the same time share each step's forward pass (continuous batching).
-  const batcher = slots > 1 ? model.createBatcher(slots) : undefined;
+  // (A device backend queues the sessions' passes in order instead.)
+  const batcher = slots > 1 && !model.runtime.device ? model.createBatcher(slots) : undefined;
   for (let i = 0; i < slots; i++) sessions.push(model.createSession({ batcher }));
   const running = new Map<number, AbortController>();
   port.postMessage({
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     warnings,
     info: {
       path: model.path, format: model.format, config: model.config, contextLength: model.contextLength,
-      backend: model.backend.name, loadMs: model.loadMs, loadTimings: model.loadTimings, weightBytes: model.weightBytes, draftBytes: model.draftBytes,
+      backend: model.backendName, loadMs: model.loadMs, loadTimings: model.loadTimings, weightBytes: model.weightBytes, draftBytes: model.draftBytes,
       plan: model.plan({}), chatTemplate: model.tokenizer.chatTemplate !== null, toolSyntax: syntaxOrNull(model.tokenizer),
     },
   });

@@ -6,9 +6,10 @@ import type { Backend } from './backend.js';
 import { createCpuBackend } from './cpu/index.js';
 import { createReferenceBackend } from './reference/index.js';
 
-export type BackendName = 'auto' | 'cpu' | 'reference';
+/** `webgpu` runs whole forward passes on a GPU (opened by loadModel; see model/gpu-forward.ts). */
+export type BackendName = 'auto' | 'cpu' | 'reference' | 'webgpu';
 
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'cpu', 'reference'];
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'cpu', 'reference', 'webgpu'];
 
 export function selectBackend(name: BackendName = 'auto', onWarning?: (message: string) => void): Backend {
   switch (name) {
@@ -24,6 +25,8 @@ export function selectBackend(name: BackendName = 'auto', onWarning?: (message: 
         onWarning?.(`${e.message} Falling back to the TypeScript reference kernels (much slower).`);
         return createReferenceBackend();
       }
+    case 'webgpu':
+      throw new InvalidArgumentError('the WebGPU backend opens a device asynchronously: load the model with backend "webgpu" (loadModel).', 'backend');
     default:
       throw new InvalidArgumentError(`unknown backend "${name as string}"; choose one of ${BACKEND_NAMES.join(', ')}.`, 'backend');
   }

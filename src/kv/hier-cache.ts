@@ -15,7 +15,7 @@
 
 import { ContextOverflowError, InvalidArgumentError, KvCacheError } from '../core/errors.js';
 import { bind, type KvBytes, type KvCache, type KvCheckpoint, type KvView, type KvViewKind, type Writable } from './cache.js';
-import { quantBoundary, type FpRows, type HierLayer, type KvLayerView, type KvPlanes, type KvStorage } from './layout.js';
+import { quantBoundary, type FpRows, type HierLayer, type KvLayerView, type KvPlanes, type KvRowsCopy, type KvStorage } from './layout.js';
 
 export interface HierKvOptions {
   readonly nLayers: number;
@@ -79,8 +79,7 @@ export function hierLayout(nKvHeads: number, headDim: number, contextLength: num
 interface HierCheckpoint extends KvCheckpoint {
   readonly fpBase: number;
   readonly planesValid: number;
-  readonly keys: readonly FpRows['keys'][]; // per layer [length - fpBase, kvDim] (F16)
-  readonly values: readonly FpRows['values'][];
+  readonly rows: readonly KvRowsCopy[]; // per layer: buffer rows [0, length - fpBase)
 }
 
 export class HierKvCache implements KvCache {
@@ -255,20 +254,17 @@ export class HierKvCache implements KvCache {
     const base = quantBoundary(L, G);
     if (base > this.fpBase) {
       const drop = base - this.fpBase;
-      for (const fp of this.fp) {
-        fp.keys.copyWithin(0, drop * kvDim, (L - this.fpBase) * kvDim);
-        fp.values.copyWithin(0, drop * kvDim, (L - this.fpBase) * kvDim);
-      }
+      for (const fp of this.fp) this.opts.storage.shiftKv(fp, drop, L - base, kvDim);
       this.fpBase = base;
       this.setFpStart(base);
     }
   }
 
   checkpoint(): KvCheckpoint {
-    const rows = (this.len - this.fpBase) * this.kvDim;
+    const rows = this.len - this.fpBase;
     const cp: HierCheckpoint = {
       length: this.len, fpBase: this.fpBase, planesValid: this.planesValid,
-      keys: this.fp.map((fp) => fp.keys.slice(0, rows)), values: this.fp.map((fp) => fp.values.slice(0, rows)),
+      rows: this.fp.map((fp) => this.opts.storage.saveKv(fp, rows, this.kvDim)),
     };
     this.lowestPlanes = this.planesValid;
     return (this.lastCheckpoint = cp);
@@ -281,10 +277,7 @@ export class HierKvCache implements KvCache {
     if (this.lowestPlanes < cp.planesValid) {
       throw new KvCacheError(`quantized positions from ${this.lowestPlanes} were rewritten since the checkpoint at ${cp.length}; it cannot be restored.`);
     }
-    for (let l = 0; l < this.fp.length; l++) {
-      (this.fp[l]!.keys as Uint16Array).set(cp.keys[l]!);
-      (this.fp[l]!.values as Uint16Array).set(cp.values[l]!);
-    }
+    for (let l = 0; l < this.fp.length; l++) this.opts.storage.restoreKv(this.fp[l]!, cp.rows[l]!);
     this.len = cp.length;
     this.planesValid = cp.planesValid;
     this.fpBase = cp.fpBase;

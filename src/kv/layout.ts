@@ -101,4 +101,14 @@ export interface KvStorage {
   quantizeKv(planes: KvPlanes, fp: FpRows, srcRow: number, dstPos: number, nTokens: number): void;
   /** Bind one layer view, once, when the cache is made. */
   bindKv(view: KvLayerView): KvHandle;
+  /** Move rows [from, from + nRows) of fp to rows [0, nRows) (the ranges may overlap). */
+  shiftKv(fp: FpRows, from: number, nRows: number, kvDim: number): void;
+  /** A copy of fp's first nRows rows (a checkpoint's); restoreKv() writes it back. */
+  saveKv(fp: FpRows, nRows: number, kvDim: number): KvRowsCopy;
+  restoreKv(fp: FpRows, copy: KvRowsCopy): void;
+}
+
+/** Rows saved by KvStorage.saveKv, held where the storage keeps its rows (only it reads them). */
+export interface KvRowsCopy {
+  readonly rows: number;
 }

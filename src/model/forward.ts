@@ -19,6 +19,23 @@ export interface ModelRuntime {
   readonly ropeLayout: RopeLayout;
   /** Whether prompt passes may take the backend's BF16-activation matmul (Backend.matmulPrompt). */
   readonly promptBf16: boolean;
+  /**
+   * A device that runs whole forward passes itself (the WebGPU backend), or null: then every pass
+   * runs through `backend` on the CPU. Its results come back asynchronously (passLogits).
+   */
+  readonly device: DeviceForward | null;
+}
+
+/** Whole forward passes on a device that keeps weights, activations and the KV cache (model/gpu-forward.ts). */
+export interface DeviceForward {
+  /** What runs the passes, for reports ('webgpu: <adapter>'). */
+  readonly name: string;
+  /**
+   * forward() of tokens[first..first + n) at positions cache.length..; with `logits`, the logits
+   * of all n rows [n, vocabSize], else null. The work is queued before the promise is made, so
+   * passes of different sessions run in call order.
+   */
+  run(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, logits: boolean): Promise<Float32Array | null>;
 }
 
 /** Activation buffers, allocated once per session for the largest batch (llama2.c's RunState). */
@@ -46,8 +63,11 @@ export interface ForwardScratch {
 /** Activations of a prompt pass's matmuls with 16-bit float weights (LoadOptions.prefillActivations). */
 export type PrefillActivations = 'bf16' | 'f32';
 
-export function createRuntime(config: ModelConfig, backend: Backend, rope: RopeTables, prefillActivations: PrefillActivations = 'bf16'): ModelRuntime {
+export function createRuntime(
+  config: ModelConfig, backend: Backend, rope: RopeTables, prefillActivations: PrefillActivations = 'bf16', device: DeviceForward | null = null,
+): ModelRuntime {
   return {
+    device,
     config,
     backend,
     rope,
@@ -241,4 +261,25 @@ export function computeLogits(rt: ModelRuntime, w: WeightSet, s: ForwardScratch,
   rt.backend.rmsnorm(s.xb, s.xb, w.finalNorm, nRows, dim, normEps);
   rt.backend.matmul(s.logits, s.xb, w.lmHead, nRows);
   return s.logits;
+}
+
+/**
+ * A pass that returns the logits of all its n rows: forward() and computeLogits() on the CPU
+ * (returned as they are), or the device's pass (a promise). Callers await either.
+ */
+export function passLogits(
+  rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, s: ForwardScratch,
+): Float32Array | Promise<Float32Array> {
+  if (rt.device) return rt.device.run(w, cache, kind, tokens, first, n, true) as Promise<Float32Array>;
+  forward(rt, w, cache, kind, tokens, first, n, s);
+  return computeLogits(rt, w, s, 0, n);
+}
+
+/** A prompt pass (PROMPT_PASS) that keeps only the K/V: on the CPU it is done on return, on a device when the promise settles. */
+export function promptPass(
+  rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, s: ForwardScratch,
+): Promise<unknown> | null {
+  if (rt.device) return rt.device.run(w, cache, kind, tokens, first, n, false);
+  forward(rt, w, cache, kind, tokens, first, n, s, PROMPT_PASS);
+  return null;
 }

@@ -8,7 +8,7 @@
 // conditions and the budget. This module is the only one that knows which pass is the draft.
 
 import type { Rng } from '../core/rng.js';
-import { computeLogits, forward, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
+import { passLogits, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import type { ConstraintRun, ConstraintState } from '../sampling/constraint.js';
@@ -164,8 +164,12 @@ export class Decoder {
     this.draft?.prepare?.(state);
   }
 
-  /** Feed the last token and decode between 1 and maxNew tokens (appending as many positions at most). */
-  step(state: DecodeState, maxNew: number): StepResult {
+  /**
+   * Feed the last token and decode between 1 and maxNew tokens (appending as many positions at
+   * most). Asynchronous because a device backend's logits come back asynchronously; on the CPU
+   * every pass is done before the first await.
+   */
+  async step(state: DecodeState, maxNew: number): Promise<StepResult> {
     if (!this.draft) return this.plainStep(state);
     // With a fixed seed, sampled output must not depend on timings: keep γ at its initial value.
     const wanted = this.fixedGamma ?? (state.reproducible && !state.sampler.greedy ? this.controller.initialGamma : this.controller.choose());
@@ -173,7 +177,7 @@ export class Decoder {
     const gamma = Math.min(wanted, maxNew - 1, this.controller.maxGamma);
     if (gamma <= 0) {
       const t0 = this.clock();
-      const r = this.plainStep(state);
+      const r = await this.plainStep(state);
       this.controller.observeVerify(1, this.clock() - t0);
       this.stats!.plainSteps++;
       this.stats!.gamma = 0;
@@ -194,10 +198,9 @@ export class Decoder {
     return this.pick(state, logits);
   }
 
-  private plainStep(state: DecodeState): StepResult {
+  private async plainStep(state: DecodeState): Promise<StepResult> {
     const { rt, target, cache, targetView, scratch, tokens } = state;
-    forward(rt, target, cache, targetView, tokens, tokens.length - 1, 1, scratch);
-    return this.pick(state, computeLogits(rt, target, scratch, 0, 1));
+    return this.pick(state, await passLogits(rt, target, cache, targetView, tokens, tokens.length - 1, 1, scratch));
   }
 
   /** The target's token from the logits after the last committed token. */
@@ -211,7 +214,7 @@ export class Decoder {
     return r;
   }
 
-  private round(state: DecodeState, draft: DraftModel, gamma: number): StepResult {
+  private async round(state: DecodeState, draft: DraftModel, gamma: number): Promise<StepResult> {
     const { rt, target, cache, targetView, scratch, tokens, sampler, rng } = state;
     const V = rt.config.vocabSize;
     const pos = cache.length; // tokens[pos] is `last`, not yet in the cache
@@ -221,8 +224,7 @@ export class Decoder {
     const grammar: ConstraintState[] | null = constraint ? [constraint.state] : null;
     const t0 = this.clock();
     for (let i = 0; i < gamma; i++) {
-      forward(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1, scratch);
-      const logits = computeLogits(rt, draft.weights, scratch, 0, 1);
+      const logits = await passLogits(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1, scratch);
       sampler.applyPenalties(logits, tokens, base + i);
       if (constraint) constraint.constraint.apply(logits, 0, grammar![i]!);
       let d: number;
@@ -239,8 +241,7 @@ export class Decoder {
     }
     const t1 = this.clock();
     cache.truncate(pos); // the verify pass overwrites the draft's K/V rows
-    forward(rt, target, cache, targetView, tokens, base - 1, gamma + 1, scratch);
-    const logits = computeLogits(rt, target, scratch, 0, gamma + 1);
+    const logits = await passLogits(rt, target, cache, targetView, tokens, base - 1, gamma + 1, scratch);
     for (let i = 0; i <= gamma; i++) {
       const row = logits.subarray(i * V, (i + 1) * V);
       sampler.applyPenalties(row, tokens, base + i);

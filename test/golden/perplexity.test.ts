@@ -18,7 +18,7 @@ for (const name of ['pdlm-5.8m', 'pdlm-5.8m-bf16']) {
   test(`${name}: perplexity on every reference window within 1e-5`, { skip }, async () => {
     const ref = readJson(path.join(dir.path, 'reference.json')).perplexity;
     const model = await loadModel(dir.path, { contextLength: 1024 });
-    const result = perplexity(model, fs.readFileSync(corpus.path, 'utf8'), 1024);
+    const result = await perplexity(model, fs.readFileSync(corpus.path, 'utf8'), 1024);
     assert.equal(result.tokens, ref.n_predicted);
     assert.equal(result.windows.length, ref.windows.length);
     for (const [i, w] of result.windows.entries()) {
@@ -42,8 +42,8 @@ for (const name of ['pdlm-5.8m', 'pdlm-5.8m-bf16']) {
     const ref = readJson(path.join(dir.path, 'reference.json')).perplexity;
     const model = await loadModel(dir.path, { contextLength: 1024 });
     const text = fs.readFileSync(corpus.path, 'utf8');
-    const f16 = perplexity(model, text, 1024, undefined, 'f16');
-    const f32 = perplexity(model, text, 1024, undefined, 'fp');
+    const f16 = await perplexity(model, text, 1024, undefined, 'f16');
+    const f32 = await perplexity(model, text, 1024, undefined, 'fp');
     let differs = false;
     for (const [i, w] of f16.windows.entries()) {
       const rel = Math.abs(w.perplexity - ref.windows[i].ppl) / ref.windows[i].ppl;

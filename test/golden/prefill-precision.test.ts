@@ -35,8 +35,8 @@ function hasPromptPath(m: Model): boolean {
 async function checkPerplexity(modelPath: string): Promise<void> {
   const model = await loadModel(modelPath, { contextLength: 1024, draft: false });
   const text = fs.readFileSync(corpus.path, 'utf8');
-  const exact = perplexity(model, text, 1024, undefined, 'fp', 'exact');
-  const prompt = perplexity(model, text, 1024, undefined, 'fp', 'prompt');
+  const exact = await perplexity(model, text, 1024, undefined, 'fp', 'exact');
+  const prompt = await perplexity(model, text, 1024, undefined, 'fp', 'prompt');
   const rel = Math.abs(prompt.perplexity / exact.perplexity - 1);
   assert.ok(rel < 1e-3, `perplexity ${prompt.perplexity} with BF16 activations vs ${exact.perplexity} exact (relative ${rel.toExponential(2)})`);
   if (hasPromptPath(model)) assert.notEqual(prompt.perplexity, exact.perplexity, 'the prompt passes gave exactly the exact perplexity');

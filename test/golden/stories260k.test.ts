@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel } from '../../src/engine/model.js';
 import { sharedPath } from '../helpers/shared.js';
+import { STORIES260K_GOLDEN } from '../helpers/reference.js';
 
 const dir = sharedPath('models/stories260K');
-const GOLDEN =
-  'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily';
+const GOLDEN = STORIES260K_GOLDEN;
 
 test('stories260K: files are the pinned ones', { skip: dir.skip }, () => {
   const sha = (f: string) => createHash('sha256').update(fs.readFileSync(path.join(dir.path, f))).digest('hex');

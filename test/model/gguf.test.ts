@@ -19,9 +19,9 @@ import { tmpDir } from '../helpers/hfdir.js';
 import { maxAbsDiff } from '../helpers/tiny.js';
 import { ENCODERS } from '../helpers/ggml-blocks.js';
 
-function lastLogits(m: Model, ids: number[]): Float32Array {
+async function lastLogits(m: Model, ids: number[]): Promise<Float32Array> {
   let out = new Float32Array(0);
-  scoreSequence(m, ids, (pos, row) => {
+  await scoreSequence(m, ids, (pos, row) => {
     if (pos === ids.length - 1) out = row.slice();
   });
   return out;
@@ -50,7 +50,7 @@ for (const name of HF_REFERENCE_MODELS) {
       assert.deepEqual(g.tokenizer.encode(text), hf.tokenizer.encode(text), 'tokenizer from GGUF metadata');
       assert.equal(g.tokenizer.decode(g.tokenizer.encode(text)), text);
       for (const ids of prompts.slice(0, 2)) {
-        const d = maxAbsDiff(lastLogits(g, ids), lastLogits(hf, ids));
+        const d = maxAbsDiff(await lastLogits(g, ids), await lastLogits(hf, ids));
         // F32: the same numbers up to rounding; F16: weights rounded to 11 bits.
         assert.ok(d < (dtype === 'f32' ? 1e-3 : 0.25), `${dtype}: max |logit diff| ${d}`);
         if (dtype === 'f32') assert.deepEqual(await greedy(g, ids, 12), await greedy(hf, ids, 12));
@@ -94,7 +94,7 @@ test('hand-built Q8_0, Q4_0, Q4_1, Q4_K and Q6_K tensors decode to their values 
     // Reference kernels (exact float arithmetic): the quantized file runs as its dequantized twin.
     const a = await loadModel(quantized, { contextLength: 256, draft: false, backend: 'reference' });
     const b = await loadModel(dequantized, { contextLength: 256, draft: false, backend: 'reference' });
-    assert.ok(maxAbsDiff(lastLogits(a, ids), lastLogits(b, ids)) < 1e-3, kind);
+    assert.ok(maxAbsDiff(await lastLogits(a, ids), await lastLogits(b, ids)) < 1e-3, kind);
     assert.deepEqual(await greedy(a, ids, 8), await greedy(b, ids, 8));
   }
 });
@@ -218,8 +218,8 @@ test('convert --dtype q4_0: each value within half a quantization step of the so
   // The file runs: the same tokenizer, and logits within 4-bit noise of the source model.
   const q = await loadModel(file, { contextLength: 256, draft: false });
   const ids = [0, 17, 943, 2048, 5, 300, 301, 302];
-  const a = lastLogits(q, ids);
-  const b = lastLogits(hf, ids);
+  const a = await lastLogits(q, ids);
+  const b = await lastLogits(hf, ids);
   let num = 0, den = 0;
   for (let i = 0; i < a.length; i++) {
     num += (a[i]! - b[i]!) ** 2;

@@ -17,6 +17,8 @@ import { createReferenceBackend } from '../../src/kernels/reference/index.js';
 import { quantizeQ4, repackQ4Blocks32 } from '../../src/quant/weights.js';
 import { inCi } from '../helpers/ci.js';
 import { assertClose, attentionCases, dense, randn } from '../helpers/parity.js';
+import { makePlanes } from '../helpers/planes.js';
+import type { FpRows } from '../../src/kv/layout.js';
 
 const ref = createReferenceBackend();
 
@@ -166,4 +168,76 @@ test('webgpu: a tensor larger than one binding of the adapter is refused by name
   const small = new GpuKernels({ ...ctx!, limits: { maxStorageBufferBindingSize: 64 } as GPUSupportedLimits });
   assert.throws(() => small.upload(new Float32Array(17)), (e: unknown) => e instanceof ShapeMismatchError && /68-byte tensor is larger than one binding of this adapter \(64 bytes\)/.test((e as Error).message));
   assert.ok(small.upload(new Float32Array(16)), 'a tensor that fits uploads');
+});
+
+/** The bytes of a GPU buffer (readFloats' words, reinterpreted). */
+async function readBytes(k: GpuKernels, buf: GPUBuffer, bytes: number): Promise<Uint8Array> {
+  const f = await k.readFloats(buf, Math.ceil(bytes / 4));
+  return new Uint8Array(f.buffer, 0, bytes);
+}
+
+test('webgpu: K/V rows written as F32 and F16 equal the reference writeKv', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(5);
+  for (const dtype of ['f32', 'f16'] as const) {
+    const kvDim = 24;
+    const rows = 9;
+    const n = 3;
+    const at = 4;
+    const kf = randn(rng, n * kvDim, 3);
+    const vf = randn(rng, n * kvDim, 3);
+    kf[0] = 1e-7; // an F16 subnormal
+    kf[1] = 70000; // beyond F16: infinity
+    kf[2] = 1 + 2 ** -11; // a tie, rounded to even
+    const fp: FpRows = dtype === 'f32'
+      ? { dtype, keys: new Float32Array(rows * kvDim), values: new Float32Array(rows * kvDim) }
+      : { dtype, keys: new Uint16Array(rows * kvDim), values: new Uint16Array(rows * kvDim) };
+    const layer = k.uploadKv(fp, 0, kvDim, null, 0);
+    ref.writeKv(fp, at, kf, vf, n, kvDim);
+    k.pass().kvWrite(layer, at, k.upload(kf), k.upload(vf), n).submit();
+    const bytes = fp.keys.byteLength;
+    assert.deepEqual(await readBytes(k, layer.keys, bytes), new Uint8Array(fp.keys.buffer), `${dtype} keys`);
+    assert.deepEqual(await readBytes(k, layer.values, bytes), new Uint8Array(fp.values.buffer), `${dtype} values`);
+  }
+});
+
+test('webgpu: the hierarchical quantizer writes the reference quantizer\'s planes and metadata', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(9);
+  // [kvDim, G, Gv, plane positions, rows, srcRow, dstPos, n, dtype]: odd group counts, a quantization
+  // into the middle of the planes (neighbouring words keep their bits), F32 and F16 rows.
+  const cases: [number, number, number, number, number, number, number, number, 'f32' | 'f16'][] = [
+    [16, 4, 8, 12, 10, 1, 4, 8, 'f16'],
+    [6, 3, 2, 9, 9, 0, 0, 9, 'f32'],
+    [64, 32, 32, 96, 40, 5, 32, 32, 'f16'],
+    [10, 5, 10, 15, 12, 2, 10, 5, 'f32'],
+  ];
+  for (const [kvDim, G, Gv, T, rows, srcRow, dstPos, n, dtype] of cases) {
+    const label = `kvDim ${kvDim}, G ${G}, Gv ${Gv}, ${dtype}, ${n} at ${dstPos}`;
+    const kf = randn(rng, rows * kvDim, 2);
+    const vf = randn(rng, rows * kvDim, 2);
+    for (let c = 0; c < kvDim; c++) kf[(srcRow + 1) * kvDim + c] = 0.25; // one row constant per value group
+    vf.fill(-1.5, srcRow * kvDim, srcRow * kvDim + Gv); // a constant value group: scale 0
+    const fp: FpRows = dtype === 'f32'
+      ? { dtype, keys: kf, values: vf }
+      : { dtype, keys: Uint16Array.from(kf, f32ToF16), values: Uint16Array.from(vf, f32ToF16) };
+    const planes = makePlanes(kvDim, T, G, Gv);
+    // Planes that already hold other positions: the quantizer must leave them as they were.
+    for (const a of [planes.kUpper, planes.kLower, planes.vUpper, planes.vLower]) for (let i = 0; i < a.length; i++) a[i] = (i * 37) & 255;
+    for (const a of [planes.kScale, planes.kMin, planes.vScale, planes.vMin]) for (let i = 0; i < a.length; i++) a[i] = 0x3c00 + i;
+    const layer = k.uploadKv(fp, 0, kvDim, planes, 8);
+    ref.quantizeKv(planes, fp, srcRow, dstPos, n);
+    k.pass().quantizeKv(layer, srcRow, dstPos, n).submit();
+    const pl = await readBytes(k, layer.planes!, 4 * planes.kUpper.length);
+    const meta = new Uint16Array((await readBytes(k, layer.meta!, 2 * (2 * planes.kScale.length + 2 * planes.vScale.length))).buffer.slice(0));
+    const P = planes.kUpper.length;
+    [planes.kUpper, planes.kLower, planes.vUpper, planes.vLower].forEach((want, i) => {
+      assert.deepEqual(pl.subarray(i * P, (i + 1) * P), want, `${label}: plane ${i}`);
+    });
+    let o = 0;
+    for (const [name, want] of [['kScale', planes.kScale], ['kMin', planes.kMin], ['vScale', planes.vScale], ['vMin', planes.vMin]] as const) {
+      assert.deepEqual(meta.subarray(o, o + want.length), want, `${label}: ${name}`);
+      o += want.length;
+    }
+  }
 });

@@ -23,9 +23,9 @@ const N_TOKENS = 32;
 const TIE = 1e-3;
 
 /** The largest and second-largest logit after `ids`. */
-function topTwo(model: Model, ids: number[]): [number, number] {
+async function topTwo(model: Model, ids: number[]): Promise<[number, number]> {
   let best: [number, number] = [-Infinity, -Infinity];
-  scoreSequence(model, ids, (pos, row) => {
+  await scoreSequence(model, ids, (pos, row) => {
     if (pos !== ids.length - 1) return;
     let a = -Infinity;
     let b = -Infinity;
@@ -67,7 +67,7 @@ for (const name of HF_REFERENCE_MODELS) {
           exact++;
           continue;
         }
-        const [a, b] = topTwo(ours, [...ids, ...mine.slice(0, split)]);
+        const [a, b] = await topTwo(ours, [...ids, ...mine.slice(0, split)]);
         assert.ok(a - b < TIE, `prompt ${i}: llama.cpp and quantspec part at token ${split} (${theirs[i]![split]} vs ${mine[split]}) where the top two logits differ by ${a - b}, not a tie`);
       }
       // The reference prompts are not chosen to sit on ties: most must agree outright.

@@ -5,41 +5,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createCache, maxStepOf, type DecodingOptions } from '../../src/speculative/modes.js';
-import { loadModel, type Model } from '../../src/engine/model.js';
+import { createCache, maxStepOf } from '../../src/speculative/modes.js';
+import { loadModel } from '../../src/engine/model.js';
 import { collect, Session } from '../../src/engine/session.js';
 import { Decoder } from '../../src/speculative/decoder.js';
-import { HF_REFERENCE_MODELS, sharedPath } from '../helpers/shared.js';
-
-const corpus = sharedPath('corpus/eval-moby-tail.txt');
-const text = corpus.skip ? '' : fs.readFileSync(corpus.path, 'utf8');
-
-/** Prompts of about 8, 100 and `long` tokens cut from the corpus. */
-function prompts(model: Model, long: number): number[][] {
-  const ids = model.tokenizer.encode(text.slice(5000), { addSpecial: false });
-  const bos = model.tokenizer.bosId !== null ? [model.tokenizer.bosId] : [];
-  return [8, 100, long].map((n) => [...bos, ...ids.slice(0, n - bos.length)]);
-}
-
-/**
- * A fresh session each time: with gamma 'auto' a shared session's controller keeps what it learnt
- * (on these tiny models, that speculation does not pay) and may decode 40 tokens without a round;
- * a fresh controller speculates until it has measured the draft, so every call has rounds.
- */
-async function greedy(model: Model, ids: number[], opts: DecodingOptions, maxTokens: number) {
-  return collect(model.createSession({ ...opts, contextLength: 512 }).generate({ ids }, { temperature: 0, maxTokens, ignoreEos: true }));
-}
-
-const MODELS: { name: string; file?: string; long: number; groups: number[] }[] = [
-  { name: 'stories260K', file: 'stories260K.bin', long: 300, groups: [128, 16] },
-  ...HF_REFERENCE_MODELS.map((name) => ({
-    name,
-    long: name.startsWith('pdlm') ? 300 : 180,
-    groups: name.startsWith('pdlm') ? [128] : [16],
-  })),
-];
+import { sharedPath } from '../helpers/shared.js';
+import { corpus, greedy, MODELS, prompts } from '../helpers/lossless.js';
 
 for (const m of MODELS) {
   const dir = sharedPath(`models/${m.name}`);
@@ -64,7 +36,7 @@ test('draft = target (full weights, INT8 view): every draft is accepted', { skip
   const decoder = new Decoder({ name: 'self', weights: model.target, view: 'int8' }, model.config.vocabSize, { gamma: 4, maxGamma: 4 });
   const session = new Session({
     rt: model.runtime, target: model.target, tokenizer: model.tokenizer,
-    cache: createCache(plan, model.config, model.backend, 512, model.prefillChunk),
+    cache: createCache(plan, model.config, model.kvStorage, 512, model.prefillChunk),
     targetView: 'int8', decoder, plan, contextLength: 512, prefillChunk: model.prefillChunk, maxStep: maxStepOf(plan),
   });
   for (const ids of prompts(model, 200)) {

@@ -14,6 +14,7 @@ import { BackendUnavailableError, ShapeMismatchError } from '../../core/errors.j
 import type { DenseTensor } from '../../core/tensor.js';
 import type { WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
+import { restoreKv, saveKv, shiftKv } from '../reference/kvquant.js';
 import type { KvHandle, KvLayerView } from '../../kv/layout.js';
 import type { Backend } from '../backend.js';
 import { createReferenceBackend } from '../reference/index.js';
@@ -259,5 +260,9 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
         planes.kvDim, planes.keyGroupSize, planes.valueGroupSize, FP_DTYPE_CODE[fp.dtype], fp.keys, fp.values, srcRow, dstPos, nTokens,
       );
     },
+    // Row moves and checkpoint copies are memcpy-bound: the typed arrays' own copies serve.
+    shiftKv,
+    saveKv,
+    restoreKv,
   };
 }

@@ -2,7 +2,7 @@
 
 import type { Backend } from '../backend.js';
 import { attention } from './attention.js';
-import { NO_HANDLE, quantizeKv, writeKv } from './kvquant.js';
+import { NO_HANDLE, quantizeKv, restoreKv, saveKv, shiftKv, writeKv } from './kvquant.js';
 import { add, addBias, embed, matmul, matmulPrompt, rmsnorm, rope, siluMul } from './ops.js';
 
 export function createReferenceBackend(): Backend {
@@ -21,5 +21,8 @@ export function createReferenceBackend(): Backend {
     quantizeKv,
     writeKv,
     bindKv: () => NO_HANDLE,
+    shiftKv,
+    saveKv,
+    restoreKv,
   };
 }

@@ -4,7 +4,7 @@
 // computed against the F16-rounded scale and minimum, so dequantization matches what was coded.
 
 import { f16Lookup, f32ToF16 } from '../../core/half.js';
-import type { FpRows, KvHandle, KvPlanes } from '../../kv/layout.js';
+import type { FpRows, KvHandle, KvPlanes, KvRowsCopy } from '../../kv/layout.js';
 
 const f16 = f16Lookup();
 const F16_MAX = 65504;
@@ -117,6 +117,29 @@ export function writeKv(fp: FpRows, row: number, k: Float32Array, v: Float32Arra
     fp.keys[base + i] = f32ToF16(k[i]!);
     fp.values[base + i] = f32ToF16(v[i]!);
   }
+}
+
+/** Move rows [from, from + nRows) of fp to rows [0, nRows) (copyWithin allows the overlap). */
+export function shiftKv(fp: FpRows, from: number, nRows: number, kvDim: number): void {
+  fp.keys.copyWithin(0, from * kvDim, (from + nRows) * kvDim);
+  fp.values.copyWithin(0, from * kvDim, (from + nRows) * kvDim);
+}
+
+/** A CPU copy of rows: the arrays' first rows·kvDim elements. */
+interface CpuRowsCopy extends KvRowsCopy {
+  readonly keys: FpRows['keys'];
+  readonly values: FpRows['values'];
+}
+
+export function saveKv(fp: FpRows, nRows: number, kvDim: number): KvRowsCopy {
+  const copy: CpuRowsCopy = { rows: nRows, keys: fp.keys.slice(0, nRows * kvDim), values: fp.values.slice(0, nRows * kvDim) };
+  return copy;
+}
+
+export function restoreKv(fp: FpRows, copy: KvRowsCopy): void {
+  const c = copy as CpuRowsCopy;
+  (fp.keys as Float32Array | Uint16Array).set(c.keys as Float32Array & Uint16Array);
+  (fp.values as Float32Array | Uint16Array).set(c.values as Float32Array & Uint16Array);
 }
 
 /** The reference kernels read a view's fields directly: its handle has nothing to refresh. */

@@ -7,7 +7,7 @@ import { colsOf, rowsOf, type WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
 import type { AttentionShape, RopeLayout } from '../backend.js';
 import type { GpuContext } from './device.js';
-import { ATTENTION, ELEMENTWISE, EMBED, MATMUL, RMSNORM, ROPE } from './wgsl.js';
+import { ATTENTION, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
 
 /** A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then minimums. */
 export type GpuWeight =
@@ -36,9 +36,10 @@ const PARAM_STRIDE = 256;
 /** Workgroups along x at most (WebGPU's default limit is 65535); larger counts spill into y. */
 const MAX_GROUPS_X = 32768;
 
-type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention';
+type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention' | 'kvWrite' | 'kvQuantize';
 const SOURCES: Readonly<Record<Kernel, string>> = {
   matmul: MATMUL, rmsnorm: RMSNORM, rope: ROPE, elementwise: ELEMENTWISE, embed: EMBED, attention: ATTENTION,
+  kvWrite: KV_WRITE, kvQuantize: KV_QUANTIZE,
 };
 
 interface Dispatch {
@@ -258,6 +259,11 @@ export class GpuPass {
     return this.elementwise(2, x, bias, rows * dim, dim);
   }
 
+  /** a[0..n) = b[0..n). */
+  copy(a: GPUBuffer, b: GPUBuffer, n: number): this {
+    return this.elementwise(3, a, b, n, 1);
+  }
+
   private elementwise(op: number, a: GPUBuffer, b: GPUBuffer, n: number, dim: number): this {
     this.dispatches.push({ kernel: 'elementwise', buffers: [a, b], params: params([n, op, dim]), groups: spread(Math.ceil(n / 64)) });
     return this;
@@ -290,6 +296,47 @@ export class GpuPass {
       ]),
       groups: [n, nHeads, 1],
     });
+    return this;
+  }
+
+  /** Rows k, v [n, kvDim] (F32) into a layer's full-precision rows at `row`, in its row dtype. */
+  kvWrite(kv: GpuKvLayer, row: number, k: GPUBuffer, v: GPUBuffer, n: number): this {
+    const count = kv.fpDtype === 'f32' ? n * kv.kvDim : (n * kv.kvDim) / 2;
+    this.dispatches.push({
+      kernel: 'kvWrite', buffers: [k, v, kv.keys, kv.values],
+      params: params([n, kv.kvDim, row, kv.fpDtype === 'f32' ? 0 : 1]), groups: spread(Math.ceil(count / 64)),
+    });
+    return this;
+  }
+
+  /**
+   * Quantize positions [dstPos, dstPos + n) (n a multiple of the key group) from the layer's rows
+   * srcRow.. into its planes and metadata: the metadata first, then the codes that read it.
+   */
+  quantizeKv(kv: GpuKvLayer, srcRow: number, dstPos: number, n: number): this {
+    if (!kv.planes || !kv.meta) throw new ShapeMismatchError('WebGPU: this cache layer has no planes to quantize into.');
+    const { kvDim, keyGroupSize: G, valueGroupSize: Gv, planeTokens: T } = kv;
+    const keyMeta = (T / G) * kvDim;
+    const valueMeta = T * (kvDim / Gv);
+    const metaRanges: [number, number][] = [
+      [(dstPos / G) * kvDim, (n / G) * kvDim], // key scales
+      [keyMeta + (dstPos / G) * kvDim, (n / G) * kvDim], // key minimums
+      [2 * keyMeta + dstPos * (kvDim / Gv), n * (kvDim / Gv)], // value scales
+      [2 * keyMeta + valueMeta + dstPos * (kvDim / Gv), n * (kvDim / Gv)], // value minimums
+    ];
+    const planeBytes = T * (kvDim / 2);
+    const codeRanges: [number, number][] = [0, 1, 2, 3].map((plane) => [2 * (plane * planeBytes + dstPos * (kvDim / 2)), 2 * n * (kvDim / 2)]);
+    const fields = [kvDim, G, Gv, kv.fpDtype === 'f32' ? 0 : 1, srcRow, dstPos, n, T];
+    for (const [phase, ranges, perWord] of [[0, metaRanges, 2], [1, codeRanges, 8]] as const) {
+      for (const [first, count] of ranges) {
+        const w0 = Math.floor(first / perWord);
+        const words = Math.ceil((first + count) / perWord) - w0;
+        this.dispatches.push({
+          kernel: 'kvQuantize', buffers: [kv.keys, kv.values, kv.planes, kv.meta],
+          params: params([...fields, phase, w0, words]), groups: spread(Math.ceil(words / 64)),
+        });
+      }
+    }
     return this;
   }
 

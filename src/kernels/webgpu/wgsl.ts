@@ -133,7 +133,7 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
 
 /**
  * Elementwise ops over n elements, one invocation each: op 0 gate = silu(gate) · up; op 1
- * a += b; op 2 a[r, :] += b (a bias of `dim`).
+ * a += b; op 2 a[r, :] += b (a bias of `dim`); op 3 a = b.
  */
 export const ELEMENTWISE = /* wgsl */ `
 struct P { n: u32, op: u32, dim: u32 }
@@ -150,8 +150,10 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
     a[i] = g / (1.0 + exp(-g)) * b[i];
   } else if (p.op == 1u) {
     a[i] += b[i];
-  } else {
+  } else if (p.op == 2u) {
     a[i] += b[i % p.dim];
+  } else {
+    a[i] = b[i];
   }
 }
 `;
@@ -301,5 +303,184 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     let c = tid + 64u * u;
     if (c < d) { out[qo + c] = acc[u] / l; }
   }
+}
+`;
+
+/**
+ * F16 bits of an f32, rounded to nearest even as core/half.ts f32ToF16 and the CPU's F16C
+ * (WGSL leaves pack2x16float's rounding to the implementation).
+ */
+const F16_BITS = /* wgsl */ `
+fn f16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let e = i32((b >> 23u) & 0xffu);
+  let m = b & 0x7fffffu;
+  if (e == 255) { return sign | 0x7c00u | select(0u, 0x200u | (m >> 13u), m != 0u); }
+  let he = e - 112;
+  if (he >= 31) { return sign | 0x7c00u; }
+  if (he <= 0) {
+    if (he < -10) { return sign; }
+    let full = m | 0x800000u;
+    let shift = u32(14 - he);
+    var hm = full >> shift;
+    let rem = full & ((1u << shift) - 1u);
+    let halfway = 1u << (shift - 1u);
+    if (rem > halfway || (rem == halfway && (hm & 1u) == 1u)) { hm += 1u; }
+    return sign | hm;
+  }
+  let hm = m >> 13u;
+  let rem = m & 0x1fffu;
+  var out = sign | (u32(he) << 10u) | hm;
+  if (rem > 0x1000u || (rem == 0x1000u && (hm & 1u) == 1u)) { out += 1u; }
+  return out;
+}
+`;
+
+/**
+ * New K/V rows into a layer's full-precision rows: k, v [n, kv_dim] F32 to rows row.. of fpk/fpv,
+ * as F32 (fp_dtype 0, one invocation per element) or F16 (1, one per pair of elements, one word).
+ */
+export const KV_WRITE = /* wgsl */ `
+struct P { n: u32, kv_dim: u32, row: u32, fp_dtype: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fpk: array<u32>;
+@group(0) @binding(4) var<storage, read_write> fpv: array<u32>;
+${F16_BITS}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = id.x + id.y * nw.x * 64u;
+  if (p.fp_dtype == 0u) {
+    if (i >= p.n * p.kv_dim) { return; }
+    fpk[p.row * p.kv_dim + i] = bitcast<u32>(k[i]);
+    fpv[p.row * p.kv_dim + i] = bitcast<u32>(v[i]);
+    return;
+  }
+  if (i >= p.n * p.kv_dim / 2u) { return; }
+  let w = p.row * p.kv_dim / 2u + i;
+  fpk[w] = f16_bits(k[2u * i]) | (f16_bits(k[2u * i + 1u]) << 16u);
+  fpv[w] = f16_bits(v[2u * i]) | (f16_bits(v[2u * i + 1u]) << 16u);
+}
+`;
+
+/**
+ * The hierarchical quantizer (DESIGN 2.1, the reference's kernels/reference/kvquant.ts): positions
+ * [dst_pos, dst_pos + n) from full-precision rows src_row.. into the planes and their F16
+ * metadata, laid out as the attention kernel reads them. Keys per channel over each group of
+ * key_group positions, values per position over groups of value_group channels; codes against
+ * the F16-rounded scale and minimum, rounded half to even.
+ * Each invocation owns one u32 word of its buffer, so neighbours never race: phase 0 writes
+ * metadata words (two F16 each), phase 1 plane words (eight codes each, reading phase 0's
+ * metadata), recomputing what it needs. Halves and nibbles outside the positions keep their bits.
+ */
+export const KV_QUANTIZE = /* wgsl */ `
+struct P {
+  kv_dim: u32, key_group: u32, value_group: u32, fp_dtype: u32, src_row: u32, dst_pos: u32, n: u32, plane_pos: u32,
+  phase: u32, first_word: u32, words: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> fpk: array<u32>;
+@group(0) @binding(2) var<storage, read> fpv: array<u32>;
+@group(0) @binding(3) var<storage, read_write> planes: array<u32>;
+@group(0) @binding(4) var<storage, read_write> metadata: array<u32>;
+${packed('fpk')}
+${packed('fpv')}
+${F16_BITS}
+
+const F16_MAX: f32 = 65504.0;
+
+fn fp_at(which: u32, t: u32, c: u32) -> f32 {
+  let e = (p.src_row + t - p.dst_pos) * p.kv_dim + c;
+  if (p.fp_dtype == 0u) { return bitcast<f32>(select(fpv[e], fpk[e], which == 0u)); }
+  return select(half_fpv(e, 1u), half_fpk(e, 1u), which == 0u);
+}
+
+fn meta_at(e: u32) -> f32 { return unpack2x16float(metadata[e >> 1u])[e & 1u]; }
+fn half_value(bits: u32) -> f32 { return unpack2x16float(bits)[0]; }
+
+// F16 bits of the group's scale (want 0) or minimum (1), over positions t0.. (count) of channels c0.. (width).
+fn group_meta(which: u32, t0: u32, count: u32, c0: u32, width: u32, want: u32) -> u32 {
+  var lo = 3.4e38;
+  var hi = -3.4e38;
+  for (var t = t0; t < t0 + count; t++) {
+    for (var c = c0; c < c0 + width; c++) {
+      let x = fp_at(which, t, c);
+      lo = min(lo, x);
+      hi = max(hi, x);
+    }
+  }
+  let mn_bits = f16_bits(clamp(lo, -F16_MAX, F16_MAX));
+  if (want == 1u) { return mn_bits; }
+  let s = (clamp(hi, -F16_MAX, F16_MAX) - half_value(mn_bits)) / 15.0;
+  return f16_bits(max(0.0, s));
+}
+
+// u | (l + 8) << 4 for x in a group (s, mn).
+fn encode(x: f32, s: f32, mn: f32) -> u32 {
+  if (s == 0.0) { return 8u << 4u; }
+  let u = clamp(round((x - mn) / s), 0.0, 15.0);
+  let r = x - (mn + u * s);
+  let l = clamp(round(r / (s / 16.0)), -8.0, 7.0);
+  return u32(u) | (u32(l + 8.0) << 4u);
+}
+
+fn meta_half(e: u32) -> u32 {
+  let key_meta = (p.plane_pos / p.key_group) * p.kv_dim;
+  let vg = p.kv_dim / p.value_group;
+  let vs = 2u * key_meta;
+  let vm = vs + p.plane_pos * vg;
+  let old = (metadata[e >> 1u] >> (16u * (e & 1u))) & 0xffffu;
+  if (e < vs) {
+    let want = select(0u, 1u, e >= key_meta);
+    let i = select(e, e - key_meta, e >= key_meta);
+    let t0 = (i / p.kv_dim) * p.key_group;
+    if (t0 < p.dst_pos || t0 >= p.dst_pos + p.n) { return old; }
+    return group_meta(0u, t0, p.key_group, i % p.kv_dim, 1u, want);
+  }
+  let want = select(0u, 1u, e >= vm);
+  let i = select(e - vs, e - vm, e >= vm);
+  let t = i / vg;
+  if (t < p.dst_pos || t >= p.dst_pos + p.n) { return old; }
+  return group_meta(1u, t, 1u, (i % vg) * p.value_group, p.value_group, want);
+}
+
+fn code_nibble(nib: u32) -> u32 {
+  let row_bytes = p.kv_dim / 2u;
+  let plane_bytes = p.plane_pos * row_bytes;
+  let byte = nib >> 1u;
+  let plane = byte / plane_bytes;
+  let b = byte % plane_bytes;
+  let t = b / row_bytes;
+  let old = (planes[nib >> 3u] >> (4u * (nib & 7u))) & 15u;
+  if (plane >= 4u || t < p.dst_pos || t >= p.dst_pos + p.n) { return old; }
+  let c = 2u * (b % row_bytes) + (nib & 1u);
+  let which = plane / 2u;
+  var m: u32;
+  if (which == 0u) {
+    m = (t / p.key_group) * p.kv_dim + c;
+  } else {
+    let key_meta = (p.plane_pos / p.key_group) * p.kv_dim;
+    m = 2u * key_meta + t * (p.kv_dim / p.value_group) + c / p.value_group;
+  }
+  let groups = select(p.plane_pos * (p.kv_dim / p.value_group), (p.plane_pos / p.key_group) * p.kv_dim, which == 0u);
+  let code = encode(fp_at(which, t, c), meta_at(m), meta_at(m + groups));
+  return select(code & 15u, code >> 4u, (plane & 1u) == 1u);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = id.x + id.y * nw.x * 64u;
+  if (i >= p.words) { return; }
+  let w = p.first_word + i;
+  if (p.phase == 0u) {
+    metadata[w] = meta_half(2u * w) | (meta_half(2u * w + 1u) << 16u);
+    return;
+  }
+  var word = 0u;
+  for (var k = 0u; k < 8u; k++) { word |= code_nibble(8u * w + k) << (4u * k); }
+  planes[w] = word;
 }
 `;

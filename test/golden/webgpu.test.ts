@@ -1,0 +1,123 @@
+// The engine on the WebGPU backend (loadModel's backend 'webgpu', --backend webgpu): the golden
+// tests (stories260K's llama2.c output, every Hugging Face model's PyTorch reference) and the
+// losslessness tests run on the GPU, with the weights, the activations and the KV cache (rows,
+// planes, the quantizer, flushes, rollback, checkpoints) on it. In CI the adapter is Mesa
+// lavapipe (.ci/run installs it): a missing adapter fails there and skips elsewhere.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { InvalidArgumentError } from '../../src/core/errors.js';
+import { loadModel } from '../../src/engine/model.js';
+import { collect } from '../../src/engine/session.js';
+import { openGpu } from '../../src/kernels/webgpu/device.js';
+import { inCi } from '../helpers/ci.js';
+import { corpus, greedy, MODELS, prompts } from '../helpers/lossless.js';
+import { checkModel, STORIES260K_GOLDEN } from '../helpers/reference.js';
+import { HF_REFERENCE_MODELS, readJson, REPO_ROOT, sharedPath } from '../helpers/shared.js';
+
+let skip: string | false = false;
+try {
+  await openGpu();
+} catch (e) {
+  if (inCi()) throw e;
+  skip = `no WebGPU adapter here (${(e as Error).message})`;
+  process.stderr.write(`# SKIP: ${skip}\n`);
+}
+
+const stories = sharedPath('models/stories260K');
+const storiesBin = path.join(stories.path, 'stories260K.bin');
+
+test('webgpu: stories260K reproduces llama2.c\'s 64-step greedy golden', { skip: skip || stories.skip }, async () => {
+  const model = await loadModel(storiesBin, { backend: 'webgpu' });
+  assert.match(model.backendName, /^webgpu: /);
+  for (const kv of ['fp', 'f16'] as const) {
+    const r = await model.complete('Once upon a time', { temperature: 0, maxTokens: 60, spec: 'none', kv });
+    assert.equal(`Once upon a time${r.text}`, STORIES260K_GOLDEN, `kv ${kv}`);
+  }
+});
+
+for (const name of HF_REFERENCE_MODELS) {
+  const dir = sharedPath(`models/${name}`);
+  test(`webgpu: ${name} matches the PyTorch reference (prompt ids, greedy tokens, top-5 logits)`, { skip: skip || dir.skip }, async () => {
+    const model = await loadModel(dir.path, { backend: 'webgpu' });
+    await checkModel(model, readJson(path.join(dir.path, 'reference.json')));
+  });
+}
+
+for (const m of MODELS) {
+  const dir = sharedPath(`models/${m.name}`);
+  test(`webgpu: ${m.name}: greedy QuantSpec == plain decoding over the GPU's INT8 cache`, { skip: skip || dir.skip || corpus.skip }, async () => {
+    // The smallest group of the CPU test: most flushes, shifts and quantized groups per token.
+    const keyGroupSize = Math.min(...m.groups);
+    const file = m.file ? path.join(dir.path, m.file) : dir.path;
+    const model = await loadModel(file, { backend: 'webgpu', keyGroupSize, contextLength: 512 });
+    // The long prompt only: longer than 2G, so groups are quantized on the GPU during prefill and decoding.
+    const ids = prompts(model, m.long)[2]!;
+    const plain = await greedy(model, ids, { spec: 'none', kv: 'int8' }, 40);
+    const spec = await greedy(model, ids, { spec: 'quantspec', gamma: 3 }, 40);
+    assert.deepEqual(spec.generatedIds, plain.generatedIds, `G ${keyGroupSize}, prompt of ${ids.length}`);
+    // γ is fixed: rounds draft 3 until the budget is nearly spent, and a plain step happens only
+    // with one token left
+    const s = spec.stats!;
+    assert.ok(s.rounds >= 10 && s.plainSteps <= 1, `${s.rounds} rounds, ${s.plainSteps} plain steps`);
+    // (with 3 and then 2 tokens left, rounds draft 2 and 1: at most 3 short in all).
+    assert.ok(s.drafted >= 3 * s.rounds - 3 && s.drafted <= 3 * s.rounds, `${s.drafted} drafts in ${s.rounds} rounds`);
+    if (m.name === 'stories260K' || m.name === 'pdlm-5.8m') {
+      // The GPU's rows, quantizer and attention against the CPU's: the same tokens on these trained models.
+      const cpu = await loadModel(file, { backend: 'auto', keyGroupSize, contextLength: 512 });
+      assert.deepEqual(plain.generatedIds, (await greedy(cpu, ids, { spec: 'none', kv: 'int8' }, 40)).generatedIds, 'GPU INT8 == CPU INT8');
+    }
+  });
+}
+
+test('webgpu: prefix reuse and checkpoints restore the GPU cache (rows moved by flushes included)', { skip: skip || stories.skip || corpus.skip }, async () => {
+  const model = await loadModel(storiesBin, { backend: 'webgpu', keyGroupSize: 16, contextLength: 512 });
+  const ids = prompts(model, 120)[2]!;
+  const opts = { temperature: 0, maxTokens: 30, ignoreEos: true } as const;
+  // An F16 cache keeps every row: the same prompt again reuses its K/V from the GPU.
+  const f16 = model.createSession({ spec: 'none', kv: 'f16' });
+  const first = await collect(f16.generate({ ids }, opts));
+  const again = await collect(f16.generate({ ids }, opts));
+  assert.equal(again.timings.cachedTokens, ids.length - 1, 'the prompt was reused');
+  assert.deepEqual(again.generatedIds, first.generatedIds);
+  // The hierarchical cache: after prefill 3 groups of 16 are quantized and rows were shifted out;
+  // a checkpoint saves the buffer's rows, and each generation from it starts from them.
+  const hier = model.createSession({ spec: 'quantspec', gamma: 3 });
+  assert.equal((await hier.prefillPrompt({ ids })).cancelled, false);
+  const cp = hier.checkpoint();
+  const a = await collect(hier.generate({ ids }, opts));
+  assert.equal(a.timings.cachedTokens, ids.length - 1);
+  hier.restore(cp);
+  const b = await collect(hier.generate({ ids }, opts));
+  assert.deepEqual(b.generatedIds, a.generatedIds);
+  const fresh = await collect(model.createSession({ spec: 'quantspec', gamma: 3 }).generate({ ids }, opts));
+  assert.deepEqual(a.generatedIds, fresh.generatedIds, 'a generation from a checkpoint == one from scratch');
+});
+
+test('webgpu: the sparse drafts (StreamingLLM, SnapKV) are refused by name', { skip: skip || stories.skip }, async () => {
+  const model = await loadModel(storiesBin, { backend: 'webgpu' });
+  for (const spec of ['streaming', 'snapkv'] as const) {
+    assert.throws(() => model.createSession({ spec }), (e: unknown) => e instanceof InvalidArgumentError && /WebGPU backend has no sparse/.test((e as Error).message));
+  }
+  assert.throws(() => model.createBatcher(2), InvalidArgumentError);
+});
+
+test('webgpu: quantspec generate --backend webgpu (the embedded model) decodes as the CPU does', { skip }, () => {
+  const run = (backend: string) => {
+    const r = spawnSync(process.execPath, [
+      path.join(REPO_ROOT, 'bin', 'quantspec.js'), 'generate', '--backend', backend, '--prompt', 'Call me Ishmael.',
+      '--temperature', '0', '--max-tokens', '24', '--spec', 'quantspec', '--gamma', '3', '--json',
+    ], { encoding: 'utf8', timeout: 300000 });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  };
+  const gpu = run('webgpu');
+  const cpu = run('cpu');
+  assert.match(gpu.backend, /^webgpu: /);
+  assert.match(cpu.backend, /^cpu/);
+  assert.equal(gpu.generated_ids.length, 24);
+  assert.ok(gpu.stats.rounds > 0, 'speculative rounds ran on the GPU');
+  assert.deepEqual(gpu.generated_ids, cpu.generated_ids);
+});
