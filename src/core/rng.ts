@@ -58,6 +58,10 @@ function rotl(x: number, k: number): number {
 
 /** A seed for callers that did not pass one: derived from the clock, not Math.random. */
 export function clockSeed(): number {
-  const t = process.hrtime.bigint();
-  return Number(t & 0xffffffffn) ^ Number((t >> 32n) & 0xffffffffn);
+  // Node's nanosecond clock; a browser's performance.now() (microseconds) with the epoch time.
+  if (typeof process !== 'undefined' && process.hrtime) {
+    const t = process.hrtime.bigint();
+    return Number(t & 0xffffffffn) ^ Number((t >> 32n) & 0xffffffffn);
+  }
+  return (Math.floor(performance.now() * 1000) ^ Date.now()) >>> 0;
 }

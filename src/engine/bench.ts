@@ -44,6 +44,11 @@ export interface BenchOptions {
   /** Decode runs per mode and context from the same prefilled cache (at least 3 by default). */
   readonly runs?: number;
   readonly backend?: BackendName;
+  /**
+   * With backend 'webgpu': the device's nominal memory bandwidth in GB/s (WebGPU cannot measure
+   * it), against which the plain modes' share of bandwidth is reported; none without it.
+   */
+  readonly deviceGbs?: number;
   readonly corpus: string;
   readonly json?: string;
   readonly plot?: string;
@@ -125,8 +130,12 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
   const maxContext = Math.max(...o.contexts);
   const model = await loadModel(o.model, { contextLength: maxContext + o.gen + 16, backend: o.backend, onWarning: () => {} });
   const text = fs.readFileSync(o.corpus, 'utf8');
-  const bandwidth = measureReadBandwidth();
-  o.log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured (no native backend)' : `${bandwidth.toFixed(1)} GB/s`}, backend ${model.backend.name}`);
+  const gpu = model.runtime.device !== null;
+  const bandwidth = gpu ? o.deviceGbs ?? null : measureReadBandwidth();
+  const bandwidthNote = gpu
+    ? bandwidth === null ? 'device bandwidth not given' : `device bandwidth ${bandwidth} GB/s (nominal, as given)`
+    : bandwidth === null ? 'read bandwidth not measured (no native backend)' : `read bandwidth ${bandwidth.toFixed(1)} GB/s`;
+  o.log(`# ${machineSummary()}, ${bandwidthNote}, backend ${model.backendName}`);
   o.log(`# model ${model.path}: ${model.config.nLayers} layers, dim ${model.config.dim}; prompts from ${o.corpus}; ` +
     `${o.gen} greedy tokens per run, ${runs} runs per mode from one prefilled cache`);
   const synthetic = model.format === 'synthetic';
@@ -166,7 +175,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
       const decode = median(speeds);
       const bytes = plain ? plainStepBytes(model, plan.kv, context) : null;
       at.push({
-        context, mode: m.name, backend: model.backend.name, synthetic,
+        context, mode: m.name, backend: model.backendName, synthetic,
         gamma: plan.spec === 'none' || plan.gamma === 'auto' ? null : plan.gamma,
         prefill_tokens_per_s: prefillTokensPerS,
         decode_tokens_per_s: decode, decode_min: Math.min(...speeds), decode_max: Math.max(...speeds), decode_runs: speeds, runs,
@@ -191,7 +200,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRow[]> {
       o.log(JSON.stringify(row));
     });
   }
-  if (o.json) fs.writeFileSync(o.json, rows.map((r) => JSON.stringify({ ...r, cpu: cpuModel(), cores: physicalCores(), read_bandwidth_gb_per_s: bandwidth })).join('\n') + '\n');
+  if (o.json) fs.writeFileSync(o.json, rows.map((r) => JSON.stringify({ ...r, cpu: cpuModel(), cores: physicalCores(), [gpu ? 'device_bandwidth_gb_per_s' : 'read_bandwidth_gb_per_s']: bandwidth })).join('\n') + '\n');
   if (o.plot) fs.writeFileSync(o.plot, plotSvg(rows));
   return rows;
 }

@@ -233,13 +233,29 @@ function loadTokenizer(m: ResolvedModel, tokenizerPath?: string): Tokenizer {
 export async function loadModel(modelPath?: string, options: LoadOptions = {}): Promise<Model> {
   const t0 = performance.now();
   const resolved = openModel(modelPath ?? defaultModelPath(), { mmap: options.mmap });
-  const { config } = resolved;
   let tokenizer: Tokenizer;
+  try {
+    tokenizer = loadTokenizer(resolved, options.tokenizer);
+  } catch (e) {
+    resolved.source.close();
+    throw e;
+  }
+  return assembleModel(resolved, tokenizer, options, t0);
+}
+
+/**
+ * A Model from an opened model and its tokenizer: what loadModel (files) and the browser's loader
+ * (fetched or picked files, src/browser.ts) share. `cpu` is the CPU backend that prepares the
+ * weights (the draft's quantizer) when the forward passes run on WebGPU; loadModel picks it as
+ * selectBackend does.
+ * Closes `resolved`'s source on every path.
+ */
+export async function assembleModel(resolved: ResolvedModel, tokenizer: Tokenizer, options: LoadOptions, t0: number, cpu?: Backend): Promise<Model> {
+  const { config } = resolved;
   let contextLength: number;
   let prefillChunk: number;
   let draftOptions: DraftOptions | null;
   try {
-    tokenizer = loadTokenizer(resolved, options.tokenizer);
     contextLength = options.contextLength ?? Math.min(config.trainedContextLength, DEFAULT_CONTEXT_CAP);
     if (!Number.isInteger(contextLength) || contextLength < 2) {
       throw new InvalidArgumentError(`contextLength must be an integer >= 2, got ${options.contextLength}.`, 'contextLength');
@@ -269,9 +285,10 @@ export async function loadModel(modelPath?: string, options: LoadOptions = {}): 
   // With WebGPU the CPU backend only prepares the weights (the draft's quantizer): no warning when
   // it falls back to the reference kernels, which then never run a forward pass.
   const gpu = options.backend === 'webgpu';
-  const backend = selectBackend(gpu ? 'auto' : options.backend, gpu ? undefined : options.onWarning);
+  let backend: Backend;
   let kernels: GpuKernels | null = null;
   try {
+    backend = cpu ?? selectBackend(gpu ? 'auto' : options.backend, gpu ? undefined : options.onWarning);
     if (gpu) kernels = new GpuKernels(await openGpu());
   } catch (e) {
     resolved.source.close();

@@ -406,10 +406,10 @@ export class Session {
       if (options.signal?.aborted) return true;
       cache.flush();
       const n = Math.min(prefillChunk, end - pos, cache.room);
+      // A device's pass is queued: wait for it to run (progress stays true, errors surface here).
       const pending = promptPass(rt, target, cache, targetView, tokens, pos, n, this.scratch);
+      if (pending) await pending;
       pos += n;
-      // A device pass is queued: wait for the last one only (and for errors it reports).
-      if (pending && pos >= end) await pending;
       options.onPrefillProgress?.(pos - from, total);
       if (pos < end) await yieldToEventLoop();
     }
@@ -435,9 +435,25 @@ function speculationStats(mode: string, s: SpecStats): SpeculationStats {
   };
 }
 
+/**
+ * Let other work run (timers, I/O, a browser's rendering) between steps: setImmediate in Node; in
+ * a browser a message to itself, which unlike a 0 ms timeout is not clamped to 4 ms.
+ */
 export function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : postToSelf(resolve)));
 }
+
+let postToSelf: (run: () => void) => void = (run) => {
+  const channel = new MessageChannel();
+  const waiting: (() => void)[] = [];
+  // (Node's MessagePort types lack the DOM's onmessage, which browsers and Node both have.)
+  (channel.port1 as unknown as { onmessage: () => void }).onmessage = () => waiting.shift()?.();
+  postToSelf = (next) => {
+    waiting.push(next);
+    channel.port2.postMessage(0);
+  };
+  postToSelf(run);
+};
 
 /** Run a generation to the end and return its result (chunks are discarded). */
 export async function collect(gen: AsyncGenerator<GenerationChunk, GenerationResult>): Promise<GenerationResult> {

@@ -32,8 +32,8 @@ export interface DeviceForward {
   readonly name: string;
   /**
    * forward() of tokens[first..first + n) at positions cache.length..; with `logits`, the logits
-   * of all n rows [n, vocabSize], else null. The work is queued before the promise is made, so
-   * passes of different sessions run in call order.
+   * of all n rows [n, vocabSize], else null once the pass has run. The work is queued before the
+   * promise is made, so passes of different sessions run in call order.
    */
   run(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, logits: boolean): Promise<Float32Array | null>;
 }

@@ -4,7 +4,7 @@
 
 import { ModelConfigError, UnsupportedArchitectureError } from '../core/errors.js';
 import type { Architecture, ModelConfig, RopeScaling } from './config.js';
-import { metaNumber, metaString, readGguf, readGgufTensor, type GgufFile } from './gguf.js';
+import { metaNumber, metaString, readGguf, readGgufFile, readGgufTensor, type GgufFile } from './gguf.js';
 import { ModelFile, type ReadOptions } from './open.js';
 import type { TensorKey, TensorSource } from './weights.js';
 import { GGML_TYPES } from './gguf.js';
@@ -55,7 +55,8 @@ function tokenIds(v: unknown): number[] {
   return typeof v === 'number' ? [v] : typeof v === 'bigint' ? [Number(v)] : [];
 }
 
-export function ggufConfig(g: GgufFile): ModelConfig {
+/** The config of a GGUF file; `file` reads tensors the config needs (rope_freqs), else the file is opened by path. */
+export function ggufConfig(g: GgufFile, file?: ModelFile): ModelConfig {
   const archName = metaString(g, 'general.architecture');
   const arch = archName ? GGUF_ARCHS[archName] : undefined;
   if (!arch) {
@@ -78,7 +79,7 @@ export function ggufConfig(g: GgufFile): ModelConfig {
     throw new ModelConfigError(`${g.path}: rope scaling "${scalingType}" is not supported (linear, or llama3 through rope_freqs).`);
   }
   if (g.tensors.has('rope_freqs.weight')) {
-    const t = readGgufTensor(g, 'rope_freqs.weight');
+    const t = readGgufTensor(g, 'rope_freqs.weight', file);
     if (t.dtype !== 'f32') throw new ModelConfigError(`${g.path}: rope_freqs.weight must be F32.`);
     ropeScaling = { type: 'factors', factors: t.data };
   }
@@ -115,4 +116,10 @@ export function openGguf(path: string, opts: ReadOptions = {}): { config: ModelC
   const g = readGguf(path);
   const config = ggufConfig(g);
   return { config, source: new GgufSource(g, ModelFile.open(path, opts)) };
+}
+
+/** A GGUF model from an open file (one in memory, in a browser). */
+export function openGgufFile(file: ModelFile): { config: ModelConfig; source: GgufSource } {
+  const g = readGgufFile(file);
+  return { config: ggufConfig(g, file), source: new GgufSource(g, file) };
 }

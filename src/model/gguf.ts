@@ -60,12 +60,15 @@ export interface GgufFile {
   readonly dataOffset: number;
 }
 
-/** Reads `length` bytes at `position` into `into`; returns how many were read. */
-type ReadAt = (into: Buffer, offset: number, length: number, position: number) => number;
+/** Reads `length` bytes at `position` into `into` from `offset`; returns how many were read. */
+type ReadAt = (into: Uint8Array, offset: number, length: number, position: number) => number;
 
-/** Reads header bytes on demand, never past the end of the file. */
+const UTF8 = new TextDecoder('utf-8');
+
+/** Reads header bytes on demand, never past the end of the file (plain typed arrays: no Node Buffer, so browsers parse GGUF too). */
 class Cursor {
-  private buf = Buffer.alloc(0);
+  private buf = new Uint8Array(0);
+  private view = new DataView(this.buf.buffer);
   private bufStart = 0;
   pos = 0;
   constructor(private readonly readAt: ReadAt, readonly size: number, private readonly file: string) {}
@@ -76,7 +79,8 @@ class Cursor {
     }
     if (this.pos + n <= this.bufStart + this.buf.length) return;
     const want = Math.min(this.size - this.pos, Math.max(n, 1 << 20));
-    this.buf = Buffer.alloc(want);
+    this.buf = new Uint8Array(want);
+    this.view = new DataView(this.buf.buffer);
     let done = 0;
     while (done < want) {
       const got = this.readAt(this.buf, done, want - done, this.pos + done);
@@ -93,17 +97,17 @@ class Cursor {
     return at;
   }
 
-  // take() may replace the buffer, so it runs before `this.buf` is read.
-  u8(what: string): number { const at = this.take(1, what); return this.buf.readUInt8(at); }
-  i8(what: string): number { const at = this.take(1, what); return this.buf.readInt8(at); }
-  u16(what: string): number { const at = this.take(2, what); return this.buf.readUInt16LE(at); }
-  i16(what: string): number { const at = this.take(2, what); return this.buf.readInt16LE(at); }
-  u32(what: string): number { const at = this.take(4, what); return this.buf.readUInt32LE(at); }
-  i32(what: string): number { const at = this.take(4, what); return this.buf.readInt32LE(at); }
-  f32(what: string): number { const at = this.take(4, what); return this.buf.readFloatLE(at); }
-  f64(what: string): number { const at = this.take(8, what); return this.buf.readDoubleLE(at); }
-  u64(what: string): bigint { const at = this.take(8, what); return this.buf.readBigUInt64LE(at); }
-  i64(what: string): bigint { const at = this.take(8, what); return this.buf.readBigInt64LE(at); }
+  // take() may replace the buffer, so it runs before `this.view` is read.
+  u8(what: string): number { const at = this.take(1, what); return this.view.getUint8(at); }
+  i8(what: string): number { const at = this.take(1, what); return this.view.getInt8(at); }
+  u16(what: string): number { const at = this.take(2, what); return this.view.getUint16(at, true); }
+  i16(what: string): number { const at = this.take(2, what); return this.view.getInt16(at, true); }
+  u32(what: string): number { const at = this.take(4, what); return this.view.getUint32(at, true); }
+  i32(what: string): number { const at = this.take(4, what); return this.view.getInt32(at, true); }
+  f32(what: string): number { const at = this.take(4, what); return this.view.getFloat32(at, true); }
+  f64(what: string): number { const at = this.take(8, what); return this.view.getFloat64(at, true); }
+  u64(what: string): bigint { const at = this.take(8, what); return this.view.getBigUint64(at, true); }
+  i64(what: string): bigint { const at = this.take(8, what); return this.view.getBigInt64(at, true); }
 
   /** A u64 that must fit a JS number and be at most `max`. */
   count(what: string, max: number): number {
@@ -117,7 +121,11 @@ class Cursor {
   string(what: string): string {
     const n = this.count(`length of ${what}`, Math.min(MAX_STRING, this.size - this.pos));
     const at = this.take(n, what);
-    return this.buf.toString('utf8', at, at + n);
+    const bytes = this.buf.subarray(at, at + n);
+    // Vocabularies hold up to hundreds of thousands of short strings: ASCII skips the decoder.
+    let ascii = n <= 64;
+    for (let i = 0; ascii && i < n; i++) if (bytes[i]! >= 0x80) ascii = false;
+    return ascii ? String.fromCharCode(...bytes) : UTF8.decode(bytes);
   }
 }
 
@@ -153,6 +161,15 @@ function typeName(type: number): string {
   return GGML_TYPES[type]?.name ?? OTHER_TYPE_NAMES[type] ?? `#${type}`;
 }
 
+/** Parse the header of an open GGUF file (a file in memory, in a browser). */
+export function readGgufFile(f: ModelFile): GgufFile {
+  return parseHeader((into, off, len, pos) => {
+    const n = Math.min(len, f.size - pos);
+    f.readInto(into.subarray(off, off + n), pos, 'the header');
+    return n;
+  }, f.size, f.path);
+}
+
 /** Parse the header of a GGUF file (no tensor data is read). */
 export function readGguf(file: string): GgufFile {
   const fd = openModelFile(file);
@@ -166,8 +183,11 @@ export function readGguf(file: string): GgufFile {
 
 /** Parse a GGUF header held in memory (tests and tools). */
 export function parseGgufBytes(bytes: Uint8Array, name = 'buffer'): GgufFile {
-  const src = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return parseHeader((into, off, len, pos) => src.copy(into, off, pos, Math.min(pos + len, src.length)), src.length, name);
+  return parseHeader((into, off, len, pos) => {
+    const part = bytes.subarray(pos, Math.min(pos + len, bytes.length));
+    into.set(part, off);
+    return part.length;
+  }, bytes.length, name);
 }
 
 function parseHeader(readAt: ReadAt, size: number, file: string): GgufFile {

@@ -173,7 +173,7 @@ export class GpuForward implements DeviceForward {
     }
     if (!logits) {
       p.submit();
-      return Promise.resolve(null);
+      return this.k.done().then(() => null);
     }
     p.copy(a.xb, a.x, n * dim).rmsnorm(a.xb, g.finalNorm, n, dim, normEps).matmul(a.logits, a.xb, g.lmHead, n);
     p.submit();

@@ -72,6 +72,11 @@ export class SafetensorsSource implements TensorSource {
     for (const f of files) for (const [name, info] of f.tensors) this.byName.set(name, { file: f, info });
   }
 
+  /** Over files already open (a browser's fetched or picked shards); `where` names the model in errors. */
+  static fromFiles(where: string, files: SafetensorsFile[]): SafetensorsSource {
+    return new SafetensorsSource(where, files);
+  }
+
   static openDirectory(dir: string, opts: ReadOptions = {}): SafetensorsSource {
     const single = path.join(dir, 'model.safetensors');
     const index = path.join(dir, 'model.safetensors.index.json');

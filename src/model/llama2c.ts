@@ -35,7 +35,12 @@ export class Llama2cSource implements TensorSource {
   }
 
   static open(path: string, opts: ReadOptions = {}): Llama2cSource {
-    const file = ModelFile.open(path, opts);
+    return Llama2cSource.fromFile(ModelFile.open(path, opts));
+  }
+
+  /** A checkpoint from an open file (closed here when it is not one). */
+  static fromFile(file: ModelFile): Llama2cSource {
+    const path = file.path;
     try {
       const { size } = file;
       if (size < HEADER_BYTES) throw new ModelFormatError(`${path}: ${size} bytes is too short for a llama2.c checkpoint.`);

@@ -6,10 +6,12 @@ import { ModelNotFoundError } from '../core/errors.js';
 import type { WeightTensor } from '../quant/format.js';
 import type { ModelConfig } from './config.js';
 import { hfTensorName, isHfDirectory, readHfConfig, SafetensorsSource } from './hf.js';
+import { parseHfConfig } from './config.js';
+import { SafetensorsFile } from './safetensors.js';
 import { Llama2cSource, llama2cTensorName } from './llama2c.js';
 import type { GgufFile } from './gguf.js';
-import { ggufTensorName, openGguf } from './gguf-model.js';
-import type { ReadOptions } from './open.js';
+import { ggufTensorName, openGguf, openGgufFile } from './gguf-model.js';
+import { ModelFile, type ReadOptions } from './open.js';
 import { isSyntheticPath, SYNTHETIC_PREFIX, syntheticConfig, SyntheticSource } from './synthetic.js';
 import { loadWeightSet, type LoadProgress, type TensorKey, type TensorSource, type WeightSet } from './weights.js';
 
@@ -62,6 +64,37 @@ export function openModel(modelPath: string, opts: ReadOptions = {}): ResolvedMo
     return { format: 'llama2c', path: p, config: source.config, source, nameOf: llama2cTensorName };
   }
   throw new ModelNotFoundError(`${p}: unrecognised model file (expected a directory, .gguf, .bin or .safetensors).`);
+}
+
+/** A file held in memory: a browser's fetched or picked file. */
+export interface FileBytes {
+  readonly name: string;
+  readonly data: ArrayBuffer;
+}
+
+/** A model held in memory, by format (the browser's loader fetches these; see engine/browser.ts). */
+export type ModelBytes =
+  | { readonly format: 'llama2c'; readonly file: FileBytes }
+  | { readonly format: 'gguf'; readonly file: FileBytes }
+  | { readonly format: 'hf'; readonly name: string; readonly config: unknown; readonly generationConfig?: unknown; readonly shards: readonly FileBytes[] };
+
+/** Open a model held in memory: its tensors are views of the buffers where their offsets allow. */
+export function openModelBytes(m: ModelBytes): ResolvedModel {
+  switch (m.format) {
+    case 'llama2c': {
+      const source = Llama2cSource.fromFile(ModelFile.fromBuffer(m.file.name, m.file.data));
+      return { format: 'llama2c', path: m.file.name, config: source.config, source, nameOf: llama2cTensorName };
+    }
+    case 'gguf': {
+      const { config, source } = openGgufFile(ModelFile.fromBuffer(m.file.name, m.file.data));
+      return { format: 'gguf', path: m.file.name, config, source, nameOf: ggufTensorName, gguf: source.gguf };
+    }
+    case 'hf': {
+      const config = parseHfConfig(m.config, `${m.name}/config.json`, m.generationConfig);
+      const files = m.shards.map((f) => SafetensorsFile.fromFile(ModelFile.fromBuffer(f.name, f.data)));
+      return { format: 'hf', path: m.name, config, source: SafetensorsSource.fromFiles(m.name, files), nameOf: hfTensorName };
+    }
+  }
 }
 
 export function loadWeights(m: ResolvedModel, prepare: (w: WeightTensor) => WeightTensor, onProgress?: LoadProgress): WeightSet {

@@ -29,7 +29,7 @@ export class ModelFile {
   /** The whole file, mapped; null when it is read instead. */
   private readonly mapped: ArrayBuffer | null;
 
-  private constructor(file: string, fd: number, size: number, mapped: ArrayBuffer | null) {
+  private constructor(file: string, fd: number | null, size: number, mapped: ArrayBuffer | null) {
     this.path = file;
     this.fd = fd;
     this.size = size;
@@ -46,6 +46,14 @@ export class ModelFile {
       fs.closeSync(fd);
       throw e;
     }
+  }
+
+  /**
+   * A file already in memory (a browser's fetched or picked file): ranges are views of `data`
+   * where the offset suits the dtype. `name` names it in errors.
+   */
+  static fromBuffer(name: string, data: ArrayBuffer): ModelFile {
+    return new ModelFile(name, null, data.byteLength, data);
   }
 
   /** Whether byte ranges are views of a mapping rather than copies. */
@@ -70,8 +78,15 @@ export class ModelFile {
     return out;
   }
 
-  /** Fill `into` from byte `position` with read calls. */
+  /** Fill `into` from byte `position` (with read calls where the file is not in memory). */
   readInto(into: Uint8Array, position: number, what: string): void {
+    if (this.mapped) {
+      if (position + into.length > this.size) {
+        throw new ModelFormatError(`${this.path}: unexpected end of file in ${what} at byte ${this.size}; the file is truncated.`);
+      }
+      into.set(new Uint8Array(this.mapped, position, into.length));
+      return;
+    }
     if (this.fd === null) throw new ModelFormatError(`${this.path}: file already closed.`);
     let done = 0;
     while (done < into.length) {

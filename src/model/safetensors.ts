@@ -2,7 +2,6 @@
 // view of the mapped file or read into its own buffer (open.ts; never a whole-file copy). Every
 // offset is checked against the file size first.
 
-import * as path from 'node:path';
 import { ModelFormatError, UnsupportedDtypeError } from '../core/errors.js';
 import { type DenseTensor, numel, shapeString } from '../core/tensor.js';
 import { ModelFile, type ReadOptions } from './open.js';
@@ -38,7 +37,11 @@ export class SafetensorsFile {
   }
 
   static open(path: string, opts: ReadOptions = {}): SafetensorsFile {
-    const file = ModelFile.open(path, opts);
+    return SafetensorsFile.fromFile(ModelFile.open(path, opts));
+  }
+
+  /** A safetensors file from an open file (one in memory, in a browser); closed here when it is not one. */
+  static fromFile(file: ModelFile): SafetensorsFile {
     try {
       const { tensors, metadata } = parseHeader(file);
       return new SafetensorsFile(file, tensors, metadata);
@@ -71,7 +74,7 @@ export class SafetensorsFile {
 
 function parseHeader(f: ModelFile): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   const { size, path: file } = f;
-  const name = path.basename(file);
+  const name = file.split(/[\\/]/).pop()!;
   if (size < 8) throw new ModelFormatError(`${name}: ${size} bytes is too short for a safetensors file (truncated?).`);
   const lenBuf = new Uint8Array(8);
   f.readInto(lenBuf, 0, 'the header length');

@@ -70,26 +70,32 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   static fromFile(file: string, vocabSize: number): Llama2cTokenizer {
-    let buf: Buffer;
+    let buf: Uint8Array;
     try {
       buf = fs.readFileSync(file);
     } catch (e) {
       throw new TokenizerError(`cannot read tokenizer ${file}: ${(e as Error).message}. Pass the tokenizer option with its path.`);
     }
+    return Llama2cTokenizer.fromBytes(buf, vocabSize, file);
+  }
+
+  /** A tokenizer.bin held in memory (a browser's fetched file); `name` names it in errors. */
+  static fromBytes(buf: Uint8Array, vocabSize: number, name = 'tokenizer.bin'): Llama2cTokenizer {
     const bad = (why: string): never => {
-      throw new TokenizerError(`${file} is not a llama2.c tokenizer.bin (${why}).`);
+      throw new TokenizerError(`${name} is not a llama2.c tokenizer.bin (${why}).`);
     };
+    const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     if (buf.length < 4) bad('too short');
     let off = 4; // int32 max_token_length
     const pieces: Uint8Array[] = [];
     const scores = new Float32Array(vocabSize);
     for (let i = 0; i < vocabSize; i++) {
       if (off + 8 > buf.length) bad(`ends after ${i} of ${vocabSize} tokens`);
-      scores[i] = buf.readFloatLE(off);
-      const len = buf.readInt32LE(off + 4);
+      scores[i] = view.getFloat32(off, true);
+      const len = view.getInt32(off + 4, true);
       off += 8;
       if (len < 0 || off + len > buf.length) bad(`token ${i} has length ${len}`);
-      pieces.push(new Uint8Array(buf.subarray(off, off + len)));
+      pieces.push(buf.slice(off, off + len));
       off += len;
     }
     return new Llama2cTokenizer(pieces, scores);

@@ -103,9 +103,16 @@ function bindView(native: NativeAddon, view: KvLayerView): CpuKvHandle {
   return handle;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-/** dist/src/kernels/cpu -> package root */
-export const NATIVE_ADDON_PATH = path.resolve(here, '..', '..', '..', '..', 'build', 'quantspec.node');
+/** dist/src/kernels/cpu -> package root; '' where there is no file system (the browser bundle). */
+export const NATIVE_ADDON_PATH = addonPath();
+
+function addonPath(): string {
+  try {
+    return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'build', 'quantspec.node');
+  } catch {
+    return '';
+  }
+}
 
 let addon: NativeAddon | null = null;
 let addonInfo: { isa: string; threads: number; gemmBf16: boolean } | null = null;

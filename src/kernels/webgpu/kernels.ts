@@ -33,6 +33,10 @@ export interface GpuKvLayer {
 const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2, q4: 3 } as const;
 /** Bytes of one dispatch's parameters in the uniform arena (the minimum uniform offset alignment). */
 const PARAM_STRIDE = 256;
+/** Free staging buffers kept at most. */
+const MAX_STAGING = 8;
+/** Bind groups kept at most (a forward pass of a 1B-class model uses about 500). */
+const MAX_BIND_GROUPS = 8192;
 /** Workgroups along x at most (WebGPU's default limit is 65535); larger counts spill into y. */
 const MAX_GROUPS_X = 32768;
 
@@ -75,6 +79,24 @@ export class GpuKernels {
 
   /** Validation and memory errors the device reported since the last read (WebGPU reports them asynchronously). */
   private readonly errors: string[] = [];
+
+  /**
+   * Every pass's parameters go to this one uniform buffer, slot i for dispatch i: a pass writes it
+   * with queue.writeBuffer, which the queue orders after the passes submitted before it. Grown
+   * (and the bind groups made anew) when a pass has more dispatches than slots.
+   */
+  private uniforms: GPUBuffer | null = null;
+  private uniformSlots = 0;
+  /**
+   * Bind groups by kernel, slot and buffers: a forward pass binds the same buffers at the same
+   * slots every time, so after the first pass of each kind none is made. Cleared when it grows past
+   * MAX_BIND_GROUPS (passes over ever-new buffers, as tests make).
+   */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  /** Staging buffers for reads, free for reuse (a read maps one; passes of several sessions may read at once). */
+  private readonly staging: GPUBuffer[] = [];
+  private nextBufferId = 1;
 
   constructor(ctx: GpuContext) {
     this.ctx = ctx;
@@ -138,19 +160,38 @@ export class GpuKernels {
 
   /** The first `floats` floats of `buf`, after everything submitted so far. */
   async readFloats(buf: GPUBuffer, floats: number): Promise<Float32Array> {
-    const staging = this.device.createBuffer({ size: Math.max(4, floats * 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const bytes = Math.max(4, floats * 4);
+    // A free staging buffer large enough, else a new one (returned to the pool once read).
+    const i = this.staging.findIndex((b) => b.size >= bytes);
+    const staging = i >= 0 ? this.staging.splice(i, 1)[0]! : this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(buf, 0, staging, 0, floats * 4);
     this.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(staging.getMappedRange().slice(0, floats * 4));
-    staging.unmap();
-    staging.destroy();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+      const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0, floats * 4));
+      staging.unmap();
+      if (this.staging.length < MAX_STAGING) this.staging.push(staging);
+      else staging.destroy();
+      this.throwReported();
+      return out;
+    } catch (e) {
+      staging.destroy();
+      throw e;
+    }
+  }
+
+  /** Resolves once everything submitted so far has run (rejects with what the device reported). */
+  async done(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwReported();
+  }
+
+  private throwReported(): void {
     if (this.errors.length > 0) {
       const all = this.errors.splice(0).join('\n');
       throw new BackendUnavailableError(`the WebGPU device rejected the work: ${all}`);
     }
-    return out;
   }
 
   /** A weight matrix uploaded in a layout the matmul reads (4-bit pairs repacked to blocks of 32). */
@@ -199,6 +240,42 @@ export class GpuKernels {
       kvDim, fpDtype: fp.dtype, fpStart, keys: this.upload(fp.keys), values: this.upload(fp.values), bits: planeBuf ? bits : 0,
       keyGroupSize: planes?.keyGroupSize ?? 1, valueGroupSize: planes?.valueGroupSize ?? 1, planeTokens, planes: planeBuf, meta: metaBuf,
     };
+  }
+
+  /** The uniform buffer with at least `slots` slots of PARAM_STRIDE bytes. */
+  uniformBuffer(slots: number): GPUBuffer {
+    if (!this.uniforms || this.uniformSlots < slots) {
+      this.uniforms?.destroy();
+      this.uniformSlots = Math.max(slots, 2 * this.uniformSlots, 256);
+      this.uniforms = this.device.createBuffer({ size: this.uniformSlots * PARAM_STRIDE, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      this.bindGroups.clear();
+    }
+    return this.uniforms;
+  }
+
+  private idOf(buf: GPUBuffer): number {
+    let id = this.bufferIds.get(buf);
+    if (id === undefined) {
+      id = this.nextBufferId++;
+      this.bufferIds.set(buf, id);
+    }
+    return id;
+  }
+
+  /** The bind group of `kernel` at uniform slot `slot` with `buffers` at bindings 1.. (made once). */
+  bindGroup(kernel: Kernel, slot: number, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    let key = `${kernel}:${slot}`;
+    for (const b of buffers) key += `:${this.idOf(b)}`;
+    let g = this.bindGroups.get(key);
+    if (!g) {
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      const pipeline = this.pipeline(kernel);
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.uniforms!, offset: slot * PARAM_STRIDE, size: PARAM_STRIDE } }];
+      buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
+      g = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroups.set(key, g);
+    }
+    return g;
   }
 
   /** A new recording of dispatches. */
@@ -343,24 +420,21 @@ export class GpuPass {
   /** Queue the recorded dispatches, in order, as one command buffer. */
   submit(): void {
     const { device } = this.k;
-    if (this.dispatches.length === 0) return;
-    const arena = device.createBuffer({ size: this.dispatches.length * PARAM_STRIDE, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    const all = new Uint8Array(this.dispatches.length * PARAM_STRIDE);
+    const n = this.dispatches.length;
+    if (n === 0) return;
+    const uniforms = this.k.uniformBuffer(n);
+    const all = new Uint8Array(n * PARAM_STRIDE);
     this.dispatches.forEach((dp, i) => all.set(new Uint8Array(dp.params), i * PARAM_STRIDE));
-    device.queue.writeBuffer(arena, 0, all);
+    device.queue.writeBuffer(uniforms, 0, all);
     const enc = device.createCommandEncoder();
     const cp = enc.beginComputePass();
     this.dispatches.forEach((dp, i) => {
-      const pipeline = this.k.pipeline(dp.kernel);
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: arena, offset: i * PARAM_STRIDE, size: PARAM_STRIDE } }];
-      dp.buffers.forEach((buffer, j) => entries.push({ binding: j + 1, resource: { buffer } }));
-      cp.setPipeline(pipeline);
-      cp.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }));
+      cp.setPipeline(this.k.pipeline(dp.kernel));
+      cp.setBindGroup(0, this.k.bindGroup(dp.kernel, i, dp.buffers));
       cp.dispatchWorkgroups(...dp.groups);
     });
     cp.end();
     device.queue.submit([enc.finish()]);
-    arena.destroy(); // released once the submitted work is done
     this.dispatches.length = 0;
   }
 }
