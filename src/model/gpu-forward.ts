@@ -44,7 +44,6 @@ interface Activations {
   readonly tokens: GPUBuffer; // [rows] u32
   readonly x: GPUBuffer; // [rows, dim]
   readonly xb: GPUBuffer; // [rows, max(dim, qDim)]
-  readonly xb2: GPUBuffer; // [rows, dim]
   readonly q: GPUBuffer; // [rows, qDim]
   readonly k: GPUBuffer; // [rows, kvDim]
   readonly v: GPUBuffer; // [rows, kvDim]
@@ -115,7 +114,7 @@ export class GpuForward implements DeviceForward {
     const kvDim = kvDimOf(c);
     const f = (n: number) => this.k.empty(4 * rows * n);
     this.act = {
-      rows, tokens: f(1), x: f(c.dim), xb: f(Math.max(c.dim, qDim)), xb2: f(c.dim), q: f(qDim), k: f(kvDim), v: f(kvDim),
+      rows, tokens: f(1), x: f(c.dim), xb: f(Math.max(c.dim, qDim)), q: f(qDim), k: f(kvDim), v: f(kvDim),
       hb: f(c.hiddenDim), hb2: f(c.hiddenDim), logits: f(c.vocabSize),
     };
     return this.act;
@@ -154,7 +153,7 @@ export class GpuForward implements DeviceForward {
         throw new BackendUnavailableError('this KV cache was made by a CPU backend; make the session\'s cache with the WebGPU storage.');
       }
       const kv = handle.layer;
-      p.copy(a.xb, a.x, n * dim).rmsnorm(a.xb, lw.attnNorm, n, dim, normEps);
+      p.rmsnorm(a.x, lw.attnNorm, n, dim, normEps, a.xb);
       p.matmul(a.q, a.xb, lw.wq, n).matmul(a.k, a.xb, lw.wk, n).matmul(a.v, a.xb, lw.wv, n);
       if (lw.bq) p.addBias(a.q, lw.bq, n, qDim);
       if (lw.bk) p.addBias(a.k, lw.bk, n, kvDim);
@@ -162,20 +161,19 @@ export class GpuForward implements DeviceForward {
       if (lw.qNorm && lw.kNorm) {
         p.rmsnorm(a.q, lw.qNorm, n * nHeads, headDim, normEps).rmsnorm(a.k, lw.kNorm, n * nKvHeads, headDim, normEps);
       }
-      p.rope(a.q, n, nHeads, headDim, pos, this.cos, this.sin, this.ropeLayout);
-      p.rope(a.k, n, nKvHeads, headDim, pos, this.cos, this.sin, this.ropeLayout);
+      p.ropePair(a.q, nHeads, a.k, nKvHeads, n, headDim, pos, this.cos, this.sin, this.ropeLayout);
       p.kvWrite(kv, pos - kv.fpStart, a.k, a.v, n);
       p.attention(a.xb, a.q, n, pos, kv, this.attn);
-      p.matmul(a.xb2, a.xb, lw.wo, n).add(a.x, a.xb2, n * dim);
-      p.copy(a.xb, a.x, n * dim).rmsnorm(a.xb, lw.ffnNorm, n, dim, normEps);
+      p.matmul(a.x, a.xb, lw.wo, n, true); // x += wo · attention
+      p.rmsnorm(a.x, lw.ffnNorm, n, dim, normEps, a.xb);
       p.matmul(a.hb, a.xb, lw.w1, n).matmul(a.hb2, a.xb, lw.w3, n).siluMul(a.hb, a.hb2, n * hiddenDim);
-      p.matmul(a.xb2, a.hb, lw.w2, n).add(a.x, a.xb2, n * dim);
+      p.matmul(a.x, a.hb, lw.w2, n, true); // x += w2 · (silu(w1 · x) * (w3 · x))
     }
     if (!logits) {
       p.submit();
       return this.k.done().then(() => null);
     }
-    p.copy(a.xb, a.x, n * dim).rmsnorm(a.xb, g.finalNorm, n, dim, normEps).matmul(a.logits, a.xb, g.lmHead, n);
+    p.rmsnorm(a.x, g.finalNorm, n, dim, normEps, a.xb).matmul(a.logits, a.xb, g.lmHead, n);
     p.submit();
     return this.k.readFloats(a.logits, n * c.vocabSize);
   }

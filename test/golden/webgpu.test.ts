@@ -15,6 +15,7 @@ import { openGpu } from '../../src/kernels/webgpu/device.js';
 import { inCi } from '../helpers/ci.js';
 import { corpus, greedy, MODELS, prompts } from '../helpers/lossless.js';
 import { checkModel, STORIES260K_GOLDEN } from '../helpers/reference.js';
+import { startServer } from '../helpers/server.js';
 import { HF_REFERENCE_MODELS, readJson, REPO_ROOT, sharedPath } from '../helpers/shared.js';
 
 let skip: string | false = false;
@@ -120,4 +121,27 @@ test('webgpu: quantspec generate --backend webgpu (the embedded model) decodes a
   assert.equal(gpu.generated_ids.length, 24);
   assert.ok(gpu.stats.rounds > 0, 'speculative rounds ran on the GPU');
   assert.deepEqual(gpu.generated_ids, cpu.generated_ids);
+});
+
+test('webgpu: the server (a worker thread, two slots) answers concurrent requests as it answers each alone', { skip }, async () => {
+  const s = await startServer({ parallel: 2 }, { backend: 'webgpu' });
+  try {
+    const ask = async (content: string): Promise<string> => {
+      const r = await fetch(`${s.url}/v1/chat/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'pdlm', messages: [{ role: 'user', content }], max_tokens: 16, temperature: 0 }),
+      });
+      assert.equal(r.status, 200);
+      return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+    };
+    const models = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { meta: { backend: string } }[] };
+    assert.match(models.data[0]!.meta.backend, /^webgpu: /);
+    // The two slots' passes interleave on one GPU queue (no batching on WebGPU): each must still see only its own cache.
+    const [a, b] = await Promise.all([ask('Call me Ishmael.'), ask('It is a truth universally acknowledged')]);
+    assert.equal(await ask('Call me Ishmael.'), a);
+    assert.equal(await ask('It is a truth universally acknowledged'), b);
+    assert.notEqual(a, b);
+  } finally {
+    await s.close();
+  }
 });

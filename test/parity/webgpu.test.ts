@@ -170,6 +170,51 @@ test('webgpu: a tensor larger than one binding of the adapter is refused by name
   assert.ok(small.upload(new Float32Array(16)), 'a tensor that fits uploads');
 });
 
+test('webgpu: the fused forms: RMSNorm into another buffer, a matmul that adds into its output, RoPE of queries and keys at once', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(23);
+  // RMSNorm into `out`: the reference's values, and x left exactly as it was (the residual stream).
+  const [rows, dim] = [5, 67];
+  const x = randn(rng, rows * dim, 3);
+  const w = randn(rng, dim);
+  const want = new Float32Array(rows * dim);
+  ref.rmsnorm(want, x, w, rows, dim, 1e-5);
+  const xb = k.upload(x);
+  const normed = k.empty(rows * dim * 4);
+  k.pass().rmsnorm(xb, k.upload(w), rows, dim, 1e-5, normed).submit();
+  assertClose(await k.readFloats(normed, rows * dim), want, 1e-6, Float32Array.from(want, (v) => Math.abs(v) + 1e-3), 'rmsnorm into out');
+  assert.deepEqual(await k.readFloats(xb, rows * dim), x, 'rmsnorm into out leaves x unchanged');
+  // out += x · Wᵀ: the residual plus the reference's product, for every weight format.
+  for (const dtype of ['f32', 'f16', 'q4'] as const) {
+    const [r, c, n] = [37, 96, 5];
+    const base = dense(dtype === 'q4' ? 'f32' : dtype, r, c, rng);
+    const m = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))! : base;
+    const h = randn(rng, n * c);
+    const residual = randn(rng, n * r, 4);
+    const sum = new Float32Array(n * r);
+    ref.matmul(sum, h, m, n);
+    ref.add(sum, residual, n * r);
+    const out = k.upload(residual);
+    k.pass().matmul(out, k.upload(h), k.uploadWeight(m), n, true).submit();
+    const scale = absScale(dtype === 'q4' ? dequantized(m, r, c) : base, h, r, c, n).map((v, i) => v + Math.abs(residual[i]!));
+    assertClose(await k.readFloats(out, n * r), sum, 2e-6, scale, `matmul accumulate ${dtype}`);
+  }
+  // RoPE of q and k in one dispatch: bit for bit the two single dispatches, for both layouts.
+  for (const layout of [0, 1] as const) {
+    const [n, qHeads, kHeads, hd, start, positions] = [3, 6, 2, 16, 5, 12];
+    const q = randn(rng, n * qHeads * hd);
+    const kk = randn(rng, n * kHeads * hd);
+    const cos = k.upload(Float32Array.from({ length: positions * (hd / 2) }, () => Math.cos(rng.next() * 6)));
+    const sin = k.upload(Float32Array.from({ length: positions * (hd / 2) }, () => Math.sin(rng.next() * 6)));
+    const [q1, k1, q2, k2] = [k.upload(q), k.upload(kk), k.upload(q), k.upload(kk)];
+    k.pass().ropePair(q1, qHeads, k1, kHeads, n, hd, start, cos, sin, layout)
+      .rope(q2, n, qHeads, hd, start, cos, sin, layout).rope(k2, n, kHeads, hd, start, cos, sin, layout).submit();
+    assert.deepEqual(await k.readFloats(q1, q.length), await k.readFloats(q2, q.length), `ropePair queries, layout ${layout}`);
+    assert.deepEqual(await k.readFloats(k1, kk.length), await k.readFloats(k2, kk.length), `ropePair keys, layout ${layout}`);
+    assert.notDeepEqual(await k.readFloats(k1, kk.length), kk, 'the keys were rotated');
+  }
+});
+
 /** The bytes of a GPU buffer (readFloats' words, reinterpreted). */
 async function readBytes(k: GpuKernels, buf: GPUBuffer, bytes: number): Promise<Uint8Array> {
   const f = await k.readFloats(buf, Math.ceil(bytes / 4));

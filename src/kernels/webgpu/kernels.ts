@@ -293,30 +293,43 @@ export class GpuPass {
     this.k = k;
   }
 
-  /** out[n, rows] = x[n, cols] · Wᵀ. */
-  matmul(out: GPUBuffer, x: GPUBuffer, w: GpuWeight, n: number): this {
+  /** out[n, rows] = x[n, cols] · Wᵀ; with accumulate, out += x · Wᵀ (a residual add in the same dispatch). */
+  matmul(out: GPUBuffer, x: GPUBuffer, w: GpuWeight, n: number, accumulate = false): this {
     const rowGroups = Math.min(w.rows, MAX_GROUPS_X);
     const d = this.k.dummy;
     const bufs = w.dtype === 'f32' ? [x, out, w.data, d, d] : w.dtype === 'q4' ? [x, out, d, w.codes, w.meta] : [x, out, d, w.data, d];
     this.dispatches.push({
       kernel: 'matmul', buffers: bufs,
-      params: params([w.rows, w.cols, n, DTYPE_CODE[w.dtype], rowGroups]),
+      params: params([w.rows, w.cols, n, DTYPE_CODE[w.dtype], rowGroups, accumulate ? 1 : 0]),
       groups: [rowGroups, Math.ceil(w.rows / rowGroups), Math.ceil(n / 4)],
     });
     return this;
   }
 
-  /** x[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, in place, for `rows` rows of `dim`. */
-  rmsnorm(x: GPUBuffer, weight: GPUBuffer, rows: number, dim: number, eps: number): this {
-    this.dispatches.push({ kernel: 'rmsnorm', buffers: [x, weight], params: params([rows, dim, { f: eps }]), groups: [rows, 1, 1] });
+  /**
+   * RMSNorm of `rows` rows of `dim`: x[r] / sqrt(mean(x[r]²) + eps) · weight, in place, or into
+   * `out` leaving x as it was.
+   */
+  rmsnorm(x: GPUBuffer, weight: GPUBuffer, rows: number, dim: number, eps: number, out?: GPUBuffer): this {
+    this.dispatches.push({
+      kernel: 'rmsnorm', buffers: [x, weight, out ?? this.k.dummy], params: params([rows, dim, { f: eps }, out ? 1 : 0]), groups: [rows, 1, 1],
+    });
     return this;
   }
 
   /** RoPE in place on x[n, heads, headDim]; cos/sin [positions, headDim / 2]. */
   rope(x: GPUBuffer, n: number, heads: number, headDim: number, start: number, cos: GPUBuffer, sin: GPUBuffer, layout: RopeLayout): this {
+    return this.ropePair(x, heads, this.k.dummy, 0, n, headDim, start, cos, sin, layout);
+  }
+
+  /** RoPE of the queries q[n, qHeads, headDim] and keys k[n, kHeads, headDim] in one dispatch. */
+  ropePair(
+    q: GPUBuffer, qHeads: number, k: GPUBuffer, kHeads: number, n: number, headDim: number, start: number,
+    cos: GPUBuffer, sin: GPUBuffer, layout: RopeLayout,
+  ): this {
     this.dispatches.push({
-      kernel: 'rope', buffers: [x, cos, sin], params: params([n, heads, headDim, start, layout]),
-      groups: spread(Math.ceil((n * heads * (headDim / 2)) / 64)),
+      kernel: 'rope', buffers: [q, cos, sin, k], params: params([n, qHeads, headDim, start, layout, kHeads]),
+      groups: spread(Math.ceil((n * (qHeads + kHeads) * (headDim / 2)) / 64)),
     });
     return this;
   }
@@ -334,11 +347,6 @@ export class GpuPass {
   /** x[rows, dim] += bias[dim]. */
   addBias(x: GPUBuffer, bias: GPUBuffer, rows: number, dim: number): this {
     return this.elementwise(2, x, bias, rows * dim, dim);
-  }
-
-  /** a[0..n) = b[0..n). */
-  copy(a: GPUBuffer, b: GPUBuffer, n: number): this {
-    return this.elementwise(3, a, b, n, 1);
   }
 
   private elementwise(op: number, a: GPUBuffer, b: GPUBuffer, n: number, dim: number): this {

@@ -22,13 +22,13 @@ fn byte_${name}(b: u32) -> u32 {
 }
 
 /**
- * out[t, r] = Σ_j W[r, j] · x[t, j]. A workgroup of 64 takes one row and up to 4 tokens; each
+ * out[t, r] = Σ_j W[r, j] · x[t, j] (or out[t, r] += it, with accumulate). A workgroup of 64 takes one row and up to 4 tokens; each
  * thread strides over the columns, then the partial sums are reduced in workgroup memory.
  * W: F32 (dtype 0), F16 (1), BF16 (2) or 4-bit blocks of 32 (3: codes [rows, nb, 16] bytes, F16
  * scales and minimums [rows, nb], w = q·scale + min, as quant/format.ts).
  */
 export const MATMUL = /* wgsl */ `
-struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32 }
+struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -72,16 +72,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     }
     workgroupBarrier();
   }
-  if (tid < 4u && r < p.rows && t0 + tid < p.n) { out[(t0 + tid) * p.rows + r] = part[tid * 64u]; }
+  if (tid < 4u && r < p.rows && t0 + tid < p.n) {
+    let o = (t0 + tid) * p.rows + r;
+    // accumulate: out += the product (the residual add, as ELEMENTWISE's a += b would do it after)
+    out[o] = select(part[tid * 64u], out[o] + part[tid * 64u], p.accumulate == 1u);
+  }
 }
 `;
 
-/** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, one workgroup of 64 per row (out may be x's buffer). */
+/**
+ * y[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight, one workgroup of 64 per row; y is x itself
+ * (to_out 0) or out (1: x is left as it was, as the residual stream must be).
+ */
 export const RMSNORM = /* wgsl */ `
-struct P { rows: u32, dim: u32, eps: f32 }
+struct P { rows: u32, dim: u32, eps: f32, to_out: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 var<workgroup> part: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -96,44 +104,61 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     workgroupBarrier();
   }
   let inv = 1.0 / sqrt(part[0] / f32(p.dim) + p.eps);
-  for (var j = tid; j < p.dim; j += 64u) { x[o + j] = weight[j] * (x[o + j] * inv); }
+  if (p.to_out == 1u) {
+    for (var j = tid; j < p.dim; j += 64u) { out[o + j] = weight[j] * (x[o + j] * inv); }
+  } else {
+    for (var j = tid; j < p.dim; j += 64u) { x[o + j] = weight[j] * (x[o + j] * inv); }
+  }
 }
 `;
 
 /**
- * RoPE in place on x[n, heads, head_dim], token t at position start + t; cos/sin [positions,
- * head_dim / 2]; pairs 0 rotates (i, i + half), 1 rotates (2i, 2i + 1) (RopeLayout). One invocation per pair.
+ * RoPE in place on x[n, heads, head_dim] and, in the same dispatch, on x2[n, heads2, head_dim]
+ * (the queries and the keys; heads2 0 for one tensor), token t at position start + t; cos/sin
+ * [positions, head_dim / 2]; pairs 0 rotates (i, i + half), 1 rotates (2i, 2i + 1) (RopeLayout).
+ * One invocation per rotated pair.
  */
 export const ROPE = /* wgsl */ `
-struct P { n: u32, heads: u32, head_dim: u32, start: u32, pairs: u32 }
+struct P { n: u32, heads: u32, head_dim: u32, start: u32, pairs: u32, heads2: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> cosv: array<f32>;
 @group(0) @binding(3) var<storage, read> sinv: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x2: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let half = p.head_dim / 2u;
+  let all = p.heads + p.heads2;
   let i = id.x + id.y * nw.x * 64u;
-  if (i >= p.n * p.heads * half) { return; }
+  if (i >= p.n * all * half) { return; }
   let j = i % half;
-  let th = i / half; // token * heads + head
-  let t = th / p.heads;
-  let o = th * p.head_dim;
+  let t = i / half / all;
+  let h = (i / half) % all;
+  let second = h >= p.heads;
+  let heads = select(p.heads, p.heads2, second);
+  let o = (t * heads + select(h, h - p.heads, second)) * p.head_dim;
   let c = cosv[(p.start + t) * half + j];
   let s = sinv[(p.start + t) * half + j];
   let ia = select(o + 2u * j, o + j, p.pairs == 0u);
   let ib = select(o + 2u * j + 1u, o + j + half, p.pairs == 0u);
-  let a = x[ia];
-  let b = x[ib];
-  x[ia] = a * c - b * s;
-  x[ib] = b * c + a * s;
+  if (second) {
+    let a = x2[ia];
+    let b = x2[ib];
+    x2[ia] = a * c - b * s;
+    x2[ib] = b * c + a * s;
+  } else {
+    let a = x[ia];
+    let b = x[ib];
+    x[ia] = a * c - b * s;
+    x[ib] = b * c + a * s;
+  }
 }
 `;
 
 /**
  * Elementwise ops over n elements, one invocation each: op 0 gate = silu(gate) · up; op 1
- * a += b; op 2 a[r, :] += b (a bias of `dim`); op 3 a = b.
+ * a += b; op 2 a[r, :] += b (a bias of `dim`).
  */
 export const ELEMENTWISE = /* wgsl */ `
 struct P { n: u32, op: u32, dim: u32 }
@@ -150,10 +175,8 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
     a[i] = g / (1.0 + exp(-g)) * b[i];
   } else if (p.op == 1u) {
     a[i] += b[i];
-  } else if (p.op == 2u) {
-    a[i] += b[i % p.dim];
   } else {
-    a[i] = b[i];
+    a[i] += b[i % p.dim];
   }
 }
 `;
