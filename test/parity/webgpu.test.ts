@@ -145,6 +145,33 @@ test('webgpu: attention over F32/F16 rows and INT8/INT4 planes, GQA and windows 
   assert.ok(cases >= 15, `${cases} attention cases ran`);
 });
 
+test('webgpu: attention is batch-invariant: each query of a pass equals that query alone, bit for bit', { skip }, async () => {
+  // What keeps greedy QuantSpec equal to plain decoding on the GPU: a verify pass's query i must
+  // get exactly the numbers of a plain step at its position, across chunk, tile and boundary splits.
+  const k = kernels();
+  let cases = 0;
+  for (const c of attentionCases(true)) {
+    const v = c.view;
+    if (v.kind === 'sparse' || c.nq < 2) continue;
+    cases++;
+    const kv = k.uploadKv(v.fp, v.fpStart, v.kvDim, v.kind === 'hier' ? v.planes : null, v.kind === 'hier' ? v.bits : 0);
+    const width = c.shape.nHeads * c.shape.headDim;
+    const all = k.empty(c.nq * width * 4);
+    const pass = k.pass().attention(all, k.upload(c.q), c.nq, c.startPos, kv, c.shape);
+    const alone = Array.from({ length: c.nq }, (_, i) => {
+      const out = k.empty(width * 4);
+      pass.attention(out, k.upload(c.q.subarray(i * width, (i + 1) * width)), 1, c.startPos + i, kv, c.shape);
+      return out;
+    });
+    pass.submit();
+    const batched = await k.readFloats(all, c.nq * width);
+    for (let i = 0; i < c.nq; i++) {
+      assert.deepEqual(await k.readFloats(alone[i]!, width), batched.subarray(i * width, (i + 1) * width), `${c.label}: query ${i}`);
+    }
+  }
+  assert.ok(cases >= 8, `${cases} cases ran`);
+});
+
 test('webgpu: one pass runs dependent kernels in order (norm, matmul, residual add)', { skip }, async () => {
   const k = kernels();
   const rng = new Xoshiro128(23);

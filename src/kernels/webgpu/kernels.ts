@@ -7,7 +7,7 @@ import { colsOf, rowsOf, type WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
 import type { AttentionShape, RopeLayout } from '../backend.js';
 import type { GpuContext } from './device.js';
-import { ATTENTION, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
+import { ATTENTION, ATTENTION_MERGE, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
 
 /** A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then minimums. */
 export type GpuWeight =
@@ -33,6 +33,8 @@ export interface GpuKvLayer {
 const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2, q4: 3 } as const;
 /** Bytes of one dispatch's parameters in the uniform arena (the minimum uniform offset alignment). */
 const PARAM_STRIDE = 256;
+/** Positions per chunk of split attention: a chunk of one KV head is one workgroup's work. */
+const ATTENTION_CHUNK = 256;
 /** Free staging buffers kept at most. */
 const MAX_STAGING = 8;
 /** Bind groups kept at most (a forward pass of a 1B-class model uses about 500). */
@@ -40,10 +42,10 @@ const MAX_BIND_GROUPS = 8192;
 /** Workgroups along x at most (WebGPU's default limit is 65535); larger counts spill into y. */
 const MAX_GROUPS_X = 32768;
 
-type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention' | 'kvWrite' | 'kvQuantize';
+type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention' | 'attentionMerge' | 'kvWrite' | 'kvQuantize';
 const SOURCES: Readonly<Record<Kernel, string>> = {
   matmul: MATMUL, rmsnorm: RMSNORM, rope: ROPE, elementwise: ELEMENTWISE, embed: EMBED, attention: ATTENTION,
-  kvWrite: KV_WRITE, kvQuantize: KV_QUANTIZE,
+  attentionMerge: ATTENTION_MERGE, kvWrite: KV_WRITE, kvQuantize: KV_QUANTIZE,
 };
 
 interface Dispatch {
@@ -94,6 +96,8 @@ export class GpuKernels {
    */
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  /** Split attention's partial results, grown on demand (every pass uses it between two of its own dispatches). */
+  private partials: GPUBuffer | null = null;
   /** Staging buffers for reads, free for reuse (a read maps one; passes of several sessions may read at once). */
   private readonly staging: GPUBuffer[] = [];
   private nextBufferId = 1;
@@ -242,6 +246,15 @@ export class GpuKernels {
     };
   }
 
+  /** The partials buffer with room for at least `floats` floats. */
+  partialsBuffer(floats: number): GPUBuffer {
+    if (!this.partials || this.partials.size < floats * 4) {
+      this.partials?.destroy();
+      this.partials = this.empty(Math.max(floats * 4, 2 * (this.partials?.size ?? 0)));
+    }
+    return this.partials;
+  }
+
   /** The uniform buffer with at least `slots` slots of PARAM_STRIDE bytes. */
   uniformBuffer(slots: number): GPUBuffer {
     if (!this.uniforms || this.uniformSlots < slots) {
@@ -365,22 +378,39 @@ export class GpuPass {
     return this;
   }
 
-  /** Causal attention of n queries (query i at position start + i) over a layer's cache: out, q [n, heads·headDim]. */
+  /**
+   * Causal attention of n queries (query i at position start + i) over a layer's cache: out, q
+   * [n, heads·headDim]. Two dispatches: the partial softmax of every chunk of ATTENTION_CHUNK
+   * positions of every KV head (each KV row decoded once for all the queries and heads that share
+   * it), then their merge.
+   */
   attention(out: GPUBuffer, q: GPUBuffer, n: number, start: number, kv: GpuKvLayer, shape: AttentionShape): this {
-    const { nHeads, nKvHeads, headDim, window } = shape;
-    if (headDim > 256 || nHeads % nKvHeads !== 0 || kv.kvDim !== nKvHeads * headDim) {
-      throw new ShapeMismatchError(`WebGPU attention: ${nHeads}/${nKvHeads} heads of ${headDim} over rows of ${kv.kvDim} (head_dim at most 256).`);
+    const { nHeads, nKvHeads, headDim: d, window } = shape;
+    if (d > 256 || nHeads % nKvHeads !== 0 || kv.kvDim !== nKvHeads * d) {
+      throw new ShapeMismatchError(`WebGPU attention: ${nHeads}/${nKvHeads} heads of ${d} over rows of ${kv.kvDim} (head_dim at most 256).`);
     }
-    const d = this.k.dummy;
+    const units = Math.ceil(d / 64);
+    const perKv = n * (nHeads / nKvHeads);
+    // Workgroup memory: queries qg·d <= 2048 floats, a tile of rows tile·d <= 1024, scores qg·tile <= 512;
+    // accumulators qg·units <= 32 per thread.
+    // The tile depends on the head size only, never on the pass's size: a query's sums must group
+    // the same way in a verify pass as in a plain step (batch invariance).
+    const qgMax = Math.min(Math.floor(32 / units), Math.floor(2048 / d));
+    const qg = Math.min(perKv, qgMax);
+    const tile = Math.max(1, Math.min(64, Math.floor(1024 / d), Math.floor(512 / qgMax)));
+    const chunks = Math.ceil((start + n) / ATTENTION_CHUNK);
+    const partials = this.k.partialsBuffer(chunks * n * nHeads * (d + 2));
+    const dm = this.k.dummy;
     this.dispatches.push({
       kernel: 'attention',
-      buffers: [q, out, kv.keys, kv.values, kv.planes ?? d, kv.meta ?? d],
+      buffers: [q, partials, kv.keys, kv.values, kv.planes ?? dm, kv.meta ?? dm],
       params: params([
-        n, start, nHeads, nKvHeads, headDim, window, kv.fpStart, kv.kvDim, kv.fpDtype === 'f32' ? 0 : 1, kv.bits > 0 ? 1 : 0,
-        kv.bits, kv.keyGroupSize, kv.valueGroupSize, { f: 1 / Math.sqrt(headDim) }, kv.planeTokens,
+        n, start, nHeads, nKvHeads, d, window, kv.fpStart, kv.kvDim, kv.fpDtype === 'f32' ? 0 : 1, kv.bits > 0 ? 1 : 0,
+        kv.bits, kv.keyGroupSize, kv.valueGroupSize, { f: 1 / Math.sqrt(d) }, kv.planeTokens, ATTENTION_CHUNK, qg, tile,
       ]),
-      groups: [n, nHeads, 1],
+      groups: [chunks, nKvHeads, Math.ceil(perKv / qg)],
     });
+    this.dispatches.push({ kernel: 'attentionMerge', buffers: [partials, out], params: params([n, nHeads, d, chunks]), groups: [n, nHeads, 1] });
     return this;
   }
 

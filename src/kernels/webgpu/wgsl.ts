@@ -202,21 +202,34 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
 `;
 
 /**
- * Causal attention of n queries (query i at position start + i) over one layer's cache: positions
- * below the query's quantization boundary read from the planes at 4 or 8 bits (hier = 1), the
- * others from the full-precision rows (F32, or F16 with fp_dtype 1; row t - fp_start). One
- * workgroup of 64 per (query, head), walking its visible positions in tiles of 64 with a running
- * max and sum (the softmax of the whole row, merged tile by tile); GQA: head h reads KV head
- * h / (heads / kv_heads). Scores: (q · k) · scale. head_dim at most 256.
+ * Causal attention of n queries (query i at position start + i) over one layer's cache, split
+ * over the context (flash-decoding): ATTENTION writes, for each chunk of `chunk` positions, each
+ * query-head's partial softmax (running max m, sum l, and the weighted sum of values);
+ * ATTENTION_MERGE combines the chunks. Positions below a query's quantization boundary read the
+ * planes at 4 or 8 bits (hier = 1), the others the full-precision rows (F32, or F16 with
+ * fp_dtype 1; row t - fp_start). GQA: head h reads KV head h / (heads / kv_heads).
+ *
+ * A workgroup takes one chunk of one KV head and up to qg query-heads (every query of the pass
+ * times the heads sharing that KV head), and decodes each key and value row of the chunk once,
+ * into workgroup memory, for all of them: the verify pass of γ + 1 queries reads the cache once,
+ * as a plain step does. Tiles of `tile` positions; a tile where the pass's queries disagree on
+ * the boundary is read twice (planes, then rows), each query taking only its own.
+ * Batch invariance: a query's sums run over the same chunks and tiles in the same order whatever
+ * the other queries of its pass are, and positions it cannot see leave its state bit for bit as it
+ * was; so QuantSpec's verify gives exactly the plain step's numbers.
+ * Scores: (q · k) · scale. head_dim at most 256; qg · head_dim <= 2048, tile · head_dim <= 1024,
+ * qg · tile <= 512 (kernels.ts picks them).
  */
 export const ATTENTION = /* wgsl */ `
 struct P {
   n: u32, start: u32, heads: u32, kv_heads: u32, head_dim: u32, window: u32, fp_start: u32, kv_dim: u32,
   fp_dtype: u32, hier: u32, bits: u32, key_group: u32, value_group: u32, scale: f32, plane_pos: u32,
+  chunk: u32, qg: u32, tile: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+// [chunks, n · heads, head_dim + 2]: the weighted value sums, then m and l
+@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(3) var<storage, read> fpk: array<u32>;
 @group(0) @binding(4) var<storage, read> fpv: array<u32>;
 // planes: [upper keys | lower keys | upper values | lower values] bytes, each [plane_pos, kv_dim / 2]
@@ -227,8 +240,12 @@ struct P {
 ${packed('fpk')}
 ${packed('fpv')}
 ${packed('planes')}
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> ps: array<f32, 64>;
+var<workgroup> qs: array<f32, 2048>; // [qg, head_dim]
+var<workgroup> kv: array<f32, 1024>; // [tile, head_dim] keys, then values
+var<workgroup> ps: array<f32, 512>; // [qg, tile] scores, then weights
+var<workgroup> ms: array<f32, 64>;
+var<workgroup> ls: array<f32, 64>;
+var<workgroup> alphas: array<f32, 64>;
 
 const NEG: f32 = -3.0e38;
 
@@ -244,9 +261,9 @@ fn nibble(plane: u32, t: u32, c: u32, plane_bytes: u32) -> u32 {
 
 fn meta_at(e: u32) -> f32 { return unpack2x16float(metadata[e >> 1u])[e & 1u]; }
 
-// Key (which 0) or value (which 1) channel c of position t: the planes below q_end, else the rows.
-fn kv_at(which: u32, t: u32, c: u32, q_end: u32) -> f32 {
-  if (t < q_end) {
+// Key (which 0) or value (which 1) channel c of position t, from the planes (src 0) or the rows (1).
+fn kv_at(which: u32, t: u32, c: u32, src: u32) -> f32 {
+  if (src == 0u) {
     let plane_pos = p.plane_pos;
     let plane_bytes = plane_pos * (p.kv_dim / 2u);
     var s: f32;
@@ -274,57 +291,154 @@ fn kv_at(which: u32, t: u32, c: u32, q_end: u32) -> f32 {
   return select(half_fpv(e, 1u), half_fpk(e, 1u), which == 0u);
 }
 
+// The boundary of query i: positions below it come from the planes.
+fn boundary(i: u32) -> u32 {
+  if (p.hier == 1u) { return quant_boundary(p.start + i, p.key_group); }
+  return 0u;
+}
+
+// Load keys (which 0) or values (1) of positions t0.. (one tile) of KV head g from src into kv.
+fn load_tile(which: u32, t0: u32, hi: u32, g: u32, src: u32, tid: u32) {
+  let d = p.head_dim;
+  for (var e = tid; e < p.tile * d; e += 64u) {
+    let t = t0 + e / d;
+    var x = 0.0;
+    // Rows below fp_start are gone (no query reads them from the rows: they are below every boundary).
+    if (t < hi && (src == 0u || t >= p.fp_start)) { x = kv_at(which, t, g * d + e % d, src); }
+    kv[e] = x;
+  }
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let i = wg.x;
-  let h = wg.y;
   let d = p.head_dim;
-  let g = h / (p.heads / p.kv_heads);
-  let pos = p.start + i;
-  var lo = 0u;
-  if (p.window > 0u && pos + 1u > p.window) { lo = pos + 1u - p.window; }
-  var q_end = 0u;
-  if (p.hier == 1u) { q_end = quant_boundary(pos, p.key_group); }
-  let qo = (i * p.heads + h) * d;
-  for (var c = tid; c < d; c += 64u) { qs[c] = q[qo + c]; }
-  workgroupBarrier();
-  var m = NEG;
-  var l = 0.0;
-  var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-  for (var t0 = lo; t0 <= pos; t0 += 64u) {
-    let t = t0 + tid;
-    var s = NEG;
-    if (t <= pos) {
-      var dot = 0.0;
-      for (var c = 0u; c < d; c++) { dot += qs[c] * kv_at(0u, t, g * d + c, q_end); }
-      s = dot * p.scale;
-    }
-    ps[tid] = s;
-    workgroupBarrier();
-    var tile_max = NEG;
-    for (var k = 0u; k < 64u; k++) { tile_max = max(tile_max, ps[k]); }
-    let m_new = max(m, tile_max);
-    let alpha = exp(m - m_new);
-    workgroupBarrier();
-    ps[tid] = select(0.0, exp(s - m_new), t <= pos);
-    workgroupBarrier();
-    var tile_sum = 0.0;
-    for (var k = 0u; k < 64u; k++) { tile_sum += ps[k]; }
-    l = l * alpha + tile_sum;
-    for (var u = 0u; u < 4u; u++) {
-      let c = tid + 64u * u;
-      if (c < d) {
-        var a = acc[u] * alpha;
-        for (var k = 0u; k < 64u && t0 + k <= pos; k++) { a += ps[k] * kv_at(1u, t0 + k, g * d + c, q_end); }
-        acc[u] = a;
+  let g = wg.y;
+  let gsize = p.heads / p.kv_heads;
+  let total = p.n * gsize; // query-heads of this KV head
+  let first = wg.z * p.qg;
+  let count = min(p.qg, total - first);
+  let lo = wg.x * p.chunk;
+  let hi = min(lo + p.chunk, p.start + p.n); // positions [lo, hi) of this chunk
+  let units = (d + 63u) / 64u; // channels per thread
+  // This workgroup's queries, and their running max and sum.
+  for (var e = tid; e < count * d; e += 64u) {
+    let qh = first + e / d;
+    let h = g * gsize + qh % gsize;
+    qs[e] = q[((qh / gsize) * p.heads + h) * d + e % d];
+  }
+  if (tid < count) {
+    ms[tid] = NEG;
+    ls[tid] = 0.0;
+  }
+  var acc: array<f32, 32>; // [count, units]
+  for (var k = 0u; k < 32u; k++) { acc[k] = 0.0; }
+  let b_min = boundary(0u);
+  let b_max = boundary(p.n - 1u);
+  for (var t0 = lo; t0 < hi; t0 += p.tile) {
+    for (var src = 0u; src < 2u; src++) {
+      // Planes for the positions below some query's boundary, rows for those at or above one.
+      if (src == 0u && t0 >= b_max) { continue; }
+      if (src == 1u && t0 + p.tile <= b_min) { continue; }
+      workgroupBarrier();
+      load_tile(0u, t0, hi, g, src, tid);
+      workgroupBarrier();
+      for (var e = tid; e < count * p.tile; e += 64u) {
+        let ql = e / p.tile;
+        let tt = e % p.tile;
+        let i = (first + ql) / gsize;
+        let pos = p.start + i;
+        let t = t0 + tt;
+        var wlo = 0u;
+        if (p.window > 0u && pos + 1u > p.window) { wlo = pos + 1u - p.window; }
+        let from_planes = t < boundary(i);
+        var s = NEG;
+        if (t < hi && t <= pos && t >= wlo && from_planes == (src == 0u)) {
+          var dot = 0.0;
+          for (var c = 0u; c < d; c++) { dot += qs[ql * d + c] * kv[tt * d + c]; }
+          s = dot * p.scale;
+        }
+        ps[e] = s;
+      }
+      workgroupBarrier();
+      if (tid < count) {
+        var tile_max = NEG;
+        for (var tt = 0u; tt < p.tile; tt++) { tile_max = max(tile_max, ps[tid * p.tile + tt]); }
+        let m_new = max(ms[tid], tile_max);
+        let alpha = exp(ms[tid] - m_new);
+        var sum = 0.0;
+        for (var tt = 0u; tt < p.tile; tt++) {
+          let s = ps[tid * p.tile + tt];
+          let w = select(0.0, exp(s - m_new), s > NEG);
+          ps[tid * p.tile + tt] = w;
+          sum += w;
+        }
+        ls[tid] = ls[tid] * alpha + sum;
+        ms[tid] = m_new;
+        alphas[tid] = alpha;
+      }
+      workgroupBarrier();
+      load_tile(1u, t0, hi, g, src, tid);
+      workgroupBarrier();
+      for (var ql = 0u; ql < count; ql++) {
+        for (var u = 0u; u < units; u++) {
+          let c = tid + 64u * u;
+          if (c < d) {
+            var a = acc[ql * units + u] * alphas[ql];
+            for (var tt = 0u; tt < p.tile; tt++) { a += ps[ql * p.tile + tt] * kv[tt * d + c]; }
+            acc[ql * units + u] = a;
+          }
+        }
       }
     }
-    m = m_new;
-    workgroupBarrier();
   }
-  for (var u = 0u; u < 4u; u++) {
-    let c = tid + 64u * u;
-    if (c < d) { out[qo + c] = acc[u] / l; }
+  workgroupBarrier();
+  let stride = d + 2u;
+  for (var ql = 0u; ql < count; ql++) {
+    let qh = first + ql;
+    let row = (wg.x * p.n * p.heads + (qh / gsize) * p.heads + g * gsize + qh % gsize) * stride;
+    for (var u = 0u; u < units; u++) {
+      let c = tid + 64u * u;
+      if (c < d) { partial[row + c] = acc[ql * units + u]; }
+    }
+    if (tid == 0u) {
+      partial[row + d] = ms[ql];
+      partial[row + d + 1u] = ls[ql];
+    }
+  }
+}
+`;
+
+/**
+ * out[i, h, :] from the chunks' partials of ATTENTION: with M the largest running max,
+ * Σ_c acc_c · exp(m_c - M) / Σ_c l_c · exp(m_c - M), the chunks in order. One workgroup per
+ * (query, head). A chunk a query cannot see (m = NEG, l = 0) adds exactly zero.
+ */
+export const ATTENTION_MERGE = /* wgsl */ `
+struct P { n: u32, heads: u32, head_dim: u32, chunks: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let d = p.head_dim;
+  let stride = d + 2u;
+  let qh = wg.x * p.heads + wg.y;
+  let per_chunk = p.n * p.heads * stride;
+  var m = -3.0e38;
+  for (var c = 0u; c < p.chunks; c++) { m = max(m, partial[c * per_chunk + qh * stride + d]); }
+  var l = 0.0;
+  for (var c = 0u; c < p.chunks; c++) {
+    let r = c * per_chunk + qh * stride;
+    l += partial[r + d + 1u] * exp(partial[r + d] - m);
+  }
+  for (var ch = tid; ch < d; ch += 64u) {
+    var o = 0.0;
+    for (var c = 0u; c < p.chunks; c++) {
+      let r = c * per_chunk + qh * stride;
+      o += partial[r + ch] * exp(partial[r + d] - m);
+    }
+    out[qh * d + ch] = o / l;
   }
 }
 `;
