@@ -191,10 +191,45 @@ test('webgpu: one pass runs dependent kernels in order (norm, matmul, residual a
   assertClose(await k.readFloats(out, want.length), want, 1e-5, 1, 'norm -> matmul -> add');
 });
 
-test('webgpu: a tensor larger than one binding of the adapter is refused by name', { skip }, () => {
-  const small = new GpuKernels({ ...ctx!, limits: { maxStorageBufferBindingSize: 64 } as GPUSupportedLimits });
+test('webgpu: a buffer larger than one binding, or a matrix row that is, is refused by name', { skip }, () => {
+  const small = new GpuKernels(ctx!, { maxBindingBytes: 64 });
   assert.throws(() => small.upload(new Float32Array(17)), (e: unknown) => e instanceof ShapeMismatchError && /68-byte tensor is larger than one binding of this adapter \(64 bytes\)/.test((e as Error).message));
   assert.ok(small.upload(new Float32Array(16)), 'a tensor that fits uploads');
+  const wide: DenseTensor = { dtype: 'f32', shape: [2, 17], data: new Float32Array(34) };
+  assert.throws(() => small.uploadWeight(wide), (e: unknown) => e instanceof ShapeMismatchError && /a matrix row of 68 bytes is larger than one binding/.test((e as Error).message));
+});
+
+test('webgpu: matrices larger than one binding are split by rows: matmul (accumulating too) and embedding match the reference', { skip }, async () => {
+  // A binding of 4 KiB here stands for an adapter's 128 MiB and a 1B-class model's 525 MB embedding
+  // (the activations stay within it, as they do there).
+  const k = new GpuKernels(ctx!, { maxBindingBytes: 4096 });
+  const rng = new Xoshiro128(24);
+  for (const [rows, cols, n] of [[301, 67, 3], [130, 96, 7], [1000, 8, 1]] as const) {
+    for (const dtype of ['f32', 'f16', 'bf16', 'q4'] as const) {
+      if (dtype === 'q4' && cols < 32) continue;
+      const base = dense(dtype === 'q4' ? 'f32' : dtype, rows, cols, rng);
+      const w = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))! : base;
+      const gw = k.uploadWeight(w);
+      assert.ok(gw.slices.length >= 2, `${dtype} [${rows}x${cols}] is split (${gw.slices.length} slices)`);
+      const x = randn(rng, n * cols);
+      const residual = randn(rng, n * rows);
+      const want = new Float32Array(n * rows);
+      ref.matmul(want, x, w, n);
+      ref.add(want, residual, n * rows);
+      const out = k.upload(residual);
+      k.pass().matmul(out, k.upload(x), gw, n, true).submit();
+      const scale = absScale(dtype === 'q4' ? dequantized(w, rows, cols) : base, x, rows, cols, n).map((v, i) => v + Math.abs(residual[i]!));
+      assertClose(await k.readFloats(out, n * rows), want, 2e-6, scale, `sliced ${dtype} [${rows}x${cols}] n=${n}`);
+      if (dtype === 'q4') continue;
+      // Tokens from every slice, the first and last rows included.
+      const tokens = Int32Array.from([0, rows - 1, 5, Math.floor(rows / 2), rows - 2]);
+      const table = new Float32Array(tokens.length * cols);
+      ref.embed(table, w, tokens, tokens.length);
+      const emb = k.empty(table.byteLength);
+      k.pass().embed(emb, gw, k.upload(Uint32Array.from(tokens)), tokens.length).submit();
+      assert.deepEqual(await k.readFloats(emb, table.length), table, `sliced embedding ${dtype}`);
+    }
+  }
 });
 
 test('webgpu: the fused forms: RMSNorm into another buffer, a matmul that adds into its output, RoPE of queries and keys at once', { skip }, async () => {

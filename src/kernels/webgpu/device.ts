@@ -7,9 +7,9 @@ import { BackendUnavailableError } from '../../core/errors.js';
 /** What the kernels need beyond core WebGPU's defaults. */
 export const REQUIRED_LIMITS = {
   /**
-   * A binding holds a whole matrix or a layer's cache (kernels.ts refuses a larger one by name):
-   * WebGPU's default, which lavapipe also reports; llama-3.2-1b's 525 MB F16 embedding would need
-   * an adapter with more, or splitting by rows, which the kernels do not do yet.
+   * WebGPU's default, which lavapipe also reports. A weight matrix larger than the adapter's
+   * binding is split into slices of rows (llama-3.2-1b's 525 MB F16 embedding: 5 slices); any
+   * other buffer (activations, a layer's cache) must fit one binding and is refused by name otherwise.
    */
   maxStorageBufferBindingSize: 128 * 1024 * 1024,
   maxComputeWorkgroupStorageSize: 16 * 1024,

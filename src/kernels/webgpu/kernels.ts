@@ -9,10 +9,28 @@ import type { AttentionShape, RopeLayout } from '../backend.js';
 import type { GpuContext } from './device.js';
 import { ATTENTION, ATTENTION_MERGE, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
 
-/** A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then minimums. */
+/**
+ * A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then
+ * minimums; in slices of consecutive rows where the whole matrix exceeds one storage binding
+ * (a 1B-class model's embedding on an adapter that binds 128 MiB), each slice its own buffer.
+ */
 export type GpuWeight =
-  | { readonly dtype: 'f32' | 'f16' | 'bf16'; readonly rows: number; readonly cols: number; readonly data: GPUBuffer }
-  | { readonly dtype: 'q4'; readonly rows: number; readonly cols: number; readonly codes: GPUBuffer; readonly meta: GPUBuffer };
+  | { readonly dtype: 'f32' | 'f16' | 'bf16'; readonly rows: number; readonly cols: number; readonly slices: readonly DenseSlice[] }
+  | { readonly dtype: 'q4'; readonly rows: number; readonly cols: number; readonly slices: readonly Q4Slice[] };
+
+/** Rows [row0, row0 + rows) of a matrix. */
+export interface DenseSlice {
+  readonly row0: number;
+  readonly rows: number;
+  readonly data: GPUBuffer;
+}
+
+export interface Q4Slice {
+  readonly row0: number;
+  readonly rows: number;
+  readonly codes: GPUBuffer; // [rows, nb, 16] bytes
+  readonly meta: GPUBuffer; // F16 scales [rows, nb], then minimums [rows, nb]
+}
 
 /** One layer's cache on the GPU: full-precision rows from fpStart, and the planes when hierarchical. */
 export interface GpuKvLayer {
@@ -102,8 +120,12 @@ export class GpuKernels {
   private readonly staging: GPUBuffer[] = [];
   private nextBufferId = 1;
 
-  constructor(ctx: GpuContext) {
+  /** A smaller binding limit than the adapter's (tests of sliced matrices), or undefined. */
+  private readonly maxBinding: number | undefined;
+
+  constructor(ctx: GpuContext, opts: { maxBindingBytes?: number } = {}) {
     this.ctx = ctx;
+    this.maxBinding = opts.maxBindingBytes;
     this.dummy = this.empty(16);
     ctx.device.addEventListener('uncapturederror', (ev) => {
       this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
@@ -134,10 +156,10 @@ export class GpuKernels {
 
   /** A storage buffer holding `data` (padded with zeros to 4 bytes). */
   upload(data: ArrayBufferView): GPUBuffer {
-    const limit = this.ctx.limits.maxStorageBufferBindingSize;
+    const limit = this.bindingLimit;
     if (data.byteLength > limit) {
       throw new ShapeMismatchError(
-        `WebGPU: a ${data.byteLength}-byte tensor is larger than one binding of this adapter (${limit} bytes); the kernels do not split tensors yet.`,
+        `WebGPU: a ${data.byteLength}-byte tensor is larger than one binding of this adapter (${limit} bytes); weight matrices are split into slices of rows, other buffers are not.`,
       );
     }
     const buf = this.device.createBuffer({
@@ -198,24 +220,53 @@ export class GpuKernels {
     }
   }
 
-  /** A weight matrix uploaded in a layout the matmul reads (4-bit pairs repacked to blocks of 32). */
+  /** Bytes one storage binding may hold (the adapter's limit, or less to test slicing). */
+  get bindingLimit(): number {
+    return this.maxBinding ?? this.ctx.limits.maxStorageBufferBindingSize;
+  }
+
+  /**
+   * A weight matrix uploaded in a layout the matmul reads (4-bit pairs repacked to blocks of 32),
+   * split by rows into slices of at most one binding each.
+   */
   uploadWeight(w: WeightTensor): GpuWeight {
     const rows = rowsOf(w);
     const cols = colsOf(w);
+    const perSlice = (rowBytes: number): number => {
+      const n = Math.floor(this.bindingLimit / rowBytes);
+      if (n < 1) {
+        throw new ShapeMismatchError(`WebGPU: a matrix row of ${rowBytes} bytes is larger than one binding of this adapter (${this.bindingLimit} bytes).`);
+      }
+      return n;
+    };
     switch (w.dtype) {
       case 'f32':
       case 'f16':
-      case 'bf16':
-        return { dtype: w.dtype, rows, cols, data: this.upload(w.data) };
+      case 'bf16': {
+        const step = perSlice(cols * w.data.BYTES_PER_ELEMENT);
+        const slices: DenseSlice[] = [];
+        for (let r0 = 0; r0 < rows; r0 += step) {
+          const n = Math.min(step, rows - r0);
+          slices.push({ row0: r0, rows: n, data: this.upload(w.data.subarray(r0 * cols, (r0 + n) * cols)) });
+        }
+        return { dtype: w.dtype, rows, cols, slices };
+      }
       case 'q4': {
         const b = w.packing === 'blocks32' ? w : repackQ4Blocks32(w);
         if (!b || b.dtype !== 'q4' || b.packing !== 'blocks32') {
           throw new UnsupportedDtypeError(`WebGPU: a 4-bit matrix with groups of ${w.groupSize} has no layout on the GPU; use groups of 32.`);
         }
-        const meta = new Uint16Array(2 * b.scales.length);
-        meta.set(b.scales, 0);
-        meta.set(b.mins, b.scales.length);
-        return { dtype: 'q4', rows, cols, codes: this.upload(b.codes), meta: this.upload(meta) };
+        const nb = Math.ceil(cols / 32);
+        const step = perSlice(nb * 16);
+        const slices: Q4Slice[] = [];
+        for (let r0 = 0; r0 < rows; r0 += step) {
+          const n = Math.min(step, rows - r0);
+          const meta = new Uint16Array(2 * n * nb);
+          meta.set(b.scales.subarray(r0 * nb, (r0 + n) * nb), 0);
+          meta.set(b.mins.subarray(r0 * nb, (r0 + n) * nb), n * nb);
+          slices.push({ row0: r0, rows: n, codes: this.upload(b.codes.subarray(r0 * nb * 16, (r0 + n) * nb * 16)), meta: this.upload(meta) });
+        }
+        return { dtype: 'q4', rows, cols, slices };
       }
       default:
         throw new UnsupportedDtypeError(`WebGPU: ${w.dtype} weights are not read on the GPU; load the model in F32, F16, BF16 or 4-bit.`);
@@ -306,16 +357,18 @@ export class GpuPass {
     this.k = k;
   }
 
-  /** out[n, rows] = x[n, cols] · Wᵀ; with accumulate, out += x · Wᵀ (a residual add in the same dispatch). */
+  /** out[n, rows] = x[n, cols] · Wᵀ; with accumulate, out += x · Wᵀ (a residual add in the same dispatch). One dispatch per slice of W. */
   matmul(out: GPUBuffer, x: GPUBuffer, w: GpuWeight, n: number, accumulate = false): this {
-    const rowGroups = Math.min(w.rows, MAX_GROUPS_X);
     const d = this.k.dummy;
-    const bufs = w.dtype === 'f32' ? [x, out, w.data, d, d] : w.dtype === 'q4' ? [x, out, d, w.codes, w.meta] : [x, out, d, w.data, d];
-    this.dispatches.push({
-      kernel: 'matmul', buffers: bufs,
-      params: params([w.rows, w.cols, n, DTYPE_CODE[w.dtype], rowGroups, accumulate ? 1 : 0]),
-      groups: [rowGroups, Math.ceil(w.rows / rowGroups), Math.ceil(n / 4)],
-    });
+    for (const sl of w.slices) {
+      const rowGroups = Math.min(sl.rows, MAX_GROUPS_X);
+      const bufs = 'codes' in sl ? [x, out, d, sl.codes, sl.meta] : w.dtype === 'f32' ? [x, out, sl.data, d, d] : [x, out, d, sl.data, d];
+      this.dispatches.push({
+        kernel: 'matmul', buffers: bufs,
+        params: params([sl.rows, w.cols, n, DTYPE_CODE[w.dtype], rowGroups, accumulate ? 1 : 0, w.rows, sl.row0]),
+        groups: [rowGroups, Math.ceil(sl.rows / rowGroups), Math.ceil(n / 4)],
+      });
+    }
     return this;
   }
 
@@ -367,14 +420,16 @@ export class GpuPass {
     return this;
   }
 
-  /** out[t, :] = row tokens[t] of table (tokens: u32 [n]). */
+  /** out[t, :] = row tokens[t] of table (tokens: u32 [n]); one dispatch per slice of the table. */
   embed(out: GPUBuffer, table: GpuWeight, tokens: GPUBuffer, n: number): this {
     if (table.dtype === 'q4') throw new UnsupportedDtypeError('WebGPU: the embedding table must be F32, F16 or BF16.');
     const d = this.k.dummy;
-    this.dispatches.push({
-      kernel: 'embed', buffers: table.dtype === 'f32' ? [tokens, out, table.data, d] : [tokens, out, d, table.data],
-      params: params([n, table.cols, DTYPE_CODE[table.dtype]]), groups: spread(Math.ceil((n * table.cols) / 64)),
-    });
+    for (const sl of table.slices) {
+      this.dispatches.push({
+        kernel: 'embed', buffers: table.dtype === 'f32' ? [tokens, out, sl.data, d] : [tokens, out, d, sl.data],
+        params: params([n, table.cols, DTYPE_CODE[table.dtype], sl.row0, sl.rows]), groups: spread(Math.ceil((n * table.cols) / 64)),
+      });
+    }
     return this;
   }
 

@@ -22,13 +22,14 @@ fn byte_${name}(b: u32) -> u32 {
 }
 
 /**
- * out[t, r] = Σ_j W[r, j] · x[t, j] (or out[t, r] += it, with accumulate). A workgroup of 64 takes one row and up to 4 tokens; each
+ * out[t, row0 + r] = Σ_j W[r, j] · x[t, j] (or += it, with accumulate), out rows of out_rows: W
+ * is rows [row0, row0 + rows) of a matrix split by rows where it exceeds one binding. A workgroup of 64 takes one row and up to 4 tokens; each
  * thread strides over the columns, then the partial sums are reduced in workgroup memory.
  * W: F32 (dtype 0), F16 (1), BF16 (2) or 4-bit blocks of 32 (3: codes [rows, nb, 16] bytes, F16
  * scales and minimums [rows, nb], w = q·scale + min, as quant/format.ts).
  */
 export const MATMUL = /* wgsl */ `
-struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32, accumulate: u32 }
+struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32, accumulate: u32, out_rows: u32, row0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -73,7 +74,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     workgroupBarrier();
   }
   if (tid < 4u && r < p.rows && t0 + tid < p.n) {
-    let o = (t0 + tid) * p.rows + r;
+    let o = (t0 + tid) * p.out_rows + p.row0 + r;
     // accumulate: out += the product (the residual add, as ELEMENTWISE's a += b would do it after)
     out[o] = select(part[tid * 64u], out[o] + part[tid * 64u], p.accumulate == 1u);
   }
@@ -181,9 +182,12 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
 }
 `;
 
-/** out[t, :] = row tokens[t] of the table (F32, F16 or BF16, as MATMUL's dtypes 0-2). */
+/**
+ * out[t, :] = row tokens[t] of the table (F32, F16 or BF16, as MATMUL's dtypes 0-2), for the
+ * tokens whose row is in this slice of the table, rows [row0, row0 + rows).
+ */
 export const EMBED = /* wgsl */ `
-struct P { n: u32, dim: u32, dtype: u32, cols_groups: u32 }
+struct P { n: u32, dim: u32, dtype: u32, row0: u32, rows: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> tokens: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -195,8 +199,10 @@ ${packed('th')}
 fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = id.x + id.y * nw.x * 64u;
   if (i >= p.n * p.dim) { return; }
-  let t = i / p.dim;
-  let e = tokens[t] * p.dim + i % p.dim;
+  let token = tokens[i / p.dim];
+  // This dispatch holds rows [row0, row0 + rows) of the table; other tokens are another's.
+  if (token < p.row0 || token >= p.row0 + p.rows) { return; }
+  let e = (token - p.row0) * p.dim + i % p.dim;
   out[i] = select(half_th(e, p.dtype), tf[e], p.dtype == 0u);
 }
 `;
