@@ -177,7 +177,8 @@ export function statsText(model: Model, r: GenerationResult): string {
   const t = r.timings;
   const lt = model.loadTimings;
   const lines = [
-    `load ${model.loadMs.toFixed(0)} ms: read ${lt.readMs.toFixed(0)} ms, draft ${lt.draftMs.toFixed(0)} ms, repack ${lt.repackMs.toFixed(0)} ms`,
+    `load ${model.loadMs.toFixed(0)} ms: read ${lt.readMs.toFixed(0)} ms, draft ${lt.draftMs.toFixed(0)} ms, repack ${lt.repackMs.toFixed(0)} ms` +
+      (model.runtime.device ? `, upload to the GPU ${lt.uploadMs.toFixed(0)} ms` : ''),
     `backend ${model.backendName}; decoding: spec ${r.decoding.spec}, kv ${r.decoding.kv}, gamma ${r.decoding.gamma}`,
     `prompt ${t.promptTokens} tokens (${t.cachedTokens} reused) in ${t.prefillMs.toFixed(1)} ms: ${t.prefillTokensPerS.toFixed(1)} tok/s`,
     `generated ${t.generatedTokens} tokens, decode ${t.decodeTokensPerS.toFixed(1)} tok/s`,
@@ -214,6 +215,7 @@ export function resultJson(model: Model, r: GenerationResult): Record<string, un
       load_read_ms: round(model.loadTimings.readMs),
       load_draft_ms: round(model.loadTimings.draftMs),
       load_repack_ms: round(model.loadTimings.repackMs),
+      load_upload_ms: round(model.loadTimings.uploadMs),
       prompt_tokens: t.promptTokens,
       generated_tokens: t.generatedTokens,
       prefill_ms: round(t.prefillMs),

@@ -77,11 +77,13 @@ export function defaultModelPath(): string {
   return path.resolve(here, '..', '..', '..', 'models', 'pdlm-5.8m-bf16');
 }
 
-/** Milliseconds of the phases of loadModel (the rest of loadMs is opening the file and the tokenizer). */
+/** Milliseconds of the phases of loadModel (the rest of loadMs is opening the file, the tokenizer and the RoPE tables). */
 export interface LoadTimings {
   readonly readMs: number;
   readonly draftMs: number;
   readonly repackMs: number;
+  /** Uploading the weights to the GPU (0 on the CPU backends). */
+  readonly uploadMs: number;
 }
 
 export class Model {
@@ -321,6 +323,7 @@ export async function assembleModel(resolved: ResolvedModel, tokenizer: Tokenize
   if (progress && readTotal > 0) progress(phases * readTotal, phases * readTotal);
   const rope = buildRopeTables(config, contextLength);
   let device: GpuForward | null = null;
+  const tUpload = performance.now();
   if (kernels) {
     const rt = createRuntime(config, backend, rope);
     device = new GpuForward(kernels, config, rope, rt.attn, rt.ropeLayout, prefillChunk);
@@ -332,7 +335,8 @@ export async function assembleModel(resolved: ResolvedModel, tokenizer: Tokenize
   };
   return new Model({
     resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,
-    loadMs: performance.now() - t0, loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack }, contextLength, prefillChunk,
+    loadMs: performance.now() - t0,
+    loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack, uploadMs: performance.now() - tUpload }, contextLength, prefillChunk,
     prefillActivations: options.prefillActivations ?? 'bf16', defaults: stripUndefined(defaults),
     rope, device, kvStorage: kernels ? new GpuKvStorage(kernels) : backend,
   });

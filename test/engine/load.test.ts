@@ -17,8 +17,8 @@ test('load progress covers reading, the draft and the repacking; loadTimings spl
   const afterRead = calls.filter(([d]) => d > total / 3 + 1);
   assert.ok(afterRead.length >= 2, 'the draft and repack phases report progress too');
   const t = model.loadTimings;
-  for (const k of ['readMs', 'draftMs', 'repackMs'] as const) assert.ok(t[k] >= 0, k);
-  assert.ok(t.readMs + t.draftMs + t.repackMs <= model.loadMs + 1e-6);
+  for (const k of ['readMs', 'draftMs', 'repackMs', 'uploadMs'] as const) assert.ok(t[k] >= 0, k);
+  assert.ok(t.readMs + t.draftMs + t.repackMs + t.uploadMs <= model.loadMs + 1e-6);
   assert.ok(t.draftMs > 0);
 
   const calls2: [number, number][] = [];

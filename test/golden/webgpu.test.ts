@@ -33,6 +33,8 @@ const storiesBin = path.join(stories.path, 'stories260K.bin');
 test('webgpu: stories260K reproduces llama2.c\'s 64-step greedy golden', { skip: skip || stories.skip }, async () => {
   const model = await loadModel(storiesBin, { backend: 'webgpu' });
   assert.match(model.backendName, /^webgpu: /);
+  const t = model.loadTimings;
+  assert.ok(t.uploadMs > 0 && t.readMs + t.draftMs + t.repackMs + t.uploadMs <= model.loadMs + 1e-6, 'the upload is timed within the load');
   for (const kv of ['fp', 'f16'] as const) {
     const r = await model.complete('Once upon a time', { temperature: 0, maxTokens: 60, spec: 'none', kv });
     assert.equal(`Once upon a time${r.text}`, STORIES260K_GOLDEN, `kv ${kv}`);
