@@ -36,6 +36,11 @@ export interface DeviceForward {
    * promise is made, so passes of different sessions run in call order.
    */
   run(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, logits: boolean): Promise<Float32Array | null>;
+  /**
+   * The same pass, returning only each row's argmax (the first largest logit): greedy decoding
+   * without bias, penalties or constraints reads back n ids instead of n rows of logits.
+   */
+  runArgmax(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number): Promise<Int32Array>;
 }
 
 /** Activation buffers, allocated once per session for the largest batch (llama2.c's RunState). */
@@ -273,6 +278,16 @@ export function passLogits(
   if (rt.device) return rt.device.run(w, cache, kind, tokens, first, n, true) as Promise<Float32Array>;
   forward(rt, w, cache, kind, tokens, first, n, s);
   return computeLogits(rt, w, s, 0, n);
+}
+
+/**
+ * Greedy ids of all n rows of a pass, chosen on the device (only the ids come back), or null where
+ * the runtime has no device. For greedy decoding with nothing that changes the logits first.
+ */
+export function passArgmax(
+  rt: ModelRuntime, w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number,
+): Promise<Int32Array> | null {
+  return rt.device ? rt.device.runArgmax(w, cache, kind, tokens, first, n) : null;
 }
 
 /** A prompt pass (PROMPT_PASS) that keeps only the K/V: on the CPU it is done on return, on a device when the promise settles. */

@@ -5,7 +5,7 @@
 
 import { BackendUnavailableError, InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
 import type { AttentionShape, RopeLayout } from '../kernels/backend.js';
-import type { GpuKernels, GpuWeight } from '../kernels/webgpu/kernels.js';
+import type { GpuKernels, GpuPass, GpuWeight } from '../kernels/webgpu/kernels.js';
 import { GpuKvHandle } from '../kernels/webgpu/storage.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import type { WeightTensor } from '../quant/format.js';
@@ -50,6 +50,7 @@ interface Activations {
   readonly hb: GPUBuffer; // [rows, hiddenDim]
   readonly hb2: GPUBuffer; // [rows, hiddenDim]
   readonly logits: GPUBuffer; // [rows, vocabSize]
+  readonly ids: GPUBuffer; // [rows] u32 greedy ids
 }
 
 export class GpuForward implements DeviceForward {
@@ -115,12 +116,39 @@ export class GpuForward implements DeviceForward {
     const f = (n: number) => this.k.empty(4 * rows * n);
     this.act = {
       rows, tokens: f(1), x: f(c.dim), xb: f(Math.max(c.dim, qDim)), q: f(qDim), k: f(kvDim), v: f(kvDim),
-      hb: f(c.hiddenDim), hb2: f(c.hiddenDim), logits: f(c.vocabSize),
+      hb: f(c.hiddenDim), hb2: f(c.hiddenDim), logits: f(c.vocabSize), ids: f(1),
     };
     return this.act;
   }
 
+  /** Passes run by what they returned: the logits rows, greedy ids, or nothing (prompt chunks). */
+  readonly counts = { logits: 0, argmax: 0, prompt: 0 };
+
   run(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, logits: boolean): Promise<Float32Array | null> {
+    const { p, a, g } = this.record(w, cache, kind, tokens, first, n);
+    const { dim, normEps, vocabSize } = this.config;
+    if (!logits) {
+      p.submit();
+      this.counts.prompt++;
+      return this.k.done().then(() => null);
+    }
+    p.rmsnorm(a.x, g.finalNorm, n, dim, normEps, a.xb).matmul(a.logits, a.xb, g.lmHead, n);
+    p.submit();
+    this.counts.logits++;
+    return this.k.readFloats(a.logits, n * vocabSize);
+  }
+
+  runArgmax(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number): Promise<Int32Array> {
+    const { p, a, g } = this.record(w, cache, kind, tokens, first, n);
+    const { dim, normEps, vocabSize } = this.config;
+    p.rmsnorm(a.x, g.finalNorm, n, dim, normEps, a.xb).matmul(a.logits, a.xb, g.lmHead, n).argmax(a.ids, a.logits, n, vocabSize);
+    p.submit();
+    this.counts.argmax++;
+    return this.k.readWords(a.ids, n);
+  }
+
+  /** Record the layers of a pass (the residual stream left in a.x), not yet submitted. */
+  private record(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number): { p: GpuPass; a: Activations; g: GpuWeightSet } {
     const c = this.config;
     if (!Number.isInteger(n) || n < 1 || n > this.tokenIds.length) {
       throw new ShapeMismatchError(`forward: a pass of ${n} tokens is outside 1..${this.tokenIds.length}.`);
@@ -138,8 +166,13 @@ export class GpuForward implements DeviceForward {
     this.upload(w);
     const g = this.sets.get(w)!;
     const a = this.activations(n);
-    const pos = cache.append(n);
     const layers = cache.view(kind).layers;
+    for (const view of layers) {
+      if (!(view.handle instanceof GpuKvHandle)) {
+        throw new BackendUnavailableError('this KV cache was made by a CPU backend; make the session\'s cache with the WebGPU storage.');
+      }
+    }
+    const pos = cache.append(n);
     const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps } = c;
     const qDim = qDimOf(c);
     const kvDim = kvDimOf(c);
@@ -148,11 +181,7 @@ export class GpuForward implements DeviceForward {
     p.embed(a.x, g.tokEmbed, a.tokens, n);
     for (let l = 0; l < c.nLayers; l++) {
       const lw = g.layers[l]!;
-      const handle = layers[l]!.handle;
-      if (!(handle instanceof GpuKvHandle)) {
-        throw new BackendUnavailableError('this KV cache was made by a CPU backend; make the session\'s cache with the WebGPU storage.');
-      }
-      const kv = handle.layer;
+      const kv = (layers[l]!.handle as GpuKvHandle).layer;
       p.rmsnorm(a.x, lw.attnNorm, n, dim, normEps, a.xb);
       p.matmul(a.q, a.xb, lw.wq, n).matmul(a.k, a.xb, lw.wk, n).matmul(a.v, a.xb, lw.wv, n);
       if (lw.bq) p.addBias(a.q, lw.bq, n, qDim);
@@ -169,12 +198,6 @@ export class GpuForward implements DeviceForward {
       p.matmul(a.hb, a.xb, lw.w1, n).matmul(a.hb2, a.xb, lw.w3, n).siluMul(a.hb, a.hb2, n * hiddenDim);
       p.matmul(a.x, a.hb, lw.w2, n, true); // x += w2 · (silu(w1 · x) * (w3 · x))
     }
-    if (!logits) {
-      p.submit();
-      return this.k.done().then(() => null);
-    }
-    p.rmsnorm(a.x, g.finalNorm, n, dim, normEps, a.xb).matmul(a.logits, a.xb, g.lmHead, n);
-    p.submit();
-    return this.k.readFloats(a.logits, n * c.vocabSize);
+    return { p, a, g };
   }
 }

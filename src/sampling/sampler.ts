@@ -32,6 +32,11 @@ export class Sampler {
     this.touched = new Int32Array(Math.max(1, params.penaltyWindow > 0 ? params.penaltyWindow : vocabSize));
   }
 
+  /** Greedy with nothing that changes the logits first (no bias, no penalties): the choice is the plain argmax of a row. */
+  get plainArgmax(): boolean {
+    return this.greedy && this.biasIds.length === 0 && !this.hasPenalties;
+  }
+
   private get hasPenalties(): boolean {
     const p = this.params;
     return p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;

@@ -8,7 +8,7 @@
 // conditions and the budget. This module is the only one that knows which pass is the draft.
 
 import type { Rng } from '../core/rng.js';
-import { passLogits, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
+import { passArgmax, passLogits, type ForwardScratch, type ModelRuntime } from '../model/forward.js';
 import type { WeightSet } from '../model/weights.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import type { ConstraintRun, ConstraintState } from '../sampling/constraint.js';
@@ -122,6 +122,14 @@ function pickToken(state: DecodeState, logits: Float32Array, end: number): numbe
   return token;
 }
 
+/**
+ * Whether this step's choices are plain argmaxes a device can make itself (greedy, no bias, no
+ * penalties, no constraint, no log-probabilities): then only the ids come back from the GPU.
+ */
+function deviceArgmax(state: DecodeState): boolean {
+  return state.rt.device !== null && state.sampler.plainArgmax && state.constraint === null && state.logprobTop < 0;
+}
+
 export class Decoder {
   readonly name: string;
   /** null: plain decoding (every step is γ = 0). */
@@ -200,6 +208,14 @@ export class Decoder {
 
   private async plainStep(state: DecodeState): Promise<StepResult> {
     const { rt, target, cache, targetView, scratch, tokens } = state;
+    if (deviceArgmax(state)) {
+      const ids = await passArgmax(rt, target, cache, targetView, tokens, tokens.length - 1, 1)!;
+      const r = this.result;
+      r.tokens[0] = ids[0]!;
+      r.accepted = 0;
+      r.count = 1;
+      return r;
+    }
     return this.pick(state, await passLogits(rt, target, cache, targetView, tokens, tokens.length - 1, 1, scratch));
   }
 
@@ -222,8 +238,15 @@ export class Decoder {
     const constraint = state.constraint;
     // The constraint's state before each draft position (grammar[i] before d_i; grammar[γ] after all).
     const grammar: ConstraintState[] | null = constraint ? [constraint.state] : null;
+    const fast = deviceArgmax(state);
     const t0 = this.clock();
     for (let i = 0; i < gamma; i++) {
+      if (fast) {
+        const d = (await passArgmax(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1)!)[0]!;
+        this.drafted[i] = d;
+        tokens.push(d);
+        continue;
+      }
       const logits = await passLogits(rt, draft.weights, cache, draft.view, tokens, base - 1 + i, 1, scratch);
       sampler.applyPenalties(logits, tokens, base + i);
       if (constraint) constraint.constraint.apply(logits, 0, grammar![i]!);
@@ -241,13 +264,18 @@ export class Decoder {
     }
     const t1 = this.clock();
     cache.truncate(pos); // the verify pass overwrites the draft's K/V rows
-    const logits = await passLogits(rt, target, cache, targetView, tokens, base - 1, gamma + 1, scratch);
-    for (let i = 0; i <= gamma; i++) {
-      const row = logits.subarray(i * V, (i + 1) * V);
-      sampler.applyPenalties(row, tokens, base + i);
-      if (constraint) constraint.constraint.apply(row, 0, grammar![i]!);
-      if (sampler.greedy) this.targetTop[i] = argmax(row, 0, V);
-      else sampler.distribution(this.q.subarray(i * V, (i + 1) * V), row);
+    let logits: Float32Array | null = null;
+    if (fast) {
+      this.targetTop.set((await passArgmax(rt, target, cache, targetView, tokens, base - 1, gamma + 1)!).subarray(0, gamma + 1));
+    } else {
+      logits = await passLogits(rt, target, cache, targetView, tokens, base - 1, gamma + 1, scratch);
+      for (let i = 0; i <= gamma; i++) {
+        const row = logits.subarray(i * V, (i + 1) * V);
+        sampler.applyPenalties(row, tokens, base + i);
+        if (constraint) constraint.constraint.apply(row, 0, grammar![i]!);
+        if (sampler.greedy) this.targetTop[i] = argmax(row, 0, V);
+        else sampler.distribution(this.q.subarray(i * V, (i + 1) * V), row);
+      }
     }
     const accept = sampler.greedy
       ? acceptGreedy(this.drafted, this.targetTop, gamma)
@@ -261,7 +289,7 @@ export class Decoder {
     r.count = accept.accepted + 1;
     // Rejected drafts' states are dropped: the state after the accepted prefix, then the target's token.
     if (constraint) constraint.state = constraint.constraint.advance(grammar![accept.accepted]!, accept.next);
-    for (let i = 0; i < r.count; i++) recordLogprob(state, logits, i * V, r.tokens[i]!);
+    if (logits) for (let i = 0; i < r.count; i++) recordLogprob(state, logits, i * V, r.tokens[i]!);
     recordRound(this.stats!, gamma, accept.accepted, t1 - t0, t2 - t1);
     this.controller.observeDraftStep((t1 - t0) / gamma);
     this.controller.observeVerify(gamma + 1, t2 - t1);

@@ -147,3 +147,19 @@ test('webgpu: the server (a worker thread, two slots) answers concurrent request
     await s.close();
   }
 });
+
+test('webgpu: greedy decoding reads back only the argmax ids, and they are the tokens the logits give', { skip: skip || stories.skip || corpus.skip }, async () => {
+  const model = await loadModel(storiesBin, { backend: 'webgpu', keyGroupSize: 16, contextLength: 512 });
+  const device = model.runtime.device as unknown as { counts: { logits: number; argmax: number } };
+  const ids = prompts(model, 120)[2]!;
+  for (const opts of [{ spec: 'none', kv: 'int8' }, { spec: 'quantspec', gamma: 3 }] as const) {
+    const before = { ...device.counts };
+    const fast = await collect(model.createSession(opts).generate({ ids }, { temperature: 0, maxTokens: 30, ignoreEos: true }));
+    assert.ok(device.counts.argmax > before.argmax && device.counts.logits === before.logits, `${opts.spec}: only ids came back`);
+    // Log-probabilities need the logits rows: the same generation through them.
+    const mid = { ...device.counts };
+    const rows = await collect(model.createSession(opts).generate({ ids }, { temperature: 0, maxTokens: 30, ignoreEos: true, logprobs: 0 }));
+    assert.ok(device.counts.logits > mid.logits && device.counts.argmax === mid.argmax, `${opts.spec}: logits rows came back`);
+    assert.deepEqual(fast.generatedIds, rows.generatedIds, opts.spec);
+  }
+});

@@ -10,6 +10,7 @@ import { f32ToF16 } from '../../src/core/half.js';
 import { Xoshiro128 } from '../../src/core/rng.js';
 import type { DenseTensor } from '../../src/core/tensor.js';
 import { decodeRow } from '../../src/kernels/reference/rows.js';
+import { argmax } from '../../src/sampling/sampler.js';
 import type { WeightTensor } from '../../src/quant/format.js';
 import { openGpu, type GpuContext } from '../../src/kernels/webgpu/device.js';
 import { GpuKernels } from '../../src/kernels/webgpu/kernels.js';
@@ -274,6 +275,30 @@ test('webgpu: the fused forms: RMSNorm into another buffer, a matmul that adds i
     assert.deepEqual(await k.readFloats(q1, q.length), await k.readFloats(q2, q.length), `ropePair queries, layout ${layout}`);
     assert.deepEqual(await k.readFloats(k1, kk.length), await k.readFloats(k2, kk.length), `ropePair keys, layout ${layout}`);
     assert.notDeepEqual(await k.readFloats(k1, kk.length), kk, 'the keys were rotated');
+  }
+});
+
+test('webgpu: argmax of logits rows is the sampler\'s (the first of equal maxima)', { skip }, async () => {
+  const k = kernels();
+  const rng = new Xoshiro128(25);
+  for (const cols of [1, 7, 64, 1000, 32000]) {
+    const rows = 9;
+    const x = randn(rng, rows * cols);
+    const row = (r: number) => x.subarray(r * cols, (r + 1) * cols);
+    if (cols > 1) {
+      row(1).fill(2.5); // all equal: the first
+      row(2)[cols - 1] = 50; // the last
+      row(3)[Math.floor(cols / 2)] = 9;
+      row(3)[cols - 1] = 9; // a tie between two strides: the earlier
+      row(4).fill(-3); // all equal and negative: the first
+      row(5).fill(-1e30);
+      row(5)[cols - 1] = -1e29; // the largest of very negative values
+      row(6)[0] = 40; // the first
+    }
+    const want = Int32Array.from({ length: rows }, (_, r) => argmax(x, r * cols, cols));
+    const out = k.empty(rows * 4);
+    k.pass().argmax(out, k.upload(x), rows, cols).submit();
+    assert.deepEqual(await k.readWords(out, rows), want, `${cols} columns`);
   }
 });
 

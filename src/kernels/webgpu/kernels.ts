@@ -7,7 +7,7 @@ import { colsOf, rowsOf, type WeightTensor } from '../../quant/format.js';
 import { repackQ4Blocks32 } from '../../quant/weights.js';
 import type { AttentionShape, RopeLayout } from '../backend.js';
 import type { GpuContext } from './device.js';
-import { ATTENTION, ATTENTION_MERGE, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
+import { ARGMAX, ATTENTION, ATTENTION_MERGE, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
 
 /**
  * A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then
@@ -60,10 +60,10 @@ const MAX_BIND_GROUPS = 8192;
 /** Workgroups along x at most (WebGPU's default limit is 65535); larger counts spill into y. */
 const MAX_GROUPS_X = 32768;
 
-type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention' | 'attentionMerge' | 'kvWrite' | 'kvQuantize';
+type Kernel = 'matmul' | 'rmsnorm' | 'rope' | 'elementwise' | 'embed' | 'attention' | 'attentionMerge' | 'kvWrite' | 'kvQuantize' | 'argmax';
 const SOURCES: Readonly<Record<Kernel, string>> = {
   matmul: MATMUL, rmsnorm: RMSNORM, rope: ROPE, elementwise: ELEMENTWISE, embed: EMBED, attention: ATTENTION,
-  attentionMerge: ATTENTION_MERGE, kvWrite: KV_WRITE, kvQuantize: KV_QUANTIZE,
+  attentionMerge: ATTENTION_MERGE, kvWrite: KV_WRITE, kvQuantize: KV_QUANTIZE, argmax: ARGMAX,
 };
 
 interface Dispatch {
@@ -186,16 +186,25 @@ export class GpuKernels {
 
   /** The first `floats` floats of `buf`, after everything submitted so far. */
   async readFloats(buf: GPUBuffer, floats: number): Promise<Float32Array> {
-    const bytes = Math.max(4, floats * 4);
+    return new Float32Array(await this.read(buf, floats * 4));
+  }
+
+  /** The first `words` u32 words of `buf` (as Int32Array: token ids), after everything submitted so far. */
+  async readWords(buf: GPUBuffer, words: number): Promise<Int32Array> {
+    return new Int32Array(await this.read(buf, words * 4));
+  }
+
+  private async read(buf: GPUBuffer, byteCount: number): Promise<ArrayBuffer> {
+    const bytes = Math.max(4, byteCount);
     // A free staging buffer large enough, else a new one (returned to the pool once read).
     const i = this.staging.findIndex((b) => b.size >= bytes);
     const staging = i >= 0 ? this.staging.splice(i, 1)[0]! : this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(buf, 0, staging, 0, floats * 4);
+    enc.copyBufferToBuffer(buf, 0, staging, 0, byteCount);
     this.device.queue.submit([enc.finish()]);
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, bytes);
-      const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0, floats * 4));
+      const out = staging.getMappedRange(0, bytes).slice(0, byteCount);
       staging.unmap();
       if (this.staging.length < MAX_STAGING) this.staging.push(staging);
       else staging.destroy();
@@ -466,6 +475,12 @@ export class GpuPass {
       groups: [chunks, nKvHeads, Math.ceil(perKv / qg)],
     });
     this.dispatches.push({ kernel: 'attentionMerge', buffers: [partials, out], params: params([n, nHeads, d, chunks]), groups: [n, nHeads, 1] });
+    return this;
+  }
+
+  /** out[r] (u32) = the first index of the largest value of row r of x [rows, cols] (greedy decoding's choice). */
+  argmax(out: GPUBuffer, x: GPUBuffer, rows: number, cols: number): this {
+    this.dispatches.push({ kernel: 'argmax', buffers: [x, out], params: params([rows, cols]), groups: [rows, 1, 1] });
     return this;
   }
 

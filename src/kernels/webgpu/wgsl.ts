@@ -627,3 +627,50 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
   planes[w] = word;
 }
 `;
+
+/**
+ * out[r] = the index of row r's largest value, the first one where several are equal (as
+ * sampling/sampler.ts argmax). One workgroup per row: each thread scans a stride, then the pairs
+ * are reduced, larger value or else smaller index. Rows with NaN or infinities get what the GPU's
+ * comparisons give (WGSL does not promise IEEE special values): the decoder sends only plain
+ * greedy steps here, where no bias or constraint writes -Infinity.
+ */
+export const ARGMAX = /* wgsl */ `
+struct P { rows: u32, cols: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+var<workgroup> vals: array<f32, 64>;
+var<workgroup> idxs: array<u32, 64>;
+
+const NONE: u32 = 0xffffffffu;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let o = wg.x * p.cols;
+  var best = 0.0;
+  var at = NONE;
+  for (var j = tid; j < p.cols; j += 64u) {
+    let v = x[o + j];
+    if (at == NONE || v > best) {
+      best = v;
+      at = j;
+    }
+  }
+  vals[tid] = best;
+  idxs[tid] = at;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s >>= 1u) {
+    if (tid < s) {
+      let v = vals[tid + s];
+      let i = idxs[tid + s];
+      if (i != NONE && (idxs[tid] == NONE || v > vals[tid] || (v == vals[tid] && i < idxs[tid]))) {
+        vals[tid] = v;
+        idxs[tid] = i;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (tid == 0u) { out[wg.x] = idxs[0]; }
+}
+`;
