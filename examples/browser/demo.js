@@ -26,12 +26,20 @@ $('adapter').textContent = navigator.gpu ? 'WebGPU: available' : 'WebGPU: not av
 function modelFiles() {
   const picked = [...$('files').files];
   if (picked.length > 0) {
+    const named = (name) => picked.find((f) => f.name === name);
     const gguf = picked.find((f) => f.name.endsWith('.gguf'));
     if (gguf) return { gguf };
+    const weights = picked.filter((f) => f.name.endsWith('.safetensors'));
+    if (named('config.json') && named('tokenizer.json') && weights.length > 0) {
+      return {
+        config: named('config.json'), tokenizer: named('tokenizer.json'), tokenizerConfig: named('tokenizer_config.json'),
+        generationConfig: named('generation_config.json'), weights,
+      };
+    }
     const tokenizer = picked.find((f) => /^tok.*\.bin$/.test(f.name));
     const bin = picked.find((f) => f.name.endsWith('.bin') && f !== tokenizer);
     if (bin && tokenizer) return { llama2c: bin, tokenizer };
-    throw new Error('pick a .gguf file, or a llama2.c .bin with its tokenizer (tok*.bin)');
+    throw new Error('pick a .gguf file; a Hugging Face model\'s config.json, tokenizer.json (and tokenizer_config.json) and .safetensors; or a llama2.c .bin with its tokenizer (tok*.bin)');
   }
   const url = $('model-url').value.trim();
   if (!url) throw new Error('give a model URL or pick files');

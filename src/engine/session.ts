@@ -402,17 +402,22 @@ export class Session {
     const { rt, target, cache, targetView, prefillChunk } = this.parts;
     const end = tokens.length - 1;
     const total = end - from;
+    // A device runs a chunk while the next one is recorded: each chunk's pass is awaited after
+    // the next is queued (and the last before returning), so errors still surface here.
+    let running: Promise<unknown> | null = null;
     for (let pos = from; pos < end; ) {
       if (options.signal?.aborted) return true;
       cache.flush();
       const n = Math.min(prefillChunk, end - pos, cache.room);
-      // A device's pass is queued: wait for it to run (progress stays true, errors surface here).
       const pending = promptPass(rt, target, cache, targetView, tokens, pos, n, this.scratch);
-      if (pending) await pending;
+      pending?.catch(() => undefined); // awaited below; meanwhile a rejection is not unhandled
+      if (running) await running;
+      running = pending;
       pos += n;
       options.onPrefillProgress?.(pos - from, total);
       if (pos < end) await yieldToEventLoop();
     }
+    if (running) await running;
     cache.flush();
     return false;
   }

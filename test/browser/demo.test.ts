@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { loadModel } from '../../src/engine/model.js';
 import { inCi } from '../helpers/ci.js';
 import { STORIES260K_GOLDEN } from '../helpers/reference.js';
 import { REPO_ROOT, SHARED_ROOT, sharedPath } from '../helpers/shared.js';
@@ -24,6 +25,7 @@ if (!fs.existsSync(CHROMIUM)) {
   process.stderr.write(`# SKIP: ${skip}\n`);
 }
 const stories = sharedPath('models/stories260K');
+const pdlm = sharedPath('models/pdlm-5.8m');
 
 /** The demo's own server (examples/browser/serve.mjs): the repository, and /models/ from ../shared/models. */
 async function serve(): Promise<http.Server> {
@@ -56,6 +58,36 @@ test('browser: the demo page generates stories260K\'s golden text with QuantSpec
     assert.equal(`Once upon a time${text}`, STORIES260K_GOLDEN);
     assert.equal(await page.textContent('#output'), STORIES260K_GOLDEN, 'the streamed chunks add up to the text');
     assert.match((await page.textContent('#acceptance')) ?? '', /^\d+%$/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
+test('browser: picked files of a Hugging Face model load and decode as the CPU does', { skip: skip || pdlm.skip, timeout: 240000 }, async () => {
+  const prompt = 'Call me Ishmael.';
+  const want = await (await loadModel(pdlm.path)).complete(prompt, { temperature: 0, maxTokens: 12, spec: 'none', kv: 'int8' });
+  const server = await serve();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--enable-unsafe-webgpu', '--no-sandbox'] });
+  try {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const { port } = server.address() as AddressInfo;
+    await page.goto(`http://127.0.0.1:${port}/examples/browser/index.html`);
+    // As a user would: pick the files, load, then generate.
+    await page.setInputFiles('#files', ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors']
+      .map((f) => path.join(pdlm.path, f)));
+    await page.click('#load');
+    await page.waitForSelector('body[data-state=ready], body[data-state=error]', { timeout: 120000 });
+    assert.equal(await page.getAttribute('body', 'data-state'), 'ready', `${await page.textContent('#load-status')} ${errors.join('; ')}`);
+    await page.fill('#prompt', prompt);
+    await page.fill('#max-tokens', '12');
+    await page.selectOption('#spec', 'none');
+    await page.click('#generate');
+    await page.waitForSelector('body[data-state=done], body[data-state=error]', { timeout: 200000 });
+    assert.equal(await page.getAttribute('#output', 'data-text'), want.text);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
