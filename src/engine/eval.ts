@@ -2,7 +2,7 @@
 // consecutive windows of a text (`quantspec eval`).
 
 import { ContextOverflowError, InvalidArgumentError } from '../core/errors.js';
-import { computeLogits, createScratch, forward, PROMPT_PASS } from '../model/forward.js';
+import { computeLogits, createScratch, forward, passLogits, PROMPT_PASS } from '../model/forward.js';
 import { createCache, targetViewOf, type KvMode } from '../speculative/modes.js';
 import type { Model } from './model.js';
 
@@ -38,12 +38,12 @@ export async function scoreSequence(
     cache.flush();
     const n = Math.min(chunk, ids.length - pos, cache.room);
     let logits: Float32Array;
-    if (rt.device) {
-      // A device runs prompt and decode passes alike (it has no BF16-activation path).
-      logits = (await rt.device.run(model.target, cache, targetViewOf(kv), ids, pos, n, true))!;
-    } else {
-      forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch, passes === 'prompt' ? PROMPT_PASS : undefined);
+    if (passes === 'prompt' && !rt.device) {
+      forward(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch, PROMPT_PASS);
       logits = computeLogits(rt, model.target, scratch, 0, n);
+    } else {
+      // Exact passes, as decode steps run them (a device has no BF16-activation path: always these).
+      logits = await passLogits(rt, model.target, cache, targetViewOf(kv), ids, pos, n, scratch);
     }
     for (let r = 0; r < n; r++) onRow(pos + r, logits.subarray(r * vocabSize, (r + 1) * vocabSize));
     pos += n;

@@ -51,6 +51,7 @@ interface Activations {
   readonly hb2: GPUBuffer; // [rows, hiddenDim]
   readonly logits: GPUBuffer; // [rows, vocabSize]
   readonly ids: GPUBuffer; // [rows] u32 greedy ids
+  readonly tokenIds: Uint32Array; // [rows] the pass's tokens, staged on the CPU
 }
 
 export class GpuForward implements DeviceForward {
@@ -66,7 +67,8 @@ export class GpuForward implements DeviceForward {
   private readonly uploaded = new Map<object, GpuWeight | GPUBuffer>();
   private readonly sets = new Map<WeightSet, GpuWeightSet>();
   private act: Activations | null = null;
-  private readonly tokenIds: Uint32Array;
+  /** Passes run by what they returned: the logits rows, greedy ids, or nothing (prompt chunks). */
+  readonly counts = { logits: 0, argmax: 0, prompt: 0 };
 
   constructor(k: GpuKernels, config: ModelConfig, rope: RopeTables, attn: AttentionShape, ropeLayout: RopeLayout, maxRows: number) {
     this.k = k;
@@ -77,8 +79,7 @@ export class GpuForward implements DeviceForward {
     this.contextLength = rope.contextLength;
     this.cos = k.upload(rope.cos);
     this.sin = k.upload(rope.sin);
-    this.tokenIds = new Uint32Array(Math.max(1, maxRows));
-    this.activations(maxRows);
+    this.activations(Math.max(1, maxRows));
   }
 
   /** Upload a weight set (once; later calls find it). Done at load so that the first token pays nothing. */
@@ -116,13 +117,10 @@ export class GpuForward implements DeviceForward {
     const f = (n: number) => this.k.empty(4 * rows * n);
     this.act = {
       rows, tokens: f(1), x: f(c.dim), xb: f(Math.max(c.dim, qDim)), q: f(qDim), k: f(kvDim), v: f(kvDim),
-      hb: f(c.hiddenDim), hb2: f(c.hiddenDim), logits: f(c.vocabSize), ids: f(1),
+      hb: f(c.hiddenDim), hb2: f(c.hiddenDim), logits: f(c.vocabSize), ids: f(1), tokenIds: new Uint32Array(rows),
     };
     return this.act;
   }
-
-  /** Passes run by what they returned: the logits rows, greedy ids, or nothing (prompt chunks). */
-  readonly counts = { logits: 0, argmax: 0, prompt: 0 };
 
   run(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number, logits: boolean): Promise<Float32Array | null> {
     const { p, a, g } = this.record(w, cache, kind, tokens, first, n);
@@ -150,22 +148,21 @@ export class GpuForward implements DeviceForward {
   /** Record the layers of a pass (the residual stream left in a.x), not yet submitted. */
   private record(w: WeightSet, cache: KvCache, kind: KvViewKind, tokens: ArrayLike<number>, first: number, n: number): { p: GpuPass; a: Activations; g: GpuWeightSet } {
     const c = this.config;
-    if (!Number.isInteger(n) || n < 1 || n > this.tokenIds.length) {
-      throw new ShapeMismatchError(`forward: a pass of ${n} tokens is outside 1..${this.tokenIds.length}.`);
-    }
+    if (!Number.isInteger(n) || n < 1) throw new ShapeMismatchError(`forward: a pass of ${n} tokens; it needs at least 1.`);
+    // Grown (rarely) for a pass longer than any before: a verify of γ + 1 may exceed the prefill chunk.
+    const a = this.activations(n);
     for (let i = 0; i < n; i++) {
       const t = tokens[first + i]!;
       if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) {
         throw new InvalidArgumentError(`token id ${t} is outside the vocabulary [0, ${c.vocabSize}).`, 'tokens');
       }
-      this.tokenIds[i] = t;
+      a.tokenIds[i] = t;
     }
     if (cache.length + n > this.contextLength) {
       throw new ShapeMismatchError(`position ${cache.length + n} is beyond the RoPE table (${this.contextLength}).`);
     }
     this.upload(w);
     const g = this.sets.get(w)!;
-    const a = this.activations(n);
     const layers = cache.view(kind).layers;
     for (const view of layers) {
       if (!(view.handle instanceof GpuKvHandle)) {
@@ -176,7 +173,7 @@ export class GpuForward implements DeviceForward {
     const { dim, hiddenDim, nHeads, nKvHeads, headDim, normEps } = c;
     const qDim = qDimOf(c);
     const kvDim = kvDimOf(c);
-    this.k.write(a.tokens, this.tokenIds.subarray(0, n));
+    this.k.write(a.tokens, a.tokenIds.subarray(0, n));
     const p = this.k.pass();
     p.embed(a.x, g.tokEmbed, a.tokens, n);
     for (let l = 0; l < c.nLayers; l++) {

@@ -163,3 +163,12 @@ test('webgpu: greedy decoding reads back only the argmax ids, and they are the t
     assert.deepEqual(fast.generatedIds, rows.generatedIds, opts.spec);
   }
 });
+
+test('webgpu: a verify pass longer than the prefill chunk runs (buffers grow to the pass)', { skip: skip || stories.skip }, async () => {
+  const model = await loadModel(storiesBin, { backend: 'webgpu', prefillChunk: 2 });
+  const opts = { temperature: 0, maxTokens: 20, ignoreEos: true } as const;
+  const spec = await model.complete('Once upon a time', { ...opts, spec: 'quantspec', gamma: 4 });
+  const plain = await model.complete('Once upon a time', { ...opts, spec: 'none', kv: 'int8' });
+  assert.ok(spec.stats!.rounds > 0 && spec.stats!.drafted >= 4, `${spec.stats!.rounds} rounds`);
+  assert.deepEqual(spec.generatedIds, plain.generatedIds);
+});
