@@ -1,7 +1,8 @@
 // Serve the demo page on 127.0.0.1 (WebGPU needs a secure context; loopback is one):
 //   npm run build && node examples/browser/serve.mjs [--port 8080] [--models DIR]
 // then open the printed URL. The repository root is served (the page and dist/browser), and
-// /models/ from DIR (default ../shared/models), so stories260K is at /models/stories260K/.
+// /models/ from DIR (default ../shared/models), so stories260K is at /models/stories260K/. Byte
+// ranges are honoured, as the loader reads model files by ranges.
 // serveDemo() is also what the browser end-to-end test runs.
 
 import * as fs from 'node:fs';
@@ -23,7 +24,20 @@ export function serveDemo({ port = 0, models = path.resolve(REPO, '..', 'shared'
       return;
     }
     const size = fs.statSync(file).size;
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': size });
+    const type = TYPES[path.extname(file)] ?? 'application/octet-stream';
+    // One byte range (the loader reads a model's header, then each tensor, this way)
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range) {
+      const start = Number(range[1]), end = Math.min(range[2] ? Number(range[2]) : size - 1, size - 1);
+      if (start > end) {
+        res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+        return;
+      }
+      res.writeHead(206, { 'content-type': type, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}`, 'accept-ranges': 'bytes' });
+      fs.createReadStream(file, { start, end }).pipe(res);
+      return;
+    }
+    res.writeHead(200, { 'content-type': type, 'content-length': size, 'accept-ranges': 'bytes' });
     fs.createReadStream(file).pipe(res);
   });
   return new Promise((resolve) => server.listen(port, '127.0.0.1', () => resolve(server)));

@@ -1,12 +1,15 @@
-// Loading a model in a browser: its files are fetched from URLs (or taken from picked Files),
-// streamed into one buffer each with progress, and opened in memory: tensors are views of those
-// buffers (no copy beyond the one the download makes); the forward passes run on WebGPU
+// Loading a model in a browser: its files are fetched from URLs (or taken from picked Files) by
+// ranges, with progress: the header, then each tensor into a buffer of its own (model/ranged.ts),
+// so no buffer holds a whole weights file and each tensor's memory goes once nothing views it
+// (after its upload to the GPU); the forward passes run on WebGPU
 // (navigator.gpu), or on the TypeScript reference kernels with backend 'reference'. Nothing here
 // reaches Node's file system.
 
 import { InvalidArgumentError, ModelNotFoundError } from '../core/errors.js';
 import { createReferenceBackend } from '../kernels/reference/index.js';
-import { openModelBytes, type FileBytes, type ModelBytes, type ResolvedModel } from '../model/load.js';
+import { openModelInMemory, type FileBytes, type ModelInMemory, type ResolvedModel } from '../model/load.js';
+import { ModelFile } from '../model/open.js';
+import { FIRST_HEADER_BYTES, readRanged, type RangedFormat, type RangeReader } from '../model/ranged.js';
 import { ggufTokenizer } from '../tokenizer/gguf.js';
 import { HfTokenizer } from '../tokenizer/hf.js';
 import { Llama2cTokenizer } from '../tokenizer/llama2c.js';
@@ -57,29 +60,22 @@ class FetchProgress {
   }
 }
 
-/** One file's bytes: a picked file read whole, a URL streamed into a buffer of its announced size. */
-async function fetchFile(f: FileInput, progress: FetchProgress): Promise<FileBytes> {
-  const name = nameOf(f);
-  if (typeof f !== 'string' && !(f instanceof URL)) {
-    progress.expect(f.size);
-    const data = await f.arrayBuffer();
-    progress.add(data.byteLength);
-    return { name, data };
-  }
+async function fetchOrFail(url: FileInput, name: string, init?: RequestInit): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(f);
+    res = await fetch(url as string | URL, init);
   } catch (e) {
     throw new ModelNotFoundError(`cannot fetch ${name}: ${(e as Error).message}. Check the URL (and that the server allows it).`);
   }
   if (!res.ok || !res.body) throw new ModelNotFoundError(`fetching ${name} answered ${res.status} ${res.statusText}. Check the URL.`);
-  const announced = Number(res.headers.get('content-length') ?? NaN);
-  const size = Number.isFinite(announced) && announced >= 0 ? announced : 0;
-  progress.expect(size);
-  // Into one buffer of the announced size (grown only where the server did not announce it).
+  return res;
+}
+
+/** A response's body into a buffer of `size` bytes (grown where the server announced none), with progress. */
+async function readBody(res: Response, size: number, progress: FetchProgress): Promise<ArrayBuffer> {
   let buf = new Uint8Array(size);
   let at = 0;
-  const reader = res.body.getReader();
+  const reader = res.body!.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -92,7 +88,82 @@ async function fetchFile(f: FileInput, progress: FetchProgress): Promise<FileByt
     at += value.length;
     progress.add(value.length);
   }
-  return { name, data: at === buf.length ? buf.buffer : buf.slice(0, at).buffer };
+  return at === buf.length ? buf.buffer : buf.slice(0, at).buffer;
+}
+
+/** One file's bytes, whole: a picked file read at once, a URL streamed into a buffer of its announced size. */
+async function fetchFile(f: FileInput, progress: FetchProgress): Promise<FileBytes> {
+  const name = nameOf(f);
+  if (typeof f !== 'string' && !(f instanceof URL)) {
+    progress.expect(f.size);
+    const data = await f.arrayBuffer();
+    progress.add(data.byteLength);
+    return { name, data };
+  }
+  const res = await fetchOrFail(f, name);
+  const announced = Number(res.headers.get('content-length') ?? NaN);
+  const size = Number.isFinite(announced) && announced >= 0 ? announced : 0;
+  progress.expect(size);
+  return { name, data: await readBody(res, size, progress) };
+}
+
+/** The total size in a 206 answer's Content-Range ("bytes 0-1023/4096"), or NaN. */
+function rangeTotal(res: Response): number {
+  const m = /^bytes\s+\d+-\d+\/(\d+)$/.exec(res.headers.get('content-range') ?? '');
+  return m ? Number(m[1]) : NaN;
+}
+
+/**
+ * A model file opened by ranged reads (model/ranged.ts): a picked file through Blob.slice, a URL
+ * through HTTP Range requests. A server that answers the first range with the whole file (it
+ * ignores Range) gets the whole file read at once instead, as does one that does not say the size.
+ */
+async function openModelFile(f: FileInput, format: RangedFormat, progress: FetchProgress): Promise<ModelFile> {
+  const name = nameOf(f);
+  let fetched = 0;
+  let reader: RangeReader;
+  if (typeof f !== 'string' && !(f instanceof URL)) {
+    const blob = f;
+    progress.expect(blob.size);
+    reader = {
+      name, size: blob.size,
+      read: async (offset, length) => {
+        const data = await blob.slice(offset, offset + length).arrayBuffer();
+        progress.add(data.byteLength);
+        fetched += data.byteLength;
+        return data;
+      },
+    };
+  } else {
+    const url = f;
+    const probe = await fetchOrFail(url, name, { headers: { range: `bytes=0-${FIRST_HEADER_BYTES - 1}` } });
+    const size = probe.status === 206 ? rangeTotal(probe) : NaN;
+    if (!Number.isFinite(size)) {
+      const announced = Number(probe.headers.get('content-length') ?? NaN);
+      const whole = Number.isFinite(announced) && announced >= 0 ? announced : 0;
+      progress.expect(whole);
+      return ModelFile.fromBuffer(name, await readBody(probe, whole, progress));
+    }
+    progress.expect(size);
+    const first = new Uint8Array(await readBody(probe, Math.min(size, FIRST_HEADER_BYTES), progress));
+    fetched = first.length;
+    reader = {
+      name, size,
+      read: async (offset, length) => {
+        if (offset + length <= first.length) return first.slice(offset, offset + length).buffer;
+        const res = await fetchOrFail(url, name, { headers: { range: `bytes=${offset}-${offset + length - 1}` } });
+        if (res.status !== 206) {
+          throw new ModelNotFoundError(`fetching bytes ${offset}-${offset + length - 1} of ${name} answered ${res.status} instead of 206 (partial content); the server stopped honouring Range.`);
+        }
+        const data = await readBody(res, length, progress);
+        fetched += data.byteLength;
+        return data;
+      },
+    };
+  }
+  const file = await readRanged(reader, format);
+  progress.expect(fetched - reader.size); // the bytes never fetched (padding, unused tables) leave the total
+  return file;
 }
 
 async function fetchJson(f: FileInput, progress: FetchProgress): Promise<unknown> {
@@ -107,12 +178,12 @@ async function fetchJson(f: FileInput, progress: FetchProgress): Promise<unknown
 /** The model and its tokenizer from its files, fetched concurrently. */
 async function openFiles(files: ModelFiles, progress: FetchProgress): Promise<{ resolved: ResolvedModel; tokenizer: Tokenizer }> {
   if ('llama2c' in files) {
-    const [model, tok] = await Promise.all([fetchFile(files.llama2c, progress), fetchFile(files.tokenizer, progress)]);
-    const resolved = openModelBytes({ format: 'llama2c', file: model });
+    const [model, tok] = await Promise.all([openModelFile(files.llama2c, 'llama2c', progress), fetchFile(files.tokenizer, progress)]);
+    const resolved = openModelInMemory({ format: 'llama2c', file: model });
     return { resolved, tokenizer: Llama2cTokenizer.fromBytes(new Uint8Array(tok.data), resolved.config.vocabSize, tok.name) };
   }
   if ('gguf' in files) {
-    const resolved = openModelBytes({ format: 'gguf', file: await fetchFile(files.gguf, progress) });
+    const resolved = openModelInMemory({ format: 'gguf', file: await openModelFile(files.gguf, 'gguf', progress) });
     return { resolved, tokenizer: ggufTokenizer(resolved.gguf!, resolved.config.eosIds) };
   }
   if (!('config' in files) || !files.weights) {
@@ -122,10 +193,10 @@ async function openFiles(files: ModelFiles, progress: FetchProgress): Promise<{ 
   const optional = (f: FileInput | undefined) => (f === undefined ? Promise.resolve(undefined) : fetchJson(f, progress));
   const [config, generationConfig, tokenizerJson, tokenizerConfig, weights] = await Promise.all([
     fetchJson(files.config, progress), optional(files.generationConfig), fetchJson(files.tokenizer, progress),
-    optional(files.tokenizerConfig), Promise.all(shards.map((s) => fetchFile(s, progress))),
+    optional(files.tokenizerConfig), Promise.all(shards.map((s) => openModelFile(s, 'safetensors', progress))),
   ]);
-  const bytes: ModelBytes = { format: 'hf', name: nameOf(files.config).replace(/\/?config\.json$/, '') || 'model', config, generationConfig, shards: weights };
-  const resolved = openModelBytes(bytes);
+  const bytes: ModelInMemory = { format: 'hf', name: nameOf(files.config).replace(/\/?config\.json$/, '') || 'model', config, generationConfig, shards: weights };
+  const resolved = openModelInMemory(bytes);
   return { resolved, tokenizer: new HfTokenizer(tokenizerJson as Record<string, unknown>, (tokenizerConfig ?? {}) as Record<string, unknown>, resolved.config.eosIds) };
 }
 

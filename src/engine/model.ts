@@ -92,7 +92,10 @@ export class Model {
   readonly path: string;
   readonly tokenizer: Tokenizer;
   readonly backend: Backend;
+  /** The target's weights; with the WebGPU backend only their shapes (the GPU holds the data). */
   readonly target: WeightSet;
+  /** Bytes of the target weights as loaded (on the GPU, with the WebGPU backend). */
+  readonly weightBytes: number;
   /** The 4-bit draft's weights (null when loaded with draft: false). */
   readonly draft: WeightSet | null;
   readonly draftOptions: DraftOptions | null;
@@ -111,7 +114,7 @@ export class Model {
   private readonly sessions = new Map<string, Session>();
 
   constructor(init: {
-    resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; draft: WeightSet | null;
+    resolved: ResolvedModel; tokenizer: Tokenizer; backend: Backend; target: WeightSet; draft: WeightSet | null; weightBytes: number;
     draftOptions: DraftOptions | null; draftBytes: number; loadMs: number; loadTimings: LoadTimings; contextLength: number; prefillChunk: number;
     prefillActivations: PrefillActivations; defaults: DecodingOptions; rope: RopeTables; device: DeviceForward | null; kvStorage: KvStorage;
   }) {
@@ -122,6 +125,7 @@ export class Model {
     this.backend = init.backend;
     this.target = init.target;
     this.draft = init.draft;
+    this.weightBytes = init.weightBytes;
     this.draftOptions = init.draftOptions;
     this.draftBytes = init.draftBytes;
     this.loadMs = init.loadMs;
@@ -138,10 +142,6 @@ export class Model {
     return this.runtime.device?.name ?? this.backend.name;
   }
 
-  /** Bytes of the target weights as held in memory. */
-  get weightBytes(): number {
-    return weightSetBytes(this.target);
-  }
 
   /** Resolve decoding options (falling back to the load-time defaults). */
   plan(options: DecodingOptions = {}): DecodingPlan {
@@ -324,17 +324,21 @@ export async function assembleModel(resolved: ResolvedModel, tokenizer: Tokenize
   const rope = buildRopeTables(config, contextLength);
   let device: GpuForward | null = null;
   const tUpload = performance.now();
+  const targetBytes = weightSetBytes(target);
+  let held = { target, draft: draft?.weights ?? null };
   if (kernels) {
     const rt = createRuntime(config, backend, rope);
     device = new GpuForward(kernels, config, rope, rt.attn, rt.ropeLayout, prefillChunk);
-    device.upload(target);
-    if (draft) device.upload(draft.weights);
+    // The GPU holds the weights from here on: the CPU copies go (a browser's fetched tensors,
+    // the draft's codes), and the model keeps their shapes only.
+    const [t, d] = device.releaseHost(draft ? [target, draft.weights] : [target]);
+    held = { target: t!, draft: d ?? null };
   }
   const defaults: DecodingOptions = {
     spec: options.spec, gamma: options.gamma, kv: options.kv, keyGroupSize: options.keyGroupSize, valueGroupSize: options.valueGroupSize,
   };
   return new Model({
-    resolved, tokenizer, backend, target, draft: draft?.weights ?? null, draftOptions, draftBytes: draft?.extraBytes ?? 0,
+    resolved, tokenizer, backend, target: held.target, draft: held.draft, weightBytes: targetBytes, draftOptions, draftBytes: draft?.extraBytes ?? 0,
     loadMs: performance.now() - t0,
     loadTimings: { readMs: tDraft - tRead, draftMs: tRepack - tDraft, repackMs: tEnd - tRepack, uploadMs: performance.now() - tUpload }, contextLength, prefillChunk,
     prefillActivations: options.prefillActivations ?? 'bf16', defaults: stripUndefined(defaults),

@@ -2,13 +2,14 @@
 // The same function serves prefill chunks, single decode steps, the draft and the verify pass:
 // callers choose the WeightSet and the KV view kind (DESIGN 2.4), nothing else differs.
 
-import { InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
+import { BackendUnavailableError, InvalidArgumentError, ShapeMismatchError } from '../core/errors.js';
 import type { AttentionShape, Backend, RopeLayout } from '../kernels/backend.js';
 import type { KvCache, KvView, KvViewKind } from '../kv/cache.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { RopeTables } from './rope.js';
 import type { WeightSet } from './weights.js';
 import type { WeightTensor } from '../quant/format.js';
+import { isHostless } from '../quant/weight-set.js';
 
 /** Everything about a loaded model that a forward pass needs besides weights and cache. */
 export interface ModelRuntime {
@@ -166,6 +167,9 @@ export function forwardBatch(
   rt: ModelRuntime, w: WeightSet, segments: readonly BatchSegment[], s: ForwardScratch,
   opts: ForwardOptions = NO_OPTIONS,
 ): void {
+  if (isHostless(w)) {
+    throw new BackendUnavailableError('these weights live on the GPU (WebGPU backend) and have no CPU copy; run the pass on the device, or load the model with a CPU backend.');
+  }
   const { config: c, backend: be, rope, attn } = rt;
   const { observeQueries, replay = false } = opts;
   const promptBf16 = rt.promptBf16 && opts.prompt === true && be.matmulPrompt !== undefined;

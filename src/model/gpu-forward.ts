@@ -9,6 +9,7 @@ import type { GpuKernels, GpuPass, GpuWeight } from '../kernels/webgpu/kernels.j
 import { GpuKvHandle } from '../kernels/webgpu/storage.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import type { WeightTensor } from '../quant/format.js';
+import { hostless } from '../quant/weight-set.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { DeviceForward } from './forward.js';
 import type { RopeTables } from './rope.js';
@@ -98,6 +99,22 @@ export class GpuForward implements DeviceForward {
         ffnNorm: vec(l.ffnNorm), w1: mat(l.w1), w2: mat(l.w2), w3: mat(l.w3),
       })),
     });
+  }
+
+  /**
+   * After the uploads: the weight sets with their CPU data let go (hostless(), same order), each
+   * bound to its uploaded tensors, and the upload table that kept the CPU tensors cleared, so the
+   * host memory of the weights (a browser's fetched tensors, the draft's codes) can be freed.
+   */
+  releaseHost(sets: readonly WeightSet[]): WeightSet[] {
+    for (const w of sets) this.upload(w);
+    const out = hostless(sets);
+    sets.forEach((w, i) => {
+      this.sets.set(out[i]!, this.sets.get(w)!);
+      this.sets.delete(w);
+    });
+    this.uploaded.clear();
+    return out;
   }
 
   private once(key: object, make: () => GpuWeight | GPUBuffer): GpuWeight | GPUBuffer {

@@ -69,6 +69,11 @@ export class Llama2cSource implements TensorSource {
     return { dtype: 'F32', shape: s.shape, byteLength: s.shape.reduce((a, b) => a * b, 1) * 4 };
   }
 
+  /** The byte ranges of the tensors, in file order (what a ranged reader fetches). */
+  byteRanges(): { readonly offset: number; readonly length: number }[] {
+    return [...this.slices.values()].map((s) => ({ offset: s.offset, length: s.shape.reduce((a, b) => a * b, 1) * 4 })).sort((a, b) => a.offset - b.offset);
+  }
+
   /** One F32 tensor: a view of the mapped file (its offsets are multiples of 4), else its own copy. */
   read(name: string): DenseTensor {
     const s = this.slices.get(name);

@@ -72,26 +72,30 @@ export interface FileBytes {
   readonly data: ArrayBuffer;
 }
 
-/** A model held in memory, by format (the browser's loader fetches these; see engine/browser.ts). */
-export type ModelBytes =
-  | { readonly format: 'llama2c'; readonly file: FileBytes }
-  | { readonly format: 'gguf'; readonly file: FileBytes }
-  | { readonly format: 'hf'; readonly name: string; readonly config: unknown; readonly generationConfig?: unknown; readonly shards: readonly FileBytes[] };
+/**
+ * A model whose files are held in memory, by format: whole (ModelFile.fromBuffer) or as the
+ * byte ranges of their header and tensors (model/ranged.ts). The browser's loader opens these
+ * (engine/browser.ts).
+ */
+export type ModelInMemory =
+  | { readonly format: 'llama2c'; readonly file: ModelFile }
+  | { readonly format: 'gguf'; readonly file: ModelFile }
+  | { readonly format: 'hf'; readonly name: string; readonly config: unknown; readonly generationConfig?: unknown; readonly shards: readonly ModelFile[] };
 
 /** Open a model held in memory: its tensors are views of the buffers where their offsets allow. */
-export function openModelBytes(m: ModelBytes): ResolvedModel {
+export function openModelInMemory(m: ModelInMemory): ResolvedModel {
   switch (m.format) {
     case 'llama2c': {
-      const source = Llama2cSource.fromFile(ModelFile.fromBuffer(m.file.name, m.file.data));
-      return { format: 'llama2c', path: m.file.name, config: source.config, source, nameOf: llama2cTensorName };
+      const source = Llama2cSource.fromFile(m.file);
+      return { format: 'llama2c', path: m.file.path, config: source.config, source, nameOf: llama2cTensorName };
     }
     case 'gguf': {
-      const { config, source } = openGgufFile(ModelFile.fromBuffer(m.file.name, m.file.data));
-      return { format: 'gguf', path: m.file.name, config, source, nameOf: ggufTensorName, gguf: source.gguf };
+      const { config, source } = openGgufFile(m.file);
+      return { format: 'gguf', path: m.file.path, config, source, nameOf: ggufTensorName, gguf: source.gguf };
     }
     case 'hf': {
       const config = parseHfConfig(m.config, `${m.name}/config.json`, m.generationConfig);
-      const files = m.shards.map((f) => SafetensorsFile.fromFile(ModelFile.fromBuffer(f.name, f.data)));
+      const files = m.shards.map((f) => SafetensorsFile.fromFile(f));
       return { format: 'hf', path: m.name, config, source: SafetensorsSource.fromFiles(m.name, files), nameOf: hfTensorName };
     }
   }

@@ -1,6 +1,7 @@
 // Opening a model file for reading, with the error a user can act on, and reading its byte ranges:
 // from a mapping of the whole file where the native addon can make one (tensors are then views of
-// the page cache, with no copy), else with read calls into fresh buffers.
+// the page cache, with no copy), else with read calls into fresh buffers; in a browser, from the
+// whole file in memory or from the byte ranges fetched one by one (model/ranged.ts).
 
 import * as fs from 'node:fs';
 import { ModelFormatError, ModelNotFoundError } from '../core/errors.js';
@@ -21,6 +22,23 @@ export interface ReadOptions {
   readonly mmap?: boolean;
 }
 
+/** Bytes [offset, offset + data.byteLength) of a file, held in memory. */
+export interface FileSegment {
+  readonly offset: number;
+  readonly data: ArrayBuffer;
+}
+
+/**
+ * A read of a file held as segments fell outside them: the reader of a header asked for bytes not
+ * fetched yet (model/ranged.ts then fetches up to `end` and parses again).
+ */
+export class RangeNotLoadedError extends Error {
+  constructor(readonly file: string, readonly offset: number, readonly end: number) {
+    super(`${file}: bytes [${offset}, ${end}) were not fetched.`);
+    this.name = 'RangeNotLoadedError';
+  }
+}
+
 /** An open model file whose byte ranges become tensors. */
 export class ModelFile {
   readonly path: string;
@@ -28,12 +46,15 @@ export class ModelFile {
   private fd: number | null;
   /** The whole file, mapped; null when it is read instead. */
   private readonly mapped: ArrayBuffer | null;
+  /** Parts of the file in memory (a browser's ranged reads); null for a whole file. Dropped on close. */
+  private segments: readonly FileSegment[] | null;
 
-  private constructor(file: string, fd: number | null, size: number, mapped: ArrayBuffer | null) {
+  private constructor(file: string, fd: number | null, size: number, mapped: ArrayBuffer | null, segments: readonly FileSegment[] | null = null) {
     this.path = file;
     this.fd = fd;
     this.size = size;
     this.mapped = mapped;
+    this.segments = segments;
   }
 
   static open(file: string, opts: ReadOptions = {}): ModelFile {
@@ -56,6 +77,23 @@ export class ModelFile {
     return new ModelFile(name, null, data.byteLength, data);
   }
 
+  /**
+   * A file of `size` bytes of which only `segments` are in memory (a browser's ranged reads: the
+   * header, then each tensor in its own buffer). A range inside one segment is a view of it where
+   * the offset suits the dtype; a range outside every segment throws RangeNotLoadedError.
+   */
+  static fromSegments(name: string, size: number, segments: readonly FileSegment[]): ModelFile {
+    return new ModelFile(name, null, size, null, [...segments]);
+  }
+
+  /** The segment that holds [offset, offset + length) whole; RangeNotLoadedError when none does. */
+  private segmentOf(offset: number, length: number): FileSegment {
+    for (const s of this.segments ?? []) {
+      if (offset >= s.offset && offset + length <= s.offset + s.data.byteLength) return s;
+    }
+    throw new RangeNotLoadedError(this.path, offset, offset + length);
+  }
+
   /** Whether byte ranges are views of a mapping rather than copies. */
   get isMapped(): boolean {
     return this.mapped !== null;
@@ -72,6 +110,12 @@ export class ModelFile {
       throw new ModelFormatError(`${this.path}: ${what} ends at byte ${offset + length} but the file has ${this.size}; it is truncated.`);
     }
     if (this.mapped && offset % align === 0) return new Uint8Array(this.mapped, offset, length);
+    if (this.segments) {
+      const s = this.segmentOf(offset, length);
+      const rel = offset - s.offset;
+      if (rel % align === 0) return new Uint8Array(s.data, rel, length);
+      return new Uint8Array(s.data, rel, length).slice();
+    }
     const out = new Uint8Array(length);
     if (this.mapped) out.set(new Uint8Array(this.mapped, offset, length));
     else this.readInto(out, offset, what);
@@ -87,6 +131,14 @@ export class ModelFile {
       into.set(new Uint8Array(this.mapped, position, into.length));
       return;
     }
+    if (this.segments) {
+      if (position + into.length > this.size) {
+        throw new ModelFormatError(`${this.path}: unexpected end of file in ${what} at byte ${this.size}; the file is truncated.`);
+      }
+      const s = this.segmentOf(position, into.length);
+      into.set(new Uint8Array(s.data, position - s.offset, into.length));
+      return;
+    }
     if (this.fd === null) throw new ModelFormatError(`${this.path}: file already closed.`);
     let done = 0;
     while (done < into.length) {
@@ -96,9 +148,14 @@ export class ModelFile {
     }
   }
 
-  /** Close the descriptor; a mapping stays valid for as long as the tensors viewing it live. */
+  /**
+   * Close the descriptor; a mapping stays valid for as long as the tensors viewing it live. Held
+   * segments are let go (the tensors viewing them keep theirs), so that a tensor dropped after
+   * its upload to a GPU frees its memory.
+   */
   close(): void {
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
+    this.segments = this.segments && [];
   }
 }

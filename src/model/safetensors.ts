@@ -51,6 +51,11 @@ export class SafetensorsFile {
     }
   }
 
+  /** The byte ranges of the tensors, in file order (what a ranged reader fetches). */
+  byteRanges(): { readonly offset: number; readonly length: number }[] {
+    return [...this.tensors.values()].filter((t) => t.byteLength > 0).map((t) => ({ offset: t.offset, length: t.byteLength })).sort((a, b) => a.offset - b.offset);
+  }
+
   /** One tensor: a view of the mapped file where its offset suits its dtype, else its own copy. */
   read(name: string): DenseTensor {
     const info = this.tensors.get(name);

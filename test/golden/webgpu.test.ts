@@ -8,10 +8,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '../../src/core/errors.js';
+import { BackendUnavailableError, InvalidArgumentError } from '../../src/core/errors.js';
 import { loadModel } from '../../src/engine/model.js';
 import { collect } from '../../src/engine/session.js';
 import { openGpu } from '../../src/kernels/webgpu/device.js';
+import { createScratch, forward } from '../../src/model/forward.js';
+import { createCache } from '../../src/speculative/modes.js';
 import { inCi } from '../helpers/ci.js';
 import { corpus, greedy, MODELS, prompts } from '../helpers/lossless.js';
 import { checkModel, STORIES260K_GOLDEN } from '../helpers/reference.js';
@@ -171,4 +173,25 @@ test('webgpu: a verify pass longer than the prefill chunk runs (buffers grow to 
   const plain = await model.complete('Once upon a time', { ...opts, spec: 'none', kv: 'int8' });
   assert.ok(spec.stats!.rounds > 0 && spec.stats!.drafted >= 4, `${spec.stats!.rounds} rounds`);
   assert.deepEqual(spec.generatedIds, plain.generatedIds);
+});
+
+test('webgpu: after the upload the model keeps no CPU copy of its weights, and a CPU pass over them is refused', { skip: skip || stories.skip }, async () => {
+  const cpu = await loadModel(storiesBin); // the CPU backend that prepares the weights for the GPU too
+  const model = await loadModel(storiesBin, { backend: 'webgpu' });
+  const sets = [model.target, model.draft!];
+  for (const w of sets) {
+    const tensors = [w.tokEmbed, w.lmHead, ...w.layers.flatMap((l) => [l.wq, l.wk, l.wv, l.wo, l.w1, l.w2, l.w3])];
+    for (const t of tensors) assert.equal(t.dtype === 'q4' || t.dtype === 'q8' ? t.codes.length : t.data.length, 0, `${t.dtype} [${t.shape}] still holds data`);
+    assert.equal(w.finalNorm.length, 0);
+    assert.deepEqual(w.layers[3]!.wq.shape, cpu.target.layers[3]!.wq.shape);
+  }
+  assert.equal(model.draft!.layers[0]!.attnNorm, model.target.layers[0]!.attnNorm, 'shared tensors stay shared');
+  assert.equal(model.weightBytes, cpu.weightBytes);
+  assert.equal(model.draftBytes, cpu.draftBytes);
+  const out = await model.complete('Once upon a time', { temperature: 0, maxTokens: 12, spec: 'quantspec', gamma: 3, ignoreEos: true });
+  assert.deepEqual(out.generatedIds, (await cpu.complete('Once upon a time', { temperature: 0, maxTokens: 12, spec: 'quantspec', gamma: 3, ignoreEos: true })).generatedIds);
+  const rt = { ...model.runtime, device: null };
+  const cache = createCache(cpu.plan({ spec: 'none', kv: 'fp' }), cpu.config, cpu.kvStorage, 8, 2);
+  assert.throws(() => forward(rt, model.target, cache, 'fp', [1, 2], 0, 2, createScratch(model.config, 2, 2, 4)),
+    (e: unknown) => e instanceof BackendUnavailableError && /live on the GPU/.test((e as Error).message));
 });
