@@ -15,6 +15,13 @@ const MIN_PLAIN_SAMPLES = 3;
  * gives, so fixed spacing lost several percent against plain decoding.
  */
 const MAX_HOPELESS_BACKOFF = 16;
+/**
+ * Rounds whose timings are not kept (their acceptance is): the first round runs the draft's code
+ * and reads its weights for the first time. Seen on pdlm at 1K: its draft steps took 0.9-1.3 ms
+ * against 0.40-0.45 ms in the rounds after, and with that one sample as the draft's cost the
+ * controller decoded plainly for 18 steps before it probed again.
+ */
+const WARMUP_ROUNDS = 1;
 
 /** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
 class RecentMedian {
@@ -58,6 +65,7 @@ export class GammaController {
   private specRun = 0;
   private hopelessBackoff = 1; // probe spacing (in probeEvery) while speculation cannot pay
   private lastGamma: number;
+  private rounds = 0;
   /** Plain steps between probing rounds while speculation is off, and rounds between plain probes while it is on. */
   readonly probeEvery = 16;
 
@@ -70,15 +78,18 @@ export class GammaController {
   }
 
   observeDraftStep(ms: number): void {
-    this.draftStep.add(ms);
+    if (this.rounds >= WARMUP_ROUNDS) this.draftStep.add(ms);
   }
 
+  /** A pass of `batch` tokens: a verify (batch > 1; not kept in the warm-up rounds) or a plain step. */
   observeVerify(batch: number, ms: number): void {
+    if (batch > 1 && this.rounds < WARMUP_ROUNDS) return;
     this.verify[batch]!.add(ms);
   }
 
   /** One round: `accepted` of `gamma` drafts; a rejection (accepted < γ) is one failed trial. */
   observeRound(gamma: number, accepted: number): void {
+    this.rounds++;
     const decay = 1 - EMA;
     this.acceptedSum = this.acceptedSum * decay + accepted;
     this.trialSum = this.trialSum * decay + accepted + (accepted < gamma ? 1 : 0);

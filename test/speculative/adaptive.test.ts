@@ -70,6 +70,33 @@ test('one slow plain step does not hold the controller in speculation when plain
   assert.ok(plain > 48, `plain ${plain}, spec ${spec}`);
 });
 
+// Seen on pdlm at 1K: the first round's draft steps took 3x the later ones (the draft's code and
+// weights touched for the first time), and with that sample alone as the draft's cost the
+// controller decoded plainly for 18 steps.
+test('the first round is a warm-up: its slow timings do not turn speculation off', () => {
+  const c = new GammaController(8, 4);
+  let rounds = 0;
+  const choices: number[] = [];
+  for (let i = 0; i < 24; i++) {
+    const g = c.choose();
+    choices.push(g);
+    if (g === 0) {
+      c.observeVerify(1, 0.62);
+      continue;
+    }
+    // steady costs: a round of 4 costs 4 · 0.42 + 1.25 = 2.93 ms for 5 tokens against 5 plain steps of 3.1 ms
+    c.observeDraftStep(rounds === 0 ? 1.3 : 0.42);
+    c.observeVerify(g + 1, rounds === 0 ? 1.5 : 0.25 + 0.2 * (g + 1));
+    c.observeRound(g, g);
+    rounds++;
+  }
+  // the warm-up round, a second measured round, the plain samples it needs, then speculation
+  assert.deepEqual(choices.slice(0, 2), [4, 4]);
+  const plain = choices.filter((g) => g === 0).length;
+  assert.ok(plain <= 4, `plain steps ${plain}: ${choices.join(' ')}`);
+  assert.ok(choices.slice(-8).every((g) => g > 0), choices.join(' '));
+});
+
 test('speculation that only low acceptance holds back is probed every probeEvery plain steps', () => {
   const c = new GammaController(8, 4);
   // cheap drafts, but every draft rejected: plain decoding wins now, full acceptance would win
