@@ -19,7 +19,11 @@
     int j = 0;                                                                                           \
     for (; j + VW_LANES <= cols; j += VW_LANES) {                                                        \
       vwf wv[4];                                                                                         \
-      for (int i = 0; i < RB; i++) wv[i] = vw_load_##SUFFIX(w + (size_t)(r + i) * cols + j);             \
+      for (int i = 0; i < RB; i++) {                                                                     \
+        if ((j * (int)sizeof(WT)) % 64 == 0) /* the same line of the next group of rows (see below) */  \
+          _mm_prefetch((const char *)(w + (size_t)(r + RB + i) * cols + j), _MM_HINT_T0);               \
+        wv[i] = vw_load_##SUFFIX(w + (size_t)(r + i) * cols + j);                                        \
+      }                                                                                                  \
       for (int k = 0; k < TB; k++) {                                                                     \
         const vwf xv = vw_load_f32(x + (size_t)(t + k) * cols + j);                                      \
         for (int i = 0; i < RB; i++) acc[i][k] = vw_fmadd(wv[i], xv, acc[i][k]);                         \
