@@ -25,11 +25,11 @@ typedef struct {
   int n_items;
   size_t slot;      /* partials per item: nq * n_heads */
   size_t scratch_per_thread;
-  /* Items are claimed one at a time from the last down (the last chunk of a group holds its
-   * full-precision rows, the costliest), so a thread that runs late or was descheduled does not
-   * hold the others up; each item writes only its own partials, so the claim order does not
+  /* Thread p runs items [part_item[p], part_item[p + 1]): contiguous runs of about equal
+   * estimated cost (item_cost), since the last chunk of a group, with its full-precision rows,
+   * costs several plane chunks. Each item writes only its own partials, so the split does not
    * change the result. */
-  _Atomic int next_item;
+  int part_item[MAX_THREADS + 1];
 } at_ctx;
 
 /* The dense positions query `query` sees: [*lo, *hi). A sparse selection adds its own positions. */
@@ -48,9 +48,8 @@ static void attn_job(void *p, int part, int n_parts) {
   const attn_args *a = &c->a;
   const int d = a->head_dim, n_rep = c->n_rep;
   float *scratch = (float *)attn_scratch + (size_t)part * c->scratch_per_thread;
-  int i0, i1;
-  share(c->n_items, part, n_parts, 1, &i0, &i1);
-  for (int item = i0; item < i1; item++) {
+  (void)n_parts;
+  for (int item = c->part_item[part]; item < c->part_item[part + 1]; item++) {
     attn_partial *parts = (attn_partial *)attn_parts + (size_t)item * c->slot;
     float *outs = (float *)attn_outs + (size_t)item * c->slot * d;
     if (item < c->dense_items) {
@@ -173,6 +172,40 @@ static void plan_items(at_ctx *c) {
   c->scratch_per_thread = ((rows_scratch > head_scratch ? rows_scratch : head_scratch) + 15) & ~(size_t)15;
 }
 
+/* Full-precision rows cost this many plane positions: their dots are F32 multiply-adds, 8 lanes
+ * at a time, where the planes take integer products of 16 positions at once. */
+#define FP_ROW_COST 3
+
+/* Estimated cost of an item: its plane positions, plus FP_ROW_COST per full-precision row; a
+ * sparse item (one query's selected positions) counts its selection as full-precision rows. */
+static long item_cost(const at_ctx *c, int item) {
+  const attn_args *a = &c->a;
+  if (item >= c->dense_items) return (long)FP_ROW_COST * a->kv->sel_count + 1;
+  int k = 0;
+  while (item >= c->group_items0[k + 1]) k++;
+  const int p0 = c->group_lo[k] + (item - c->group_items0[k]) * c->chunk;
+  const int p1 = p0 + c->chunk < c->group_hi[k] ? p0 + c->chunk : c->group_hi[k];
+  const kv_planes *pl = a->kv->planes;
+  const int qa = pl ? quant_boundary(a->start_pos + c->group_q0[k], pl->group_k) : 0; /* planes below, rows from here */
+  const int fp = p1 - (qa > p0 ? (qa < p1 ? qa : p1) : p0);
+  return (long)(p1 - p0 - fp) + (long)FP_ROW_COST * fp + 1;
+}
+
+/* part_item[]: contiguous runs of items of about equal estimated cost, one per thread. */
+static void split_items(at_ctx *c, int n_parts) {
+  long total = 0;
+  for (int i = 0; i < c->n_items; i++) total += item_cost(c, i);
+  long acc = 0;
+  int item = 0;
+  c->part_item[0] = 0;
+  for (int p = 1; p < n_parts; p++) {
+    const long target = total * p / n_parts;
+    while (item < c->n_items && acc + item_cost(c, item) / 2 < target) acc += item_cost(c, item++);
+    c->part_item[p] = item;
+  }
+  c->part_item[n_parts] = c->n_items;
+}
+
 int attention_run(const attn_args *a) {
   at_ctx c;
   c.a = *a;
@@ -184,7 +217,7 @@ int attention_run(const attn_args *a) {
       !grow(&attn_parts, &attn_parts_cap, (size_t)c.n_items * c.slot * sizeof(attn_partial)) ||
       !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float)))
     return ATTN_OUT_OF_MEMORY;
-  atomic_init(&c.next_item, 0);
+  split_items(&c, pool_threads());
   pool_run(attn_job, &c);
   pool_run(attn_merge_job, &c);
   return ATTN_OK;
