@@ -27,6 +27,8 @@ export interface ByteRange {
 
 /** The first header read; doubled (or grown to what the parser asked for) until the header parses. */
 export const FIRST_HEADER_BYTES = 1 << 20;
+/** The most a header may take: a GGUF header with a 256K-token vocabulary is tens of MiB. */
+export const MAX_HEADER_BYTES = 512 << 20;
 /** Tensor reads in flight at once. */
 export const RANGE_CONCURRENCY = 4;
 
@@ -56,7 +58,9 @@ async function readExactly(r: RangeReader, offset: number, length: number): Prom
  * of one buffer each. Bytes the header does not name (alignment padding, a llama2.c file's legacy
  * RoPE tables) are never read.
  */
-export async function readRanged(r: RangeReader, format: RangedFormat, firstBytes = FIRST_HEADER_BYTES): Promise<ModelFile> {
+export async function readRanged(
+  r: RangeReader, format: RangedFormat, { firstBytes = FIRST_HEADER_BYTES, maxHeaderBytes = MAX_HEADER_BYTES } = {},
+): Promise<ModelFile> {
   let head = new Uint8Array(await readExactly(r, 0, Math.min(r.size, Math.max(1, firstBytes))));
   let ranges: ByteRange[];
   for (;;) {
@@ -66,6 +70,9 @@ export async function readRanged(r: RangeReader, format: RangedFormat, firstByte
     } catch (e) {
       if (!(e instanceof RangeNotLoadedError) || head.length >= r.size) throw e;
       const want = Math.min(r.size, Math.max(2 * head.length, e.end));
+      if (want > maxHeaderBytes) {
+        throw new ModelFormatError(`${r.name}: its header would take more than ${maxHeaderBytes} bytes (it asks for byte ${e.end}); the file is damaged or not a ${format} model.`);
+      }
       const grown = new Uint8Array(want);
       grown.set(head);
       grown.set(new Uint8Array(await readExactly(r, head.length, want - head.length)), head.length);

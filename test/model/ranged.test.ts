@@ -44,7 +44,7 @@ function checkReads(reads: [number, number][], size: number): void {
 /** Every tensor of `names` read through `open` on the ranged file equals the same read on the whole file. */
 async function sameTensors(file: string, format: RangedFormat, firstBytes: number, open: (f: ModelFile) => (name: string) => unknown, names: string[]): Promise<[number, number][]> {
   const reads: [number, number][] = [];
-  const ranged = await readRanged(diskReader(file, reads), format, firstBytes);
+  const ranged = await readRanged(diskReader(file, reads), format, { firstBytes });
   const whole = ModelFile.fromBuffer(file, fs.readFileSync(file).buffer.slice(0) as ArrayBuffer);
   const a = open(ranged), b = open(whole);
   assert.ok(names.length > 3);
@@ -61,7 +61,7 @@ test('ranged reads: safetensors, a header cut short by the first read, every ten
   assert.equal(reads.length, 2 + names.length, 'the header in two reads, then one read per tensor');
 });
 
-test('ranged reads: GGUF (metadata grown past a 64-byte first read) and its config, tensor by tensor', { skip: qwen3.skip }, async () => {
+test('ranged reads: GGUF (metadata grown past a 64-byte first read, up to a cap) and its config, tensor by tensor', { skip: qwen3.skip }, async () => {
   const file = path.join(tmpDir('ranged-gguf'), 'qwen3.gguf');
   convertHfToGguf(qwen3.path, file, 'f16');
   const g = readGgufFile(ModelFile.fromBuffer(file, fs.readFileSync(file).buffer as ArrayBuffer));
@@ -69,6 +69,9 @@ test('ranged reads: GGUF (metadata grown past a 64-byte first read) and its conf
   const names = [...g.tensors.keys()];
   const reads = await sameTensors(file, 'gguf', 64, (f) => { const { source, config } = openGgufFile(f); assert.equal(config.nLayers, 2); return (n) => source.read(n); }, names);
   checkReads(reads, fs.statSync(file).size);
+  // A header larger than the cap is refused, by name, before it is read whole.
+  await assert.rejects(readRanged(diskReader(file, []), 'gguf', { firstBytes: 64, maxHeaderBytes: 4096 }),
+    (e: unknown) => e instanceof ModelFormatError && /header would take more than 4096 bytes/.test((e as Error).message));
   const headerReads = reads.filter((r) => r[0] < g.dataOffset).length;
   assert.equal(reads[0]![1], 64);
   assert.ok(headerReads >= 2, `the header took ${headerReads} reads from 64 bytes`);
