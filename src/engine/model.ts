@@ -142,7 +142,6 @@ export class Model {
     return this.runtime.device?.name ?? this.backend.name;
   }
 
-
   /** Resolve decoding options (falling back to the load-time defaults). */
   plan(options: DecodingOptions = {}): DecodingPlan {
     const merged = { ...this.defaults, ...stripUndefined(options) };

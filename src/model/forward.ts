@@ -7,9 +7,8 @@ import type { AttentionShape, Backend, RopeLayout } from '../kernels/backend.js'
 import type { KvCache, KvView, KvViewKind } from '../kv/cache.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { RopeTables } from './rope.js';
-import type { WeightSet } from './weights.js';
+import { isHostless, type WeightSet } from './weights.js';
 import type { WeightTensor } from '../quant/format.js';
-import { isHostless } from '../quant/weight-set.js';
 
 /** Everything about a loaded model that a forward pass needs besides weights and cache. */
 export interface ModelRuntime {

@@ -9,11 +9,10 @@ import type { GpuKernels, GpuPass, GpuWeight } from '../kernels/webgpu/kernels.j
 import { GpuKvHandle } from '../kernels/webgpu/storage.js';
 import type { KvCache, KvViewKind } from '../kv/cache.js';
 import type { WeightTensor } from '../quant/format.js';
-import { hostless } from '../quant/weight-set.js';
 import { kvDimOf, qDimOf, type ModelConfig } from './config.js';
 import type { DeviceForward } from './forward.js';
 import type { RopeTables } from './rope.js';
-import type { WeightSet } from './weights.js';
+import { hostless, type WeightSet } from './weights.js';
 
 interface GpuLayer {
   readonly attnNorm: GPUBuffer;

@@ -7,7 +7,7 @@ import { ModelConfigError, ModelFormatError } from '../core/errors.js';
 import type { DenseTensor } from '../core/tensor.js';
 import type { ModelConfig } from './config.js';
 import type { TensorKey, TensorSource } from './weights.js';
-import { ModelFile, type ReadOptions } from './open.js';
+import { ModelFile, type ByteRange, type ReadOptions } from './open.js';
 
 const HEADER_BYTES = 28;
 const VERSIONED_MAGIC = 0x616b3432; // "ak42": llama2.c export versions >= 1
@@ -69,9 +69,9 @@ export class Llama2cSource implements TensorSource {
     return { dtype: 'F32', shape: s.shape, byteLength: s.shape.reduce((a, b) => a * b, 1) * 4 };
   }
 
-  /** The byte ranges of the tensors, in file order (what a ranged reader fetches). */
-  byteRanges(): { readonly offset: number; readonly length: number }[] {
-    return [...this.slices.values()].map((s) => ({ offset: s.offset, length: s.shape.reduce((a, b) => a * b, 1) * 4 })).sort((a, b) => a.offset - b.offset);
+  /** The byte ranges of the tensors (what a ranged reader fetches). */
+  byteRanges(): ByteRange[] {
+    return [...this.slices.values()].map((s) => ({ offset: s.offset, length: s.shape.reduce((a, b) => a * b, 1) * 4 }));
   }
 
   /** One F32 tensor: a view of the mapped file (its offsets are multiples of 4), else its own copy. */

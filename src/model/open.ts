@@ -22,6 +22,12 @@ export interface ReadOptions {
   readonly mmap?: boolean;
 }
 
+/** Bytes [offset, offset + length) of a file. */
+export interface ByteRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
 /** Bytes [offset, offset + data.byteLength) of a file, held in memory. */
 export interface FileSegment {
   readonly offset: number;

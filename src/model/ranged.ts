@@ -6,7 +6,7 @@
 import { ModelFormatError } from '../core/errors.js';
 import { readGgufFile } from './gguf.js';
 import { Llama2cSource } from './llama2c.js';
-import { ModelFile, RangeNotLoadedError, type FileSegment } from './open.js';
+import { ModelFile, RangeNotLoadedError, type ByteRange, type FileSegment } from './open.js';
 import { SafetensorsFile } from './safetensors.js';
 
 /** Random access to a file's bytes (an HTTP server that honours Range, a Blob). */
@@ -20,11 +20,6 @@ export interface RangeReader {
 /** A file format whose header says where each tensor's bytes are. */
 export type RangedFormat = 'gguf' | 'safetensors' | 'llama2c';
 
-export interface ByteRange {
-  readonly offset: number;
-  readonly length: number;
-}
-
 /** The first header read; doubled (or grown to what the parser asked for) until the header parses. */
 export const FIRST_HEADER_BYTES = 1 << 20;
 /** The most a header may take: a GGUF header with a 256K-token vocabulary is tens of MiB. */
@@ -33,16 +28,20 @@ export const MAX_HEADER_BYTES = 512 << 20;
 export const RANGE_CONCURRENCY = 4;
 
 /** The tensors' byte ranges of a file whose header is in `file` (RangeNotLoadedError when more of it is needed). */
-function tensorRanges(format: RangedFormat, file: ModelFile): ByteRange[] {
+function headerRanges(format: RangedFormat, file: ModelFile): ByteRange[] {
   switch (format) {
-    case 'gguf':
-      return [...readGgufFile(file).tensors.values()].filter((t) => t.offset >= 0 && t.byteLength > 0)
-        .map((t) => ({ offset: t.offset, length: t.byteLength })).sort((a, b) => a.offset - b.offset);
+    case 'gguf': // tensors of types it cannot read have offset -1: not fetched
+      return [...readGgufFile(file).tensors.values()].filter((t) => t.offset >= 0).map((t) => ({ offset: t.offset, length: t.byteLength }));
     case 'safetensors':
       return SafetensorsFile.fromFile(file).byteRanges();
     case 'llama2c':
       return Llama2cSource.fromFile(file).byteRanges();
   }
+}
+
+/** The non-empty tensor ranges, in file order. */
+function tensorRanges(format: RangedFormat, file: ModelFile): ByteRange[] {
+  return headerRanges(format, file).filter((t) => t.length > 0).sort((a, b) => a.offset - b.offset);
 }
 
 async function readExactly(r: RangeReader, offset: number, length: number): Promise<ArrayBuffer> {

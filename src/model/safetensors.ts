@@ -4,7 +4,7 @@
 
 import { ModelFormatError, UnsupportedDtypeError } from '../core/errors.js';
 import { type DenseTensor, numel, shapeString } from '../core/tensor.js';
-import { ModelFile, type ReadOptions } from './open.js';
+import { ModelFile, type ByteRange, type ReadOptions } from './open.js';
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -51,9 +51,9 @@ export class SafetensorsFile {
     }
   }
 
-  /** The byte ranges of the tensors, in file order (what a ranged reader fetches). */
-  byteRanges(): { readonly offset: number; readonly length: number }[] {
-    return [...this.tensors.values()].filter((t) => t.byteLength > 0).map((t) => ({ offset: t.offset, length: t.byteLength })).sort((a, b) => a.offset - b.offset);
+  /** The byte ranges of the tensors (what a ranged reader fetches). */
+  byteRanges(): ByteRange[] {
+    return [...this.tensors.values()].map((t) => ({ offset: t.offset, length: t.byteLength }));
   }
 
   /** One tensor: a view of the mapped file where its offset suits its dtype, else its own copy. */

@@ -153,15 +153,64 @@ export function weightSetBytes(w: WeightSet): number {
   return sum;
 }
 
-/** The same WeightSet with every matrix passed through `fn` (tied head stays tied). */
-export function mapMatrices(w: WeightSet, fn: (t: WeightTensor) => WeightTensor): WeightSet {
-  const tokEmbed = fn(w.tokEmbed);
+/** The same WeightSet with every matrix passed through `mat` and every vector through `vec` (tied head stays tied). */
+function mapTensors(w: WeightSet, mat: (t: WeightTensor) => WeightTensor, vec: (t: Float32Array) => Float32Array): WeightSet {
+  const tokEmbed = mat(w.tokEmbed);
+  const opt = (t: Float32Array | null): Float32Array | null => t && vec(t);
   return {
     tokEmbed,
-    lmHead: w.lmHead === w.tokEmbed ? tokEmbed : fn(w.lmHead),
-    finalNorm: w.finalNorm,
+    lmHead: w.lmHead === w.tokEmbed ? tokEmbed : mat(w.lmHead),
+    finalNorm: vec(w.finalNorm),
     layers: w.layers.map((l) => ({
-      ...l, wq: fn(l.wq), wk: fn(l.wk), wv: fn(l.wv), wo: fn(l.wo), w1: fn(l.w1), w2: fn(l.w2), w3: fn(l.w3),
+      attnNorm: vec(l.attnNorm), wq: mat(l.wq), wk: mat(l.wk), wv: mat(l.wv), wo: mat(l.wo),
+      bq: opt(l.bq), bk: opt(l.bk), bv: opt(l.bv), qNorm: opt(l.qNorm), kNorm: opt(l.kNorm),
+      ffnNorm: vec(l.ffnNorm), w1: mat(l.w1), w2: mat(l.w2), w3: mat(l.w3),
     })),
   };
+}
+
+/** The same WeightSet with every matrix passed through `fn` (vectors shared, tied head stays tied). */
+export function mapMatrices(w: WeightSet, fn: (t: WeightTensor) => WeightTensor): WeightSet {
+  return mapTensors(w, fn, (v) => v);
+}
+
+/** Weight sets whose tensors hold no data (hostless): only their shapes and dtypes are left. */
+const HOSTLESS = new WeakSet<WeightSet>();
+
+/** A tensor of the same dtype, shape and packing with empty arrays in place of its data. */
+function emptied(t: WeightTensor): WeightTensor {
+  switch (t.dtype) {
+    case 'f32': return { dtype: 'f32', shape: t.shape, data: new Float32Array(0) };
+    case 'f16':
+    case 'bf16': return { dtype: t.dtype, shape: t.shape, data: new Uint16Array(0) };
+    case 'q8': return { ...t, codes: new Int8Array(0), scales: new Float32Array(0) };
+    case 'q4':
+      return t.packing === 'pairs'
+        ? { ...t, codes: new Uint8Array(0), scales: new Float32Array(0), mins: t.mins && new Float32Array(0) }
+        : { ...t, codes: new Uint8Array(0), scales: new Uint16Array(0), mins: new Uint16Array(0) };
+  }
+}
+
+/**
+ * The same sets with every tensor's data let go (shapes kept), for weights a device holds: the
+ * WebGPU backend uploads them once and never reads them on the CPU again. Tensors shared among
+ * the sets (norms, embeddings, a tied head) stay shared. CPU passes refuse such a set
+ * (isHostless).
+ */
+export function hostless(sets: readonly WeightSet[]): WeightSet[] {
+  const done = new Map<object, WeightTensor | Float32Array>();
+  const once = <T extends WeightTensor | Float32Array>(t: T, make: () => T): T => {
+    if (!done.has(t)) done.set(t, make());
+    return done.get(t) as T;
+  };
+  return sets.map((w) => {
+    const out = mapTensors(w, (t) => once(t, () => emptied(t)), (t) => once(t, () => new Float32Array(0)));
+    HOSTLESS.add(out);
+    return out;
+  });
+}
+
+/** Whether `w` came from hostless(): its data lives on a device only. */
+export function isHostless(w: WeightSet): boolean {
+  return HOSTLESS.has(w);
 }
