@@ -81,6 +81,7 @@ const units = [
   { file: 'addon.c', flags: [] },
   ...(x86 ? [
     { file: 'kernels_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
+    { file: 'kvquant_avx2.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'attention_avx.c', flags: ['-mavx2', '-mfma', '-mf16c'] },
     { file: 'kernels_avx512.c', flags: [...avx512, ...amx, ...bf16dp.filter((f) => f.startsWith('-D'))] },
     { file: 'attention_avx512.c', flags: avx512 },

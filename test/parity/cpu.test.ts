@@ -285,6 +285,43 @@ for (const isa of ISAS) {
     }
   });
 
+  test(`${isa}: KV quantization of a real shape with signed zeros, NaN, infinities and values beyond F16 equals the reference's`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(33);
+    for (const [kvDim, G, Gv, dtype] of [[128, 128, 64, 'f16'], [128, 16, 64, 'f32'], [40, 8, 8, 'f32']] as const) {
+      const rows = 2 * G;
+      const keys = randn(rng, rows * kvDim, 2);
+      const values = randn(rng, rows * kvDim);
+      // Key channel 3: only signed zeros and positives, -0 first (the minimum's sign depends on order);
+      // channel 5: +0 first. Key channel 9 of the first group: a NaN among ordinary values.
+      for (let t = 0; t < rows; t++) {
+        keys[t * kvDim + 3] = t === 0 ? -0 : t % 3 === 0 ? 0 : Math.abs(keys[t * kvDim + 3]!);
+        keys[t * kvDim + 5] = t === 0 ? 0 : t % 4 === 0 ? -0 : Math.abs(keys[t * kvDim + 5]!);
+      }
+      keys[2 * kvDim + 9] = NaN;
+      keys[4 * kvDim + 11] = 1e6; // infinite in F16 rows, clamped to F16's range in F32 rows
+      keys[5 * kvDim + 12] = -1e6;
+      // Value groups of token 1: a zero minimum whose sign is that of its first zero in channel
+      // order (-0 at channel 2, +0 at channel 9: a reduction across 8 lanes meets the +0 first),
+      // then a zero maximum the same way.
+      for (let c = 0; c < Gv; c++) {
+        values[kvDim + c] = c === 2 ? -0 : c === 9 ? 0 : Math.abs(values[kvDim + c]!) + 0.01;
+        if (2 * Gv <= kvDim) values[kvDim + Gv + c] = c === 2 ? 0 : c === 9 ? -0 : -Math.abs(values[kvDim + Gv + c]!) - 0.01;
+      }
+      values[3 * kvDim + 1] = NaN;
+      values[4 * kvDim + 2] = 7e4;
+      values.fill(0.5, 6 * kvDim, 6 * kvDim + Gv); // a constant group: scale 0
+      const fp: FpRows = dtype === 'f32'
+        ? { dtype, keys, values }
+        : { dtype, keys: Uint16Array.from(keys, f32ToF16), values: Uint16Array.from(values, f32ToF16) };
+      const a = makePlanes(kvDim, 3 * G, G, Gv);
+      const b = makePlanes(kvDim, 3 * G, G, Gv);
+      cpu.quantizeKv(a, fp, 0, G, 2 * G);
+      ref.quantizeKv(b, fp, 0, G, 2 * G);
+      assert.deepEqual(a, b, `kvDim ${kvDim} G ${G} Gv ${Gv} ${dtype}`);
+    }
+  });
+
   test(`${isa}: attention over FP rows, INT8 and INT4 planes, GQA, windows and sparse selections`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
     for (const c of attentionCases(true)) {
@@ -362,12 +399,17 @@ test('the addon\'s quantization boundary (C) equals kv/layout.ts quantBoundary',
   }
 });
 
-test('the native backend writes F32 rows into F32 and F16 cache rows as the reference does', { skip }, () => {
-  const cpu = createCpuBackend({ isa: 'scalar' });
+for (const isa of ISAS) test(`${isa}: the native backend writes F32 rows into F32 and F16 cache rows as the reference does`, { skip }, () => {
+  const cpu = createCpuBackend({ isa });
   const rng = new Xoshiro128(12);
-  const kvDim = 24;
+  const kvDim = 28; // 3 rows of 28: whole vectors and a tail
   const k = randn(rng, 3 * kvDim, 70000); // beyond F16's range too: infinities must round alike
   const v = randn(rng, 3 * kvDim, 1e-6); // subnormal halves
+  k[1] = NaN;
+  k[9] = -NaN;
+  v[2] = new Float32Array(new Uint32Array([0x7f812345]).buffer)[0]!; // a NaN with a payload
+  v[4] = Infinity;
+  v[5] = -0;
   for (const dtype of ['f32', 'f16'] as const) {
     const make = (): FpRows => dtype === 'f32'
       ? { dtype, keys: new Float32Array(8 * kvDim), values: new Float32Array(8 * kvDim) }

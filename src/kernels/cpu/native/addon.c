@@ -248,10 +248,8 @@ static napi_value js_write_kv(napi_env env, napi_callback_info info) {
     return NULL;
   }
   uint16_t *kd = (uint16_t *)keys + base, *vd = (uint16_t *)values + base;
-  for (size_t i = 0; i < len; i++) {
-    kd[i] = qs_f32_to_f16(kf[i]);
-    vd[i] = qs_f32_to_f16(vf[i]);
-  }
+  K->f32_to_f16(kd, kf, len);
+  K->f32_to_f16(vd, vf, len);
   return NULL;
 }
 
@@ -263,7 +261,7 @@ static napi_value js_quantize_kv(napi_env env, napi_callback_info info) {
   INT(8, kv_dim); INT(9, group_k); INT(10, group_v); INT(11, fp_dtype); PTR(12, fk); PTR(13, fv);
   INT(14, src_row); INT(15, dst_pos); INT(16, n_tokens);
   kv_planes p = {kv_dim, group_k, group_v, ku, kl, ks, km, vu, vl, vs, vm};
-  kv_quantize(&p, ku, kl, ks, km, vu, vl, vs, vm, fp_dtype, fk, fv, src_row, dst_pos, n_tokens);
+  K->kv_quantize(&p, ku, kl, ks, km, vu, vl, vs, vm, fp_dtype, fk, fv, src_row, dst_pos, n_tokens);
   return NULL;
 }
 

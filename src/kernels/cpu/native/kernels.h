@@ -114,6 +114,12 @@ typedef struct {
    * exact whenever there is no NaN and neither extreme is zero (the caller rescans otherwise). */
   void (*q4_range)(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
   void (*q4_codes)(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
+  /* The hierarchical KV quantizer (kv_quantize's contract, its codes and metadata bit for bit). */
+  void (*kv_quantize)(const kv_planes *planes, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
+                      uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
+                      const void *fp_values, int src_row, int dst_pos, int n_tokens);
+  /* dst[0, n) = src[0, n) as F16 bits, qs_f32_to_f16's bits (the cache's F16 rows). */
+  void (*f32_to_f16)(uint16_t *dst, const float *src, size_t n);
 } kernel_table;
 
 #define GEMM_PANEL 32 /* weight rows per panel of gemm_bf16 */
@@ -151,6 +157,11 @@ void avx2_silu_mul(float *gate, const float *up, int i0, int i1);
 void avx2_row_to_f32(float *dst, const uint16_t *src, int n, int dtype);
 void avx2_q4_range(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
 void avx2_q4_codes(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
+/* kvquant_avx2.c */
+void avx2_kv_quantize(const kv_planes *planes, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
+                      uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
+                      const void *fp_values, int src_row, int dst_pos, int n_tokens);
+void avx2_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 #endif
 
 /* Floats of the query bytes a key block may prepare once per key group (attention_blocks.h
@@ -179,6 +190,9 @@ static inline size_t attn_rows_scratch(int n_pairs, int n_kv, int head_dim, int 
 /* Shared scalar helpers (kernels_common.c). */
 float qs_f16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);
+void f32_to_f16_scalar(uint16_t *dst, const float *src, size_t n);
+/* A group's F16 scale and minimum from its least and greatest element (kv_quantize). */
+void kv_group_meta(float mn, float mx, uint16_t *s_bits, uint16_t *mn_bits);
 /* The scalar kernel_table.row_to_f32, q4_range and q4_codes (the vector ones do their tails through them). */
 void row_to_f32_scalar(float *dst, const uint16_t *src, int n, int dtype);
 void q4_range_scalar(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
@@ -193,6 +207,7 @@ void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *
  * become [first halves of the blocks | second halves], the order in which the low and high
  * nibbles of their code bytes fall. The other blocks stay in order. */
 void act_halves_first(int8_t *q, int nb, int per, int whole, int t0, int t1);
+/* The scalar kernel_table.kv_quantize (the reference's operations; the vector ones fall back to it). */
 void kv_quantize(const kv_planes *planes_w, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                  uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
                  const void *fp_values, int src_row, int dst_pos, int n_tokens);

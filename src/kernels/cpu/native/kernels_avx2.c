@@ -388,6 +388,8 @@ const kernel_table kernels_avx2 = {
   .row_to_f32 = avx2_row_to_f32,
   .q4_range = avx2_q4_range,
   .q4_codes = avx2_q4_codes,
+  .kv_quantize = avx2_kv_quantize,
+  .f32_to_f16 = avx2_f32_to_f16,
   .peak_flops = peak_avx2,
 };
 #endif

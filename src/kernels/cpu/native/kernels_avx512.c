@@ -723,7 +723,9 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   .silu_mul = avx2_silu_mul,          \
   .row_to_f32 = avx2_row_to_f32,      \
   .q4_range = avx2_q4_range,          \
-  .q4_codes = avx2_q4_codes
+  .q4_codes = avx2_q4_codes,          \
+  .kv_quantize = avx2_kv_quantize,    \
+  .f32_to_f16 = avx2_f32_to_f16
 
 const kernel_table kernels_avx512 = {
   .name = "avx512",

@@ -104,6 +104,10 @@ uint16_t qs_f32_to_f16(float value) {
   return (uint16_t)(sign | half);
 }
 
+void f32_to_f16_scalar(uint16_t *dst, const float *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = qs_f32_to_f16(src[i]);
+}
+
 int quant_boundary(int p, int g) {
   return p >= 2 * g ? g * ((p - g) / g) : 0;
 }
@@ -125,7 +129,7 @@ static float clamp_f16(float x) {
   return x > F16_MAX ? F16_MAX : (x < -F16_MAX ? -F16_MAX : x);
 }
 
-static void group_meta(float mn, float mx, uint16_t *s_bits, uint16_t *mn_bits) {
+void kv_group_meta(float mn, float mx, uint16_t *s_bits, uint16_t *mn_bits) {
   *mn_bits = qs_f32_to_f16(clamp_f16(mn));
   volatile float m = qs_f16_to_f32(*mn_bits);
   volatile float range = clamp_f16(mx) - m;
@@ -133,19 +137,22 @@ static void group_meta(float mn, float mx, uint16_t *s_bits, uint16_t *mn_bits) 
   *s_bits = qs_f32_to_f16(s > 0.0f ? s : 0.0f);
 }
 
-/* Codes of x: u | (l + 8) << 4. volatile keeps every intermediate a rounded F32, like Math.fround. */
+/* Codes of x: u | (l + 8) << 4. volatile keeps every intermediate a rounded F32, like Math.fround.
+ * A quotient at or above the top code is clamped before the conversion to int (an infinite key
+ * gets 15, as in the reference); NaN and anything below int32 range convert to INT32_MIN and clamp
+ * to the bottom code, which is the reference's NaN code too. */
 static int encode(float x, float s, float mn) {
   if (s == 0.0f) return 8 << 4;
   volatile float t = x - mn;
   volatile float qt = t / s;
-  int u = (int)rintf(qt);
+  int u = qt >= 15.0f ? 15 : (int)rintf(qt);
   u = u < 0 ? 0 : (u > 15 ? 15 : u);
   volatile float us = (float)u * s;
   volatile float rec = mn + us;
   volatile float r = x - rec;
   volatile float sl = s / 16.0f;
   volatile float qr = r / sl;
-  int l = (int)rintf(qr);
+  int l = qr >= 7.0f ? 7 : (int)rintf(qr);
   l = l < -8 ? -8 : (l > 7 ? 7 : l);
   return u | ((l + 8) << 4);
 }
@@ -173,7 +180,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
         if (x > mx) mx = x;
       }
       uint16_t sb, mb;
-      group_meta(mn, mx, &sb, &mb);
+      kv_group_meta(mn, mx, &sb, &mb);
       k_scale[meta_row + c] = sb;
       k_min[meta_row + c] = mb;
       float s = qs_f16_to_f32(sb), m = qs_f16_to_f32(mb);
@@ -196,7 +203,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
         if (x > mx) mx = x;
       }
       uint16_t sb, mb;
-      group_meta(mn, mx, &sb, &mb);
+      kv_group_meta(mn, mx, &sb, &mb);
       v_scale[(size_t)(dst_pos + t) * groups + g] = sb;
       v_min[(size_t)(dst_pos + t) * groups + g] = mb;
       float s = qs_f16_to_f32(sb), m = qs_f16_to_f32(mb);
