@@ -158,7 +158,8 @@ for (const isa of ISAS) {
     const rng = new Xoshiro128(2);
     for (const [group, symmetric] of [[32, false], [32, true], [64, false], [128, true]] as const) {
       // Rows of 1100 and 2048 columns reach the kernels' 16-block main loops (with a remainder).
-      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2], [7, 1100, 2], [5, 2048, 3]] as const) {
+      // 731 columns: 23 blocks, one 16-block step, one step of 4, a pair and an odd last block.
+      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2], [7, 1100, 2], [5, 2048, 3], [6, 731, 2]] as const) {
         const w = quantizeQ4(dense('f32', rows, cols, rng) as DenseTensor, group, symmetric);
         const prepared = cpu.prepareWeight(w);
         assert.equal(prepared.dtype === 'q4' && prepared.packing, 'blocks32');
@@ -355,6 +356,52 @@ for (const isa of ISAS) {
       }
     }
     assert.ok(batches >= 5, 'the cases include batches');
+  });
+
+  // Calls below a size run on the calling thread alone (splitMinBytes); split over the threads or
+  // whole, a call must give the same bits, or a verify (split) could differ from decoding (whole).
+  test(`${isa}: matmuls, 4-bit matmuls and attention give the same bits split over the threads or whole`, { skip: skip || (createCpuBackend({ isa }).threads < 2 && 'one thread: nothing is split') }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(21);
+    const before = cpu.splitMinBytes();
+    // whole first: a whole call that skipped work could otherwise find the split call's results
+    // still in the addon's scratch
+    const both = (run: () => Float32Array): [Float32Array, Float32Array] => {
+      try {
+        cpu.splitMinBytes(2 ** 50);
+        const whole = run();
+        cpu.splitMinBytes(0);
+        return [run(), whole];
+      } finally {
+        cpu.splitMinBytes(before);
+      }
+    };
+    let checked = 0;
+    for (const [rows, cols, n] of [[64, 256, 1], [130, 301, 5], [768, 256, 1], [33, 1100, 3]] as const) {
+      for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+        const w = cpu.prepareWeight(dense(dtype, rows, cols, rng));
+        const x = randn(rng, n * cols);
+        const [split, whole] = both(() => { const out = new Float32Array(n * rows); cpu.matmul(out, x, w, n); return out; });
+        assert.deepEqual(split, whole, `${dtype} [${rows}x${cols}] n=${n}`);
+        checked++;
+      }
+      const q4 = cpu.prepareWeight(quantizeQ4(dense('f32', rows, cols, rng) as DenseTensor, 32, false));
+      const x = randn(rng, n * cols);
+      const [split, whole] = both(() => { const out = new Float32Array(n * rows); cpu.matmul(out, x, q4, n); return out; });
+      assert.deepEqual(split, whole, `q4 [${rows}x${cols}] n=${n}`);
+      checked++;
+    }
+    for (const c of attentionCases(true)) {
+      const [split, whole] = both(() => {
+        const out = new Float32Array(c.nq * c.shape.nHeads * c.shape.headDim);
+        cpu.attention(out, c.q, c.nq, c.startPos, bind(cpu, c.view), c.shape, new Float32Array(c.total));
+        return out;
+      });
+      assert.deepEqual(split, whole, c.label);
+      checked++;
+    }
+    assert.ok(checked >= 20, 'every kind of call was compared');
+    assert.equal(cpu.splitMinBytes(), before, 'the bound is restored');
   });
 }
 

@@ -34,6 +34,7 @@ interface NativeAddon {
   ): NativeKvHandle;
   kvRefresh(kv: NativeKvHandle, fpStart: number, selCount: number, selDenseFrom: number, selRecent: number): void;
   quantBoundary(p: number, G: number): number;
+  splitMinBytes(bytes: number): number;
   quantizeKv(
     kUpper: Uint8Array, kLower: Uint8Array, kScale: Uint16Array, kMin: Uint16Array, vUpper: Uint8Array, vLower: Uint8Array, vScale: Uint16Array, vMin: Uint16Array,
     kvDim: number, groupK: number, groupV: number, fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array,
@@ -71,6 +72,13 @@ export interface CpuBackend extends Backend {
   peakFlops(kind: 'fma' | 'bf16', iterations: number): number;
   /** The addon's own quantization boundary (tested against kv/layout.ts quantBoundary). */
   quantBoundary(p: number, G: number): number;
+  /**
+   * The size in bytes of reads below which a kernel call runs on the calling thread alone (a hand-off
+   * to the other threads costs more than it saves there); process-wide, default 192 KiB. 0 splits
+   * every call over all threads (the tests compare both). Returns the bound before; without an
+   * argument, only returns it.
+   */
+  splitMinBytes(bytes?: number): number;
 }
 
 /** The addon's binding of one layer view (an external), made once by kvBind. */
@@ -183,6 +191,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     readSum: (data) => native.readSum(data),
     peakFlops: (kind, iterations) => native.peakFlops(kind === 'fma' ? 0 : 1, iterations),
     quantBoundary: (p, G) => native.quantBoundary(p, G),
+    splitMinBytes: (bytes) => native.splitMinBytes(bytes ?? -1),
     prepareWeight(w: WeightTensor): WeightTensor {
       if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;
       return w;

@@ -211,6 +211,21 @@ static napi_value js_quant_boundary(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* splitMinBytes(bytes): the bound below which jobs run on the calling thread alone (pool.h
+ * pool_set_parallel_min); a negative argument leaves it. Returns the bound before the call. */
+static napi_value js_split_min_bytes(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  double bytes;
+  CHECK(napi_get_value_double(env, argv[0], &bytes));
+  pool_lock();
+  size_t old = pool_set_parallel_min(bytes >= 0 ? (size_t)bytes : 0);
+  if (bytes < 0) pool_set_parallel_min(old);
+  pool_unlock();
+  napi_value r;
+  CHECK(napi_create_double(env, (double)old, &r));
+  return r;
+}
+
 /* attention(out, q, nq, startPos, nHeads, nKvHeads, headDim, window, kvHandle) */
 static napi_value js_attention(napi_env env, napi_callback_info info) {
   ARGS(9);
@@ -510,6 +525,7 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"kvBind", NULL, js_kv_bind, NULL, NULL, NULL, napi_default, NULL},
     {"kvRefresh", NULL, js_kv_refresh, NULL, NULL, NULL, napi_default, NULL},
     {"quantBoundary", NULL, js_quant_boundary, NULL, NULL, NULL, napi_default, NULL},
+    {"splitMinBytes", NULL, js_split_min_bytes, NULL, NULL, NULL, napi_default, NULL},
     {"quantizeKv", NULL, js_quantize_kv, NULL, NULL, NULL, napi_default, NULL},
     {"writeKv", NULL, js_write_kv, NULL, NULL, NULL, napi_default, NULL},
     {"rmsnorm", NULL, js_rmsnorm, NULL, NULL, NULL, napi_default, NULL},

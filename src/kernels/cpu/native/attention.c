@@ -217,8 +217,12 @@ int attention_run(const attn_args *a) {
       !grow(&attn_parts, &attn_parts_cap, (size_t)c.n_items * c.slot * sizeof(attn_partial)) ||
       !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float)))
     return ATTN_OUT_OF_MEMORY;
-  split_items(&c, pool_threads());
-  pool_run(attn_job, &c);
-  pool_run(attn_merge_job, &c);
+  /* the cost in bytes of planes read (fp rows as FP_ROW_COST positions), times the queries */
+  long cost = 0;
+  for (int i = 0; i < c.n_items; i++) cost += item_cost(&c, i);
+  const size_t bytes = (size_t)cost * a->n_kv_heads * a->head_dim * 2 * a->nq;
+  split_items(&c, pool_parts_for(bytes));
+  pool_run_sized(attn_job, &c, bytes);
+  pool_run_sized(attn_merge_job, &c, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float));
   return ATTN_OK;
 }

@@ -29,7 +29,7 @@ static void mm_job(void *p, int part, int n_parts) {
 
 void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, int cols, int n) {
   mm_ctx c = {out, x, w, dtype, rows, cols, n};
-  pool_run(mm_job, &c);
+  pool_run_sized(mm_job, &c, (size_t)rows * cols * (dtype == 0 ? 4 : 2) * n);
 }
 
 typedef struct {
@@ -73,9 +73,9 @@ int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16
   c.cols = cols;
   c.n = n;
   if (!c.a.q || !c.a.d || !c.a.sum || !c.a.dsum) return -1;
-  if (n > 1) pool_run(q4_quant_job, &c);
-  else K->quantize_acts((int8_t *)c.a.q, (float *)c.a.d, (int32_t *)c.a.sum, (float *)c.a.dsum, c.x, cols, nb, 0, 1);
-  pool_run(q4_job, &c);
+  pool_run_sized(q4_quant_job, &c, (size_t)n * cols * sizeof(float));
+  /* a block is 16 code bytes, an F16 scale and an F16 minimum */
+  pool_run_sized(q4_job, &c, (size_t)rows * nb * 20 * n);
   return 0;
 }
 

@@ -202,6 +202,7 @@ int quant_boundary(int p, int g);
 /* First position of the dense range query `pos` sees: its window start, raised for a sparse view. */
 int dense_lo(const attn_args *a, int pos);
 void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
+void quantize_acts_block(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t, int b);
 /* Reorders quantized activations for 4-bit kernels that load `per` (at most 4) blocks of one row's
  * codes at once: within the first nb / whole · whole blocks, the values of every `per` blocks
  * become [first halves of the blocks | second halves], the order in which the low and high

@@ -15,10 +15,39 @@
 #include "matmul_fp.h" /* matmul_f32, matmul_f16, matmul_bf16 at 16 lanes */
 #include "simd512.h"
 
-/* Activations for the AVX-512 4-bit kernel: 4 blocks per load in whole groups of 16 (act_halves_first). */
+/* quantize_acts at 16 lanes, the same codes and scales bit for bit: the block's largest |x| is
+ * exact in any order, and each code is rint(x · inv) (vcvtps2dq rounds to nearest even, as rintf);
+ * a short last block goes to the scalar one. */
+static void quantize_acts_vec512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0,
+                                 int t1) {
+  const int whole = cols / QK;
+  for (int t = t0; t < t1; t++) {
+    for (int b = 0; b < whole; b++) {
+      const float *xb = x + (size_t)t * cols + (size_t)b * QK;
+      const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+      /* maxps(a, b) = a > b ? a : b: a NaN element leaves the running maximum, as a > amax does */
+      const __m512 m = _mm512_max_ps(_mm512_abs_ps(x1), _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps()));
+      const float amax = _mm512_reduce_max_ps(m);
+      const float dd = amax / 127.0f;
+      const float inv = dd > 0 ? 1.0f / dd : 0.0f;
+      const __m512 iv = _mm512_set1_ps(inv);
+      const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, iv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, iv));
+      int8_t *qb = q + ((size_t)t * nb + b) * QK;
+      _mm_storeu_si128((__m128i *)qb, _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128((__m128i *)(qb + 16), _mm512_cvtepi32_epi8(q1));
+      const int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+      d[(size_t)t * nb + b] = dd;
+      sum[(size_t)t * nb + b] = s;
+      dsum[(size_t)t * nb + b] = dd * (float)s;
+    }
+    if (whole < nb) quantize_acts_block(q, d, sum, dsum, x, cols, nb, t, whole);
+  }
+}
+
+/* Activations for the AVX-512 4-bit kernel: 4 blocks per load in every whole group of 4 (act_halves_first). */
 static void quantize_acts512(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
-  quantize_acts(q, d, sum, dsum, x, cols, nb, t0, t1);
-  act_halves_first(q, nb, 4, 16, t0, t1);
+  quantize_acts_vec512(q, d, sum, dsum, x, cols, nb, t0, t1);
+  act_halves_first(q, nb, 4, 4, t0, t1);
 }
 
 /* Two Q4 blocks (64 nibbles) against 64 int8 activations: 16 int32 lanes, lanes 0-7 block b,
@@ -72,6 +101,22 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
         const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
         acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s16[i]), _mm512_cvtepi32_ps(isum), acc[i]);
       }
+    }
+  }
+  /* whole groups of 4 blocks past the last 16 (reordered as well): one load of 64 code bytes per
+   * row, as in the step above, with the 4 scales of the group (a row of 256 columns is 8 blocks) */
+  for (; b + 4 <= nb; b += 4) {
+    const int8_t *xq = x->q + ((size_t)t * nb + b) * QK;
+    const __m512i xlo = _mm512_loadu_si512((const void *)xq), xhi = _mm512_loadu_si512((const void *)(xq + 64));
+    const __m128 dx4 = _mm_loadu_ps(dx + b);
+    for (int i = 0; i < RB; i++) {
+      const size_t wi = (size_t)(r + i) * nb + b;
+      _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * 16), _MM_HINT_T0);
+      const __m128 s4 = _mm_mul_ps(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(w->scales + wi))), dx4);
+      const __m512i c = _mm512_loadu_si512((const void *)(w->codes + wi * 16));
+      const __m512i lo = _mm512_and_si512(c, nib), hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), nib);
+      const __m512i isum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo), hi, xhi);
+      acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(quarters, _mm512_castps128_ps512(s4)), _mm512_cvtepi32_ps(isum), acc[i]);
     }
   }
   for (; b + 2 <= nb; b += 2) {

@@ -217,31 +217,33 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
   }
 }
 
-/* Activations to int8 per 32-block (x ≈ q·d, d = max|x|/127), zero-padded past cols. */
-void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
-  for (int t = t0; t < t1; t++) {
-    for (int b = 0; b < nb; b++) {
-      const int j0 = b * QK;
-      const int len = cols - j0 < QK ? cols - j0 : QK;
-      float amax = 0;
-      for (int j = 0; j < len; j++) {
-        float a = fabsf(x[(size_t)t * cols + j0 + j]);
-        if (a > amax) amax = a;
-      }
-      const float dd = amax / 127.0f;
-      const float inv = dd > 0 ? 1.0f / dd : 0.0f;
-      int32_t s = 0;
-      int8_t *qb = q + ((size_t)t * nb + b) * QK;
-      for (int j = 0; j < QK; j++) {
-        int v = j < len ? (int)rintf(x[(size_t)t * cols + j0 + j] * inv) : 0;
-        qb[j] = (int8_t)v;
-        s += v;
-      }
-      d[(size_t)t * nb + b] = dd;
-      sum[(size_t)t * nb + b] = s;
-      dsum[(size_t)t * nb + b] = dd * (float)s;
-    }
+/* Block b of token t's activations to int8 (x ≈ q·d, d = max|x|/127), zero-padded past cols. */
+void quantize_acts_block(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t, int b) {
+  const int j0 = b * QK;
+  const int len = cols - j0 < QK ? cols - j0 : QK;
+  float amax = 0;
+  for (int j = 0; j < len; j++) {
+    float a = fabsf(x[(size_t)t * cols + j0 + j]);
+    if (a > amax) amax = a;
   }
+  const float dd = amax / 127.0f;
+  const float inv = dd > 0 ? 1.0f / dd : 0.0f;
+  int32_t s = 0;
+  int8_t *qb = q + ((size_t)t * nb + b) * QK;
+  for (int j = 0; j < QK; j++) {
+    int v = j < len ? (int)rintf(x[(size_t)t * cols + j0 + j] * inv) : 0;
+    qb[j] = (int8_t)v;
+    s += v;
+  }
+  d[(size_t)t * nb + b] = dd;
+  sum[(size_t)t * nb + b] = s;
+  dsum[(size_t)t * nb + b] = dd * (float)s;
+}
+
+/* Activations to int8 per 32-block, every block of tokens [t0, t1). */
+void quantize_acts(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1) {
+  for (int t = t0; t < t1; t++)
+    for (int b = 0; b < nb; b++) quantize_acts_block(q, d, sum, dsum, x, cols, nb, t, b);
 }
 
 void act_halves_first(int8_t *q, int nb, int per, int whole, int t0, int t1) {

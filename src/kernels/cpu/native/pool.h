@@ -13,6 +13,16 @@ void pool_start(int n);
 int pool_threads(void);
 /* Run fn(ctx, part, n_parts) for every part, the calling thread taking part 0; returns when all are done. */
 void pool_run(job_fn fn, void *ctx);
+/* pool_run() for a job of `bytes` bytes of reads (its cost), or fn(ctx, 0, 1) on the calling thread
+ * alone below POOL_PARALLEL_MIN_BYTES: handing a job to the other threads and waiting for them
+ * costs a cross-core round trip each way (1-2 µs on a VM), more than half of a small job. Jobs give
+ * the same results split or whole. */
+void pool_run_sized(job_fn fn, void *ctx, size_t bytes);
+/* Parts pool_run_sized will split a job of `bytes` into. */
+int pool_parts_for(size_t bytes);
+/* Set the bound below which pool_run_sized keeps a job whole (0: split every job, as the tests do
+ * to check that split and whole agree); returns the previous bound. */
+size_t pool_set_parallel_min(size_t bytes);
 /* The process-wide lock a caller holds around pool_run() and the scratch it uses (see addon.c KERNEL). */
 void pool_lock(void);
 void pool_unlock(void);
