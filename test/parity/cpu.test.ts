@@ -11,6 +11,7 @@ import type { DenseTensor } from '../../src/core/tensor.js';
 import { bind } from '../../src/kv/cache.js';
 import { quantBoundary, type FpRows } from '../../src/kv/layout.js';
 import { createCpuBackend, NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index.js';
+import type { Backend } from '../../src/kernels/backend.js';
 import { createReferenceBackend } from '../../src/kernels/reference/index.js';
 import { quantizeQ4 } from '../../src/quant/weights.js';
 import { assertClose, attentionCases, dense, randn, VERIFY_TOLERANCE } from '../helpers/parity.js';
@@ -61,6 +62,20 @@ function availableIsas(): string[] {
   return isas;
 }
 const ISAS = availableIsas();
+
+/** Two key groups of rows from srcRow, quantized to position G by the backend and by the reference (as F32 or F16 rows): the same planes. */
+function quantizeLikeReference(
+  cpu: Backend, kvDim: number, G: number, Gv: number, dtype: 'f32' | 'f16', keys: Float32Array, values: Float32Array, srcRow: number, tokens: number,
+): void {
+  const fp: FpRows = dtype === 'f32'
+    ? { dtype, keys, values }
+    : { dtype, keys: Uint16Array.from(keys, f32ToF16), values: Uint16Array.from(values, f32ToF16) };
+  const a = makePlanes(kvDim, tokens, G, Gv);
+  const b = makePlanes(kvDim, tokens, G, Gv);
+  cpu.quantizeKv(a, fp, srcRow, G, 2 * G);
+  ref.quantizeKv(b, fp, srcRow, G, 2 * G);
+  assert.deepEqual(a, b, `kvDim ${kvDim} G ${G} Gv ${Gv} ${dtype}`);
+}
 
 const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 1], [33, 67, 3], [64, 256, 5], [130, 301, 9], [17, 8, 16], [5, 1000, 2]];
 
@@ -275,14 +290,7 @@ for (const isa of ISAS) {
       const keys = randn(rng, rows * kvDim, 3);
       const values = randn(rng, rows * kvDim);
       keys.fill(1.25, 0, kvDim); // a constant key channel group start
-      const fp: FpRows = dtype === 'f32'
-        ? { dtype, keys, values }
-        : { dtype, keys: Uint16Array.from(keys, f32ToF16), values: Uint16Array.from(values, f32ToF16) };
-      const a = makePlanes(kvDim, 4 * G, G, Gv);
-      const b = makePlanes(kvDim, 4 * G, G, Gv);
-      cpu.quantizeKv(a, fp, 1, G, 2 * G);
-      ref.quantizeKv(b, fp, 1, G, 2 * G);
-      assert.deepEqual(a, b, `kvDim ${kvDim} G ${G} Gv ${Gv} ${dtype}`);
+      quantizeLikeReference(cpu, kvDim, G, Gv, dtype, keys, values, 1, 4 * G);
     }
   });
 
@@ -312,14 +320,7 @@ for (const isa of ISAS) {
       values[3 * kvDim + 1] = NaN;
       values[4 * kvDim + 2] = 7e4;
       values.fill(0.5, 6 * kvDim, 6 * kvDim + Gv); // a constant group: scale 0
-      const fp: FpRows = dtype === 'f32'
-        ? { dtype, keys, values }
-        : { dtype, keys: Uint16Array.from(keys, f32ToF16), values: Uint16Array.from(values, f32ToF16) };
-      const a = makePlanes(kvDim, 3 * G, G, Gv);
-      const b = makePlanes(kvDim, 3 * G, G, Gv);
-      cpu.quantizeKv(a, fp, 0, G, 2 * G);
-      ref.quantizeKv(b, fp, 0, G, 2 * G);
-      assert.deepEqual(a, b, `kvDim ${kvDim} G ${G} Gv ${Gv} ${dtype}`);
+      quantizeLikeReference(cpu, kvDim, G, Gv, dtype, keys, values, 0, 3 * G);
     }
   });
 
