@@ -11,6 +11,8 @@
 /* Q4 blocks of 32 weights, repacked at load time: byte j of a block holds element j (low nibble)
  * and element j + 16 (high nibble); w = q * scale + min, scale and min in F16 (5 bits per weight). */
 #define QK 32
+/* Tokens whose activations a 4-bit matmul keeps in L1 while it walks the rows once for them. */
+#define Q4_TOKEN_BLOCK 8
 
 typedef struct {
   const uint8_t *codes;   /* [rows, nb, 16] */

@@ -85,11 +85,18 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   }
 }
 
+/* Tokens in blocks of Q4_TOKEN_BLOCK (their activations stay in L1), each row pair taken for
+ * every token of the block while its codes are in L1: a verify of 5 tokens reads the weights once,
+ * a prompt chunk once per 8 tokens. Each (row, token) is q4_rows' same sequence of operations
+ * whatever the blocking, so results stay batch invariant. */
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
-  for (int t = 0; t < n; t++) {
+  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
+    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
     int r = r0;
-    for (; r + 2 <= r1; r += 2) q4_rows(out, x, w, rows, r, t, 2);
-    for (; r < r1; r++) q4_rows(out, x, w, rows, r, t, 1);
+    for (; r + 2 <= r1; r += 2)
+      for (int t = t0; t < t1; t++) q4_rows(out, x, w, rows, r, t, 2);
+    for (; r < r1; r++)
+      for (int t = t0; t < t1; t++) q4_rows(out, x, w, rows, r, t, 1);
   }
 }
 
