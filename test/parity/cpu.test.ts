@@ -174,13 +174,20 @@ for (const isa of ISAS) {
     for (const [group, symmetric] of [[32, false], [32, true], [64, false], [128, true]] as const) {
       // Rows of 1100 and 2048 columns reach the kernels' 16-block main loops (with a remainder).
       // 731 columns: 23 blocks, one 16-block step, one step of 4, a pair and an odd last block.
-      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2], [7, 1100, 2], [5, 2048, 3], [6, 731, 2]] as const) {
+      // 11 tokens: a block of 8 and a partial one.
+      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2], [7, 1100, 2], [5, 2048, 3], [6, 731, 2], [10, 300, 11]] as const) {
         const w = quantizeQ4(dense('f32', rows, cols, rng) as DenseTensor, group, symmetric);
         const prepared = cpu.prepareWeight(w);
         assert.equal(prepared.dtype === 'q4' && prepared.packing, 'blocks32');
         const x = randn(rng, n * cols);
         const got = new Float32Array(n * rows);
         cpu.matmul(got, x, prepared, n);
+        // batch invariant: each token alone gives its row of the batch bit for bit
+        for (let t = 0; t < n; t++) {
+          const one = new Float32Array(rows);
+          cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), prepared, 1);
+          assert.deepEqual(one, got.subarray(t * rows, (t + 1) * rows), `q4 [${rows}x${cols}] token ${t} of ${n}`);
+        }
         // The exact reference: activations quantized to int8 per 32-block as the kernel does.
         const xq = new Float32Array(n * cols);
         for (let t = 0; t < n; t++) {
