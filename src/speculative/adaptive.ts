@@ -22,6 +22,13 @@ const MAX_HOPELESS_BACKOFF = 16;
  * controller decoded plainly for 18 steps before it probed again.
  */
 const WARMUP_ROUNDS = 1;
+/**
+ * γ of the rounds that only warm the draft up or re-measure costs (the warm-up rounds, and the
+ * probes while speculation cannot pay even at full acceptance): the cheapest round. Their tokens
+ * are whatever it accepts; where speculation does not pay, a round of 4 lost about two plain
+ * steps against plain decoding (pdlm at 4K), a round of 1 a third of one.
+ */
+const CHEAP_GAMMA = 1;
 
 /** Median of the last WINDOW samples: timings on a shared machine have outliers (GC, other load). */
 class RecentMedian {
@@ -133,6 +140,7 @@ export class GammaController {
 
   /** The draft length for the next step; 0 means a plain decoding step. */
   choose(): number {
+    if (this.rounds < WARMUP_ROUNDS) return Math.min(CHEAP_GAMMA, this.maxGamma);
     this.draftMs = this.draftStep.value;
     if (Number.isNaN(this.draftMs)) return this.initialGamma; // still measuring the draft
     for (let b = 1; b < this.verify.length; b++) this.verifyMs[b] = this.verify[b]!.value;
@@ -164,8 +172,9 @@ export class GammaController {
     if (!hopeless) this.hopelessBackoff = 1;
     if (++this.plainRun >= this.hopelessBackoff * this.probeEvery) {
       this.plainRun = 0;
-      if (hopeless) this.hopelessBackoff = Math.min(2 * this.hopelessBackoff, MAX_HOPELESS_BACKOFF);
-      return this.lastGamma;
+      if (!hopeless) return this.lastGamma;
+      this.hopelessBackoff = Math.min(2 * this.hopelessBackoff, MAX_HOPELESS_BACKOFF);
+      return Math.min(CHEAP_GAMMA, this.maxGamma); // it only re-measures the costs
     }
     return 0;
   }

@@ -90,8 +90,8 @@ test('the first round is a warm-up: its slow timings do not turn speculation off
     c.observeRound(g, g);
     rounds++;
   }
-  // the warm-up round, a second measured round, the plain samples it needs, then speculation
-  assert.deepEqual(choices.slice(0, 2), [4, 4]);
+  // the warm-up round (the cheapest: γ = 1), a second measured round, the plain samples it needs, then speculation
+  assert.deepEqual(choices.slice(0, 2), [1, 4]);
   const plain = choices.filter((g) => g === 0).length;
   assert.ok(plain <= 4, `plain steps ${plain}: ${choices.join(' ')}`);
   assert.ok(choices.slice(-8).every((g) => g > 0), choices.join(' '));
@@ -113,12 +113,16 @@ test('speculation that only low acceptance holds back is probed every probeEvery
 test('while speculation cannot pay even at full acceptance, probes back off to one per 16 · probeEvery plain steps', () => {
   const c = new GammaController(8, 4);
   const probeAt: number[] = [];
+  const probeGamma: number[] = [];
   for (let i = 0; i < 6000; i++) {
     const g = c.choose();
     // drafts as costly as a plain step: hopeless at any acceptance
     if (g === 0) c.observeVerify(1, 2);
-    else { probeAt.push(i); c.observeDraftStep(2); c.observeVerify(g + 1, 2 * (g + 1)); c.observeRound(g, g); }
+    else { probeAt.push(i); probeGamma.push(g); c.observeDraftStep(2); c.observeVerify(g + 1, 2 * (g + 1)); c.observeRound(g, g); }
   }
+  // after the warm-up (γ = 1) and the measured round (γ = 4), each probe only re-measures the costs: the cheapest round
+  assert.deepEqual(probeGamma.slice(0, 2), [1, 4]);
+  assert.ok(probeGamma.slice(2).every((g) => g === 1), `probe γ ${probeGamma}`);
   const gaps = probeAt.slice(1).map((p, k) => p - probeAt[k]!);
   const late = gaps.slice(-5);
   // after the measurement phase the gaps grow, then stay at 16 · probeEvery plain steps (plus the
