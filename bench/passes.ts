@@ -2,8 +2,11 @@
 // target pass of 1 token (a plain step), of γ + 1 tokens (a verify) and of a draft step, each as a
 // multiple of the plain step. The passes take turns (a draft step, a verify, a plain step, ...),
 // so a slow spell of a shared machine falls on all three alike; the raw times are printed too.
+// With --hot each kind instead runs all its passes in a row at the same position (the cache
+// rolled back after each), so its code and weights stay in the caches: what a pass costs apart
+// from what the other passes of a round evict.
 //
-//   node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--json FILE]
+//   node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--hot] [--json FILE]
 
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,7 +18,7 @@ import { createCache } from '../src/speculative/modes.js';
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string' }, gamma: { type: 'string' }, passes: { type: 'string' }, prompt: { type: 'string' },
-    kv: { type: 'string' }, json: { type: 'string' },
+    kv: { type: 'string' }, json: { type: 'string' }, hot: { type: 'boolean' },
   },
 });
 const GAMMA = Number(args.gamma ?? 4);
@@ -47,13 +50,28 @@ async function timed(list: number[], fn: () => unknown): Promise<void> {
   await fn();
   list.push(performance.now() - t0);
 }
-for (let i = 0; i < PASSES + WARMUP; i++) {
-  await timed(times.draft, () => passLogits(rt, model.draft!, cache, 'int4', ids, pos, 1, scratch));
-  cache.truncate(pos); // the verify overwrites the draft's row, as in a round
-  await timed(times.verify, () => passLogits(rt, model.target, cache, KV, ids, pos, GAMMA + 1, scratch));
-  pos += GAMMA + 1;
-  await timed(times.plain, () => passLogits(rt, model.target, cache, KV, ids, pos, 1, scratch));
-  pos += 1;
+const HOT = args.hot === true;
+if (HOT) {
+  const kinds: [number[], () => unknown][] = [
+    [times.draft, () => passLogits(rt, model.draft!, cache, 'int4', ids, pos, 1, scratch)],
+    [times.verify, () => passLogits(rt, model.target, cache, KV, ids, pos, GAMMA + 1, scratch)],
+    [times.plain, () => passLogits(rt, model.target, cache, KV, ids, pos, 1, scratch)],
+  ];
+  for (const [list, pass] of kinds) {
+    for (let i = 0; i < PASSES + WARMUP; i++) {
+      await timed(list, pass);
+      cache.truncate(pos);
+    }
+  }
+} else {
+  for (let i = 0; i < PASSES + WARMUP; i++) {
+    await timed(times.draft, () => passLogits(rt, model.draft!, cache, 'int4', ids, pos, 1, scratch));
+    cache.truncate(pos); // the verify overwrites the draft's row, as in a round
+    await timed(times.verify, () => passLogits(rt, model.target, cache, KV, ids, pos, GAMMA + 1, scratch));
+    pos += GAMMA + 1;
+    await timed(times.plain, () => passLogits(rt, model.target, cache, KV, ids, pos, 1, scratch));
+    pos += 1;
+  }
 }
 const median = (xs: number[]): number => {
   const s = xs.slice(WARMUP).sort((a, b) => a - b);
@@ -61,13 +79,13 @@ const median = (xs: number[]): number => {
 };
 const plain = median(times.plain), verify = median(times.verify), draft = median(times.draft);
 process.stdout.write(`# ${machineSummary()}, backend ${model.backendName}\n`);
-process.stdout.write(`# ${model.path}: ${PROMPT}-token prompt, ${PASSES} passes of each kind after ${WARMUP} warm-up, kv ${KV}, gamma ${GAMMA}\n`);
+process.stdout.write(`# ${model.path}: ${PROMPT}-token prompt, ${PASSES} passes of each kind after ${WARMUP} warm-up${HOT ? ', each kind in a row' : ''}, kv ${KV}, gamma ${GAMMA}\n`);
 process.stdout.write(`plain step ${plain.toFixed(2)} ms; verify of ${GAMMA + 1} ${verify.toFixed(2)} ms = ${(verify / plain).toFixed(2)} plain steps; ` +
   `draft step ${draft.toFixed(2)} ms = ${(draft / plain).toFixed(2)} plain steps\n`);
 for (const [k, v] of Object.entries(times)) process.stdout.write(`# ${k} ms: ${v.map((x) => x.toFixed(1)).join(' ')}\n`);
 if (args.json) {
   fs.writeFileSync(args.json, JSON.stringify({
-    model: model.path, backend: model.backendName, prompt: PROMPT, gamma: GAMMA, kv: KV, passes: PASSES,
+    model: model.path, backend: model.backendName, prompt: PROMPT, gamma: GAMMA, kv: KV, passes: PASSES, hot: HOT,
     plain_ms: plain, verify_ms: verify, draft_ms: draft, verify_ratio: verify / plain, draft_ratio: draft / plain, runs_ms: times,
   }) + '\n');
 }

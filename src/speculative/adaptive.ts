@@ -61,6 +61,8 @@ export class GammaController {
   readonly maxGamma: number;
   /** γ while measurements are gathered, and for reproducible (seeded) sampling. */
   readonly initialGamma: number;
+  /** γ of the warm-up round and of the probes while speculation cannot pay (CHEAP_GAMMA). */
+  private readonly cheapGamma: number;
   private readonly draftStep = new RecentMedian(); // ms per draft step
   private readonly verify: RecentMedian[]; // [b] ms per verify pass of b tokens (b = 1 is a plain step)
   // Medians as of the current choose(): each window is sorted once per step.
@@ -79,6 +81,7 @@ export class GammaController {
   constructor(maxGamma: number, initial: number) {
     this.maxGamma = maxGamma;
     this.initialGamma = Math.min(initial, maxGamma);
+    this.cheapGamma = Math.min(CHEAP_GAMMA, maxGamma);
     this.lastGamma = this.initialGamma;
     this.verify = Array.from({ length: maxGamma + 2 }, () => new RecentMedian());
     this.verifyMs = new Float64Array(maxGamma + 2).fill(NaN);
@@ -140,7 +143,7 @@ export class GammaController {
 
   /** The draft length for the next step; 0 means a plain decoding step. */
   choose(): number {
-    if (this.rounds < WARMUP_ROUNDS) return Math.min(CHEAP_GAMMA, this.maxGamma);
+    if (this.rounds < WARMUP_ROUNDS) return this.cheapGamma;
     this.draftMs = this.draftStep.value;
     if (Number.isNaN(this.draftMs)) return this.initialGamma; // still measuring the draft
     for (let b = 1; b < this.verify.length; b++) this.verifyMs[b] = this.verify[b]!.value;
@@ -174,7 +177,7 @@ export class GammaController {
       this.plainRun = 0;
       if (!hopeless) return this.lastGamma;
       this.hopelessBackoff = Math.min(2 * this.hopelessBackoff, MAX_HOPELESS_BACKOFF);
-      return Math.min(CHEAP_GAMMA, this.maxGamma); // it only re-measures the costs
+      return this.cheapGamma; // it only re-measures the costs
     }
     return 0;
   }

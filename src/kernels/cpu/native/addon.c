@@ -218,8 +218,7 @@ static napi_value js_split_min_bytes(napi_env env, napi_callback_info info) {
   double bytes;
   CHECK(napi_get_value_double(env, argv[0], &bytes));
   pool_lock();
-  size_t old = pool_set_parallel_min(bytes >= 0 ? (size_t)bytes : 0);
-  if (bytes < 0) pool_set_parallel_min(old);
+  const size_t old = bytes >= 0 ? pool_set_parallel_min((size_t)bytes) : pool_parallel_min();
   pool_unlock();
   napi_value r;
   CHECK(napi_create_double(env, (double)old, &r));

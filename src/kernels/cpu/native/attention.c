@@ -191,10 +191,15 @@ static long item_cost(const at_ctx *c, int item) {
   return (long)(p1 - p0 - fp) + (long)FP_ROW_COST * fp + 1;
 }
 
-/* part_item[]: contiguous runs of items of about equal estimated cost, one per thread. */
-static void split_items(at_ctx *c, int n_parts) {
+/* The estimated cost of all items. */
+static long total_cost(const at_ctx *c) {
   long total = 0;
   for (int i = 0; i < c->n_items; i++) total += item_cost(c, i);
+  return total;
+}
+
+/* part_item[]: contiguous runs of items of about equal estimated cost (of `total` in all), one per thread. */
+static void split_items(at_ctx *c, int n_parts, long total) {
   long acc = 0;
   int item = 0;
   c->part_item[0] = 0;
@@ -218,10 +223,9 @@ int attention_run(const attn_args *a) {
       !grow(&attn_outs, &attn_outs_cap, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float)))
     return ATTN_OUT_OF_MEMORY;
   /* the cost in bytes of planes read (fp rows as FP_ROW_COST positions), times the queries */
-  long cost = 0;
-  for (int i = 0; i < c.n_items; i++) cost += item_cost(&c, i);
+  const long cost = total_cost(&c);
   const size_t bytes = (size_t)cost * a->n_kv_heads * a->head_dim * 2 * a->nq;
-  split_items(&c, pool_parts_for(bytes));
+  split_items(&c, pool_parts_for(bytes), cost);
   pool_run_sized(attn_job, &c, bytes);
   pool_run_sized(attn_merge_job, &c, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float));
   return ATTN_OK;

@@ -193,6 +193,8 @@ static inline size_t attn_rows_scratch(int n_pairs, int n_kv, int head_dim, int 
 float qs_f16_to_f32(uint16_t h);
 uint16_t qs_f32_to_f16(float f);
 void f32_to_f16_scalar(uint16_t *dst, const float *src, size_t n);
+/* Element i of a cache row buffer as F32 (fp_dtype 0 = f32, 1 = f16). */
+float kv_fp_value(int fp_dtype, const void *rows, size_t i);
 /* A group's F16 scale and minimum from its least and greatest element (kv_quantize). */
 void kv_group_meta(float mn, float mx, uint16_t *s_bits, uint16_t *mn_bits);
 /* The scalar kernel_table.row_to_f32, q4_range and q4_codes (the vector ones do their tails through them). */

@@ -162,7 +162,7 @@ static void set_nibble(uint8_t *plane, size_t index, int odd, int code) {
   plane[index] = odd ? (uint8_t)((b & 0x0f) | (code << 4)) : (uint8_t)((b & 0xf0) | code);
 }
 
-static float fp_at(int fp_dtype, const void *rows, size_t i) {
+float kv_fp_value(int fp_dtype, const void *rows, size_t i) {
   return fp_dtype == 0 ? ((const float *)rows)[i] : qs_f16_to_f32(((const uint16_t *)rows)[i]);
 }
 
@@ -175,7 +175,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
     for (int c = 0; c < kv_dim; c++) {
       float mn = INFINITY, mx = -INFINITY;
       for (int t = 0; t < G; t++) {
-        float x = fp_at(fp_dtype, fp_keys, (size_t)(src_row + g0 + t) * kv_dim + c);
+        float x = kv_fp_value(fp_dtype, fp_keys, (size_t)(src_row + g0 + t) * kv_dim + c);
         if (x < mn) mn = x;
         if (x > mx) mx = x;
       }
@@ -185,7 +185,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
       k_min[meta_row + c] = mb;
       float s = qs_f16_to_f32(sb), m = qs_f16_to_f32(mb);
       for (int t = 0; t < G; t++) {
-        int code = encode(fp_at(fp_dtype, fp_keys, (size_t)(src_row + g0 + t) * kv_dim + c), s, m);
+        int code = encode(kv_fp_value(fp_dtype, fp_keys, (size_t)(src_row + g0 + t) * kv_dim + c), s, m);
         size_t byte = (size_t)(dst_pos + g0 + t) * half + (c >> 1);
         set_nibble(k_upper, byte, c & 1, code & 15);
         set_nibble(k_lower, byte, c & 1, code >> 4);
@@ -198,7 +198,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
     for (int g = 0; g < groups; g++) {
       float mn = INFINITY, mx = -INFINITY;
       for (int c = g * Gv; c < (g + 1) * Gv; c++) {
-        float x = fp_at(fp_dtype, fp_values, src + c);
+        float x = kv_fp_value(fp_dtype, fp_values, src + c);
         if (x < mn) mn = x;
         if (x > mx) mx = x;
       }
@@ -208,7 +208,7 @@ void kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, uint16_
       v_min[(size_t)(dst_pos + t) * groups + g] = mb;
       float s = qs_f16_to_f32(sb), m = qs_f16_to_f32(mb);
       for (int c = g * Gv; c < (g + 1) * Gv; c++) {
-        int code = encode(fp_at(fp_dtype, fp_values, src + c), s, m);
+        int code = encode(kv_fp_value(fp_dtype, fp_values, src + c), s, m);
         size_t byte = (size_t)(dst_pos + t) * half + (c >> 1);
         set_nibble(v_upper, byte, c & 1, code & 15);
         set_nibble(v_lower, byte, c & 1, code >> 4);

@@ -12,11 +12,11 @@
 #include <math.h>
 #include <string.h>
 #include "kernels.h"
+#include "simd_avx2.h"
 
 /* Eight F32 elements of an F32 (fp_dtype 0) or F16 (1) row buffer from index i. */
 static inline __m256 load8_rows(int fp_dtype, const void *rows, size_t i) {
-  if (fp_dtype == 0) return _mm256_loadu_ps((const float *)rows + i);
-  return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)rows + i)));
+  return fp_dtype == 0 ? load8_f32((const float *)rows + i) : load8_f16((const uint16_t *)rows + i);
 }
 
 /* The codes u | (l + 8) << 4 of x against scale s and minimum mn (per lane), as encode() takes
@@ -50,9 +50,6 @@ static inline void store_nibbles(uint8_t *upper, uint8_t *lower, __m256i codes) 
   memcpy(lower, &lw, 4);
 }
 
-/* Per-lane F16 bits of eight metadata values back to F32 (exact). */
-static inline __m256 f16x8(const uint16_t h[8]) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)); }
-
 /* The least and greatest of elements [i, i + n) of a row buffer (n a multiple of 8), as the scalar
  * loop finds them in order: NaN never taken; a zero extreme, whose sign depends on the order, is
  * found again in order. */
@@ -70,7 +67,7 @@ static void group_range(int fp_dtype, const void *rows, size_t i, int n, float *
   if (a == 0.0f || b == 0.0f) {
     a = INFINITY, b = -INFINITY;
     for (int c = 0; c < n; c++) {
-      const float x = fp_dtype == 0 ? ((const float *)rows)[i + c] : qs_f16_to_f32(((const uint16_t *)rows)[i + c]);
+      const float x = kv_fp_value(fp_dtype, rows, i + c);
       if (x < a) a = x;
       if (x > b) b = x;
     }
@@ -99,7 +96,7 @@ void avx2_kv_quantize(const kv_planes *p, uint8_t *k_upper, uint8_t *k_lower, ui
       float l[8], h[8];
       _mm256_storeu_ps(l, lo), _mm256_storeu_ps(h, hi);
       for (int k = 0; k < 8; k++) kv_group_meta(l[k], h[k], k_scale + meta_row + c + k, k_min + meta_row + c + k);
-      const __m256 s = f16x8(k_scale + meta_row + c), mn = f16x8(k_min + meta_row + c);
+      const __m256 s = load8_f16(k_scale + meta_row + c), mn = load8_f16(k_min + meta_row + c);
       for (int t = 0; t < G; t++) {
         const __m256 x = load8_rows(fp_dtype, fp_keys, (size_t)(src_row + g0 + t) * kv_dim + c);
         const size_t byte = (size_t)(dst_pos + g0 + t) * half + c / 2;

@@ -110,6 +110,10 @@ size_t pool_set_parallel_min(size_t bytes) {
   return old;
 }
 
+size_t pool_parallel_min(void) {
+  return parallel_min_bytes;
+}
+
 int pool_parts_for(size_t bytes) {
   return bytes < parallel_min_bytes ? 1 : pool_threads();
 }

@@ -23,6 +23,7 @@ int pool_parts_for(size_t bytes);
 /* Set the bound below which pool_run_sized keeps a job whole (0: split every job, as the tests do
  * to check that split and whole agree); returns the previous bound. */
 size_t pool_set_parallel_min(size_t bytes);
+size_t pool_parallel_min(void);
 /* The process-wide lock a caller holds around pool_run() and the scratch it uses (see addon.c KERNEL). */
 void pool_lock(void);
 void pool_unlock(void);
