@@ -92,7 +92,7 @@ for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
   const view16 = (dtype: 'f16' | 'bf16', k: number): DenseTensor =>
     ({ dtype, shape: [r, c], data: (dtype === 'f16' ? wide : wideBf16).subarray((k % copies) * n16, (k % copies + 1) * n16) });
   // 4-bit: one quantized matrix, its codes and scales tiled over a large buffer the same way.
-  const q0 = cpu.prepareWeight(quantizeQ4({ dtype: 'f32', shape: [r, c], data: randomF32(n16, r + c) }, 32, false)) as Extract<WeightTensor, { packing: 'blocks32' }>;
+  const q0 = cpu.prepareWeight(quantizeQ4({ dtype: 'f32', shape: [r, c], data: randomF32(n16, r + c) }, 32, false)) as Extract<WeightTensor, { dtype: 'q4'; packing: 'blocks32' }>;
   const q4Bytes = q0.codes.byteLength + q0.scales.byteLength + q0.mins!.byteLength;
   const qCopies = Math.max(1, Math.floor(WORKING_SET / 2 / q4Bytes));
   const codes = new Uint8Array(qCopies * q0.codes.length);

@@ -30,6 +30,9 @@ export interface Backend extends KvStorage {
    */
   quantizeQ4?(w: DenseTensor, groupSize: number, symmetric: boolean): WeightTensor | null;
 
+  /** The same for the 8-bit quantizer: exactly prepareWeight(quantizeQ8(w, groupSize)), or null. */
+  quantizeQ8?(w: DenseTensor, groupSize: number): WeightTensor | null;
+
   /** out[n, rows] = x[n, cols] · Wᵀ for W [rows, cols]. */
   matmul(out: Float32Array, x: Float32Array, w: WeightTensor, nTokens: number): void;
 

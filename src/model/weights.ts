@@ -183,7 +183,10 @@ function emptied(t: WeightTensor): WeightTensor {
     case 'f32': return { dtype: 'f32', shape: t.shape, data: new Float32Array(0) };
     case 'f16':
     case 'bf16': return { dtype: t.dtype, shape: t.shape, data: new Uint16Array(0) };
-    case 'q8': return { ...t, codes: new Int8Array(0), scales: new Float32Array(0) };
+    case 'q8':
+      return t.packing === 'groups'
+        ? { ...t, codes: new Int8Array(0), scales: new Float32Array(0) }
+        : { ...t, codes: new Int8Array(0), scales: new Uint16Array(0) };
     case 'q4':
       return t.packing === 'pairs'
         ? { ...t, codes: new Uint8Array(0), scales: new Float32Array(0), mins: t.mins && new Float32Array(0) }

@@ -33,14 +33,31 @@ export type Q4Tensor =
       readonly mins: Uint16Array; // [rows, nb] F16
     };
 
-/** 8-bit symmetric group-quantized matrix: w = q·scale, q in -127..127. */
-export interface Q8Tensor {
-  readonly dtype: 'q8';
-  readonly shape: readonly [number, number];
-  readonly groupSize: number;
-  readonly codes: Int8Array; // [rows, nGroups * groupSize]
-  readonly scales: Float32Array; // [rows, nGroups]
-}
+/**
+ * 8-bit symmetric group-quantized matrix [rows, cols]: w = q·scale, q signed.
+ * - packing 'groups' (quantizer output): q in -127..127, F32 scales per group of `groupSize`
+ *   consecutive columns.
+ * - packing 'blocks32' (native kernels, and GGUF Q8_0 as stored): groups of 32 with F16 scales,
+ *   llama.cpp's Q8_0 blocks with the scales kept apart (8.5 bits per weight).
+ * Codes are [rows, nGroups * groupSize]; a row's last group may be partial, its unused codes zero.
+ */
+export type Q8Tensor =
+  | {
+      readonly dtype: 'q8';
+      readonly packing: 'groups';
+      readonly shape: readonly [number, number];
+      readonly groupSize: number;
+      readonly codes: Int8Array; // [rows, nGroups * groupSize]
+      readonly scales: Float32Array; // [rows, nGroups]
+    }
+  | {
+      readonly dtype: 'q8';
+      readonly packing: 'blocks32';
+      readonly shape: readonly [number, number];
+      readonly groupSize: 32;
+      readonly codes: Int8Array; // [rows, nb * 32], nb = ceil(cols / 32)
+      readonly scales: Uint16Array; // [rows, nb] F16
+    };
 
 export type QuantTensor = Q4Tensor | Q8Tensor;
 

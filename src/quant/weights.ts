@@ -1,10 +1,10 @@
-// Reference 4-bit group quantization of weight matrices (round to nearest), used to build the
-// draft's weights at load time. Groups are `groupSize` consecutive columns of a row.
+// Reference 4- and 8-bit group quantization of weight matrices (round to nearest), used to build
+// the draft's weights at load time. Groups are `groupSize` consecutive columns of a row.
 
 import { InvalidArgumentError } from '../core/errors.js';
 import { readDenseRow, type DenseTensor } from '../core/tensor.js';
 import { f16Lookup, f32ToF16 } from '../core/half.js';
-import { groupsPerRow, type Q4Tensor } from './format.js';
+import { groupsPerRow, type Q4Tensor, type Q8Tensor } from './format.js';
 
 const f16 = f16Lookup();
 
@@ -124,5 +124,73 @@ export function dequantQ4Row(out: Float32Array, w: Q4Tensor, row: number): void 
     const q = j & 1 ? byte >> 4 : byte & 15;
     const gi = row * nGroups + Math.floor(j / g);
     out[j] = w.symmetric ? (q - 8) * w.scales[gi]! : q * w.scales[gi]! + w.mins![gi]!;
+  }
+}
+
+/**
+ * Quantize a dense [rows, cols] matrix to 8 bits per weight, symmetric (like llama.cpp Q8_0):
+ * scale = amax/127 for the group's largest magnitude amax, q = rint(x/scale) in -127..127.
+ */
+export function quantizeQ8(t: DenseTensor, groupSize: number): Q8Tensor {
+  if (t.shape.length !== 2) throw new InvalidArgumentError(`only matrices can be quantized, got shape [${t.shape.join(', ')}].`);
+  if (!Number.isInteger(groupSize) || groupSize < 1) {
+    throw new InvalidArgumentError(`the 8-bit group size must be an integer >= 1, got ${groupSize}.`, 'draft.groupSize');
+  }
+  const [rows, cols] = t.shape as [number, number];
+  const nGroups = groupsPerRow(cols, groupSize);
+  const rowLen = nGroups * groupSize;
+  const codes = new Int8Array(rows * rowLen);
+  const scales = new Float32Array(rows * nGroups);
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    readDenseRow(row, t, r, cols);
+    for (let g = 0; g < nGroups; g++) {
+      const lo = g * groupSize;
+      const hi = Math.min(cols, lo + groupSize);
+      let amax = 0;
+      for (let j = lo; j < hi; j++) amax = Math.max(amax, Math.abs(row[j]!));
+      const scale = Math.fround(amax / 127);
+      scales[r * nGroups + g] = scale;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      for (let j = lo; j < hi; j++) {
+        const q = rint(row[j]! * inv);
+        codes[r * rowLen + j] = q < -127 ? -127 : q > 127 ? 127 : q;
+      }
+    }
+  }
+  return { dtype: 'q8', packing: 'groups', shape: [rows, cols], groupSize, codes, scales };
+}
+
+/**
+ * The same weights in 'blocks32' packing for the native kernels: groups of a multiple of 32
+ * columns split into blocks of 32 sharing its scale, rounded to F16 (the codes stay as quantized).
+ * Returns null for group sizes that are not a multiple of 32.
+ */
+export function repackQ8Blocks32(w: Q8Tensor): Q8Tensor | null {
+  if (w.packing === 'blocks32') return w;
+  if (w.groupSize % 32 !== 0) return null;
+  const [rows, cols] = w.shape;
+  const nb = Math.ceil(cols / 32);
+  const nGroups = groupsPerRow(cols, w.groupSize);
+  const rowLen = nGroups * w.groupSize;
+  const codes = new Int8Array(rows * nb * 32); // [rows, nb, 32]
+  const scales = new Uint16Array(rows * nb); // [rows, nb] F16
+  for (let r = 0; r < rows; r++) {
+    codes.set(w.codes.subarray(r * rowLen, r * rowLen + nb * 32), r * nb * 32);
+    for (let b = 0; b < nb; b++) scales[r * nb + b] = f32ToF16(w.scales[r * nGroups + Math.floor((b * 32) / w.groupSize)]!);
+  }
+  return { dtype: 'q8', packing: 'blocks32', shape: w.shape, groupSize: 32, codes, scales };
+}
+
+/** out[0..cols) = row `row` of a Q8 matrix, dequantized. */
+export function dequantQ8Row(out: Float32Array, w: Q8Tensor, row: number): void {
+  const cols = w.shape[1];
+  const g = w.groupSize;
+  const nGroups = groupsPerRow(cols, g);
+  const rowLen = nGroups * g;
+  for (let j = 0; j < cols; j++) {
+    const gi = row * nGroups + Math.floor(j / g);
+    const scale = w.packing === 'blocks32' ? f16[w.scales[gi]!]! : w.scales[gi]!;
+    out[j] = w.codes[row * rowLen + j]! * scale;
   }
 }

@@ -13,7 +13,7 @@ import { quantBoundary, type FpRows } from '../../src/kv/layout.js';
 import { createCpuBackend, NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index.js';
 import type { Backend } from '../../src/kernels/backend.js';
 import { createReferenceBackend } from '../../src/kernels/reference/index.js';
-import { quantizeQ4 } from '../../src/quant/weights.js';
+import { quantizeQ4, quantizeQ8 } from '../../src/quant/weights.js';
 import { assertClose, attentionCases, dense, randn, VERIFY_TOLERANCE } from '../helpers/parity.js';
 import { makePlanes } from '../helpers/planes.js';
 import { inCi } from '../helpers/ci.js';
@@ -62,6 +62,22 @@ function availableIsas(): string[] {
   return isas;
 }
 const ISAS = availableIsas();
+
+/** Activations as the 4- and 8-bit kernels take them: int8 per 32-block, x ≈ q·d with d = amax/127. */
+function int8Acts(x: Float32Array, n: number, cols: number): Float32Array {
+  const xq = new Float32Array(n * cols);
+  for (let t = 0; t < n; t++) {
+    for (let b = 0; b * 32 < cols; b++) {
+      let amax = 0;
+      for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]!));
+      const d = Math.fround(amax / 127);
+      const inv = d > 0 ? Math.fround(1 / d) : 0;
+      for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) xq[t * cols + j] = Math.round(Math.fround(x[t * cols + j]! * inv)) * d;
+    }
+  }
+  return xq;
+}
+
 
 /** Two key groups of rows from srcRow, quantized to position G by the backend and by the reference (as F32 or F16 rows): the same planes. */
 function quantizeLikeReference(
@@ -188,20 +204,9 @@ for (const isa of ISAS) {
           cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), prepared, 1);
           assert.deepEqual(one, got.subarray(t * rows, (t + 1) * rows), `q4 [${rows}x${cols}] token ${t} of ${n}`);
         }
-        // The exact reference: activations quantized to int8 per 32-block as the kernel does.
-        const xq = new Float32Array(n * cols);
-        for (let t = 0; t < n; t++) {
-          for (let b = 0; b * 32 < cols; b++) {
-            let amax = 0;
-            for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]!));
-            const d = Math.fround(amax / 127);
-            const inv = d > 0 ? Math.fround(1 / d) : 0;
-            for (let j = b * 32; j < Math.min(cols, b * 32 + 32); j++) xq[t * cols + j] = Math.round(Math.fround(x[t * cols + j]! * inv)) * d;
-          }
-        }
         // Exact reference: the repacked weights (F16 scales and minimums) times the quantized activations.
         const want = new Float32Array(n * rows);
-        ref.matmul(want, xq, prepared, n);
+        ref.matmul(want, int8Acts(x, n, cols), prepared, n);
         assertClose(got, want, 2e-4, Math.sqrt(cols), `q4 g${group} ${symmetric ? 'sym' : 'asym'} [${rows}x${cols}] n=${n}`);
         // Repacking only rounds scales and minimums to F16: each weight moves by at most 2^-11 of
         // (15·scale + |min|), a few 1e-3 here, so a dot of `cols` random terms moves by ~1e-3·sqrt(cols).
@@ -211,6 +216,54 @@ for (const isa of ISAS) {
         ref.matmul(original, x, w, n);
         assertClose(repacked, original, 1e-2, Math.sqrt(cols), 'repacked weights');
       }
+    }
+  });
+
+  test(`${isa}: 8-bit matmul (int8 activations) matches its exact reference, batch invariant`, { skip }, () => {
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(12);
+    for (const group of [32, 64, 96]) {
+      // 70 columns: 3 blocks (a pair and an odd last block, the last row's read stopping at its
+      // end); 1100: 35 blocks (two 16-block steps, a pair, an odd block); 2048: 64; 731: 23.
+      for (const [rows, cols, n] of [[9, 70, 1], [33, 100, 3], [64, 256, 5], [3, 31, 2], [7, 1100, 2], [5, 2048, 3], [6, 731, 2], [10, 300, 11]] as const) {
+        const w = quantizeQ8(dense('f32', rows, cols, rng) as DenseTensor, group);
+        const prepared = cpu.prepareWeight(w);
+        assert.equal(prepared.dtype === 'q8' && prepared.packing, 'blocks32');
+        const x = randn(rng, n * cols);
+        const got = new Float32Array(n * rows);
+        cpu.matmul(got, x, prepared, n);
+        for (let t = 0; t < n; t++) {
+          const one = new Float32Array(rows);
+          cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), prepared, 1);
+          assert.deepEqual(one, got.subarray(t * rows, (t + 1) * rows), `q8 [${rows}x${cols}] token ${t} of ${n}`);
+        }
+        const want = new Float32Array(n * rows);
+        ref.matmul(want, int8Acts(x, n, cols), prepared, n);
+        assertClose(got, want, 2e-4, Math.sqrt(cols), `q8 g${group} [${rows}x${cols}] n=${n}`);
+        // Repacking only rounds the scales to F16: each weight moves by at most 2^-11 of its group's largest.
+        const repacked = new Float32Array(n * rows);
+        const original = new Float32Array(n * rows);
+        ref.matmul(repacked, x, prepared, n);
+        ref.matmul(original, x, w, n);
+        assertClose(repacked, original, 1e-2, Math.sqrt(cols), 'repacked weights');
+      }
+    }
+    // The extreme codes: -128 (which GGUF Q8_0 may hold) and 127 against activations of ±127,
+    // where an int16 pair sum of the AVX2 path is closest to saturating. Every block's dot is
+    // 32 · (-128) · 127 (or its negation), so each output is ±128 · cols within F32 rounding.
+    for (const cols of [64, 96, 1100]) {
+      const nb = Math.ceil(cols / 32);
+      const codes = new Int8Array(2 * nb * 32);
+      for (let j = 0; j < cols; j++) {
+        codes[j] = -128;
+        codes[nb * 32 + j] = 127;
+      }
+      const w = { dtype: 'q8', packing: 'blocks32', shape: [2, cols], groupSize: 32, codes, scales: new Uint16Array(2 * nb).fill(0x3c00) } as const;
+      const x = new Float32Array(2 * cols).fill(1, 0, cols).fill(-1, cols);
+      const out = new Float32Array(4);
+      cpu.matmul(out, x, w, 2);
+      const want = [-128 * cols, 127 * cols, 128 * cols, -127 * cols];
+      for (let i = 0; i < 4; i++) assert.ok(Math.abs(out[i]! - want[i]!) <= 1e-5 * Math.abs(want[i]!), `q8 extremes [2x${cols}] out ${i}: ${out[i]} vs ${want[i]}`);
     }
   });
 
@@ -397,7 +450,10 @@ for (const isa of ISAS) {
       const x = randn(rng, n * cols);
       const [split, whole] = both(() => { const out = new Float32Array(n * rows); cpu.matmul(out, x, q4, n); return out; });
       assert.deepEqual(split, whole, `q4 [${rows}x${cols}] n=${n}`);
-      checked++;
+      const q8 = cpu.prepareWeight(quantizeQ8(dense('f32', rows, cols, rng) as DenseTensor, 32));
+      const [split8, whole8] = both(() => { const out = new Float32Array(n * rows); cpu.matmul(out, x, q8, n); return out; });
+      assert.deepEqual(split8, whole8, `q8 [${rows}x${cols}] n=${n}`);
+      checked += 2;
     }
     for (const c of attentionCases(true)) {
       const [split, whole] = both(() => {
@@ -515,4 +571,40 @@ for (const isa of ISAS) test(`${isa}: the native draft quantizer gives prepareWe
     }
   }
   assert.equal(cpu.quantizeQ4!({ dtype: 'f32', shape: [2, 32], data: new Float32Array(64) }, 16, false), null, 'groups of 16 stay with the reference');
+});
+
+for (const isa of ISAS) test(`${isa}: the native 8-bit quantizer gives prepareWeight(quantizeQ8(w)) bit for bit (F32, F16, BF16; ragged shapes; NaN, infinities, halves)`, { skip }, () => {
+  const cpu = createCpuBackend({ isa });
+  const rng = new Xoshiro128(78);
+  for (const [rows, cols, group] of [[7, 64, 32], [5, 100, 32], [9, 256, 64], [3, 200, 128], [4, 96, 96], [3, 1100, 32]] as const) {
+    const f = Float32Array.from({ length: rows * cols }, () => (rng.next() - 0.5) * 0.2);
+    f.fill(0.25, 0, 40); // a constant group: every code 127
+    f.fill(0, 64, 96); // an all-zero group: scale 0
+    f[cols] = 127, f[cols + 1] = 0.5, f[cols + 2] = -1.5, f[cols + 3] = 2.5; // codes at halves (rounded to even)
+    f[rows * cols - 5] = NaN;
+    f[2 * cols + 40] = Infinity; // a group whose scale is infinite
+    const tensors: DenseTensor[] = [
+      { dtype: 'f32', shape: [rows, cols], data: f },
+      { dtype: 'f16', shape: [rows, cols], data: Uint16Array.from(f, (x) => f32ToF16(x)) },
+      { dtype: 'bf16', shape: [rows, cols], data: Uint16Array.from(f, (x) => f32ToBf16(x)) },
+    ];
+    for (const t of tensors) {
+      const want = cpu.prepareWeight(quantizeQ8(t, group));
+      const got = cpu.quantizeQ8!(t, group);
+      assert.ok(got && got.dtype === 'q8' && want.dtype === 'q8');
+      const label = `${rows}x${cols} g${group} ${t.dtype}`;
+      assert.deepEqual(got.shape, want.shape, label);
+      assert.equal(got.packing, 'blocks32', label);
+      assert.equal(want.packing, 'blocks32', label);
+      assert.deepEqual(got.codes, want.codes, `${label}: codes`);
+      const nanless = (a: ArrayLike<number>) => Array.from(a, (h) => ((h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0 ? 'NaN' : h));
+      assert.deepEqual(nanless(got.scales), nanless(want.scales), `${label}: scales`);
+    }
+  }
+  // The reference's own codes at the edges: 127 is the largest magnitude, so its scale is 1 and
+  // the halves round to even.
+  const q = quantizeQ8({ dtype: 'f32', shape: [1, 4], data: Float32Array.of(127, 0.5, -1.5, 2.5) }, 32);
+  assert.deepEqual(Array.from(q.codes.subarray(0, 4)), [127, 0, -2, 2]);
+  assert.equal(q.scales[0], 1);
+  assert.equal(cpu.quantizeQ8!({ dtype: 'f32', shape: [2, 32], data: new Float32Array(64) }, 16), null, 'groups of 16 stay with the reference');
 });

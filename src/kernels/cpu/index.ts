@@ -1,7 +1,8 @@
 // The native CPU backend: Node-API addon (build/quantspec.node, built on `npm ci` by
 // scripts/build-native.mjs) for every kernel: matmul, attention, KV quantization, RMSNorm, RoPE,
-// SiLU-gate, residual adds and embedding lookup (formats the addon does not read, such as 8-bit
-// weights, go through the reference kernels). Instruction set chosen at load (QUANTSPEC_CPU =
+// SiLU-gate, residual adds and embedding lookup (formats the addon does not read, such as 4- and
+// 8-bit groups that are not a multiple of 32 or quantized embedding tables, go through the
+// reference kernels). Instruction set chosen at load (QUANTSPEC_CPU =
 // scalar | avx2 | avx512 | amx overrides; the choice is process-wide); threads default to the physical
 // cores (QUANTSPEC_THREADS overrides; fixed once the first backend starts its thread pool).
 
@@ -13,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { BackendUnavailableError, ShapeMismatchError } from '../../core/errors.js';
 import type { DenseTensor } from '../../core/tensor.js';
 import type { WeightTensor } from '../../quant/format.js';
-import { repackQ4Blocks32 } from '../../quant/weights.js';
+import { repackQ4Blocks32, repackQ8Blocks32 } from '../../quant/weights.js';
 import { restoreKv, saveKv, shiftKv } from '../reference/kvquant.js';
 import type { KvHandle, KvLayerView } from '../../kv/layout.js';
 import type { Backend } from '../backend.js';
@@ -23,8 +24,10 @@ interface NativeAddon {
   init(threads: number, isa: string): { isa: string; threads: number; gemmBf16: boolean };
   matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, n: number): void;
   matmulQ4(out: Float32Array, x: Float32Array, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array, rows: number, cols: number, n: number): void;
+  matmulQ8(out: Float32Array, x: Float32Array, codes: Int8Array, scales: Uint16Array, rows: number, cols: number, n: number): void;
   gemmBf16(out: Float32Array, x: Float32Array, w: Uint16Array, dtype: number, rows: number, cols: number, n: number): boolean;
   quantizeQ4(src: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, group: number, symmetric: number, codes: Uint8Array, scales: Uint16Array, mins: Uint16Array): void;
+  quantizeQ8(src: Float32Array | Uint16Array, dtype: number, rows: number, cols: number, group: number, codes: Int8Array, scales: Uint16Array): void;
   attention(out: Float32Array, q: Float32Array, nq: number, startPos: number, nHeads: number, nKvHeads: number, headDim: number, window: number, kv: NativeKvHandle): void;
   kvBind(
     fpDtype: number, fpKeys: Float32Array | Uint16Array, fpValues: Float32Array | Uint16Array, bits: number, kvDim: number, groupK: number, groupV: number,
@@ -194,6 +197,7 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
     splitMinBytes: (bytes) => native.splitMinBytes(bytes ?? -1),
     prepareWeight(w: WeightTensor): WeightTensor {
       if (w.dtype === 'q4') return repackQ4Blocks32(w) ?? w;
+      if (w.dtype === 'q8') return repackQ8Blocks32(w) ?? w;
       return w;
     },
     quantizeQ4(w: DenseTensor, groupSize: number, symmetric: boolean): WeightTensor | null {
@@ -210,6 +214,18 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
       native.quantizeQ4(w.data, DTYPE_CODE[w.dtype], rows, cols, groupSize, symmetric ? 1 : 0, codes, scales, mins);
       return { dtype: 'q4', packing: 'blocks32', shape: [rows, cols], groupSize: 32, codes, scales, mins };
     },
+    quantizeQ8(w: DenseTensor, groupSize: number): WeightTensor | null {
+      if (w.shape.length !== 2 || groupSize % 32 !== 0 || groupSize < 32) return null;
+      const [rows, cols] = w.shape as [number, number];
+      const nb = Math.ceil(cols / 32);
+      // codes [rows, nb, 32] then scales [rows, nb] in one buffer (huge pages where it can)
+      const nCodes = rows * nb * 32;
+      const buf = native.allocLarge?.(nCodes + 2 * rows * nb) ?? new ArrayBuffer(nCodes + 2 * rows * nb);
+      const codes = new Int8Array(buf, 0, nCodes);
+      const scales = new Uint16Array(buf, nCodes, rows * nb);
+      native.quantizeQ8(w.data, DTYPE_CODE[w.dtype], rows, cols, groupSize, codes, scales);
+      return { dtype: 'q8', packing: 'blocks32', shape: [rows, cols], groupSize: 32, codes, scales };
+    },
     matmul(out, x, w, nTokens) {
       switch (w.dtype) {
         case 'f32':
@@ -224,6 +240,18 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
           }
           ref.matmul(out, x, w, nTokens); // group sizes the native kernel does not take
           return;
+        case 'q8': {
+          if (w.packing !== 'blocks32') {
+            ref.matmul(out, x, w, nTokens);
+            return;
+          }
+          const [rows, cols] = w.shape;
+          if (x.length < nTokens * cols || out.length < nTokens * rows || w.codes.length < rows * Math.ceil(cols / 32) * 32) {
+            throw new ShapeMismatchError(`matmul: x needs ${nTokens * cols} floats and out ${nTokens * rows} for W [${rows}, ${cols}]`);
+          }
+          native.matmulQ8(out, x, w.codes, w.scales, rows, cols, nTokens);
+          return;
+        }
         default:
           ref.matmul(out, x, w, nTokens);
       }

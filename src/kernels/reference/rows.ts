@@ -2,8 +2,8 @@
 // shared by the reference matmul and embedding lookup.
 
 import { readDenseRow } from '../../core/tensor.js';
-import { groupsPerRow, type WeightTensor } from '../../quant/format.js';
-import { dequantQ4Row } from '../../quant/weights.js';
+import type { WeightTensor } from '../../quant/format.js';
+import { dequantQ4Row, dequantQ8Row } from '../../quant/weights.js';
 
 /** out[0..cols) = row `row` of w as F32. */
 export function decodeRow(out: Float32Array, w: WeightTensor, row: number, cols: number): void {
@@ -16,12 +16,8 @@ export function decodeRow(out: Float32Array, w: WeightTensor, row: number, cols:
     case 'q4':
       dequantQ4Row(out, w, row);
       return;
-    case 'q8': {
-      const g = w.groupSize;
-      const nGroups = groupsPerRow(cols, g);
-      const rowLen = nGroups * g;
-      for (let j = 0; j < cols; j++) out[j] = w.codes[row * rowLen + j]! * w.scales[row * nGroups + Math.floor(j / g)]!;
+    case 'q8':
+      dequantQ8Row(out, w, row);
       return;
-    }
   }
 }

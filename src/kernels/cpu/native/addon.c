@@ -105,6 +105,17 @@ static napi_value js_matmul_q4(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* matmulQ8(out, x, codes, scales, rows, cols, n) with Q8 blocks of 32 (see kernels.h). */
+static napi_value js_matmul_q8(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  PTR(0, out); PTR(1, x); PTR(2, codes); PTR(3, scales);
+  INT(4, rows); INT(5, cols); INT(6, n);
+  int q8_status;
+  KERNEL(q8_status = matmul_q8_run(out, x, codes, scales, rows, cols, n));
+  if (q8_status != 0) napi_throw_error(env, NULL, "quantspec native: out of memory");
+  return NULL;
+}
+
 /* gemmBf16(out, x, w, dtype 1=f16|2=bf16, rows, cols, n) -> whether it ran: the BF16-activation
  * prompt matmul (jobs.h gemm_bf16_run); false where the kernel path has none. */
 static napi_value js_gemm_bf16(napi_env env, napi_callback_info info) {
@@ -136,6 +147,23 @@ static napi_value js_quantize_q4(napi_env env, napi_callback_info info) {
       !fits(env, scales_bytes, (size_t)rows * nb * 2, "scales") || !fits(env, mins_bytes, (size_t)rows * nb * 2, "mins"))
     return NULL;
   KERNEL(quantize_q4_run(src, dtype, rows, cols, group, symmetric, codes, scales, mins));
+  return NULL;
+}
+
+/* quantizeQ8(src, dtype, rows, cols, group, codes, scales): the 8-bit blocks of a matrix (jobs.h). */
+static napi_value js_quantize_q8(napi_env env, napi_callback_info info) {
+  ARGS(7);
+  PTRB(0, src, src_bytes); INT(1, dtype); INT(2, rows); INT(3, cols); INT(4, group);
+  PTRB(5, codes, codes_bytes); PTRB(6, scales, scales_bytes);
+  if (rows < 1 || cols < 1 || group < 32 || group % 32 != 0 || dtype < 0 || dtype > 2) {
+    napi_throw_range_error(env, "ERR_QUANTSPEC_SHAPE", "quantspec native: quantizeQ8 takes rows, cols >= 1 and a group that is a multiple of 32");
+    return NULL;
+  }
+  const size_t nb = ((size_t)cols + 31) / 32;
+  if (!fits(env, src_bytes, (size_t)rows * cols * (dtype == 0 ? 4 : 2), "the source matrix") || !fits(env, codes_bytes, (size_t)rows * nb * 32, "codes") ||
+      !fits(env, scales_bytes, (size_t)rows * nb * 2, "scales"))
+    return NULL;
+  KERNEL(quantize_q8_run(src, dtype, rows, cols, group, codes, scales));
   return NULL;
 }
 
@@ -518,8 +546,10 @@ static napi_value init_module(napi_env env, napi_value exports) {
     {"init", NULL, js_init, NULL, NULL, NULL, napi_default, NULL},
     {"matmul", NULL, js_matmul, NULL, NULL, NULL, napi_default, NULL},
     {"matmulQ4", NULL, js_matmul_q4, NULL, NULL, NULL, napi_default, NULL},
+    {"matmulQ8", NULL, js_matmul_q8, NULL, NULL, NULL, napi_default, NULL},
     {"gemmBf16", NULL, js_gemm_bf16, NULL, NULL, NULL, napi_default, NULL},
     {"quantizeQ4", NULL, js_quantize_q4, NULL, NULL, NULL, napi_default, NULL},
+    {"quantizeQ8", NULL, js_quantize_q8, NULL, NULL, NULL, napi_default, NULL},
     {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
     {"kvBind", NULL, js_kv_bind, NULL, NULL, NULL, napi_default, NULL},
     {"kvRefresh", NULL, js_kv_refresh, NULL, NULL, NULL, napi_default, NULL},

@@ -79,6 +79,51 @@ int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16
   return 0;
 }
 
+typedef struct {
+  float *out;
+  const float *x;
+  q8_weights w;
+  q8_acts a;
+  int rows, cols, n;
+} q8_ctx;
+
+static void q8_quant_job(void *p, int part, int n_parts) {
+  q8_ctx *c = (q8_ctx *)p;
+  int t0, t1;
+  share(c->n, part, n_parts, 1, &t0, &t1);
+  if (t0 < t1) K->quantize_acts_q8((int8_t *)c->a.q, (float *)c->a.d, (int32_t *)c->a.sum, (float *)c->a.dsum, c->x, c->cols, c->a.nb, t0, t1);
+}
+
+static void q8_job(void *p, int part, int n_parts) {
+  q8_ctx *c = (q8_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 4, &r0, &r1);
+  if (r0 < r1) K->matmul_q8(c->out, &c->a, &c->w, c->rows, c->n, r0, r1);
+}
+
+int matmul_q8_run(float *out, const float *x, const int8_t *codes, const uint16_t *scales, int rows, int cols, int n) {
+  const int nb = (cols + QK - 1) / QK;
+  q8_ctx c;
+  c.out = out;
+  c.x = x;
+  c.w.codes = codes;
+  c.w.scales = scales;
+  c.w.nb = nb;
+  c.a.q = grow(&acts_q, &acts_q_cap, (size_t)n * nb * QK);
+  c.a.d = grow(&acts_d, &acts_d_cap, (size_t)n * nb * sizeof(float));
+  c.a.sum = grow(&acts_sum, &acts_sum_cap, (size_t)n * nb * sizeof(int32_t));
+  c.a.dsum = grow(&acts_dsum, &acts_dsum_cap, (size_t)n * nb * sizeof(float));
+  c.a.nb = nb;
+  c.rows = rows;
+  c.cols = cols;
+  c.n = n;
+  if (!c.a.q || !c.a.d || !c.a.sum || !c.a.dsum) return -1;
+  pool_run_sized(q8_quant_job, &c, (size_t)n * cols * sizeof(float));
+  /* a block is 32 code bytes and an F16 scale */
+  pool_run_sized(q8_job, &c, (size_t)rows * nb * 34 * n);
+  return 0;
+}
+
 static void *gemm_acts, *gemm_panels;
 static size_t gemm_acts_cap, gemm_panels_cap;
 
@@ -277,4 +322,49 @@ void quantize_q4_run(const void *src, int dtype, int rows, int cols, int group, 
                      uint16_t *mins) {
   q4q_ctx c = {src, dtype, rows, cols, group, symmetric, codes, scales, mins};
   pool_run(q4q_job, &c);
+}
+
+/* ---- the 8-bit quantizer (the draft's output head) ------------------------------------------ */
+
+typedef struct {
+  const void *src;
+  int dtype, rows, cols, group;
+  int8_t *codes;
+  uint16_t *scales;
+} q8q_ctx;
+
+/* Rows [r0, r1) of quantize_q8_run in the reference's arithmetic (quant/weights.ts quantizeQ8 in
+ * doubles, then repackQ8Blocks32): the same codes and F16 scales bit for bit, NaN included (a NaN
+ * largest magnitude makes every code of its group 0, as the reference's Int8Array store does). */
+static void q8q_job(void *p, int part, int n_parts) {
+  const q8q_ctx *c = (const q8q_ctx *)p;
+  int r0, r1;
+  share(c->rows, part, n_parts, 1, &r0, &r1);
+  const int cols = c->cols, G = c->group, n_groups = (cols + G - 1) / G, nb = (cols + 31) / 32;
+  float *row = malloc(sizeof(float) * (size_t)cols);
+  if (!row) return;
+  const q4q_ctx src = {c->src, c->dtype, c->rows, c->cols, G, 1, NULL, NULL, NULL};
+  for (int r = r0; r < r1; r++) {
+    q4q_row(&src, r, row);
+    int8_t *codes = c->codes + (size_t)r * nb * 32;
+    memset(codes, 0, (size_t)nb * 32);
+    for (int g = 0; g < n_groups; g++) {
+      const int lo = g * G, hi = lo + G < cols ? lo + G : cols;
+      float amax = 0;
+      for (int j = lo; j < hi; j++) amax = js_max(amax, fabsf(row[j]));
+      const float scale = (float)((double)amax / 127.0);
+      const double inv = scale == 0 ? 0.0 : 1.0 / (double)scale;
+      for (int j = lo; j < hi; j++) {
+        const double q = rint((double)row[j] * inv);
+        codes[j] = q != q ? 0 : q < -127 ? -127 : q > 127 ? 127 : (int8_t)q;
+      }
+      for (int b = lo / 32; b < nb && b * 32 < hi; b++) c->scales[(size_t)r * nb + b] = qs_f32_to_f16(scale);
+    }
+  }
+  free(row);
+}
+
+void quantize_q8_run(const void *src, int dtype, int rows, int cols, int group, int8_t *codes, uint16_t *scales) {
+  q8q_ctx c = {src, dtype, rows, cols, group, codes, scales};
+  pool_run(q8q_job, &c);
 }

@@ -11,6 +11,8 @@ void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, 
 /* The same for Q4 blocks of 32 (kernels.h); returns 0, or -1 when out of memory. */
 int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16_t *scales, const uint16_t *mins, int rows,
                   int cols, int n);
+/* The same for Q8 blocks of 32 (kernels.h q8_weights); returns 0, or -1 when out of memory. */
+int matmul_q8_run(float *out, const float *x, const int8_t *codes, const uint16_t *scales, int rows, int cols, int n);
 
 /* out[n, rows] = bf16(x[n, cols]) · wᵀ for 16-bit float weights w (dtype 1 = f16, 2 = bf16), F32
  * accumulation, where the kernel table has a BF16 GEMM (kernel_table.gemm_bf16): returns 0, 1 when
@@ -22,6 +24,11 @@ int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int 
  * minimums [rows, nb]; the same bits as quant/weights.ts quantizeQ4 + repackQ4Blocks32. */
 void quantize_q4_run(const void *src, int dtype, int rows, int cols, int group, int symmetric, uint8_t *codes, uint16_t *scales,
                      uint16_t *mins);
+
+/* The 8-bit quantization of a matrix [rows, cols] (dtype 0 f32, 1 f16, 2 bf16), symmetric in groups
+ * of `group` columns (a multiple of 32), straight into Q8 blocks of 32: codes [rows, nb, 32], F16
+ * scales [rows, nb]; the same bits as quant/weights.ts quantizeQ8 + repackQ8Blocks32. */
+void quantize_q8_run(const void *src, int dtype, int rows, int cols, int group, int8_t *codes, uint16_t *scales);
 
 enum { EW_RMSNORM, EW_ROPE, EW_EMBED, EW_ADD, EW_SILU };
 

@@ -21,6 +21,14 @@ typedef struct {
   int nb;                 /* blocks per row = ceil(cols / 32) */
 } q4_weights;
 
+/* Q8 blocks of 32 weights (llama.cpp's Q8_0 with its scale apart): w = q * scale, q signed, F16
+ * scale (8.5 bits per weight). A row's last block is zero-padded. */
+typedef struct {
+  const int8_t *codes;    /* [rows, nb, 32] */
+  const uint16_t *scales; /* [rows, nb] F16 */
+  int nb;
+} q8_weights;
+
 /* Activations quantized to int8 per 32-block: x ≈ q * d. */
 typedef struct {
   const int8_t *q;  /* [n, nb * 32], zero-padded */
@@ -72,6 +80,11 @@ typedef struct {
   void (*matmul_bf16)(float *out, const float *x, const uint16_t *w, int rows, int cols, int n, int r0, int r1);
   void (*matmul_q4)(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1);
   void (*quantize_acts)(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
+  /* The 8-bit matmul: out[t, r] = Σ_b scale[r, b] · d[t, b] · Σ_j q[r, b, j] · xq[t, b, j] over
+   * the 32-blocks b, each block's integer dot exact, for rows [r0, r1) and tokens [0, n); its
+   * activations come from quantize_acts_q8 (blocks in order, not reordered as the 4-bit kernel's). */
+  void (*matmul_q8)(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1);
+  void (*quantize_acts_q8)(int8_t *q, float *d, int32_t *sum, float *dsum, const float *x, int cols, int nb, int t0, int t1);
   /* Attention of one query and the n_rep query heads of one kv head over positions [p0, p1) (or
    * over list[0 .. p1 - p0) when list is not NULL): per head, the max score, the sum of
    * exp(score - max) and the exp-weighted sum of values. scratch: head_dim + n_rep * (p1 - p0). */

@@ -382,6 +382,64 @@ void avx2_q4_codes(uint8_t *codes, const float *row, int j0, int j1, double off,
   q4_codes_scalar(codes, row, j, j1, off, inv, add);
 }
 
+/* One Q8 block (32 signed codes) against 32 int8 activations: 8 int32 lanes. maddubs multiplies
+ * unsigned by signed bytes, so the codes' signs move onto the activations (|q| · sign(q)·x); the
+ * int16 pair sums stay below saturation (2 · 128 · 127 < 2^15) and the block sum is exact. */
+static inline __m256i q8_block_dot(const int8_t *codes, __m256i xq) {
+  const __m256i c = _mm256_loadu_si256((const __m256i *)codes);
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(c, c), _mm256_sign_epi8(xq, c));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_acts *x, const q8_weights *w, int rows,
+                                                          int r, int t, const int RB) {
+  const int nb = w->nb;
+  const float *dx = x->d + (size_t)t * nb;
+  __m256 acc[4];
+  for (int i = 0; i < RB; i++) acc[i] = _mm256_setzero_ps();
+  int b = 0;
+  /* 8 blocks at a time: their scales times the activation scales converted once per row and
+   * broadcast to each block's lanes */
+  for (; b + 8 <= nb; b += 8) {
+    const __m256 dx8 = _mm256_loadu_ps(dx + b);
+    __m256 s8[4];
+    for (int i = 0; i < RB; i++) s8[i] = _mm256_mul_ps(load8_f16(w->scales + (size_t)(r + i) * nb + b), dx8);
+    for (int k = 0; k < 8; k++) {
+      const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->q + ((size_t)t * nb + b + k) * QK));
+      const __m256i idx = _mm256_set1_epi32(k);
+      for (int i = 0; i < RB; i++) {
+        const size_t wi = (size_t)(r + i) * nb + b + k;
+        _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * QK), _MM_HINT_T0);
+        if (k == 0 && (b & 31) == 0) _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
+        acc[i] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(s8[i], idx), _mm256_cvtepi32_ps(q8_block_dot(w->codes + wi * QK, xq)), acc[i]);
+      }
+    }
+  }
+  for (; b < nb; b++) {
+    const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->q + ((size_t)t * nb + b) * QK));
+    const __m256 dxb = _mm256_set1_ps(dx[b]);
+    for (int i = 0; i < RB; i++) {
+      const size_t wi = (size_t)(r + i) * nb + b;
+      _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * QK), _MM_HINT_T0);
+      acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(w->scales[wi])), dxb),
+                               _mm256_cvtepi32_ps(q8_block_dot(w->codes + wi * QK, xq)), acc[i]);
+    }
+  }
+  for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = hsum(acc[i]);
+}
+
+/* Tokens in blocks of Q4_TOKEN_BLOCK, each row pair taken for all of them, as matmul_q4 (batch invariant). */
+static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
+  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
+    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
+    int r = r0;
+    for (; r + 2 <= r1; r += 2)
+      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 2);
+    for (; r < r1; r++)
+      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 1);
+  }
+}
+
 const kernel_table kernels_avx2 = {
   .name = "avx2",
   .matmul_f32 = matmul_f32,
@@ -389,6 +447,8 @@ const kernel_table kernels_avx2 = {
   .matmul_bf16 = matmul_bf16,
   .matmul_q4 = matmul_q4,
   .quantize_acts = quantize_acts2,
+  .matmul_q8 = matmul_q8,
+  .quantize_acts_q8 = quantize_acts,
   .attention_head = avx2_attention_head,
   .attention_rows = attention_rows,
   .silu_mul = avx2_silu_mul,

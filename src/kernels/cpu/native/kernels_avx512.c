@@ -174,6 +174,78 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
   }
 }
 
+/* Two Q8 blocks (64 signed codes) against 64 int8 activations, 16 int32 lanes (lanes 0-7 block b,
+ * 8-15 block b + 1), exact: vpdpbusd multiplies unsigned by signed bytes, so the codes are offset
+ * to q + 128 (a flip of their top bit) and the accumulator starts at -128 · Σ x per lane (corr,
+ * shared by all rows of a token). */
+static inline __m512i q8_pair_dot(const int8_t *codes, __m512i xq, __m512i corr) {
+  const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)codes), _mm512_set1_epi8((char)0x80));
+  return _mm512_dpbusd_epi32(corr, u, xq);
+}
+
+static inline __m512i q8_corr(__m512i xq) {
+  return _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), xq));
+}
+
+static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_acts *x, const q8_weights *w, int rows,
+                                                          int r, int t, const int RB) {
+  const int nb = w->nb;
+  const float *dx = x->d + (size_t)t * nb;
+  const int8_t *xt = x->q + (size_t)t * nb * QK;
+  __m512 acc[4];
+  for (int i = 0; i < RB; i++) acc[i] = _mm512_setzero_ps();
+  int b = 0;
+  /* 16 blocks at a time: their scales times the activation scales converted once per row and
+   * permuted to each pair's lanes */
+  for (; b + 16 <= nb; b += 16) {
+    const __m512 dx16 = _mm512_loadu_ps(dx + b);
+    __m512 s16[4];
+    for (int i = 0; i < RB; i++) s16[i] = _mm512_mul_ps(vw_load_f16(w->scales + (size_t)(r + i) * nb + b), dx16);
+    for (int k = 0; k < 8; k++) {
+      const __m512i xq = _mm512_loadu_si512((const void *)(xt + (size_t)(b + 2 * k) * QK)), corr = q8_corr(xq);
+      const __m512i idx = _mm512_set_epi32(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                           2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k);
+      for (int i = 0; i < RB; i++) {
+        const size_t wi = (size_t)(r + i) * nb + b + 2 * k;
+        _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * QK), _MM_HINT_T0);
+        if (k == 0 && (b & 31) == 0) _mm_prefetch((const char *)(w->scales + wi + (size_t)RB * nb), _MM_HINT_T0);
+        acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, s16[i]), _mm512_cvtepi32_ps(q8_pair_dot(w->codes + wi * QK, xq, corr)), acc[i]);
+      }
+    }
+  }
+  /* pairs past the last 16, and an odd last block with the lanes of its missing partner zero */
+  const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (; b < nb; b += 2) {
+    const int one = b + 1 == nb;
+    const __mmask64 kx = one ? 0xffffffffull : ~0ull;
+    const __m512i xq = _mm512_maskz_loadu_epi8(kx, xt + (size_t)b * QK), corr = q8_corr(xq);
+    const __m128 dd = _mm_maskz_loadu_ps(one ? 1 : 3, dx + b);
+    for (int i = 0; i < RB; i++) {
+      const size_t wi = (size_t)(r + i) * nb + b;
+      _mm_prefetch((const char *)(w->codes + (wi + (size_t)RB * nb) * QK), _MM_HINT_T0);
+      const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_maskz_loadu_epi16(one ? 1 : 3, w->scales + wi)), dd);
+      /* masked loads: a last odd block of the last row has no bytes after it */
+      const __m512i u = _mm512_maskz_xor_epi32(one ? 0x00ff : 0xffff, _mm512_maskz_loadu_epi8(kx, w->codes + wi * QK),
+                                                _mm512_set1_epi8((char)0x80));
+      acc[i] = _mm512_fmadd_ps(_mm512_permutexvar_ps(halves, _mm512_castps128_ps512(sc)),
+                               _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, u, xq)), acc[i]);
+    }
+  }
+  for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]);
+}
+
+/* Tokens in blocks of Q4_TOKEN_BLOCK, each row pair taken for all of them, as matmul_q4 (batch invariant). */
+static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
+  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
+    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
+    int r = r0;
+    for (; r + 2 <= r1; r += 2)
+      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 2);
+    for (; r < r1; r++)
+      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 1);
+  }
+}
+
 /* ---- attention over the planes -------------------------------------------------------------- */
 
 /* Keys over the planes, vectorised across positions: the codes of up to 16 positions (one
@@ -771,6 +843,8 @@ static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, f
   .matmul_bf16 = matmul_bf16,         \
   .matmul_q4 = matmul_q4,             \
   .quantize_acts = quantize_acts512,  \
+  .matmul_q8 = matmul_q8,             \
+  .quantize_acts_q8 = quantize_acts_vec512, \
   .attention_head = avx2_attention_head, \
   .silu_mul = avx2_silu_mul,          \
   .row_to_f32 = avx2_row_to_f32,      \

@@ -65,6 +65,24 @@ static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int row
   }
 }
 
+/* Each block's integer dot is exact; the blocks' products are summed in block order. */
+static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
+  const int nb = w->nb;
+  for (int r = r0; r < r1; r++) {
+    for (int t = 0; t < n; t++) {
+      float acc = 0;
+      for (int b = 0; b < nb; b++) {
+        const int8_t *cb = w->codes + ((size_t)r * nb + b) * QK;
+        const int8_t *qb = x->q + ((size_t)t * nb + b) * QK;
+        int32_t isum = 0;
+        for (int j = 0; j < QK; j++) isum += cb[j] * qb[j];
+        acc += (qs_f16_to_f32(w->scales[(size_t)r * nb + b]) * x->d[(size_t)t * nb + b]) * (float)isum;
+      }
+      out[(size_t)t * rows + r] = acc;
+    }
+  }
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 static inline int nib(const uint8_t *plane, size_t row_bytes, int t, int c) {
@@ -181,6 +199,8 @@ const kernel_table kernels_scalar = {
   .matmul_bf16 = matmul_bf16,
   .matmul_q4 = matmul_q4,
   .quantize_acts = quantize_acts,
+  .matmul_q8 = matmul_q8,
+  .quantize_acts_q8 = quantize_acts,
   .attention_head = attention_head,
   .attention_rows = attention_rows,
   .silu_mul = silu_mul_scalar,
