@@ -28,11 +28,12 @@ const GEN = Number(args.gen ?? 128);
 const TEMPERATURE = Number(args.temperature ?? 0);
 const texts = ['eval-moby-tail.txt', 'austen-train.txt', 'sotu.txt', 'kjv.txt'].map((f) => fs.readFileSync(path.join(shared, 'corpus', f), 'utf8'));
 
-const VARIANTS: { name: string; draft: { layers?: string; groupSize?: number; symmetric?: boolean } }[] = [
-  { name: 'default (all linear, g32 asym)', draft: {} },
+const VARIANTS: { name: string; draft: { layers?: string; groupSize?: number; symmetric?: boolean; headBits?: number } }[] = [
+  { name: 'default (all linear, g32 asym; 8-bit head)', draft: {} },
+  { name: "all linear; the target's head", draft: { headBits: 0 } },
   { name: 'mlp only (as the paper code)', draft: { layers: 'mlp' } },
   { name: 'all linear, g128 sym', draft: { groupSize: 128, symmetric: true } },
-  { name: 'all linear + lm_head', draft: { layers: 'all+head' } },
+  { name: 'all linear + 4-bit lm_head', draft: { layers: 'all+head' } },
 ];
 
 process.stdout.write(`# ${machineSummary()}\n# model ${modelPath}; ${N_PROMPTS} prompts of ${PROMPT_LEN} tokens; ${GEN} tokens each; temperature ${TEMPERATURE}\n\n`);

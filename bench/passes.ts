@@ -6,7 +6,9 @@
 // rolled back after each), so its code and weights stay in the caches: what a pass costs apart
 // from what the other passes of a round evict.
 //
-//   node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--hot] [--json FILE]
+// --draft-head 8|4|none picks the draft's output head (default 8, as generate's flag).
+//
+//   node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--hot] [--draft-head 8] [--json FILE]
 
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -18,7 +20,7 @@ import { createCache } from '../src/speculative/modes.js';
 const { values: args } = parseArgs({
   options: {
     model: { type: 'string' }, gamma: { type: 'string' }, passes: { type: 'string' }, prompt: { type: 'string' },
-    kv: { type: 'string' }, json: { type: 'string' }, hot: { type: 'boolean' },
+    kv: { type: 'string' }, json: { type: 'string' }, hot: { type: 'boolean' }, 'draft-head': { type: 'string' },
   },
 });
 const GAMMA = Number(args.gamma ?? 4);
@@ -28,7 +30,8 @@ const KV = (args.kv ?? 'int8') as 'int8' | 'int4';
 const WARMUP = 2;
 
 const context = PROMPT + PASSES * (GAMMA + 2) + 16;
-const model = await loadModel(args.model, { contextLength: context, onWarning: () => {} });
+const headBits = args['draft-head'] === 'none' ? 0 : Number(args['draft-head'] ?? 8);
+const model = await loadModel(args.model, { contextLength: context, onWarning: () => {}, draft: { headBits } });
 if (!model.draft) throw new Error('the model was loaded without its draft');
 const rt = model.runtime;
 const cache = createCache(model.plan({ spec: 'quantspec', kv: KV }), model.config, model.kvStorage, context, model.prefillChunk);

@@ -101,6 +101,7 @@ export const DECODING_FLAGS = {
   'draft-bits': { type: 'string' },
   'draft-group': { type: 'string' },
   'draft-layers': { type: 'string' },
+  'draft-head': { type: 'string' },
   'draft-symmetric': { type: 'boolean' },
 } as const;
 
@@ -109,7 +110,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   maxTokens: '--max-tokens', topK: '--top-k', topP: '--top-p', minP: '--min-p', repetitionPenalty: '--repeat-penalty',
   presencePenalty: '--presence-penalty', frequencyPenalty: '--frequency-penalty', contextLength: '--ctx',
   keyGroupSize: '--kv-group', valueGroupSize: '--kv-value-group', spec: '--spec', kv: '--kv', gamma: '--gamma',
-  'draft.bits': '--draft-bits', 'draft.groupSize': '--draft-group', 'draft.layers': '--draft-layers', tokenizer: '--tokenizer',
+  'draft.bits': '--draft-bits', 'draft.groupSize': '--draft-group', 'draft.layers': '--draft-layers', 'draft.headBits': '--draft-head', tokenizer: '--tokenizer',
   dtype: '--dtype', backend: '--backend', prefillActivations: '--prefill-activations', window: '--window', text: '--text', modes: '--modes',
 };
 

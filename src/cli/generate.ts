@@ -48,6 +48,7 @@ Decoding (QuantSpec is the default):
   --kv-group G          tokens per key group of the hierarchical cache (default 128)
   --draft-bits 4        draft weight bits;  --draft-group N  columns per group (default 32)
   --draft-layers L      all | all+head | mlp | attn | wq,wk,... (default all linear layers)
+  --draft-head 8|4|none the draft's output head: 8-bit (default), 4-bit, or the target's own
   --stats               print speculative statistics and KV bytes to stderr
   --json                after the text, print one JSON object (ids, text, timings, stats, kv_bytes) last`;
 
@@ -55,6 +56,14 @@ export const CHAT_USAGE = `usage: quantspec chat [--model PATH] [--system TEXT] 
 
 Interactive chat through the model's chat template. Type a message and press enter;
 /reset starts over, /exit (or Ctrl-D) quits. Takes the sampling options of generate.`;
+
+/** --draft-head: 8, 4 or none (0) as draft.headBits (other values are the engine's to reject). */
+function draftHeadBits(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'none') return 0;
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`--draft-head takes 8, 4 or none, got "${value}".`, 'draft.headBits');
+  return Number(value);
+}
 
 /** --spec/--gamma/--kv... as engine decoding options (validated by the engine). */
 export function decodingOptions(flags: Flags): DecodingOptions {
@@ -83,6 +92,7 @@ export async function loadForCli(flags: Flags, withDraft = true): Promise<Model>
       bits: int(flags, 'draft-bits'),
       groupSize: int(flags, 'draft-group'),
       layers: str(flags, 'draft-layers'),
+      headBits: draftHeadBits(str(flags, 'draft-head')),
       symmetric: flags['draft-symmetric'] === true ? true : undefined,
     },
     tokenizer: str(flags, 'tokenizer'),

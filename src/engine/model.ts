@@ -52,8 +52,11 @@ export interface LoadOptions extends DecodingOptions {
    * buffer (llama.cpp's --no-mmap), for a file that may change while the model is loaded.
    */
   readonly mmap?: boolean;
-  /** The QuantSpec draft's weights: built at load time unless false. */
-  readonly draft?: false | { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean };
+  /**
+   * The QuantSpec draft's weights: built at load time unless false. headBits: the draft's output
+   * head at 8 bits (the default), 4, or 0 to share the target's.
+   */
+  readonly draft?: false | { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean; headBits?: number };
   readonly onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Called with warnings meant for the user (e.g. a context beyond the trained length). */
   readonly onWarning?: (message: string) => void;
@@ -315,7 +318,8 @@ export async function assembleModel(resolved: ResolvedModel, tokenizer: Tokenize
   };
   const prepare = (w: WeightTensor) => backend.prepareWeight(w);
   const fast = backend.quantizeQ4?.bind(backend);
-  const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare, counted((w) => w), fast) : null;
+  const fast8 = backend.quantizeQ8?.bind(backend);
+  const draft = draftOptions ? buildDraftWeights(dense, draftOptions, prepare, counted((w) => w), fast, fast8) : null;
   const tRepack = performance.now();
   const target = mapMatrices(dense, counted(prepare));
   const tEnd = performance.now();

@@ -150,16 +150,24 @@ export function createDecoder(plan: DecodingPlan, config: ModelConfig, cache: Kv
 }
 
 /** Draft weight options from user-facing settings. */
-export function resolveDraftOptions(o: { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean } = {}): DraftOptions {
+export function resolveDraftOptions(o: { bits?: number; groupSize?: number; layers?: string; symmetric?: boolean; headBits?: number } = {}): DraftOptions {
   if (o.bits !== undefined && o.bits !== 4) throw new InvalidArgumentError(`draft.bits supports 4 only, got ${o.bits}.`, 'draft.bits');
   const groupSize = o.groupSize ?? DEFAULT_DRAFT.groupSize;
   if (!Number.isInteger(groupSize) || groupSize < 2 || groupSize % 2 !== 0) {
     throw new InvalidArgumentError(`draft.groupSize must be an even integer >= 2, got ${groupSize}.`, 'draft.groupSize');
   }
+  if (o.headBits !== undefined && o.headBits !== 0 && o.headBits !== 4 && o.headBits !== 8) {
+    throw new InvalidArgumentError(`draft.headBits is 8, 4 or 0 (the target's head), got ${o.headBits}.`, 'draft.headBits');
+  }
+  const roles = o.layers !== undefined ? parseDraftRoles(o.layers) : DEFAULT_DRAFT.roles;
+  if (roles.includes('lm_head') && o.headBits !== undefined && o.headBits !== 4) {
+    throw new InvalidArgumentError(`draft layers with lm_head make a 4-bit head, but draft.headBits is ${o.headBits}; give one of them.`, 'draft.headBits');
+  }
   return {
     bits: 4,
     groupSize,
     symmetric: o.symmetric ?? DEFAULT_DRAFT.symmetric,
-    roles: o.layers !== undefined ? parseDraftRoles(o.layers) : DEFAULT_DRAFT.roles,
+    roles,
+    headBits: roles.includes('lm_head') ? 4 : (o.headBits as 0 | 4 | 8 | undefined) ?? DEFAULT_DRAFT.headBits,
   };
 }

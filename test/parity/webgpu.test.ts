@@ -15,7 +15,7 @@ import type { WeightTensor } from '../../src/quant/format.js';
 import { openGpu, type GpuContext } from '../../src/kernels/webgpu/device.js';
 import { GpuKernels } from '../../src/kernels/webgpu/kernels.js';
 import { createReferenceBackend } from '../../src/kernels/reference/index.js';
-import { quantizeQ4, repackQ4Blocks32 } from '../../src/quant/weights.js';
+import { quantizeQ4, quantizeQ8, repackQ4Blocks32, repackQ8Blocks32 } from '../../src/quant/weights.js';
 import { inCi } from '../helpers/ci.js';
 import { assertClose, attentionCases, dense, randn } from '../helpers/parity.js';
 import { makePlanes } from '../helpers/planes.js';
@@ -55,25 +55,28 @@ function absScale(w: WeightTensor | Float32Array, x: Float32Array, rows: number,
   return s;
 }
 
-test('webgpu: matmul of F32, F16, BF16 and 4-bit weights matches the reference', { skip }, async () => {
+test('webgpu: matmul of F32, F16, BF16, 4-bit and 8-bit weights matches the reference', { skip }, async () => {
   const k = kernels();
   const rng = new Xoshiro128(21);
   // odd sizes; 70000 rows spill the workgroups into a second dimension
   const shapes: [number, number, number][] = [[1, 1, 1], [7, 13, 1], [33, 67, 3], [130, 301, 9], [17, 8, 16], [5, 1000, 2], [70000, 8, 1]];
   for (const [rows, cols, n] of shapes) {
-    for (const dtype of ['f32', 'f16', 'bf16', 'q4'] as const) {
+    for (const dtype of ['f32', 'f16', 'bf16', 'q4', 'q8'] as const) {
       if (dtype === 'q4' && cols < 32) continue;
-      const base = dense(dtype === 'q4' ? 'f32' : dtype, rows, cols, rng);
-      // 4-bit: the blocks of 32 the GPU reads (F16 scales and minimums), as the CPU backend prepares them
-      const w = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))! : base;
+      const base = dense(dtype === 'q4' || dtype === 'q8' ? 'f32' : dtype, rows, cols, rng);
+      // 4- and 8-bit: the blocks of 32 the GPU reads (F16 scales, and minimums for 4 bits), as
+      // the CPU backend prepares them; 8-bit also as the quantizer's groups of 64 (the upload repacks them)
+      const w = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))!
+        : dtype === 'q8' ? (rows % 2 ? repackQ8Blocks32(quantizeQ8(base, 32))! : quantizeQ8(base, 64)) : base;
+      const wr = w.dtype === 'q8' ? repackQ8Blocks32(w)! : w; // what the GPU holds: F16 scales
       const x = randn(rng, n * cols);
       const want = new Float32Array(n * rows);
-      ref.matmul(want, x, w, n);
+      ref.matmul(want, x, wr, n);
       const out = k.empty(n * rows * 4);
       k.pass().matmul(out, k.upload(x), k.uploadWeight(w), n).submit();
       const got = await k.readFloats(out, n * rows);
       // F32 sums in another order: a few ulps of Σ|w||x| (4-bit weights: of the dequantized ones)
-      const scale = absScale(dtype === 'q4' ? dequantized(w, rows, cols) : base, x, rows, cols, n);
+      const scale = absScale(dtype === 'q4' || dtype === 'q8' ? dequantized(wr, rows, cols) : base, x, rows, cols, n);
       assertClose(got, want, 2e-6, scale, `${dtype} [${rows}x${cols}] n=${n}`);
     }
   }
@@ -206,10 +209,10 @@ test('webgpu: matrices larger than one binding are split by rows: matmul (accumu
   const k = new GpuKernels(ctx!, { maxBindingBytes: 4096 });
   const rng = new Xoshiro128(24);
   for (const [rows, cols, n] of [[301, 67, 3], [130, 96, 7], [1000, 8, 1]] as const) {
-    for (const dtype of ['f32', 'f16', 'bf16', 'q4'] as const) {
+    for (const dtype of ['f32', 'f16', 'bf16', 'q4', 'q8'] as const) {
       if (dtype === 'q4' && cols < 32) continue;
-      const base = dense(dtype === 'q4' ? 'f32' : dtype, rows, cols, rng);
-      const w = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))! : base;
+      const base = dense(dtype === 'q4' || dtype === 'q8' ? 'f32' : dtype, rows, cols, rng);
+      const w = dtype === 'q4' ? repackQ4Blocks32(quantizeQ4(base, 32, false))! : dtype === 'q8' ? repackQ8Blocks32(quantizeQ8(base, 32))! : base;
       const gw = k.uploadWeight(w);
       assert.ok(gw.slices.length >= 2, `${dtype} [${rows}x${cols}] is split (${gw.slices.length} slices)`);
       const x = randn(rng, n * cols);
@@ -219,9 +222,9 @@ test('webgpu: matrices larger than one binding are split by rows: matmul (accumu
       ref.add(want, residual, n * rows);
       const out = k.upload(residual);
       k.pass().matmul(out, k.upload(x), gw, n, true).submit();
-      const scale = absScale(dtype === 'q4' ? dequantized(w, rows, cols) : base, x, rows, cols, n).map((v, i) => v + Math.abs(residual[i]!));
+      const scale = absScale(dtype === 'q4' || dtype === 'q8' ? dequantized(w, rows, cols) : base, x, rows, cols, n).map((v, i) => v + Math.abs(residual[i]!));
       assertClose(await k.readFloats(out, n * rows), want, 2e-6, scale, `sliced ${dtype} [${rows}x${cols}] n=${n}`);
-      if (dtype === 'q4') continue;
+      if (dtype === 'q4' || dtype === 'q8') continue;
       // Tokens from every slice, the first and last rows included.
       const tokens = Int32Array.from([0, rows - 1, 5, Math.floor(rows / 2), rows - 2]);
       const table = new Float32Array(tokens.length * cols);

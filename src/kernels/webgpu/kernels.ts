@@ -4,19 +4,20 @@
 import { BackendUnavailableError, ShapeMismatchError, UnsupportedDtypeError } from '../../core/errors.js';
 import type { FpRows, KvPlanes } from '../../kv/layout.js';
 import { colsOf, rowsOf, type WeightTensor } from '../../quant/format.js';
-import { repackQ4Blocks32 } from '../../quant/weights.js';
+import { repackQ4Blocks32, repackQ8Blocks32 } from '../../quant/weights.js';
 import type { AttentionShape, RopeLayout } from '../backend.js';
 import type { GpuContext } from './device.js';
 import { ARGMAX, ATTENTION, ATTENTION_MERGE, ELEMENTWISE, EMBED, KV_QUANTIZE, KV_WRITE, MATMUL, RMSNORM, ROPE } from './wgsl.js';
 
 /**
- * A matrix on the GPU: F32/F16/BF16 rows as stored, or 4-bit blocks of 32 with F16 scales then
- * minimums; in slices of consecutive rows where the whole matrix exceeds one storage binding
+ * A matrix on the GPU: F32/F16/BF16 rows as stored, 4-bit blocks of 32 with F16 scales then
+ * minimums, or 8-bit blocks of 32 with F16 scales; in slices of consecutive rows where the whole matrix exceeds one storage binding
  * (a 1B-class model's embedding on an adapter that binds 128 MiB), each slice its own buffer.
  */
 export type GpuWeight =
   | { readonly dtype: 'f32' | 'f16' | 'bf16'; readonly rows: number; readonly cols: number; readonly slices: readonly DenseSlice[] }
-  | { readonly dtype: 'q4'; readonly rows: number; readonly cols: number; readonly slices: readonly Q4Slice[] };
+  | { readonly dtype: 'q4'; readonly rows: number; readonly cols: number; readonly slices: readonly QuantSlice[] }
+  | { readonly dtype: 'q8'; readonly rows: number; readonly cols: number; readonly slices: readonly QuantSlice[] };
 
 /** Rows [row0, row0 + rows) of a matrix. */
 export interface DenseSlice {
@@ -25,11 +26,11 @@ export interface DenseSlice {
   readonly data: GPUBuffer;
 }
 
-export interface Q4Slice {
+export interface QuantSlice {
   readonly row0: number;
   readonly rows: number;
-  readonly codes: GPUBuffer; // [rows, nb, 16] bytes
-  readonly meta: GPUBuffer; // F16 scales [rows, nb], then minimums [rows, nb]
+  readonly codes: GPUBuffer; // q4: [rows, nb, 16] bytes; q8: [rows, nb, 32] signed bytes
+  readonly meta: GPUBuffer; // F16 scales [rows, nb], then (q4) minimums [rows, nb]
 }
 
 /** One layer's cache on the GPU: full-precision rows from fpStart, and the planes when hierarchical. */
@@ -48,7 +49,7 @@ export interface GpuKvLayer {
   readonly meta: GPUBuffer | null; // [kScale | kMin | vScale | vMin] F16
 }
 
-const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2, q4: 3 } as const;
+const DTYPE_CODE = { f32: 0, f16: 1, bf16: 2, q4: 3, q8: 4 } as const;
 /** Bytes of one dispatch's parameters in the uniform arena (the minimum uniform offset alignment). */
 const PARAM_STRIDE = 256;
 /** Positions per chunk of split attention: a chunk of one KV head is one workgroup's work. */
@@ -267,7 +268,7 @@ export class GpuKernels {
         }
         const nb = Math.ceil(cols / 32);
         const step = perSlice(nb * 16);
-        const slices: Q4Slice[] = [];
+        const slices: QuantSlice[] = [];
         for (let r0 = 0; r0 < rows; r0 += step) {
           const n = Math.min(step, rows - r0);
           const meta = new Uint16Array(2 * n * nb);
@@ -277,8 +278,23 @@ export class GpuKernels {
         }
         return { dtype: 'q4', rows, cols, slices };
       }
-      default:
-        throw new UnsupportedDtypeError(`WebGPU: ${w.dtype} weights are not read on the GPU; load the model in F32, F16, BF16 or 4-bit.`);
+      case 'q8': {
+        const b = repackQ8Blocks32(w);
+        if (!b || b.packing !== 'blocks32') {
+          throw new UnsupportedDtypeError(`WebGPU: an 8-bit matrix with groups of ${w.groupSize} has no layout on the GPU; use groups of 32.`);
+        }
+        const nb = Math.ceil(cols / 32);
+        const step = perSlice(nb * 32);
+        const slices: QuantSlice[] = [];
+        for (let r0 = 0; r0 < rows; r0 += step) {
+          const n = Math.min(step, rows - r0);
+          slices.push({
+            row0: r0, rows: n,
+            codes: this.upload(b.codes.subarray(r0 * nb * 32, (r0 + n) * nb * 32)), meta: this.upload(b.scales.subarray(r0 * nb, (r0 + n) * nb)),
+          });
+        }
+        return { dtype: 'q8', rows, cols, slices };
+      }
     }
   }
 
@@ -431,7 +447,7 @@ export class GpuPass {
 
   /** out[t, :] = row tokens[t] of table (tokens: u32 [n]); one dispatch per slice of the table. */
   embed(out: GPUBuffer, table: GpuWeight, tokens: GPUBuffer, n: number): this {
-    if (table.dtype === 'q4') throw new UnsupportedDtypeError('WebGPU: the embedding table must be F32, F16 or BF16.');
+    if (table.dtype === 'q4' || table.dtype === 'q8') throw new UnsupportedDtypeError('WebGPU: the embedding table must be F32, F16 or BF16.');
     const d = this.k.dummy;
     for (const sl of table.slices) {
       this.dispatches.push({

@@ -25,8 +25,9 @@ fn byte_${name}(b: u32) -> u32 {
  * out[t, row0 + r] = Σ_j W[r, j] · x[t, j] (or += it, with accumulate), out rows of out_rows: W
  * is rows [row0, row0 + rows) of a matrix split by rows where it exceeds one binding. A workgroup of 64 takes one row and up to 4 tokens; each
  * thread strides over the columns, then the partial sums are reduced in workgroup memory.
- * W: F32 (dtype 0), F16 (1), BF16 (2) or 4-bit blocks of 32 (3: codes [rows, nb, 16] bytes, F16
- * scales and minimums [rows, nb], w = q·scale + min, as quant/format.ts).
+ * W: F32 (dtype 0), F16 (1), BF16 (2), 4-bit blocks of 32 (3: codes [rows, nb, 16] bytes, F16
+ * scales and minimums [rows, nb], w = q·scale + min) or 8-bit blocks of 32 (4: signed codes
+ * [rows, nb, 32], F16 scales [rows, nb], w = q·scale), as quant/format.ts.
  */
 export const MATMUL = /* wgsl */ `
 struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32, accumulate: u32, out_rows: u32, row0: u32 }
@@ -45,6 +46,11 @@ fn weight(r: u32, j: u32) -> f32 {
   let nb = (p.cols + 31u) / 32u;
   let blk = r * nb + (j >> 5u);
   let i = j & 31u;
+  if (p.dtype == 4u) {
+    // the byte's sign extended: bits 24-31 of an i32 shifted back down
+    let q = bitcast<i32>(byte_wh(blk * 32u + i) << 24u) >> 24u;
+    return f32(q) * unpack2x16float(metadata[blk >> 1u])[blk & 1u];
+  }
   let byte = byte_wh(blk * 16u + (i & 15u));
   let q = select(byte & 15u, byte >> 4u, i >= 16u);
   let scale = unpack2x16float(metadata[blk >> 1u])[blk & 1u];

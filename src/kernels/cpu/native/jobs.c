@@ -350,14 +350,14 @@ static void q8q_job(void *p, int part, int n_parts) {
     memset(codes, 0, (size_t)nb * 32);
     for (int g = 0; g < n_groups; g++) {
       const int lo = g * G, hi = lo + G < cols ? lo + G : cols;
-      float amax = 0;
-      for (int j = lo; j < hi; j++) amax = js_max(amax, fabsf(row[j]));
+      /* the largest magnitude is that of the least or the greatest value; NaN if any is */
+      float mn, mx;
+      int nan;
+      K->q4_range(row, lo, hi, &mn, &mx, &nan);
+      const float amax = nan ? NAN : fmaxf(fmaxf(fabsf(mn), fabsf(mx)), 0.0f);
       const float scale = (float)((double)amax / 127.0);
       const double inv = scale == 0 ? 0.0 : 1.0 / (double)scale;
-      for (int j = lo; j < hi; j++) {
-        const double q = rint((double)row[j] * inv);
-        codes[j] = q != q ? 0 : q < -127 ? -127 : q > 127 ? 127 : (int8_t)q;
-      }
+      K->q8_codes(codes, row, lo, hi, inv);
       for (int b = lo / 32; b < nb && b * 32 < hi; b++) c->scales[(size_t)r * nb + b] = qs_f32_to_f16(scale);
     }
   }

@@ -129,6 +129,9 @@ typedef struct {
    * exact whenever there is no NaN and neither extreme is zero (the caller rescans otherwise). */
   void (*q4_range)(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
   void (*q4_codes)(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
+  /* The 8-bit quantizer's leaf (jobs.c quantize_q8_run), exact on every path: for j in [j0, j1),
+   * codes[j] = clamp(round_half_even(row[j] · inv), -127, 127) in doubles (NaN gives 0). */
+  void (*q8_codes)(int8_t *codes, const float *row, int j0, int j1, double inv);
   /* The hierarchical KV quantizer (kv_quantize's contract, its codes and metadata bit for bit). */
   void (*kv_quantize)(const kv_planes *planes, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                       uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
@@ -172,6 +175,7 @@ void avx2_silu_mul(float *gate, const float *up, int i0, int i1);
 void avx2_row_to_f32(float *dst, const uint16_t *src, int n, int dtype);
 void avx2_q4_range(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
 void avx2_q4_codes(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
+void avx2_q8_codes(int8_t *codes, const float *row, int j0, int j1, double inv);
 /* kvquant_avx2.c */
 void avx2_kv_quantize(const kv_planes *planes, uint8_t *k_upper, uint8_t *k_lower, uint16_t *k_scale, uint16_t *k_min,
                       uint8_t *v_upper, uint8_t *v_lower, uint16_t *v_scale, uint16_t *v_min, int fp_dtype, const void *fp_keys,
@@ -214,6 +218,7 @@ void kv_group_meta(float mn, float mx, uint16_t *s_bits, uint16_t *mn_bits);
 void row_to_f32_scalar(float *dst, const uint16_t *src, int n, int dtype);
 void q4_range_scalar(const float *row, int lo, int hi, float *mn, float *mx, int *nan);
 void q4_codes_scalar(uint8_t *codes, const float *row, int j0, int j1, double off, double inv, double add);
+void q8_codes_scalar(int8_t *codes, const float *row, int j0, int j1, double inv);
 /* The C twin of src/kv/layout.ts quantBoundary (the two are tested against each other). */
 int quant_boundary(int p, int g);
 /* First position of the dense range query `pos` sees: its window start, raised for a sparse view. */

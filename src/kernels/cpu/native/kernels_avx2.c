@@ -382,6 +382,26 @@ void avx2_q4_codes(uint8_t *codes, const float *row, int j0, int j1, double off,
   q4_codes_scalar(codes, row, j, j1, off, inv, add);
 }
 
+/* Four 8-bit codes in doubles, as q8_codes_scalar: NaN lanes are zeroed before the clamp (maxpd
+ * would turn them into its second operand). */
+static inline __m128i q8_codes4(__m128 x, __m256d inv) {
+  __m256d q = _mm256_round_pd(_mm256_mul_pd(_mm256_cvtps_pd(x), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm256_and_pd(q, _mm256_cmp_pd(q, q, _CMP_ORD_Q));
+  q = _mm256_min_pd(_mm256_max_pd(q, _mm256_set1_pd(-127.0)), _mm256_set1_pd(127.0));
+  return _mm256_cvtpd_epi32(q);
+}
+
+void avx2_q8_codes(int8_t *codes, const float *row, int j0, int j1, double inv) {
+  const __m256d vi = _mm256_set1_pd(inv);
+  int j = j0;
+  for (; j + 16 <= j1; j += 16) {
+    __m128i q[4];
+    for (int k = 0; k < 4; k++) q[k] = q8_codes4(_mm_loadu_ps(row + j + 4 * k), vi);
+    _mm_storeu_si128((__m128i *)(codes + j), _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3])));
+  }
+  q8_codes_scalar(codes, row, j, j1, inv);
+}
+
 /* One Q8 block (32 signed codes) against 32 int8 activations: 8 int32 lanes. maddubs multiplies
  * unsigned by signed bytes, so the codes' signs move onto the activations (|q| · sign(q)·x); the
  * int16 pair sums stay below saturation (2 · 128 · 127 < 2^15) and the block sum is exact. */
@@ -455,6 +475,7 @@ const kernel_table kernels_avx2 = {
   .row_to_f32 = avx2_row_to_f32,
   .q4_range = avx2_q4_range,
   .q4_codes = avx2_q4_codes,
+  .q8_codes = avx2_q8_codes,
   .kv_quantize = avx2_kv_quantize,
   .f32_to_f16 = avx2_f32_to_f16,
   .peak_flops = peak_avx2,

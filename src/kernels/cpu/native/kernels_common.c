@@ -78,6 +78,13 @@ void q4_codes_scalar(uint8_t *codes, const float *row, int j0, int j1, double of
   }
 }
 
+void q8_codes_scalar(int8_t *codes, const float *row, int j0, int j1, double inv) {
+  for (int j = j0; j < j1; j++) {
+    const double q = round_even((double)row[j] * inv);
+    codes[j] = q != q ? 0 : q < -127 ? -127 : q > 127 ? 127 : (int8_t)q; /* NaN gives 0, as in the reference */
+  }
+}
+
 /* Round to nearest even, as src/core/half.ts f32ToF16. */
 uint16_t qs_f32_to_f16(float value) {
   uint32_t x;

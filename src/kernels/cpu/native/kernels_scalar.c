@@ -207,6 +207,7 @@ const kernel_table kernels_scalar = {
   .row_to_f32 = row_to_f32_scalar,
   .q4_range = q4_range_scalar,
   .q4_codes = q4_codes_scalar,
+  .q8_codes = q8_codes_scalar,
   .kv_quantize = kv_quantize,
   .f32_to_f16 = f32_to_f16_scalar,
 };
