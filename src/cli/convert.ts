@@ -5,11 +5,12 @@ import { convertHfToGguf, SYNTHETIC_MODELS, syntheticGgufInput, writeModelGguf, 
 import { parse, str } from './args.js';
 import { formatBytes } from './progress.js';
 
-export const CONVERT_USAGE = `usage: quantspec convert (--model HF_DIR | --synthetic NAME) --out FILE.gguf [--dtype f32|f16|q4_0]
+export const CONVERT_USAGE = `usage: quantspec convert (--model HF_DIR | --synthetic NAME) --out FILE.gguf [--dtype f32|f16|q4_0|q8_0]
 
 Writes a GGUF v3 file with the metadata llama.cpp needs (architecture keys, RoPE, norm epsilon,
-context length, tokenizer, chat template). Matrices in --dtype (default f16; q4_0 is llama.cpp's
-4-bit type with an F16 scale per 32 values, e.g. for a draft model), vectors in F32;
+context length, tokenizer, chat template). Matrices in --dtype (default f16; q4_0 and q8_0 are
+llama.cpp's 4- and 8-bit types with an F16 scale per 32 values; quantspec runs both without
+dequantizing), vectors in F32;
 Llama-architecture q/k rows are permuted for llama.cpp's RoPE, and llama3 rope scaling becomes
 a rope_freqs tensor. --synthetic NAME (${SYNTHETIC_MODELS.join(', ')}) writes the random-weight
 model that \`--synthetic NAME\` runs (its weights in --dtype, its byte-level vocabulary), so llama.cpp

@@ -192,6 +192,37 @@ export function encodeQ4_0(t: DenseTensor): { type: number; bytes: Uint8Array } 
   return { type: 2, bytes };
 }
 
+/**
+ * A matrix as GGUF Q8_0 blocks (ggml type 8): per 32 values an F16 scale d = max|x| / 127 and 32
+ * signed bytes q = round(x / d) (halves away from zero, as llama.cpp's roundf). Rows must be a
+ * multiple of 32 long.
+ */
+export function encodeQ8_0(t: DenseTensor): { type: number; bytes: Uint8Array } {
+  const cols = t.shape.at(-1)!;
+  if (cols % 32 !== 0) throw new InvalidArgumentError(`Q8_0 needs rows that are a multiple of 32 long, got ${cols}.`, 'dtype');
+  const rows = t.data.length / cols;
+  const blocksPerRow = cols / 32;
+  const bytes = new Uint8Array(rows * blocksPerRow * 34);
+  const view = new DataView(bytes.buffer);
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    readDenseRow(row, t, r, cols);
+    for (let b = 0; b < blocksPerRow; b++) {
+      const at = (r * blocksPerRow + b) * 34;
+      let amax = 0;
+      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(row[b * 32 + j]!));
+      const d = Math.fround(amax / 127);
+      const inv = d !== 0 ? 1 / d : 0;
+      view.setUint16(at, f32ToF16(d), true);
+      for (let j = 0; j < 32; j++) {
+        const v = Math.fround(row[b * 32 + j]! * inv);
+        view.setInt8(at + 2 + j, Math.sign(v) * Math.round(Math.abs(v)));
+      }
+    }
+  }
+  return { type: 8, bytes };
+}
+
 /** Rows of q or k reordered for interleaved-pair RoPE (llama.cpp's permute of HF checkpoints). */
 export function permuteRows(t: DenseTensor, nHead: number): DenseTensor {
   const rows = t.shape[0]!;
@@ -267,7 +298,7 @@ function postProcessorBos(tj: Record<string, any>, vocab: Record<string, number>
 /** Re-encodes a matrix (e.g. to a quantized GGUF type); null keeps the requested dtype. */
 export type TensorEncoder = (name: string, t: DenseTensor) => GgufTensorOut | null;
 
-export type GgufDtype = 'f32' | 'f16' | 'q4_0';
+export type GgufDtype = 'f32' | 'f16' | 'q4_0' | 'q8_0';
 
 /** What a GGUF file is written from: a config, its tensors under HF names, and its tokenizer files' JSON. */
 export interface GgufInput {
@@ -279,8 +310,8 @@ export interface GgufInput {
 }
 
 /**
- * Convert a Hugging Face model directory to GGUF: matrices in `dtype` (q4_0 keeps F16 for
- * matrices whose rows are not a multiple of 32), vectors in F32.
+ * Convert a Hugging Face model directory to GGUF: matrices in `dtype` (q4_0 and q8_0 keep F16
+ * for matrices whose rows are not a multiple of 32), vectors in F32.
  */
 export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
   checkDtype(dtype);
@@ -296,9 +327,14 @@ export function convertHfToGguf(dir: string, out: string, dtype: GgufDtype, enco
   }
 }
 
-/** The bytes of a tensor of `n` values in `type` (0 F32, 1 F16, 2 Q4_0). */
+/** The bytes of a tensor of `n` values in `type` (0 F32, 1 F16, 2 Q4_0, 8 Q8_0). */
 function typeBytes(type: number, n: number): number {
-  return type === 0 ? 4 * n : type === 1 ? 2 * n : (n / 32) * 18;
+  return type === 0 ? 4 * n : type === 1 ? 2 * n : type === 2 ? (n / 32) * 18 : (n / 32) * 34;
+}
+
+/** A block-quantized GGUF dtype's ggml type and encoder, or null for f32 / f16. */
+function blockType(dtype: GgufDtype): { type: number; encode: (t: DenseTensor) => { type: number; bytes: Uint8Array } } | null {
+  return dtype === 'q4_0' ? { type: 2, encode: encodeQ4_0 } : dtype === 'q8_0' ? { type: 8, encode: encodeQ8_0 } : null;
 }
 
 /**
@@ -306,7 +342,7 @@ function typeBytes(type: number, n: number): number {
  * converted and written one at a time, so a model larger than memory converts.
  */
 function checkDtype(dtype: string): void {
-  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q4_0') throw new InvalidArgumentError(`dtype must be f32, f16 or q4_0, got ${dtype}.`, 'dtype');
+  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'q4_0' && dtype !== 'q8_0') throw new InvalidArgumentError(`dtype must be f32, f16, q4_0 or q8_0, got ${dtype}.`, 'dtype');
 }
 
 export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, encode?: TensorEncoder): { tensors: number; bytes: number } {
@@ -330,7 +366,7 @@ export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, 
     [k('attention.layer_norm_rms_epsilon'), GgufValueType.FLOAT32, c.normEps],
     [k('rope.freq_base'), GgufValueType.FLOAT32, c.ropeTheta],
     [k('rope.dimension_count'), GgufValueType.UINT32, c.headDim],
-    ['general.file_type', GgufValueType.UINT32, { f32: 0, f16: 1, q4_0: 2 }[dtype]],
+    ['general.file_type', GgufValueType.UINT32, { f32: 0, f16: 1, q4_0: 2, q8_0: 7 }[dtype]],
   ];
   if (c.ropeScaling.type === 'linear') {
     meta.push([k('rope.scaling.type'), GgufValueType.STRING, 'linear'], [k('rope.scaling.factor'), GgufValueType.FLOAT32, c.ropeScaling.factor]);
@@ -355,15 +391,17 @@ export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, 
     if (!vector && encode) { /* custom encoders see the tensor first and may pick any type */
       const t = dense(key);
       const custom = encode(name, t);
-      const { type, bytes } = custom ?? (dtype !== 'q4_0' ? toBytes(t, dtype) : t.shape.at(-1)! % 32 === 0 ? encodeQ4_0(t) : toBytes(t, 'f16'));
+      const block = blockType(dtype);
+      const { type, bytes } = custom ?? (!block ? toBytes(t, dtype as 'f32' | 'f16') : t.shape.at(-1)! % 32 === 0 ? block.encode(t) : toBytes(t, 'f16'));
       tensors.push(custom ?? { name, shape: t.shape, type, bytes });
       continue;
     }
     const n = info.shape.reduce((a, b) => a * b, 1);
-    const type = vector ? 0 : dtype === 'f32' ? 0 : dtype === 'q4_0' && info.shape.at(-1)! % 32 === 0 ? 2 : 1;
+    const block = blockType(dtype);
+    const type = vector ? 0 : dtype === 'f32' ? 0 : block && info.shape.at(-1)! % 32 === 0 ? block.type : 1;
     const produce = (): Uint8Array => {
       const t = dense(key);
-      return (type === 2 ? encodeQ4_0(t) : toBytes(t, type === 0 ? 'f32' : 'f16')).bytes;
+      return (block && type === block.type ? block.encode(t) : toBytes(t, type === 0 ? 'f32' : 'f16')).bytes;
     };
     tensors.push({ name, shape: info.shape, type, bytes: { byteLength: typeBytes(type, n), produce } });
   }

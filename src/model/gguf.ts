@@ -1,7 +1,7 @@
 // GGUF reader (versions 2 and 3): a bounds-checked streaming parse of the header, metadata and
 // tensor table, then tensors read on demand. F32/F16/BF16 are read as they are; Q4_0 and Q4_1 map
-// onto the engine's 4-bit blocks (native kernels run them directly); Q8_0, Q4_K and Q6_K are
-// dequantized to F32. Malformed files get ModelFormatError, unknown types UnsupportedDtypeError.
+// onto the engine's 4-bit blocks and Q8_0 matrices onto its 8-bit blocks (native kernels run both
+// directly); Q4_K and Q6_K are dequantized to F32. Malformed files get ModelFormatError, unknown types UnsupportedDtypeError.
 
 import * as fs from 'node:fs';
 import { ModelFormatError, UnsupportedDtypeError } from '../core/errors.js';
@@ -250,7 +250,8 @@ function parseHeader(readAt: ReadAt, size: number, file: string): GgufFile {
 const f16 = f16Lookup();
 
 /**
- * Read one tensor: dense as stored, Q4_0/Q4_1 as 4-bit blocks, other quantized types as F32.
+ * Read one tensor: dense as stored, Q4_0/Q4_1 as 4-bit blocks, Q8_0 matrices as 8-bit blocks,
+ * other quantized types (and Q8_0 vectors) as F32.
  * `file` (the open GGUF) gives F32/F16/BF16 tensors as views of its mapping; without it the
  * tensor is read from g.path.
  */
@@ -264,7 +265,7 @@ export function readGgufTensor(g: GgufFile, name: string, file?: ModelFile): Wei
         'Requantize the file (for example to Q8_0 or F16).',
     );
   }
-  const align = info.name === 'F32' ? 4 : info.name === 'F16' || info.name === 'BF16' ? 2 : 1;
+  const align = info.name === 'F32' ? 4 : info.name === 'F16' || info.name === 'BF16' || info.name === 'Q8_0' ? 2 : 1;
   const own = file ?? ModelFile.open(g.path, { mmap: false });
   let bytes: Uint8Array;
   try {
@@ -298,6 +299,21 @@ export function readGgufTensor(g: GgufFile, name: string, file?: ModelFile): Wei
       return { dtype: 'q4', packing: 'blocks32', shape: [rows, cols], groupSize: 32, codes, scales, mins };
     }
     case 'Q8_0': {
+      if (shape.length === 2) {
+        // Matrices stay 8-bit: the codes and F16 scales of the 34-byte blocks (2-byte aligned)
+        // moved apart, 17 halfwords at a time, into the engine's Q8 blocks of 32.
+        const nb = rows * (cols / 32);
+        const src = new Uint16Array(bytes.buffer, bytes.byteOffset, nb * 17);
+        const codes = new Int8Array(nb * 32);
+        const codes16 = new Uint16Array(codes.buffer);
+        const scales = new Uint16Array(nb);
+        for (let b = 0; b < nb; b++) {
+          const o = b * 17;
+          scales[b] = src[o]!;
+          for (let i = 0; i < 16; i++) codes16[b * 16 + i] = src[o + 1 + i]!;
+        }
+        return { dtype: 'q8', packing: 'blocks32', shape: [rows, cols], groupSize: 32, codes, scales };
+      }
       const out = new Float32Array(rows * cols);
       for (let b = 0; b < out.length / 32; b++) {
         const d = f16[dv.getUint16(b * 34, true)]!;

@@ -224,8 +224,7 @@ test('webgpu: matrices larger than one binding are split by rows: matmul (accumu
       k.pass().matmul(out, k.upload(x), gw, n, true).submit();
       const scale = absScale(dtype === 'q4' || dtype === 'q8' ? dequantized(w, rows, cols) : base, x, rows, cols, n).map((v, i) => v + Math.abs(residual[i]!));
       assertClose(await k.readFloats(out, n * rows), want, 2e-6, scale, `sliced ${dtype} [${rows}x${cols}] n=${n}`);
-      if (dtype === 'q4' || dtype === 'q8') continue;
-      // Tokens from every slice, the first and last rows included.
+      // Tokens from every slice, the first and last rows included (quantized tables decoded as the reference's decodeRow).
       const tokens = Int32Array.from([0, rows - 1, 5, Math.floor(rows / 2), rows - 2]);
       const table = new Float32Array(tokens.length * cols);
       ref.embed(table, w, tokens, tokens.length);

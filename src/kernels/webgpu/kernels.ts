@@ -447,11 +447,10 @@ export class GpuPass {
 
   /** out[t, :] = row tokens[t] of table (tokens: u32 [n]); one dispatch per slice of the table. */
   embed(out: GPUBuffer, table: GpuWeight, tokens: GPUBuffer, n: number): this {
-    if (table.dtype === 'q4' || table.dtype === 'q8') throw new UnsupportedDtypeError('WebGPU: the embedding table must be F32, F16 or BF16.');
     const d = this.k.dummy;
     for (const sl of table.slices) {
       this.dispatches.push({
-        kernel: 'embed', buffers: table.dtype === 'f32' ? [tokens, out, sl.data, d] : [tokens, out, d, sl.data],
+        kernel: 'embed', buffers: 'codes' in sl ? [tokens, out, d, sl.codes, sl.meta] : table.dtype === 'f32' ? [tokens, out, sl.data, d, d] : [tokens, out, d, sl.data, d],
         params: params([n, table.cols, DTYPE_CODE[table.dtype], sl.row0, sl.rows]), groups: spread(Math.ceil((n * table.cols) / 64)),
       });
     }

@@ -189,8 +189,8 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
 `;
 
 /**
- * out[t, :] = row tokens[t] of the table (F32, F16 or BF16, as MATMUL's dtypes 0-2), for the
- * tokens whose row is in this slice of the table, rows [row0, row0 + rows).
+ * out[t, :] = row tokens[t] of the table (F32, F16, BF16, 4- or 8-bit blocks: MATMUL's dtypes
+ * 0-4), for the tokens whose row is in this slice of the table, rows [row0, row0 + rows).
  */
 export const EMBED = /* wgsl */ `
 struct P { n: u32, dim: u32, dtype: u32, row0: u32, rows: u32 }
@@ -199,7 +199,23 @@ struct P { n: u32, dim: u32, dtype: u32, row0: u32, rows: u32 }
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read> tf: array<f32>;
 @group(0) @binding(4) var<storage, read> th: array<u32>;
+@group(0) @binding(5) var<storage, read> metadata: array<u32>;
 ${packed('th')}
+
+// Element j of row r of this slice, in any weight format (as MATMUL's weight()).
+fn value(r: u32, j: u32) -> f32 {
+  if (p.dtype == 0u) { return tf[r * p.dim + j]; }
+  if (p.dtype <= 2u) { return half_th(r * p.dim + j, p.dtype); }
+  let nb = (p.dim + 31u) / 32u;
+  let blk = r * nb + (j >> 5u);
+  let i = j & 31u;
+  let scale = unpack2x16float(metadata[blk >> 1u])[blk & 1u];
+  if (p.dtype == 4u) { return f32(bitcast<i32>(byte_th(blk * 32u + i) << 24u) >> 24u) * scale; }
+  let byte = byte_th(blk * 16u + (i & 15u));
+  let q = select(byte & 15u, byte >> 4u, i >= 16u);
+  let mn = unpack2x16float(metadata[(blk + p.rows * nb) >> 1u])[(blk + p.rows * nb) & 1u];
+  return f32(q) * scale + mn;
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
@@ -208,8 +224,7 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
   let token = tokens[i / p.dim];
   // This dispatch holds rows [row0, row0 + rows) of the table; other tokens are another's.
   if (token < p.row0 || token >= p.row0 + p.rows) { return; }
-  let e = (token - p.row0) * p.dim + i % p.dim;
-  out[i] = select(half_th(e, p.dtype), tf[e], p.dtype == 0u);
+  out[i] = value(token - p.row0, i % p.dim);
 }
 `;
 
