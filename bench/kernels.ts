@@ -15,7 +15,7 @@ import { bind } from '../src/kv/cache.js';
 import { quantBoundary, type KvLayerView } from '../src/kv/layout.js';
 import { createCpuBackend, type CpuBackend } from '../src/kernels/cpu/index.js';
 import type { WeightTensor } from '../src/quant/format.js';
-import { quantizeQ4 } from '../src/quant/weights.js';
+import { quantizeQ4, quantizeQ8 } from '../src/quant/weights.js';
 import { machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
 
 const { values: args } = parseArgs({
@@ -108,6 +108,20 @@ for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
     return { ...q0, codes: codes.subarray(i * q0.codes.length, (i + 1) * q0.codes.length),
       scales: scales.subarray(i * q0.scales.length, (i + 1) * q0.scales.length), mins: mins.subarray(i * q0.mins!.length, (i + 1) * q0.mins!.length) };
   };
+  // 8-bit (Q8 blocks of 32, the draft's head and GGUF Q8_0): tiled the same way.
+  const p0 = cpu.prepareWeight(quantizeQ8({ dtype: 'f32', shape: [r, c], data: randomF32(n16, r + c + 1) }, 32)) as Extract<WeightTensor, { dtype: 'q8'; packing: 'blocks32' }>;
+  const q8Bytes = p0.codes.byteLength + p0.scales.byteLength;
+  const pCopies = Math.max(1, Math.floor(WORKING_SET / 2 / q8Bytes));
+  const codes8 = new Int8Array(pCopies * p0.codes.length);
+  const scales8 = new Uint16Array(pCopies * p0.scales.length);
+  for (let k = 0; k < pCopies; k++) {
+    codes8.set(p0.codes, k * p0.codes.length);
+    scales8.set(p0.scales, k * p0.scales.length);
+  }
+  const q8 = (k: number): WeightTensor => {
+    const i = k % pCopies;
+    return { ...p0, codes: codes8.subarray(i * p0.codes.length, (i + 1) * p0.codes.length), scales: scales8.subarray(i * p0.scales.length, (i + 1) * p0.scales.length) };
+  };
   const x1 = randomF32(c, 7);
   const x5 = randomF32(5 * c, 8);
   const out = new Float32Array(5 * r);
@@ -119,10 +133,16 @@ for (const [r, c] of args['attention-only'] ? [] : SHAPES) {
   report('matvec bf16', shape, tBf16, n16 * 2);
   const tQ4 = timeUs(() => cpu.matmul(out, x1, q4(k++), 1));
   report('matvec q4 (x int8)', shape, tQ4, q4Bytes, { speedup_vs_bf16: tBf16 / tQ4 });
+  const tQ8 = timeUs(() => cpu.matmul(out, x1, q8(k++), 1));
+  report('matvec q8 (x int8)', shape, tQ8, q8Bytes, { speedup_vs_bf16: tBf16 / tQ8 });
   const tGemm = timeUs(() => cpu.matmul(out, x5, view16('f16', k++), 5));
   report('gemm f16, 5 tokens', shape, tGemm, n16 * 2, { ratio_to_best_matvec: tGemm / Math.min(tF16, tBf16) });
   const tGemmQ4 = timeUs(() => cpu.matmul(out, x5, q4(k++), 5));
   report('gemm q4, 5 tokens', shape, tGemmQ4, q4Bytes, { ratio_to_q4_matvec: tGemmQ4 / tQ4 });
+  const tGemmQ8 = timeUs(() => cpu.matmul(out, x5, q8(k++), 5));
+  report('gemm q8, 5 tokens', shape, tGemmQ8, q8Bytes, { ratio_to_q8_matvec: tGemmQ8 / tQ8 });
+  summary[`q8_speedup_${shape}`] = tBf16 / tQ8;
+  summary[`q8_bw_${shape}`] = q8Bytes / (tQ8 * 1e3) / bandwidth;
   summary[`q4_speedup_${shape}`] = tBf16 / tQ4;
   summary[`gemm5_ratio_${shape}`] = tGemm / Math.min(tF16, tBf16);
   summary[`f16_bw_${shape}`] = (n16 * 2) / (tF16 * 1e3) / bandwidth;
