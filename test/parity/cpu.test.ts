@@ -14,6 +14,7 @@ import { createCpuBackend, NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index
 import type { Backend } from '../../src/kernels/backend.js';
 import { createReferenceBackend } from '../../src/kernels/reference/index.js';
 import { quantizeQ4, quantizeQ8 } from '../../src/quant/weights.js';
+import type { WeightTensor } from '../../src/quant/format.js';
 import { assertClose, attentionCases, dense, randn, VERIFY_TOLERANCE } from '../helpers/parity.js';
 import { makePlanes } from '../helpers/planes.js';
 import { inCi } from '../helpers/ci.js';
@@ -62,6 +63,20 @@ function availableIsas(): string[] {
   return isas;
 }
 const ISAS = availableIsas();
+
+/** out = x · Wᵀ for n tokens, asserting it is batch invariant: each token alone gives its row of the batch bit for bit. */
+function batchInvariantMatmul(cpu: Backend, x: Float32Array, w: WeightTensor, n: number, label: string): Float32Array {
+  const rows = w.shape[0]!;
+  const cols = x.length / n;
+  const got = new Float32Array(n * rows);
+  cpu.matmul(got, x, w, n);
+  for (let t = 0; t < n; t++) {
+    const one = new Float32Array(rows);
+    cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), w, 1);
+    assert.deepEqual(one, got.subarray(t * rows, (t + 1) * rows), `${label} token ${t} of ${n}`);
+  }
+  return got;
+}
 
 /** Activations as the 4- and 8-bit kernels take them: int8 per 32-block, x ≈ q·d with d = amax/127. */
 function int8Acts(x: Float32Array, n: number, cols: number): Float32Array {
@@ -196,14 +211,7 @@ for (const isa of ISAS) {
         const prepared = cpu.prepareWeight(w);
         assert.equal(prepared.dtype === 'q4' && prepared.packing, 'blocks32');
         const x = randn(rng, n * cols);
-        const got = new Float32Array(n * rows);
-        cpu.matmul(got, x, prepared, n);
-        // batch invariant: each token alone gives its row of the batch bit for bit
-        for (let t = 0; t < n; t++) {
-          const one = new Float32Array(rows);
-          cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), prepared, 1);
-          assert.deepEqual(one, got.subarray(t * rows, (t + 1) * rows), `q4 [${rows}x${cols}] token ${t} of ${n}`);
-        }
+        const got = batchInvariantMatmul(cpu, x, prepared, n, `q4 [${rows}x${cols}]`);
         // Exact reference: the repacked weights (F16 scales and minimums) times the quantized activations.
         const want = new Float32Array(n * rows);
         ref.matmul(want, int8Acts(x, n, cols), prepared, n);
@@ -230,13 +238,7 @@ for (const isa of ISAS) {
         const prepared = cpu.prepareWeight(w);
         assert.equal(prepared.dtype === 'q8' && prepared.packing, 'blocks32');
         const x = randn(rng, n * cols);
-        const got = new Float32Array(n * rows);
-        cpu.matmul(got, x, prepared, n);
-        for (let t = 0; t < n; t++) {
-          const one = new Float32Array(rows);
-          cpu.matmul(one, x.subarray(t * cols, (t + 1) * cols), prepared, 1);
-          assert.deepEqual(one, got.subarray(t * rows, (t + 1) * rows), `q8 [${rows}x${cols}] token ${t} of ${n}`);
-        }
+        const got = batchInvariantMatmul(cpu, x, prepared, n, `q8 [${rows}x${cols}]`);
         const want = new Float32Array(n * rows);
         ref.matmul(want, int8Acts(x, n, cols), prepared, n);
         assertClose(got, want, 2e-4, Math.sqrt(cols), `q8 g${group} [${rows}x${cols}] n=${n}`);

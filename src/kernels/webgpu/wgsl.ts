@@ -22,6 +22,32 @@ fn byte_${name}(b: u32) -> u32 {
 }
 
 /**
+ * weight(r, j): element j of row r of a matrix in any weight format (dtype 0-4 as MATMUL's), read
+ * from the F32 binding `f`, the packed u32 binding `h` (with packed(h)) and `metadata` (F16 scales
+ * [rows, nb], then for 4 bits the minimums [rows, nb]); `cols` and `rows` are WGSL expressions.
+ */
+function weightReader(f: string, h: string, cols: string, rows: string): string {
+  return /* wgsl */ `
+fn weight(r: u32, j: u32) -> f32 {
+  if (p.dtype == 0u) { return ${f}[r * ${cols} + j]; }
+  if (p.dtype <= 2u) { return half_${h}(r * ${cols} + j, p.dtype); }
+  let nb = (${cols} + 31u) / 32u;
+  let blk = r * nb + (j >> 5u);
+  let i = j & 31u;
+  let scale = unpack2x16float(metadata[blk >> 1u])[blk & 1u];
+  if (p.dtype == 4u) {
+    // the byte's sign extended: bits 24-31 of an i32 shifted back down
+    return f32(bitcast<i32>(byte_${h}(blk * 32u + i) << 24u) >> 24u) * scale;
+  }
+  let byte = byte_${h}(blk * 16u + (i & 15u));
+  let q = select(byte & 15u, byte >> 4u, i >= 16u);
+  let mn = unpack2x16float(metadata[(blk + ${rows} * nb) >> 1u])[(blk + ${rows} * nb) & 1u];
+  return f32(q) * scale + mn;
+}
+`;
+}
+
+/**
  * out[t, row0 + r] = Σ_j W[r, j] · x[t, j] (or += it, with accumulate), out rows of out_rows: W
  * is rows [row0, row0 + rows) of a matrix split by rows where it exceeds one binding. A workgroup of 64 takes one row and up to 4 tokens; each
  * thread strides over the columns, then the partial sums are reduced in workgroup memory.
@@ -40,24 +66,7 @@ struct P { rows: u32, cols: u32, n: u32, dtype: u32, row_groups: u32, accumulate
 ${packed('wh')}
 var<workgroup> part: array<f32, 256>;
 
-fn weight(r: u32, j: u32) -> f32 {
-  if (p.dtype == 0u) { return wf[r * p.cols + j]; }
-  if (p.dtype <= 2u) { return half_wh(r * p.cols + j, p.dtype); }
-  let nb = (p.cols + 31u) / 32u;
-  let blk = r * nb + (j >> 5u);
-  let i = j & 31u;
-  if (p.dtype == 4u) {
-    // the byte's sign extended: bits 24-31 of an i32 shifted back down
-    let q = bitcast<i32>(byte_wh(blk * 32u + i) << 24u) >> 24u;
-    return f32(q) * unpack2x16float(metadata[blk >> 1u])[blk & 1u];
-  }
-  let byte = byte_wh(blk * 16u + (i & 15u));
-  let q = select(byte & 15u, byte >> 4u, i >= 16u);
-  let scale = unpack2x16float(metadata[blk >> 1u])[blk & 1u];
-  let mn = unpack2x16float(metadata[(blk + p.rows * nb) >> 1u])[(blk + p.rows * nb) & 1u];
-  return f32(q) * scale + mn;
-}
-
+${weightReader('wf', 'wh', 'p.cols', 'p.rows')}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
   let r = wg.x + wg.y * p.row_groups;
@@ -202,21 +211,7 @@ struct P { n: u32, dim: u32, dtype: u32, row0: u32, rows: u32 }
 @group(0) @binding(5) var<storage, read> metadata: array<u32>;
 ${packed('th')}
 
-// Element j of row r of this slice, in any weight format (as MATMUL's weight()).
-fn value(r: u32, j: u32) -> f32 {
-  if (p.dtype == 0u) { return tf[r * p.dim + j]; }
-  if (p.dtype <= 2u) { return half_th(r * p.dim + j, p.dtype); }
-  let nb = (p.dim + 31u) / 32u;
-  let blk = r * nb + (j >> 5u);
-  let i = j & 31u;
-  let scale = unpack2x16float(metadata[blk >> 1u])[blk & 1u];
-  if (p.dtype == 4u) { return f32(bitcast<i32>(byte_th(blk * 32u + i) << 24u) >> 24u) * scale; }
-  let byte = byte_th(blk * 16u + (i & 15u));
-  let q = select(byte & 15u, byte >> 4u, i >= 16u);
-  let mn = unpack2x16float(metadata[(blk + p.rows * nb) >> 1u])[(blk + p.rows * nb) & 1u];
-  return f32(q) * scale + mn;
-}
-
+${weightReader('tf', 'th', 'p.dim', 'p.rows')}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = id.x + id.y * nw.x * 64u;
@@ -224,7 +219,7 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) nw: v
   let token = tokens[i / p.dim];
   // This dispatch holds rows [row0, row0 + rows) of the table; other tokens are another's.
   if (token < p.row0 || token >= p.row0 + p.rows) { return; }
-  out[i] = value(token - p.row0, i % p.dim);
+  out[i] = weight(token - p.row0, i % p.dim);
 }
 `;
 

@@ -32,6 +32,16 @@ void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, 
   pool_run_sized(mm_job, &c, (size_t)rows * cols * (dtype == 0 ? 4 : 2) * n);
 }
 
+/* The int8 activations of n tokens of nb blocks each, in the shared scratch; 0, or -1 when out of memory. */
+static int acts_alloc(q8_acts *a, int n, int nb) {
+  a->q = grow(&acts_q, &acts_q_cap, (size_t)n * nb * QK);
+  a->d = grow(&acts_d, &acts_d_cap, (size_t)n * nb * sizeof(float));
+  a->sum = grow(&acts_sum, &acts_sum_cap, (size_t)n * nb * sizeof(int32_t));
+  a->dsum = grow(&acts_dsum, &acts_dsum_cap, (size_t)n * nb * sizeof(float));
+  a->nb = nb;
+  return a->q && a->d && a->sum && a->dsum ? 0 : -1;
+}
+
 typedef struct {
   float *out;
   const float *x;
@@ -64,15 +74,10 @@ int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16
   c.w.scales = scales;
   c.w.mins = mins;
   c.w.nb = nb;
-  c.a.q = grow(&acts_q, &acts_q_cap, (size_t)n * nb * QK);
-  c.a.d = grow(&acts_d, &acts_d_cap, (size_t)n * nb * sizeof(float));
-  c.a.sum = grow(&acts_sum, &acts_sum_cap, (size_t)n * nb * sizeof(int32_t));
-  c.a.dsum = grow(&acts_dsum, &acts_dsum_cap, (size_t)n * nb * sizeof(float));
-  c.a.nb = nb;
   c.rows = rows;
   c.cols = cols;
   c.n = n;
-  if (!c.a.q || !c.a.d || !c.a.sum || !c.a.dsum) return -1;
+  if (acts_alloc(&c.a, n, nb) != 0) return -1;
   pool_run_sized(q4_quant_job, &c, (size_t)n * cols * sizeof(float));
   /* a block is 16 code bytes, an F16 scale and an F16 minimum */
   pool_run_sized(q4_job, &c, (size_t)rows * nb * 20 * n);
@@ -109,15 +114,10 @@ int matmul_q8_run(float *out, const float *x, const int8_t *codes, const uint16_
   c.w.codes = codes;
   c.w.scales = scales;
   c.w.nb = nb;
-  c.a.q = grow(&acts_q, &acts_q_cap, (size_t)n * nb * QK);
-  c.a.d = grow(&acts_d, &acts_d_cap, (size_t)n * nb * sizeof(float));
-  c.a.sum = grow(&acts_sum, &acts_sum_cap, (size_t)n * nb * sizeof(int32_t));
-  c.a.dsum = grow(&acts_dsum, &acts_dsum_cap, (size_t)n * nb * sizeof(float));
-  c.a.nb = nb;
   c.rows = rows;
   c.cols = cols;
   c.n = n;
-  if (!c.a.q || !c.a.d || !c.a.sum || !c.a.dsum) return -1;
+  if (acts_alloc(&c.a, n, nb) != 0) return -1;
   pool_run_sized(q8_quant_job, &c, (size_t)n * cols * sizeof(float));
   /* a block is 32 code bytes and an F16 scale */
   pool_run_sized(q8_job, &c, (size_t)rows * nb * 34 * n);
