@@ -16,6 +16,20 @@ const MIN_PLAIN_SAMPLES = 3;
  */
 const MAX_HOPELESS_BACKOFF = 16;
 /**
+ * Where only the measured acceptance holds speculation back, each probe that leaves plain decoding
+ * ahead doubles the gap to the next, up to this many times probeEvery. A probe there is a full
+ * round that loses against plain decoding (pdlm at 4K: a round of 4 at 77% acceptance cost about
+ * one plain step more than its tokens), and one every probeEvery steps kept `--spec auto` 5-9%
+ * behind plain INT8 decoding.
+ */
+const MAX_PROBE_BACKOFF = 4;
+/**
+ * ... but only while the best round at the estimated acceptance is this far behind plain decoding:
+ * nearer than that (pdlm at 1K, where either may win by a few percent) a choice of plain decoding
+ * can be timing noise, and the probes stay every probeEvery steps.
+ */
+const BACKOFF_BELOW = 0.9;
+/**
  * Rounds whose timings are not kept (their acceptance is): the first round runs the draft's code
  * and reads its weights for the first time. Seen on pdlm at 1K: its draft steps took 0.9-1.3 ms
  * against 0.40-0.45 ms in the rounds after, and with that one sample as the draft's cost the
@@ -73,6 +87,7 @@ export class GammaController {
   private plainRun = 0;
   private specRun = 0;
   private hopelessBackoff = 1; // probe spacing (in probeEvery) while speculation cannot pay
+  private probeBackoff = 1; // probe spacing (in probeEvery) while only acceptance holds it back
   private lastGamma: number;
   private rounds = 0;
   /** Plain steps between probing rounds while speculation is off, and rounds between plain probes while it is on. */
@@ -155,8 +170,11 @@ export class GammaController {
     }
     let best = 0;
     let bestRate = 1 / this.verifyCost(1); // plain decoding
+    const plainRate = bestRate;
+    let bestSpecRate = 0;
     for (let g = 1; g <= this.maxGamma; g++) {
       const r = this.rate(g);
+      bestSpecRate = Math.max(bestSpecRate, r);
       if (r > bestRate) {
         best = g;
         bestRate = r;
@@ -165,17 +183,24 @@ export class GammaController {
     if (best > 0) {
       this.plainRun = 0;
       this.hopelessBackoff = 1;
+      this.probeBackoff = 1;
       this.lastGamma = best;
       return best;
     }
-    // Speculation does not pay now; still probe now and then so the acceptance estimate stays fresh.
-    // When even full acceptance would not pay at the measured costs, a probe only re-measures the
-    // costs (they move as the context grows), so the probes back off (MAX_HOPELESS_BACKOFF).
+    // Speculation does not pay now; still probe now and then so the acceptance estimate stays fresh,
+    // less often while the probes keep confirming it (MAX_PROBE_BACKOFF). When even full acceptance
+    // would not pay at the measured costs, a probe only re-measures the costs (they move as the
+    // context grows), so those probes back off further (MAX_HOPELESS_BACKOFF).
     const hopeless = this.bestFullAcceptanceRate() <= bestRate;
     if (!hopeless) this.hopelessBackoff = 1;
-    if (++this.plainRun >= this.hopelessBackoff * this.probeEvery) {
+    if (bestSpecRate >= BACKOFF_BELOW * plainRate) this.probeBackoff = 1;
+    const backoff = hopeless ? this.hopelessBackoff : this.probeBackoff;
+    if (++this.plainRun >= backoff * this.probeEvery) {
       this.plainRun = 0;
-      if (!hopeless) return this.lastGamma;
+      if (!hopeless) {
+        this.probeBackoff = Math.min(2 * this.probeBackoff, MAX_PROBE_BACKOFF);
+        return this.lastGamma;
+      }
       this.hopelessBackoff = Math.min(2 * this.hopelessBackoff, MAX_HOPELESS_BACKOFF);
       return this.cheapGamma; // it only re-measures the costs
     }

@@ -97,17 +97,58 @@ test('the first round is a warm-up: its slow timings do not turn speculation off
   assert.ok(choices.slice(-8).every((g) => g > 0), choices.join(' '));
 });
 
-test('speculation that only low acceptance holds back is probed every probeEvery plain steps', () => {
+test('speculation that only low acceptance holds back is probed with gaps growing from probeEvery to 4 · probeEvery plain steps', () => {
   const c = new GammaController(8, 4);
   // cheap drafts, but every draft rejected: plain decoding wins now, full acceptance would win
-  feed(c, 1, (b) => 4 + 0.2 * b, () => 0, 40);
-  let spec = 0;
-  for (let i = 0; i < 128; i++) {
+  const probeAt: number[] = [];
+  for (let i = 0; i < 1024; i++) {
     const g = c.choose();
-    if (g === 0) { c.observeVerify(1, 4.2); } else { spec++; c.observeDraftStep(1); c.observeVerify(g + 1, 4 + 0.2 * (g + 1)); c.observeRound(g, 0); }
+    if (g === 0) { c.observeVerify(1, 4.2); } else { probeAt.push(i); c.observeDraftStep(1); c.observeVerify(g + 1, 4 + 0.2 * (g + 1)); c.observeRound(g, 0); }
   }
-  assert.ok(spec >= 128 / (c.probeEvery + 1) - 1, `spec ${spec}`);
-  assert.ok(spec < 20, `spec ${spec}`);
+  const gaps = probeAt.slice(1).map((p, k) => p - probeAt[k]!);
+  // probes keep coming (the acceptance estimate stays fresh), with gaps of probeEvery, 2 · and then
+  // 4 · probeEvery plain steps (plus the probe itself and a forced plain re-measurement every 2 · probeEvery choices)
+  const cap = 4 * c.probeEvery;
+  assert.ok(gaps.some((x) => x <= 2 * c.probeEvery + 2), `the first gaps are short: ${gaps}`);
+  assert.ok(gaps.slice(-5).every((x) => x > cap && x <= cap + 1 + Math.ceil(cap / (2 * c.probeEvery))), `late gaps ${gaps}`);
+  assert.ok(probeAt.length >= 1024 / (cap + 4) - 1 && probeAt.length < 30, `${probeAt.length} probes`);
+});
+
+test('speculation within 10% of plain decoding keeps being probed every probeEvery plain steps (no backoff)', () => {
+  const c = new GammaController(8, 4);
+  // draft 1.4 ms, verify 4 + 0.2·b ms, plain 4.2 ms; rounds accept 0 and 1 drafts in turn (α about
+  // 0.33): the best round, γ = 1, gives about 0.96 of plain decoding's rate, so plain wins narrowly
+  let n = 0;
+  let probes = 0;
+  for (let i = 0; i < 640; i++) {
+    const g = c.choose();
+    if (g === 0) { c.observeVerify(1, 4.2); continue; }
+    if (i > 128) probes++;
+    c.observeDraftStep(1.4);
+    c.observeVerify(g + 1, 4 + 0.2 * (g + 1));
+    c.observeRound(g, Math.min(g, n++ % 2));
+  }
+  assert.ok(probes >= 512 / (c.probeEvery + 2) - 2, `${probes} probes in 512 steps`);
+});
+
+test('a probe whose acceptance makes speculation pay again ends the backoff', () => {
+  const c = new GammaController(8, 4);
+  feed(c, 1, (b) => 4 + 0.2 * b, () => 0, 200); // backed off to 4 · probeEvery
+  const choices: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const g = c.choose();
+    choices.push(g);
+    if (g === 0) { c.observeVerify(1, 4.2); continue; }
+    // from the first probe on, every draft is accepted
+    c.observeDraftStep(1);
+    c.observeVerify(g + 1, 4 + 0.2 * (g + 1));
+    c.observeRound(g, g);
+  }
+  const firstProbe = choices.findIndex((g) => g > 0);
+  assert.ok(firstProbe >= 0 && firstProbe <= 4 * c.probeEvery + 4, `first probe at ${firstProbe}`);
+  // full acceptance from then on: speculation takes over within a few rounds
+  const after = choices.slice(firstProbe + 8);
+  assert.ok(after.filter((g) => g > 0).length > 0.8 * after.length, choices.join(' '));
 });
 
 test('while speculation cannot pay even at full acceptance, probes back off to one per 16 · probeEvery plain steps', () => {
