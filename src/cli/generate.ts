@@ -65,6 +65,17 @@ function draftHeadBits(value: string | undefined): number | undefined {
   return Number(value);
 }
 
+/** --draft-bits/--draft-group/--draft-layers/--draft-head/--draft-symmetric as loadModel's draft options (validated by the engine). */
+export function draftOptions(flags: Flags): { bits?: number; groupSize?: number; layers?: string; headBits?: number; symmetric?: boolean } {
+  return {
+    bits: int(flags, 'draft-bits'),
+    groupSize: int(flags, 'draft-group'),
+    layers: str(flags, 'draft-layers'),
+    headBits: draftHeadBits(str(flags, 'draft-head')),
+    symmetric: flags['draft-symmetric'] === true ? true : undefined,
+  };
+}
+
 /** --spec/--gamma/--kv... as engine decoding options (validated by the engine). */
 export function decodingOptions(flags: Flags): DecodingOptions {
   const gamma = str(flags, 'gamma');
@@ -88,13 +99,7 @@ export async function loadForCli(flags: Flags, withDraft = true): Promise<Model>
   const backend = str(flags, 'backend');
   const model = await loadModel(modelPathOf(flags), {
     ...decodingOptions(flags),
-    draft: withDraft && {
-      bits: int(flags, 'draft-bits'),
-      groupSize: int(flags, 'draft-group'),
-      layers: str(flags, 'draft-layers'),
-      headBits: draftHeadBits(str(flags, 'draft-head')),
-      symmetric: flags['draft-symmetric'] === true ? true : undefined,
-    },
+    draft: withDraft && draftOptions(flags),
     tokenizer: str(flags, 'tokenizer'),
     backend: backend as BackendName | undefined,
     contextLength: int(flags, 'ctx'),

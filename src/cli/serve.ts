@@ -7,7 +7,7 @@ import { RemoteModel } from '../engine/remote.js';
 import type { BackendName, PrefillActivations } from '../engine/api.js';
 import { QuantspecServer } from '../server/http.js';
 import { DECODING_FLAGS, int, MODEL_FLAGS, modelPathOf, parse, SAMPLING_FLAGS, str } from './args.js';
-import { decodingOptions, generationOptions } from './generate.js';
+import { decodingOptions, draftOptions, generationOptions } from './generate.js';
 
 export const SERVE_USAGE = `usage: quantspec serve [--model PATH | --synthetic NAME] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
                        [--parallel N] [--max-queue N] [--ctx N] [--prefill-activations bf16|f32] [--no-mmap]
@@ -66,6 +66,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const bound = await server.listen(() =>
     RemoteModel.load(modelPath, {
       ...decodingOptions(flags),
+      draft: draftOptions(flags),
       tokenizer: str(flags, 'tokenizer'),
       backend: str(flags, 'backend') as BackendName | undefined,
       contextLength: int(flags, 'ctx'),

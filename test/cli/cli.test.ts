@@ -2,11 +2,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { REPO_ROOT, sharedPath } from '../helpers/shared.js';
 import { tmpDir } from '../helpers/hfdir.js';
+import { DECODING_FLAGS, parse } from '../../src/cli/args.js';
+import { draftOptions } from '../../src/cli/generate.js';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'quantspec.js');
 
@@ -140,6 +142,9 @@ test('--stats prints speculation statistics to stderr; bad decoding flags are na
     [['--kv-value-group', '48'], /value group size 48 must be an even divisor of head_dim 64/],
     [['--draft-bits', '3'], /--draft-bits supports 4 only/],
     [['--draft-layers', 'ffn'], /unknown draft layer "ffn"/],
+    [['--draft-head', '6'], /--draft-head is 8, 4 or 0/],
+    [['--draft-head', 'x'], /--draft-head takes 8, 4 or none, got "x"/],
+    [['--draft-layers', 'all+head', '--draft-head', '8'], /lm_head make a 4-bit head, but --draft-head is 8/],
     [['--prefill-activations', 'f16'], /--prefill-activations must be 'bf16' or 'f32'/],
   ];
   for (const [args, pattern] of cases) {
@@ -196,4 +201,30 @@ test('bench: every mode from one prefilled cache, medians of --runs runs, speedu
   const at = (mode: string) => rows.find((y) => y.context === 300 && y.mode === mode);
   assert.equal(at('fp').bytes_per_step - at('f16').bytes_per_step, 2 * 6 * 300 * 128 * 2);
   assert.match(r.stdout, /\| 300 \| snapkv \| 4 \|/);
+});
+
+test('serve takes the draft flags as generate does (one parser for both)', () => {
+  const flags = parse(['--draft-head', 'none', '--draft-group', '64', '--draft-layers', 'mlp', '--draft-symmetric'], { ...DECODING_FLAGS }).flags;
+  assert.deepEqual(draftOptions(flags), { bits: undefined, groupSize: 64, layers: 'mlp', headBits: 0, symmetric: true });
+  assert.equal(draftOptions(parse(['--draft-head', '4'], { ...DECODING_FLAGS }).flags).headBits, 4);
+});
+
+test('serve loads its model with the draft flags: a bad --draft-head fails the load by name', async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--draft-head', '6'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no load result in 60 s: ${stderr}`)), 60000);
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (/model (failed to load|ready)/.test(stderr)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.match(stderr, /model failed to load: .*headBits is 8, 4 or 0 \(the target's head\), got 6/);
 });
