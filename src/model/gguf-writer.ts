@@ -383,6 +383,7 @@ export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, 
     if (permute && (role === 'wk' || role === 'bk')) t = permuteRows(t, c.nKvHeads);
     return t;
   };
+  const block = blockType(dtype);
   for (const key of keys) {
     const info = src.info(hfTensorName(key));
     if (!info) throw new InvalidArgumentError(`${dir}: tensor ${hfTensorName(key)} is missing.`);
@@ -391,13 +392,11 @@ export function writeModelGguf(input: GgufInput, out: string, dtype: GgufDtype, 
     if (!vector && encode) { /* custom encoders see the tensor first and may pick any type */
       const t = dense(key);
       const custom = encode(name, t);
-      const block = blockType(dtype);
       const { type, bytes } = custom ?? (!block ? toBytes(t, dtype as 'f32' | 'f16') : t.shape.at(-1)! % 32 === 0 ? block.encode(t) : toBytes(t, 'f16'));
       tensors.push(custom ?? { name, shape: t.shape, type, bytes });
       continue;
     }
     const n = info.shape.reduce((a, b) => a * b, 1);
-    const block = blockType(dtype);
     const type = vector ? 0 : dtype === 'f32' ? 0 : block && info.shape.at(-1)! % 32 === 0 ? block.type : 1;
     const produce = (): Uint8Array => {
       const t = dense(key);

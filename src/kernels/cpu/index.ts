@@ -246,8 +246,11 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
             return;
           }
           const [rows, cols] = w.shape;
-          if (x.length < nTokens * cols || out.length < nTokens * rows || w.codes.length < rows * Math.ceil(cols / 32) * 32) {
-            throw new ShapeMismatchError(`matmul: x needs ${nTokens * cols} floats and out ${nTokens * rows} for W [${rows}, ${cols}]`);
+          const nb = Math.ceil(cols / 32);
+          if (x.length < nTokens * cols || out.length < nTokens * rows || w.codes.length < rows * nb * 32 || w.scales.length < rows * nb) {
+            throw new ShapeMismatchError(
+              `matmul: x needs ${nTokens * cols} floats, out ${nTokens * rows}, and 8-bit W [${rows}, ${cols}] ${rows * nb * 32} codes and ${rows * nb} scales`,
+            );
           }
           native.matmulQ8(out, x, w.codes, w.scales, rows, cols, nTokens);
           return;

@@ -254,11 +254,11 @@ typedef struct {
   uint16_t *scales, *mins;
 } q4q_ctx;
 
-/* Row r of the source as F32 (conversions from F16 and BF16 are exact). */
-static void q4q_row(const q4q_ctx *c, int r, float *row) {
-  const size_t base = (size_t)r * c->cols;
-  if (c->dtype == 0) memcpy(row, (const float *)c->src + base, sizeof(float) * (size_t)c->cols);
-  else K->row_to_f32(row, (const uint16_t *)c->src + base, c->cols, c->dtype);
+/* Row r of a source matrix [?, cols] (dtype 0 f32, 1 f16, 2 bf16) as F32 (the conversions are exact). */
+static void source_row(const void *src, int dtype, int cols, int r, float *row) {
+  const size_t base = (size_t)r * cols;
+  if (dtype == 0) memcpy(row, (const float *)src + base, sizeof(float) * (size_t)cols);
+  else K->row_to_f32(row, (const uint16_t *)src + base, cols, dtype);
 }
 
 /* Math.min and Math.max of JavaScript: NaN if either is NaN; -0 below +0. */
@@ -281,7 +281,7 @@ static void q4q_job(void *p, int part, int n_parts) {
   float *row = malloc(sizeof(float) * (size_t)cols);
   if (!row) return;
   for (int r = r0; r < r1; r++) {
-    q4q_row(c, r, row);
+    source_row(c->src, c->dtype, cols, r, row);
     uint8_t *codes = c->codes + (size_t)r * nb * 16;
     memset(codes, 0, (size_t)nb * 16);
     for (int g = 0; g < n_groups; g++) {
@@ -343,9 +343,8 @@ static void q8q_job(void *p, int part, int n_parts) {
   const int cols = c->cols, G = c->group, n_groups = (cols + G - 1) / G, nb = (cols + 31) / 32;
   float *row = malloc(sizeof(float) * (size_t)cols);
   if (!row) return;
-  const q4q_ctx src = {c->src, c->dtype, c->rows, c->cols, G, 1, NULL, NULL, NULL};
   for (int r = r0; r < r1; r++) {
-    q4q_row(&src, r, row);
+    source_row(c->src, c->dtype, cols, r, row);
     int8_t *codes = c->codes + (size_t)r * nb * 32;
     memset(codes, 0, (size_t)nb * 32);
     for (int g = 0; g < n_groups; g++) {

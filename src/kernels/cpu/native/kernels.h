@@ -11,8 +11,22 @@
 /* Q4 blocks of 32 weights, repacked at load time: byte j of a block holds element j (low nibble)
  * and element j + 16 (high nibble); w = q * scale + min, scale and min in F16 (5 bits per weight). */
 #define QK 32
-/* Tokens whose activations a 4-bit matmul keeps in L1 while it walks the rows once for them. */
+/* Tokens whose activations a 4- or 8-bit matmul keeps in L1 while it walks the rows once for them. */
 #define Q4_TOKEN_BLOCK 8
+/* The 4- and 8-bit matmuls' driver over rows [r0, r1) and tokens [0, n): tokens in blocks of
+ * Q4_TOKEN_BLOCK, each row pair taken for every token of the block while its codes are in L1 (a
+ * verify of 5 tokens reads the weights once, a prompt chunk once per 8 tokens). ROWS(out, x, w,
+ * rows, r, t, RB) does RB rows for token t with the same operations per (row, token) whatever RB,
+ * so results stay batch invariant. */
+#define TOKEN_BLOCKED_ROWS(ROWS, out, x, w, rows, n, r0, r1)                     \
+  for (int t0_ = 0; t0_ < (n); t0_ += Q4_TOKEN_BLOCK) {                          \
+    const int t1_ = (n) - t0_ < Q4_TOKEN_BLOCK ? (n) : t0_ + Q4_TOKEN_BLOCK;     \
+    int r_ = (r0);                                                               \
+    for (; r_ + 2 <= (r1); r_ += 2)                                              \
+      for (int t_ = t0_; t_ < t1_; t_++) ROWS(out, x, w, rows, r_, t_, 2);       \
+    for (; r_ < (r1); r_++)                                                      \
+      for (int t_ = t0_; t_ < t1_; t_++) ROWS(out, x, w, rows, r_, t_, 1);       \
+  }
 
 typedef struct {
   const uint8_t *codes;   /* [rows, nb, 16] */

@@ -85,19 +85,9 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   }
 }
 
-/* Tokens in blocks of Q4_TOKEN_BLOCK (their activations stay in L1), each row pair taken for
- * every token of the block while its codes are in L1: a verify of 5 tokens reads the weights once,
- * a prompt chunk once per 8 tokens. Each (row, token) is q4_rows' same sequence of operations
- * whatever the blocking, so results stay batch invariant. */
+/* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
-  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
-    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
-    int r = r0;
-    for (; r + 2 <= r1; r += 2)
-      for (int t = t0; t < t1; t++) q4_rows(out, x, w, rows, r, t, 2);
-    for (; r < r1; r++)
-      for (int t = t0; t < t1; t++) q4_rows(out, x, w, rows, r, t, 1);
-  }
+  TOKEN_BLOCKED_ROWS(q4_rows, out, x, w, rows, n, r0, r1)
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
@@ -448,16 +438,9 @@ static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_a
   for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = hsum(acc[i]);
 }
 
-/* Tokens in blocks of Q4_TOKEN_BLOCK, each row pair taken for all of them, as matmul_q4 (batch invariant). */
+/* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
-  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
-    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
-    int r = r0;
-    for (; r + 2 <= r1; r += 2)
-      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 2);
-    for (; r < r1; r++)
-      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 1);
-  }
+  TOKEN_BLOCKED_ROWS(q8_rows, out, x, w, rows, n, r0, r1)
 }
 
 const kernel_table kernels_avx2 = {

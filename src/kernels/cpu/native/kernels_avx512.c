@@ -159,19 +159,9 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]) + tail[i] + vw_hsum(m16[i]);
 }
 
-/* Tokens in blocks of Q4_TOKEN_BLOCK (their activations stay in L1), each row pair taken for
- * every token of the block while its codes are in L1: a verify of 5 tokens reads the weights once,
- * a prompt chunk once per 8 tokens. Each (row, token) is q4_rows' same sequence of operations
- * whatever the blocking, so results stay batch invariant. */
+/* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
-  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
-    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
-    int r = r0;
-    for (; r + 2 <= r1; r += 2)
-      for (int t = t0; t < t1; t++) q4_rows(out, x, w, rows, r, t, 2);
-    for (; r < r1; r++)
-      for (int t = t0; t < t1; t++) q4_rows(out, x, w, rows, r, t, 1);
-  }
+  TOKEN_BLOCKED_ROWS(q4_rows, out, x, w, rows, n, r0, r1)
 }
 
 /* Two Q8 blocks (64 signed codes) against 64 int8 activations, 16 int32 lanes (lanes 0-7 block b,
@@ -239,18 +229,11 @@ static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_a
   for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]);
 }
 
-/* Tokens in blocks of Q4_TOKEN_BLOCK, each row pair taken for all of them, as matmul_q4 (batch invariant). */
+/* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
-  for (int t0 = 0; t0 < n; t0 += Q4_TOKEN_BLOCK) {
-    const int t1 = n - t0 < Q4_TOKEN_BLOCK ? n : t0 + Q4_TOKEN_BLOCK;
-    int r = r0;
-    if (n == 1) /* one token: 4 rows at a time */
-      for (; r + Q8_RB1 <= r1; r += Q8_RB1) q8_rows(out, x, w, rows, r, 0, Q8_RB1);
-    for (; r + 2 <= r1; r += 2)
-      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 2);
-    for (; r < r1; r++)
-      for (int t = t0; t < t1; t++) q8_rows(out, x, w, rows, r, t, 1);
-  }
+  if (n == 1) /* one token: 4 rows at a time */
+    for (; r0 + Q8_RB1 <= r1; r0 += Q8_RB1) q8_rows(out, x, w, rows, r0, 0, Q8_RB1);
+  TOKEN_BLOCKED_ROWS(q8_rows, out, x, w, rows, n, r0, r1)
 }
 
 /* ---- attention over the planes -------------------------------------------------------------- */
