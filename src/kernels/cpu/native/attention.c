@@ -10,13 +10,20 @@ static void *attn_scratch, *attn_parts, *attn_outs;
 static size_t attn_scratch_cap, attn_parts_cap, attn_outs_cap;
 
 #define MAX_GROUPS 8
-/* Positions per dense work item (rounded up to whole key groups). */
+/* Positions per dense work item (rounded up to whole key groups): ATTN_CHUNK below
+ * ATTN_WIDE_FROM chunks' worth of positions, ATTN_WIDE chunks' worth from there on. Every item
+ * leaves one partial per pair for the merge to read back, and beyond a few thousand positions
+ * the chunks of 256 made the merge a tenth of a long-context pass; near the start the small
+ * chunks keep both threads busy on short contexts. The grid is fixed by position alone. */
 #define ATTN_CHUNK 256
+#define ATTN_WIDE 4
+#define ATTN_WIDE_FROM 16
 
 typedef struct {
   attn_args a;
   int n_rep;
-  int chunk; /* positions per dense work item */
+  int chunk; /* positions per dense work item below wide_from */
+  int wide_from; /* from this position on, items of ATTN_WIDE * chunk positions */
   /* Queries with the same quantization boundary form a group; one pass over the cache serves a group. */
   int n_groups;
   int group_q0[MAX_GROUPS + 1]; /* group k = queries [group_q0[k], group_q0[k + 1]) */
@@ -39,6 +46,33 @@ static void visible_range(const attn_args *a, int query, int *lo, int *hi) {
   *hi = pos + 1;
 }
 
+/* The grid's item boundary at or below position p, and the size of the item starting there. */
+static int grid_floor(const at_ctx *c, int p) {
+  if (p < c->wide_from) return (p / c->chunk) * c->chunk;
+  const int wide = ATTN_WIDE * c->chunk;
+  return c->wide_from + ((p - c->wide_from) / wide) * wide;
+}
+
+static int grid_step(const at_ctx *c, int p) { return p < c->wide_from ? c->chunk : ATTN_WIDE * c->chunk; }
+
+/* Items of the grid from lo (a boundary) to cover [lo, hi). */
+static int grid_items(const at_ctx *c, int lo, int hi) {
+  if (hi <= lo) return 0;
+  const int narrow_end = hi < c->wide_from ? hi : c->wide_from;
+  const int narrow = lo < narrow_end ? (narrow_end - lo + c->chunk - 1) / c->chunk : 0;
+  const int wide_lo = lo > c->wide_from ? lo : c->wide_from, wide = ATTN_WIDE * c->chunk;
+  return narrow + (hi > wide_lo ? (hi - wide_lo + wide - 1) / wide : 0);
+}
+
+/* Positions [*p0, *p1) of item idx of group k. */
+static void item_range(const at_ctx *c, int k, int idx, int *p0, int *p1) {
+  const int lo = c->group_lo[k];
+  const int narrow = lo < c->wide_from ? (c->wide_from - lo) / c->chunk : 0; /* narrow items before the wide ones */
+  *p0 = idx < narrow ? lo + idx * c->chunk : (lo > c->wide_from ? lo : c->wide_from) + (idx - narrow) * ATTN_WIDE * c->chunk;
+  const int end = *p0 + grid_step(c, *p0);
+  *p1 = end < c->group_hi[k] ? end : c->group_hi[k];
+}
+
 static void empty_parts(attn_partial *p, int n) {
   for (int i = 0; i < n; i++) p[i].m = -INFINITY, p[i].l = 0;
 }
@@ -55,8 +89,8 @@ static void attn_job(void *p, int part, int n_parts) {
     if (item < c->dense_items) {
       int k = 0;
       while (item >= c->group_items0[k + 1]) k++;
-      const int p0 = c->group_lo[k] + (item - c->group_items0[k]) * c->chunk;
-      const int p1 = p0 + c->chunk < c->group_hi[k] ? p0 + c->chunk : c->group_hi[k];
+      int p0, p1;
+      item_range(c, k, item - c->group_items0[k], &p0, &p1);
       K->attention_rows(a, c->group_q0[k], c->group_q0[k + 1], p0, p1, scratch, parts, outs);
       continue;
     }
@@ -139,15 +173,17 @@ static int group_queries(at_ctx *c) {
   return ATTN_OK;
 }
 
-/* Chunks of ATTN_CHUNK positions (whole key groups) at absolute multiples of the chunk size: a
- * query's partials then do not depend on the other queries of its batch (a verify pass gives bit
- * for bit what decoding the same tokens one by one gives), because masked positions add exact
- * zeros and every sum keeps its order. */
+/* Items on a grid fixed by position alone (grid_floor: chunks of whole key groups, wider past
+ * wide_from): a query's partials then do not depend on the other queries of its batch (a verify
+ * pass gives bit for bit what decoding the same tokens one by one gives), because masked
+ * positions add exact zeros and every sum keeps its order. */
 static void plan_items(at_ctx *c) {
   const attn_args *a = &c->a;
   const kv_planes *p = a->kv->planes;
   int chunk = ATTN_CHUNK;
   if (p && chunk % p->group_k != 0) chunk = (chunk / p->group_k + 1) * p->group_k;
+  c->chunk = chunk;
+  c->wide_from = ATTN_WIDE_FROM * chunk;
   for (int k = 0; k < c->n_groups; k++) {
     int lo = 1 << 30, hi = 0;
     for (int qi = c->group_q0[k]; qi < c->group_q0[k + 1]; qi++) {
@@ -156,19 +192,18 @@ static void plan_items(at_ctx *c) {
       if (l < lo) lo = l;
       if (h > hi) hi = h;
     }
-    c->group_lo[k] = (lo / chunk) * chunk;
+    c->group_lo[k] = grid_floor(c, lo);
     c->group_hi[k] = hi > lo ? hi : c->group_lo[k];
   }
-  c->chunk = chunk;
   c->group_items0[0] = 0;
-  for (int k = 0; k < c->n_groups; k++)
-    c->group_items0[k + 1] = c->group_items0[k] + (c->group_hi[k] - c->group_lo[k] + chunk - 1) / chunk;
+  for (int k = 0; k < c->n_groups; k++) c->group_items0[k + 1] = c->group_items0[k] + grid_items(c, c->group_lo[k], c->group_hi[k]);
   c->dense_items = c->group_items0[c->n_groups];
   c->n_items = c->dense_items + (a->kv->sel_positions ? a->nq : 0);
   c->slot = (size_t)a->nq * a->n_heads;
-  const size_t rows_scratch = attn_rows_scratch(a->nq * a->n_heads, a->n_kv_heads, a->head_dim, chunk);
+  const int widest = ATTN_WIDE * chunk;
+  const size_t rows_scratch = attn_rows_scratch(a->nq * a->n_heads, a->n_kv_heads, a->head_dim, widest);
   const int sel_stride = a->kv->sel_stride;
-  const size_t head_scratch = (size_t)a->head_dim * 2 + (size_t)c->n_rep * (chunk > sel_stride ? chunk : sel_stride) + 64;
+  const size_t head_scratch = (size_t)a->head_dim * 2 + (size_t)c->n_rep * (widest > sel_stride ? widest : sel_stride) + 64;
   c->scratch_per_thread = ((rows_scratch > head_scratch ? rows_scratch : head_scratch) + 15) & ~(size_t)15;
 }
 
@@ -183,8 +218,8 @@ static long item_cost(const at_ctx *c, int item) {
   if (item >= c->dense_items) return (long)FP_ROW_COST * a->kv->sel_count + 1;
   int k = 0;
   while (item >= c->group_items0[k + 1]) k++;
-  const int p0 = c->group_lo[k] + (item - c->group_items0[k]) * c->chunk;
-  const int p1 = p0 + c->chunk < c->group_hi[k] ? p0 + c->chunk : c->group_hi[k];
+  int p0, p1;
+  item_range(c, k, item - c->group_items0[k], &p0, &p1);
   const kv_planes *pl = a->kv->planes;
   const int qa = pl ? quant_boundary(a->start_pos + c->group_q0[k], pl->group_k) : 0; /* planes below, rows from here */
   const int fp = p1 - (qa > p0 ? (qa < p1 ? qa : p1) : p0);

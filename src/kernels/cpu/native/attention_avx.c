@@ -502,8 +502,9 @@ void ATTENTION_DRIVER(const attn_blocks *blocks, const attn_args *a, int q0, int
   c.values = (int32_t *)(c.prep + c.prep_bytes * c.n_kv);
   c.part = part, c.outp = outp;
   c.fp_conv = scratch + attn_rows_scratch(c.n_pairs, c.n_kv, d, c.count) - attn_fp_conv_floats(d);
-  memset(outp, 0, sizeof(float) * (size_t)c.n_pairs * d);
   const int planes = p0 < c.qa_end;
+  /* values_whole_groups sets every pair's outputs first (pair_softmax); the other paths add to zeros */
+  if (!(planes && pl->group_v == d)) memset(outp, 0, sizeof(float) * (size_t)c.n_pairs * d);
   if (planes) keys_from_planes(&c);
   keys_from_rows(&c, planes ? c.qa_end - p0 : 0);
   if (planes && pl->group_v == d) {
