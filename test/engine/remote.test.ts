@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidArgumentError } from '../../src/core/errors.js';
 import { collect } from '../../src/engine/session.js';
+import { loadModel } from '../../src/engine/model.js';
 import { RemoteModel } from '../../src/engine/remote.js';
 import { NATIVE_ADDON_PATH } from '../../src/kernels/cpu/index.js';
 import { spawnSync } from 'node:child_process';
@@ -13,10 +14,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 test('a worker-hosted model streams the same tokens as in-process and never blocks the event loop', async () => {
+  // The reference backend makes a ~800-token prefill take seconds: the timer must keep firing.
+  const ids = [0, ...Array.from({ length: 800 }, (_, i) => 100 + ((i * 7) % 3000))];
+  // What one prefill chunk (128 tokens) blocks this thread for when the model runs here (timed
+  // warm, after a first run): the worker must never let the event loop stall for half of that;
+  // the same generation in-process stalls it for more than a whole chunk. (A fixed bound of
+  // 100 ms failed on a loaded 2-vCPU CI machine at 103 and 148 ms, from scheduling alone.)
+  const local = await loadModel(undefined, { contextLength: 1024, backend: 'reference', draft: false });
+  // two different prompts: the second run of one prompt would reuse its cached prefix
+  const chunkIds = (from: number) => [0, ...ids.slice(from, from + 128)];
+  const oneChunk = (from: number) => collect(local.generate({ ids: chunkIds(from) }, { temperature: 0, maxTokens: 1, spec: 'none', kv: 'fp' }));
+  await oneChunk(1);
+  const tc = performance.now();
+  const inProcess = await oneChunk(300);
+  const chunkMs = performance.now() - tc;
   const m = await RemoteModel.load(undefined, { contextLength: 1024, backend: 'reference' }, 2);
   try {
-    // The reference backend makes a ~800-token prefill take seconds: the timer must keep firing.
-    const ids = [0, ...Array.from({ length: 800 }, (_, i) => 100 + ((i * 7) % 3000))];
     let longestGapMs = 0;
     let last = performance.now();
     const timer = setInterval(() => {
@@ -29,8 +42,11 @@ test('a worker-hosted model streams the same tokens as in-process and never bloc
     const elapsed = performance.now() - t0;
     clearInterval(timer);
     assert.equal(r.generatedIds.length, 4);
+    const short = await collect(m.generate({ ids: chunkIds(300) }, { temperature: 0, maxTokens: 1, spec: 'none', kv: 'fp' }));
+    assert.deepEqual(short.generatedIds, inProcess.generatedIds, 'the worker and this thread decode alike');
     assert.ok(elapsed > 300, `the prefill took ${elapsed} ms`);
-    assert.ok(longestGapMs < 100, `the event loop stalled for ${longestGapMs} ms`);
+    assert.ok(chunkMs > 100, `one chunk in-process took ${chunkMs} ms: too short to tell a blocked loop from scheduling`);
+    assert.ok(longestGapMs < chunkMs / 2, `the event loop stalled for ${longestGapMs} ms (one chunk in-process: ${chunkMs} ms)`);
   } finally {
     await m.close();
   }

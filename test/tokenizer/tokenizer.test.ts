@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { TokenizerError } from '../../src/core/errors.js';
 import { encodeChat, renderChat } from '../../src/tokenizer/chat.js';
+import { ggufTokenizer } from '../../src/tokenizer/gguf.js';
 import { HfTokenizer } from '../../src/tokenizer/hf.js';
 import { Llama2cTokenizer } from '../../src/tokenizer/llama2c.js';
 import { StreamDetokenizer } from '../../src/tokenizer/stream.js';
@@ -110,4 +111,22 @@ test('llama2.c fast merge equals run.c\'s quadratic loop on real text', { skip: 
     else for (const b of bytes) symbols.push(3 + b);
   }
   assert.deepEqual(t.encode(text), naiveMerge(t, symbols));
+});
+
+test('GGUF byte-level vocabulary: every token keeps its id, "__proto__" and "constructor" included, and added tokens stay whole', () => {
+  // GPT-2 byte-level symbols: the printable ASCII used here stands for itself.
+  const tokens = ['_', 'p', 'r', 'o', 't', 'c', 'n', 's', 'u', '__', 'pr', 'pro', 'to', 'proto', '__proto__', 'constructor', '<|end|>'];
+  const types = tokens.map((t) => (t === '<|end|>' ? 3 : 1));
+  const merges = ['_ _', 'p r', 'pr o', 't o', 'pro to'];
+  const t = ggufTokenizer({
+    path: 'vocab.gguf',
+    metadata: new Map<string, unknown>([
+      ['tokenizer.ggml.model', 'gpt2'], ['tokenizer.ggml.pre', 'default'], ['tokenizer.ggml.tokens', tokens],
+      ['tokenizer.ggml.token_type', types], ['tokenizer.ggml.merges', merges], ['tokenizer.ggml.eos_token_id', 16],
+    ]),
+  }, []);
+  for (let id = 0; id < tokens.length - 1; id++) assert.equal(t.decode([id]), tokens[id], `token ${id}`);
+  // "__proto__" splits into "__", "proto", "__" before the merges (punctuation, then letters)
+  assert.deepEqual(t.encode('__proto__', { addSpecial: false }), [9, 13, 9]);
+  assert.deepEqual(t.encode('proto<|end|>', { addSpecial: false }), [13, 16]);
 });
