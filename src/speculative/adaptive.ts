@@ -125,7 +125,14 @@ export class GammaController {
     return this.trialSum > 0 ? Math.min(this.acceptedSum / this.trialSum, 0.999) : 0.8;
   }
 
-  /** Verify cost of b tokens: measured, else interpolated linearly from the measured batch sizes. */
+  /**
+   * Verify cost of b tokens: measured, else interpolated linearly from the measured batch sizes;
+   * beyond the largest measured one, extended along the line through the two largest (a plain
+   * step is one of them once measured), else 10% more per token. At long contexts a verify's
+   * attention grows nearly in proportion to its tokens (pdlm at 16K: 5 tokens cost 2.2 plain
+   * steps, 0.3 more per token), so a fixed 10% per token of the largest measured pass made
+   * longer rounds look cheaper than they were, and `--spec auto` chose them where they lost.
+   */
   private verifyCost(b: number): number {
     const v = this.verifyMs;
     if (!Number.isNaN(v[b]!)) return v[b]!;
@@ -134,8 +141,13 @@ export class GammaController {
     for (let i = b - 1; i >= 1; i--) if (!Number.isNaN(v[i]!)) { lo = i; break; }
     for (let i = b + 1; i < v.length; i++) if (!Number.isNaN(v[i]!)) { hi = i; break; }
     if (lo > 0 && hi > 0) return v[lo]! + ((v[hi]! - v[lo]!) * (b - lo)) / (hi - lo);
-    const known = lo > 0 ? lo : hi;
-    return known > 0 ? v[known]! * (1 + 0.1 * (b - known)) : NaN;
+    if (lo > 0) {
+      let lo2 = -1;
+      for (let i = lo - 1; i >= 1; i--) if (!Number.isNaN(v[i]!)) { lo2 = i; break; }
+      const slope = lo2 > 0 ? (v[lo]! - v[lo2]!) / (lo - lo2) : NaN;
+      return slope > 0 ? v[lo]! + slope * (b - lo) : v[lo]! * (1 + 0.1 * (b - lo));
+    }
+    return hi > 0 ? v[hi]! * (1 + 0.1 * (b - hi)) : NaN;
   }
 
   /** Milliseconds of a round with γ drafts: γ draft steps and a verify pass of γ + 1 tokens. */

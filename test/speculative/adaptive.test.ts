@@ -173,3 +173,22 @@ test('while speculation cannot pay even at full acceptance, probes back off to o
   assert.ok(gaps.some((x) => x > c.probeEvery + 1 && x < 16 * c.probeEvery), `the gaps grow: ${gaps}`);
   assert.ok(probeAt.length < 40, `${probeAt.length} probes in 6000 steps`);
 });
+
+test('beyond the measured verify sizes, costs extend along the measured line: longer rounds are not chosen where they lose', () => {
+  // pdlm at 16K (bench/passes): a draft step about 0.72 of a plain step, a verify 0.3 more per token
+  const c = new GammaController(8, 4);
+  const verify = (b: number) => 1 + 0.3 * (b - 1);
+  assert.equal(c.choose(), 1); // the warm-up round, whose timings are not kept
+  c.observeDraftStep(0.72);
+  c.observeVerify(2, verify(2));
+  c.observeRound(1, 1);
+  for (let i = 0; i < 3; i++) {
+    c.observeDraftStep(0.72);
+    c.observeVerify(5, verify(5));
+    c.observeRound(4, 4);
+  }
+  for (let i = 0; i < 3; i++) c.observeVerify(1, verify(1));
+  // (γ + 1) / (0.72 γ + 1 + 0.3 γ) < 1 for every γ: plain decoding, though every draft was accepted
+  // (10% more per token beyond the 5-token verify made γ = 8 look 2% faster than plain decoding)
+  assert.equal(c.choose(), 0);
+});
