@@ -80,10 +80,12 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     { nHeads: 4, nKv: 2, d: 96, G: 32, Gv: 32, len: 301, nq: 1, window: 40 },
     { nHeads: 4, nKv: 2, d: 64, G: 64, Gv: 64, len: 620, nq: 4, sparse: true },
     { nHeads: 6, nKv: 3, d: 24, G: 8, Gv: 12, len: 50, nq: 2, fp16: true },
-    // Past 16 chunks the CPU scheduler's items are 4 chunks wide: from 4096 here, and with key
+    // Past 16 chunks the CPU scheduler's items are up to 4 chunks wide: from 4096 here, and with key
     // groups of 96 (chunks of 288) from 4608, with a window that starts among the narrow items.
     { nHeads: 4, nKv: 2, d: 64, G: 128, Gv: 64, len: 4500, nq: 3, fp16: true },
     { nHeads: 4, nKv: 2, d: 32, G: 96, Gv: 32, len: 4700, nq: 2, window: 600 },
+    // 16 query heads: items 2 chunks wide (the scores of a 128-query prefill chunk are capped)
+    { nHeads: 16, nKv: 4, d: 32, G: 64, Gv: 32, len: 4400, nq: 2 },
     // Plain caches (kv 'f16' and 'fp'): every position in full-precision rows, eight at a time and a tail.
     { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 1029, nq: 5, plain: 'f16' },
     { nHeads: 4, nKv: 2, d: 96, G: 16, Gv: 32, len: 211, nq: 3, plain: 'f32', window: 70 },

@@ -11,19 +11,27 @@ static size_t attn_scratch_cap, attn_parts_cap, attn_outs_cap;
 
 #define MAX_GROUPS 8
 /* Positions per dense work item (rounded up to whole key groups): ATTN_CHUNK below
- * ATTN_WIDE_FROM chunks' worth of positions, ATTN_WIDE chunks' worth from there on. Every item
- * leaves one partial per pair for the merge to read back, and beyond a few thousand positions
- * the chunks of 256 made the merge a tenth of a long-context pass; near the start the small
- * chunks keep both threads busy on short contexts. The grid is fixed by position alone. */
+ * ATTN_WIDE_FROM chunks' worth of positions, up to ATTN_WIDE chunks' worth from there on. Every
+ * item leaves one partial per pair for the merge to read back, and beyond a few thousand
+ * positions the chunks of 256 made the merge a tenth of a long-context pass; near the start the
+ * small chunks keep both threads busy on short contexts. An item's scores take pairs · positions
+ * floats of scratch per thread, so the width is capped for models with many query heads: a
+ * prefill chunk of ATTN_REF_QUERIES queries keeps its scores within ATTN_SCORES_FLOATS (with 32
+ * heads, wide items took a prefill chunk's attention at 8K from 34-45 to 45-57 ms, its scores
+ * 16 MiB a thread). The grid depends on the position and the model's shape alone, never on the
+ * batch. */
 #define ATTN_CHUNK 256
 #define ATTN_WIDE 4
 #define ATTN_WIDE_FROM 16
+#define ATTN_REF_QUERIES 128
+#define ATTN_SCORES_FLOATS ((size_t)1 << 20)
 
 typedef struct {
   attn_args a;
   int n_rep;
   int chunk; /* positions per dense work item below wide_from */
-  int wide_from; /* from this position on, items of ATTN_WIDE * chunk positions */
+  int wide_from; /* from this position on, items of wide * chunk positions */
+  int wide;
   /* Queries with the same quantization boundary form a group; one pass over the cache serves a group. */
   int n_groups;
   int group_q0[MAX_GROUPS + 1]; /* group k = queries [group_q0[k], group_q0[k + 1]) */
@@ -49,18 +57,18 @@ static void visible_range(const attn_args *a, int query, int *lo, int *hi) {
 /* The grid's item boundary at or below position p, and the size of the item starting there. */
 static int grid_floor(const at_ctx *c, int p) {
   if (p < c->wide_from) return (p / c->chunk) * c->chunk;
-  const int wide = ATTN_WIDE * c->chunk;
+  const int wide = c->wide * c->chunk;
   return c->wide_from + ((p - c->wide_from) / wide) * wide;
 }
 
-static int grid_step(const at_ctx *c, int p) { return p < c->wide_from ? c->chunk : ATTN_WIDE * c->chunk; }
+static int grid_step(const at_ctx *c, int p) { return p < c->wide_from ? c->chunk : c->wide * c->chunk; }
 
 /* Items of the grid from lo (a boundary) to cover [lo, hi). */
 static int grid_items(const at_ctx *c, int lo, int hi) {
   if (hi <= lo) return 0;
   const int narrow_end = hi < c->wide_from ? hi : c->wide_from;
   const int narrow = lo < narrow_end ? (narrow_end - lo + c->chunk - 1) / c->chunk : 0;
-  const int wide_lo = lo > c->wide_from ? lo : c->wide_from, wide = ATTN_WIDE * c->chunk;
+  const int wide_lo = lo > c->wide_from ? lo : c->wide_from, wide = c->wide * c->chunk;
   return narrow + (hi > wide_lo ? (hi - wide_lo + wide - 1) / wide : 0);
 }
 
@@ -68,7 +76,7 @@ static int grid_items(const at_ctx *c, int lo, int hi) {
 static void item_range(const at_ctx *c, int k, int idx, int *p0, int *p1) {
   const int lo = c->group_lo[k];
   const int narrow = lo < c->wide_from ? (c->wide_from - lo) / c->chunk : 0; /* narrow items before the wide ones */
-  *p0 = idx < narrow ? lo + idx * c->chunk : (lo > c->wide_from ? lo : c->wide_from) + (idx - narrow) * ATTN_WIDE * c->chunk;
+  *p0 = idx < narrow ? lo + idx * c->chunk : (lo > c->wide_from ? lo : c->wide_from) + (idx - narrow) * c->wide * c->chunk;
   const int end = *p0 + grid_step(c, *p0);
   *p1 = end < c->group_hi[k] ? end : c->group_hi[k];
 }
@@ -184,6 +192,8 @@ static void plan_items(at_ctx *c) {
   if (p && chunk % p->group_k != 0) chunk = (chunk / p->group_k + 1) * p->group_k;
   c->chunk = chunk;
   c->wide_from = ATTN_WIDE_FROM * chunk;
+  c->wide = ATTN_WIDE;
+  while (c->wide > 1 && (size_t)ATTN_REF_QUERIES * a->n_heads * c->wide * chunk > ATTN_SCORES_FLOATS) c->wide /= 2;
   for (int k = 0; k < c->n_groups; k++) {
     int lo = 1 << 30, hi = 0;
     for (int qi = c->group_q0[k]; qi < c->group_q0[k + 1]; qi++) {
@@ -200,7 +210,9 @@ static void plan_items(at_ctx *c) {
   c->dense_items = c->group_items0[c->n_groups];
   c->n_items = c->dense_items + (a->kv->sel_positions ? a->nq : 0);
   c->slot = (size_t)a->nq * a->n_heads;
-  const int widest = ATTN_WIDE * chunk;
+  int widest = chunk; /* the longest item planned */
+  for (int k = 0; k < c->n_groups; k++)
+    if (c->group_hi[k] > c->wide_from) widest = c->wide * chunk;
   const size_t rows_scratch = attn_rows_scratch(a->nq * a->n_heads, a->n_kv_heads, a->head_dim, widest);
   const int sel_stride = a->kv->sel_stride;
   const size_t head_scratch = (size_t)a->head_dim * 2 + (size_t)c->n_rep * (widest > sel_stride ? widest : sel_stride) + 64;
