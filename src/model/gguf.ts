@@ -73,9 +73,9 @@ class Cursor {
   pos = 0;
   constructor(private readonly readAt: ReadAt, readonly size: number, private readonly file: string) {}
 
-  private ensure(n: number, what: string): void {
+  private ensure(n: number, what: string, prefix = ''): void {
     if (this.pos + n > this.size) {
-      throw new ModelFormatError(`${this.file}: ${what} at byte ${this.pos} needs ${n} bytes but the file ends at ${this.size}; it is truncated or damaged.`);
+      throw new ModelFormatError(`${this.file}: ${prefix}${what} at byte ${this.pos} needs ${n} bytes but the file ends at ${this.size}; it is truncated or damaged.`);
     }
     if (this.pos + n <= this.bufStart + this.buf.length) return;
     const want = Math.min(this.size - this.pos, Math.max(n, 1 << 20));
@@ -90,8 +90,8 @@ class Cursor {
     this.bufStart = this.pos;
   }
 
-  private take(n: number, what: string): number {
-    this.ensure(n, what);
+  private take(n: number, what: string, prefix = ''): number {
+    this.ensure(n, what, prefix);
     const at = this.pos - this.bufStart;
     this.pos += n;
     return at;
@@ -115,7 +115,7 @@ class Cursor {
    * a BigInt per string cost more than the rest of the string.
    */
   count(what: string, max: number, prefix = ''): number {
-    const at = this.take(8, what);
+    const at = this.take(8, what, prefix);
     const lo = this.view.getUint32(at, true), hi = this.view.getUint32(at + 4, true);
     const v = hi * 4294967296 + lo; // exact below 2^53; above it, far beyond any max anyway
     if (v > max) {
