@@ -161,35 +161,46 @@ function toBytes(t: DenseTensor, dtype: 'f32' | 'f16'): { type: number; bytes: U
 }
 
 /**
+ * A matrix as GGUF blocks of 32 values, `blockBytes` each (an F16 scale first), ggml type `type`:
+ * block(row, j0, view, at) writes the block of row[j0 .. j0 + 32) at byte `at`. Rows must be a
+ * multiple of 32 long.
+ */
+function encodeBlocks32(
+  t: DenseTensor, typeName: string, type: number, blockBytes: number,
+  block: (row: Float32Array, j0: number, view: DataView, at: number) => void,
+): { type: number; bytes: Uint8Array } {
+  const cols = t.shape.at(-1)!;
+  if (cols % 32 !== 0) throw new InvalidArgumentError(`${typeName} needs rows that are a multiple of 32 long, got ${cols}.`, 'dtype');
+  const rows = t.data.length / cols;
+  const blocksPerRow = cols / 32;
+  const bytes = new Uint8Array(rows * blocksPerRow * blockBytes);
+  const view = new DataView(bytes.buffer);
+  const row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    readDenseRow(row, t, r, cols);
+    for (let b = 0; b < blocksPerRow; b++) block(row, b * 32, view, (r * blocksPerRow + b) * blockBytes);
+  }
+  return { type, bytes };
+}
+
+/**
  * A matrix as GGUF Q4_0 blocks (ggml type 2): per 32 values an F16 scale d and 16 bytes whose low
  * nibbles hold elements 0..15 and high nibbles 16..31, value = (q − 8)·d, with d = m / −8 for the
  * element m of largest magnitude (so m itself is exact). Rows must be a multiple of 32 long.
  */
 export function encodeQ4_0(t: DenseTensor): { type: number; bytes: Uint8Array } {
-  const cols = t.shape.at(-1)!;
-  if (cols % 32 !== 0) throw new InvalidArgumentError(`Q4_0 needs rows that are a multiple of 32 long, got ${cols}.`, 'dtype');
-  const rows = t.data.length / cols;
-  const blocksPerRow = cols / 32;
-  const bytes = new Uint8Array(rows * blocksPerRow * 18);
-  const view = new DataView(bytes.buffer);
-  const row = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) {
-    readDenseRow(row, t, r, cols);
-    for (let b = 0; b < blocksPerRow; b++) {
-      const at = (r * blocksPerRow + b) * 18;
-      let m = 0;
-      for (let j = 0; j < 32; j++) if (Math.abs(row[b * 32 + j]!) > Math.abs(m)) m = row[b * 32 + j]!;
-      const d = m / -8;
-      const inv = d !== 0 ? 1 / d : 0;
-      view.setUint16(at, f32ToF16(d), true);
-      for (let j = 0; j < 16; j++) {
-        const lo = Math.min(15, Math.trunc(row[b * 32 + j]! * inv + 8.5));
-        const hi = Math.min(15, Math.trunc(row[b * 32 + 16 + j]! * inv + 8.5));
-        bytes[at + 2 + j] = lo | (hi << 4);
-      }
+  return encodeBlocks32(t, 'Q4_0', 2, 18, (row, j0, view, at) => {
+    let m = 0;
+    for (let j = 0; j < 32; j++) if (Math.abs(row[j0 + j]!) > Math.abs(m)) m = row[j0 + j]!;
+    const d = m / -8;
+    const inv = d !== 0 ? 1 / d : 0;
+    view.setUint16(at, f32ToF16(d), true);
+    for (let j = 0; j < 16; j++) {
+      const lo = Math.min(15, Math.trunc(row[j0 + j]! * inv + 8.5));
+      const hi = Math.min(15, Math.trunc(row[j0 + 16 + j]! * inv + 8.5));
+      view.setUint8(at + 2 + j, lo | (hi << 4));
     }
-  }
-  return { type: 2, bytes };
+  });
 }
 
 /**
@@ -198,29 +209,17 @@ export function encodeQ4_0(t: DenseTensor): { type: number; bytes: Uint8Array } 
  * multiple of 32 long.
  */
 export function encodeQ8_0(t: DenseTensor): { type: number; bytes: Uint8Array } {
-  const cols = t.shape.at(-1)!;
-  if (cols % 32 !== 0) throw new InvalidArgumentError(`Q8_0 needs rows that are a multiple of 32 long, got ${cols}.`, 'dtype');
-  const rows = t.data.length / cols;
-  const blocksPerRow = cols / 32;
-  const bytes = new Uint8Array(rows * blocksPerRow * 34);
-  const view = new DataView(bytes.buffer);
-  const row = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) {
-    readDenseRow(row, t, r, cols);
-    for (let b = 0; b < blocksPerRow; b++) {
-      const at = (r * blocksPerRow + b) * 34;
-      let amax = 0;
-      for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(row[b * 32 + j]!));
-      const d = Math.fround(amax / 127);
-      const inv = d !== 0 ? 1 / d : 0;
-      view.setUint16(at, f32ToF16(d), true);
-      for (let j = 0; j < 32; j++) {
-        const v = Math.fround(row[b * 32 + j]! * inv);
-        view.setInt8(at + 2 + j, Math.sign(v) * Math.round(Math.abs(v)));
-      }
+  return encodeBlocks32(t, 'Q8_0', 8, 34, (row, j0, view, at) => {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(row[j0 + j]!));
+    const d = Math.fround(amax / 127);
+    const inv = d !== 0 ? 1 / d : 0;
+    view.setUint16(at, f32ToF16(d), true);
+    for (let j = 0; j < 32; j++) {
+      const v = Math.fround(row[j0 + j]! * inv);
+      view.setInt8(at + 2 + j, Math.sign(v) * Math.round(Math.abs(v)));
     }
-  }
-  return { type: 8, bytes };
+  });
 }
 
 /** Rows of q or k reordered for interleaved-pair RoPE (llama.cpp's permute of HF checkpoints). */

@@ -107,10 +107,6 @@ export function buildDraftWeights(
 function q8ToF32(w: Extract<WeightTensor, { dtype: 'q8' }>): DenseTensor {
   const [rows, cols] = w.shape;
   const data = new Float32Array(rows * cols);
-  const row = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) {
-    dequantQ8Row(row, w, r);
-    data.set(row, r * cols);
-  }
+  for (let r = 0; r < rows; r++) dequantQ8Row(data.subarray(r * cols, (r + 1) * cols), w, r);
   return { dtype: 'f32', shape: [rows, cols], data };
 }

@@ -108,37 +108,37 @@ async function agree(o: { llama: Parameters<typeof llamaCppGreedy>[0] }, ourFile
 
 const pdlm = sharedPath('models/pdlm-5.8m');
 
-test('pdlm-5.8m q4_0: llama.cpp runs our quantized GGUF with quantspec\'s greedy tokens (partings only at llama.cpp ties)', { skip: pdlm.skip }, async (t) => {
-  const o = await oracle;
-  if ('skip' in o) return t.skip(o.skip);
+/** pdlm converted to a `dtype` GGUF in a scratch folder, its reference prompts, then removed. */
+async function withPdlmGguf(dtype: 'q4_0' | 'q8_0', body: (file: string, prompts: number[][]) => Promise<void>): Promise<void> {
   const prompts: number[][] = readJson(path.join(pdlm.path, 'reference.json')).prompts.map((p: any) => p.prompt_ids ?? p.input_ids);
   const work = tmpDir();
-  const file = path.join(work, 'model-q4_0.gguf');
-  convertHfToGguf(pdlm.path, file, 'q4_0');
+  const file = path.join(work, `model-${dtype}.gguf`);
+  convertHfToGguf(pdlm.path, file, dtype);
   try {
-    const exact = await agree(o, file, file, prompts, 'q4_0');
-    assert.ok(exact >= prompts.length - 1, `only ${exact} of ${prompts.length} prompts agree token for token`);
+    await body(file, prompts);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+test('pdlm-5.8m q4_0: llama.cpp runs our quantized GGUF with quantspec\'s greedy tokens (partings only at llama.cpp ties)', { skip: pdlm.skip }, async (t) => {
+  const o = await oracle;
+  if ('skip' in o) return t.skip(o.skip);
+  await withPdlmGguf('q4_0', async (file, prompts) => {
+    const exact = await agree(o, file, file, prompts, 'q4_0');
+    assert.ok(exact >= prompts.length - 1, `only ${exact} of ${prompts.length} prompts agree token for token`);
+  });
 });
 
 test('pdlm-5.8m q8_0: llama.cpp runs our 8-bit GGUF with quantspec\'s greedy tokens, quantspec running its blocks as they are (partings only at llama.cpp ties)', { skip: pdlm.skip }, async (t) => {
   const o = await oracle;
   if ('skip' in o) return t.skip(o.skip);
-  const prompts: number[][] = readJson(path.join(pdlm.path, 'reference.json')).prompts.map((p: any) => p.prompt_ids ?? p.input_ids);
-  const work = tmpDir();
-  const file = path.join(work, 'model-q8_0.gguf');
-  convertHfToGguf(pdlm.path, file, 'q8_0');
-  try {
-    const g = readGguf(file);
-    const w = readGgufTensor(g, 'blk.0.ffn_up.weight');
+  await withPdlmGguf('q8_0', async (file, prompts) => {
+    const w = readGgufTensor(readGguf(file), 'blk.0.ffn_up.weight');
     assert.ok(w.dtype === 'q8' && w.packing === 'blocks32', `a Q8_0 matrix loads as ${w.dtype}, not dequantized`);
     const exact = await agree(o, file, file, prompts, 'q8_0');
     assert.ok(exact >= prompts.length - 1, `only ${exact} of ${prompts.length} prompts agree token for token`);
-  } finally {
-    fs.rmSync(work, { recursive: true, force: true });
-  }
+  });
 });
 
 test('hand-built Q4_1 and Q6_K tensors: llama.cpp reads them as the values they encode', { skip: pdlm.skip }, async (t) => {

@@ -242,23 +242,23 @@ export class GpuKernels {
   uploadWeight(w: WeightTensor): GpuWeight {
     const rows = rowsOf(w);
     const cols = colsOf(w);
-    const perSlice = (rowBytes: number): number => {
-      const n = Math.floor(this.bindingLimit / rowBytes);
-      if (n < 1) {
+    // The matrix by rows, as many a slice as one binding holds; make(r0, n) uploads rows [r0, r0 + n).
+    const sliced = <S>(rowBytes: number, make: (r0: number, n: number) => S): S[] => {
+      const step = Math.floor(this.bindingLimit / rowBytes);
+      if (step < 1) {
         throw new ShapeMismatchError(`WebGPU: a matrix row of ${rowBytes} bytes is larger than one binding of this adapter (${this.bindingLimit} bytes).`);
       }
-      return n;
+      const slices: S[] = [];
+      for (let r0 = 0; r0 < rows; r0 += step) slices.push(make(r0, Math.min(step, rows - r0)));
+      return slices;
     };
     switch (w.dtype) {
       case 'f32':
       case 'f16':
       case 'bf16': {
-        const step = perSlice(cols * w.data.BYTES_PER_ELEMENT);
-        const slices: DenseSlice[] = [];
-        for (let r0 = 0; r0 < rows; r0 += step) {
-          const n = Math.min(step, rows - r0);
-          slices.push({ row0: r0, rows: n, data: this.upload(w.data.subarray(r0 * cols, (r0 + n) * cols)) });
-        }
+        const slices = sliced<DenseSlice>(cols * w.data.BYTES_PER_ELEMENT, (r0, n) => ({
+          row0: r0, rows: n, data: this.upload(w.data.subarray(r0 * cols, (r0 + n) * cols)),
+        }));
         return { dtype: w.dtype, rows, cols, slices };
       }
       case 'q4': {
@@ -267,15 +267,12 @@ export class GpuKernels {
           throw new UnsupportedDtypeError(`WebGPU: a 4-bit matrix with groups of ${w.groupSize} has no layout on the GPU; use groups of 32.`);
         }
         const nb = Math.ceil(cols / 32);
-        const step = perSlice(nb * 16);
-        const slices: QuantSlice[] = [];
-        for (let r0 = 0; r0 < rows; r0 += step) {
-          const n = Math.min(step, rows - r0);
+        const slices = sliced<QuantSlice>(nb * 16, (r0, n) => {
           const meta = new Uint16Array(2 * n * nb);
           meta.set(b.scales.subarray(r0 * nb, (r0 + n) * nb), 0);
           meta.set(b.mins.subarray(r0 * nb, (r0 + n) * nb), n * nb);
-          slices.push({ row0: r0, rows: n, codes: this.upload(b.codes.subarray(r0 * nb * 16, (r0 + n) * nb * 16)), meta: this.upload(meta) });
-        }
+          return { row0: r0, rows: n, codes: this.upload(b.codes.subarray(r0 * nb * 16, (r0 + n) * nb * 16)), meta: this.upload(meta) };
+        });
         return { dtype: 'q4', rows, cols, slices };
       }
       case 'q8': {
@@ -284,15 +281,10 @@ export class GpuKernels {
           throw new UnsupportedDtypeError(`WebGPU: an 8-bit matrix with groups of ${w.groupSize} has no layout on the GPU; use groups of 32.`);
         }
         const nb = Math.ceil(cols / 32);
-        const step = perSlice(nb * 32);
-        const slices: QuantSlice[] = [];
-        for (let r0 = 0; r0 < rows; r0 += step) {
-          const n = Math.min(step, rows - r0);
-          slices.push({
-            row0: r0, rows: n,
-            codes: this.upload(b.codes.subarray(r0 * nb * 32, (r0 + n) * nb * 32)), meta: this.upload(b.scales.subarray(r0 * nb, (r0 + n) * nb)),
-          });
-        }
+        const slices = sliced<QuantSlice>(nb * 32, (r0, n) => ({
+          row0: r0, rows: n,
+          codes: this.upload(b.codes.subarray(r0 * nb * 32, (r0 + n) * nb * 32)), meta: this.upload(b.scales.subarray(r0 * nb, (r0 + n) * nb)),
+        }));
         return { dtype: 'q8', rows, cols, slices };
       }
     }
