@@ -87,7 +87,7 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
 
 /* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
-  TOKEN_BLOCKED_ROWS(q4_rows, out, x, w, rows, n, r0, r1)
+  TOKEN_BLOCKED_ROWS(q4_rows, 2, out, x, w, rows, n, r0, r1)
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
@@ -440,7 +440,7 @@ static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_a
 
 /* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
-  TOKEN_BLOCKED_ROWS(q8_rows, out, x, w, rows, n, r0, r1)
+  TOKEN_BLOCKED_ROWS(q8_rows, 2, out, x, w, rows, n, r0, r1)
 }
 
 const kernel_table kernels_avx2 = {

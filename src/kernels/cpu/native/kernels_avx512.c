@@ -159,9 +159,9 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
   for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]) + tail[i] + vw_hsum(m16[i]);
 }
 
-/* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
+/* Tokens in blocks, rows in fours inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q4(float *out, const q8_acts *x, const q4_weights *w, int rows, int n, int r0, int r1) {
-  TOKEN_BLOCKED_ROWS(q4_rows, out, x, w, rows, n, r0, r1)
+  TOKEN_BLOCKED_ROWS(q4_rows, 4, out, x, w, rows, n, r0, r1)
 }
 
 /* Two Q8 blocks (64 signed codes) against 64 int8 activations, 16 int32 lanes (lanes 0-7 block b,
@@ -181,7 +181,6 @@ static inline __m512i q8_corr(__m512i xq) {
  * Llama-3.2-1B's head (128256 x 2048) that took it from 8.1-9.2 ms (2 rows, the next pair
  * prefetched) to 6.5-7.3 ms; 16 and 32 rows ahead were no better. */
 #define Q8_PF 8
-#define Q8_RB1 4
 static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_acts *x, const q8_weights *w, int rows,
                                                           int r, int t, const int RB) {
   const int nb = w->nb;
@@ -229,11 +228,9 @@ static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_a
   for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]);
 }
 
-/* Tokens in blocks, row pairs inner (kernels.h TOKEN_BLOCKED_ROWS). */
+/* Tokens in blocks, rows in fours inner (kernels.h TOKEN_BLOCKED_ROWS). */
 static void matmul_q8(float *out, const q8_acts *x, const q8_weights *w, int rows, int n, int r0, int r1) {
-  if (n == 1) /* one token: 4 rows at a time */
-    for (; r0 + Q8_RB1 <= r1; r0 += Q8_RB1) q8_rows(out, x, w, rows, r0, 0, Q8_RB1);
-  TOKEN_BLOCKED_ROWS(q8_rows, out, x, w, rows, n, r0, r1)
+  TOKEN_BLOCKED_ROWS(q8_rows, 4, out, x, w, rows, n, r0, r1)
 }
 
 /* ---- attention over the planes -------------------------------------------------------------- */
