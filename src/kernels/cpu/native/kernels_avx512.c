@@ -156,7 +156,11 @@ static inline __attribute__((always_inline)) void q4_rows(float *out, const q8_a
     for (int i = 0; i < RB; i++)
       m16[i] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, w->mins + (size_t)(r + i) * nb + b16)), ds16, m16[i]);
   }
-  for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]) + tail[i] + vw_hsum(m16[i]);
+  if (RB == 4) /* four rows of one token are adjacent in out */
+    _mm_storeu_ps(out + (size_t)t * rows + r, _mm_add_ps(_mm_add_ps(vw_hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_loadu_ps(tail)),
+                                                         vw_hsum4(m16[0], m16[1], m16[2], m16[3])));
+  else
+    for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]) + tail[i] + vw_hsum(m16[i]);
 }
 
 /* Tokens in blocks, rows in fours inner (kernels.h TOKEN_BLOCKED_ROWS). */
@@ -225,7 +229,10 @@ static inline __attribute__((always_inline)) void q8_rows(float *out, const q8_a
                                _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, u, xq)), acc[i]);
     }
   }
-  for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]);
+  if (RB == 4)
+    _mm_storeu_ps(out + (size_t)t * rows + r, vw_hsum4(acc[0], acc[1], acc[2], acc[3]));
+  else
+    for (int i = 0; i < RB; i++) out[(size_t)t * rows + r + i] = vw_hsum(acc[i]);
 }
 
 /* Tokens in blocks, rows in fours inner (kernels.h TOKEN_BLOCKED_ROWS). */

@@ -29,9 +29,18 @@
         for (int i = 0; i < RB; i++) acc[i][k] = vw_fmadd(wv[i], xv, acc[i][k]);                         \
       }                                                                                                  \
     }                                                                                                    \
+    float sums[4][6];                                                                                    \
+    for (int k = 0; k < TB; k++) {                                                                       \
+      if (RB == 4) { /* vw_hsum's sums, four rows at a time */                                           \
+        float s4[4];                                                                                     \
+        _mm_storeu_ps(s4, vw_hsum4(acc[0][k], acc[1][k], acc[2][k], acc[3][k]));                         \
+        for (int i = 0; i < 4; i++) sums[i][k] = s4[i];                                                  \
+      } else                                                                                             \
+        for (int i = 0; i < RB; i++) sums[i][k] = vw_hsum(acc[i][k]);                                    \
+    }                                                                                                    \
     for (int i = 0; i < RB; i++)                                                                         \
       for (int k = 0; k < TB; k++) {                                                                     \
-        float s = vw_hsum(acc[i][k]);                                                                    \
+        float s = sums[i][k];                                                                            \
         for (int jj = j; jj < cols; jj++)                                                                \
           s += one_##SUFFIX(w + (size_t)(r + i) * cols + jj) * x[(size_t)(t + k) * cols + jj];           \
         out[(size_t)(t + k) * rows + r + i] = s;                                                         \

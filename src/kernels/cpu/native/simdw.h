@@ -26,6 +26,20 @@ static inline vwf vw_load_bf16(const uint16_t *p) {
 static inline float vw_hsum(vwf v) {
   return hsum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
+/* vw_hsum of four vectors at once, as the four lanes of the result: each sum takes the same
+ * additions of the same operands as vw_hsum (lanes i + 8, then i + 4, then the pairs (0, 1) and
+ * (2, 3), then their two sums), so every lane equals vw_hsum of its vector bit for bit, for about
+ * a quarter of the shuffles. */
+static inline __m128 vw_hsum4(vwf a, vwf b, vwf c, vwf d) {
+  /* [a lanes 0-7 + 8-15 | b's], [c's | d's] */
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
+  /* per 128-bit lane, one vector's x_i = y_i + y_(i+4) */
+  const __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
+  const __m512 s = _mm512_add_ps(x, _mm512_movehdup_ps(x));  /* x0 + x1, ., x2 + x3, . */
+  const __m512 r = _mm512_add_ps(s, _mm512_permute_ps(s, 2)); /* element 0: (x0 + x1) + (x2 + x3) */
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), r));
+}
 #else
 typedef __m256 vwf;
 #define VW_LANES 8
@@ -36,6 +50,20 @@ static inline vwf vw_load_f32(const float *p) { return load8_f32(p); }
 static inline vwf vw_load_f16(const uint16_t *p) { return load8_f16(p); }
 static inline vwf vw_load_bf16(const uint16_t *p) { return load8_bf16(p); }
 static inline float vw_hsum(vwf v) { return hsum(v); }
+/* vw_hsum of four vectors at once, as the four lanes of the result (see the AVX-512 version):
+ * each lane equals hsum() of its vector bit for bit. */
+static inline __m128 vw_hsum4(vwf a, vwf b, vwf c, vwf d) {
+  /* [a's x_i = lo_i + hi_i | b's], [c's | d's] */
+  const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+  const __m256 sab = _mm256_add_ps(ab, _mm256_movehdup_ps(ab)), scd = _mm256_add_ps(cd, _mm256_movehdup_ps(cd));
+  /* element 0 of each 128-bit lane: (x0 + x1) + (x2 + x3) */
+  const __m256 rab = _mm256_add_ps(sab, _mm256_permute_ps(sab, 2)), rcd = _mm256_add_ps(scd, _mm256_permute_ps(scd, 2));
+  /* a and b in elements 0 and 4 of rab, c and d in those of rcd: to lanes 0-3 */
+  const __m256 m = _mm256_shuffle_ps(rab, rcd, 0x00); /* [a, a, c, c | b, b, d, d] */
+  const __m128 lo = _mm256_castps256_ps128(m), hi = _mm256_extractf128_ps(m, 1);
+  return _mm_movelh_ps(_mm_unpacklo_ps(lo, hi), _mm_unpackhi_ps(lo, hi));
+}
 #endif
 
 /* kernel_table.peak_flops kind 0: the FLOPs of `iters` rounds of 16 independent FMA chains at the
