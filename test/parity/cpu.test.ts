@@ -272,6 +272,34 @@ for (const isa of ISAS) {
   // The elementwise kernels do what the reference does in the same precision (doubles where it
   // uses JavaScript numbers), so they must match it exactly; SiLU's exp is vectorised in float.
   // Sizes: odd ones, and ones above the addon's threshold for splitting across threads.
+  test(`${isa}: a row's matmul result does not depend on the rows computed beside it, bit for bit`, { skip }, () => {
+    // The SIMD kernels take rows in blocks (4 on AVX-512, pairs on AVX2, then single rows) and a
+    // block of four sums its rows together (vw_hsum4); each row must still get exactly the sum
+    // it gets alone. 7 rows: a block of four, a pair, one single row; 256 columns (whole vectors
+    // and blocks), 300 (a scalar tail, an odd last 4-bit block), 1100.
+    const cpu = createCpuBackend({ isa });
+    const rng = new Xoshiro128(21);
+    const rows = 7;
+    for (const cols of [256, 300, 1100]) {
+      for (const kind of ['f32', 'f16', 'bf16', 'q4', 'q8'] as const) {
+        const full = dense(kind === 'f16' || kind === 'bf16' ? kind : 'f32', rows, cols, rng);
+        const rowOf = (r: number): DenseTensor => ({ dtype: full.dtype, shape: [1, cols], data: full.data.subarray(r * cols, (r + 1) * cols) } as DenseTensor);
+        const prepare = (t: DenseTensor): WeightTensor => cpu.prepareWeight(kind === 'q4' ? quantizeQ4(t, 32, false) : kind === 'q8' ? quantizeQ8(t, 32) : t);
+        const w = prepare(full);
+        for (const n of [1, 5]) {
+          const x = randn(rng, n * cols);
+          const got = new Float32Array(n * rows);
+          cpu.matmul(got, x, w, n);
+          for (let r = 0; r < rows; r++) {
+            const alone = new Float32Array(n);
+            cpu.matmul(alone, x, prepare(rowOf(r)), n);
+            for (let t = 0; t < n; t++) assert.equal(got[t * rows + r], alone[t], `${kind} [${rows}x${cols}] row ${r} token ${t} of ${n}`);
+          }
+        }
+      }
+    }
+  });
+
   test(`${isa}: RMSNorm, RoPE, embedding and adds match the reference bit for bit; SiLU-gate within 1e-6`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
     const rng = new Xoshiro128(11);
