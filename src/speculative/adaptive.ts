@@ -136,14 +136,17 @@ export class GammaController {
   private verifyCost(b: number): number {
     const v = this.verifyMs;
     if (!Number.isNaN(v[b]!)) return v[b]!;
-    let lo = -1;
+    // the nearest measured size below i (-1 if none)
+    const measuredBelow = (i: number): number => {
+      for (let j = i - 1; j >= 1; j--) if (!Number.isNaN(v[j]!)) return j;
+      return -1;
+    };
+    const lo = measuredBelow(b);
     let hi = -1;
-    for (let i = b - 1; i >= 1; i--) if (!Number.isNaN(v[i]!)) { lo = i; break; }
     for (let i = b + 1; i < v.length; i++) if (!Number.isNaN(v[i]!)) { hi = i; break; }
     if (lo > 0 && hi > 0) return v[lo]! + ((v[hi]! - v[lo]!) * (b - lo)) / (hi - lo);
     if (lo > 0) {
-      let lo2 = -1;
-      for (let i = lo - 1; i >= 1; i--) if (!Number.isNaN(v[i]!)) { lo2 = i; break; }
+      const lo2 = measuredBelow(lo);
       const slope = lo2 > 0 ? (v[lo]! - v[lo2]!) / (lo - lo2) : NaN;
       return slope > 0 ? v[lo]! + slope * (b - lo) : v[lo]! * (1 + 0.1 * (b - lo));
     }

@@ -269,9 +269,6 @@ for (const isa of ISAS) {
     }
   });
 
-  // The elementwise kernels do what the reference does in the same precision (doubles where it
-  // uses JavaScript numbers), so they must match it exactly; SiLU's exp is vectorised in float.
-  // Sizes: odd ones, and ones above the addon's threshold for splitting across threads.
   test(`${isa}: a row's matmul result does not depend on the rows computed beside it, bit for bit`, { skip }, () => {
     // The SIMD kernels take rows in blocks (4 on AVX-512, pairs on AVX2, then single rows) and a
     // block of four sums its rows together (vw_hsum4); each row must still get exactly the sum
@@ -300,6 +297,9 @@ for (const isa of ISAS) {
     }
   });
 
+  // The elementwise kernels do what the reference does in the same precision (doubles where it
+  // uses JavaScript numbers), so they must match it exactly; SiLU's exp is vectorised in float.
+  // Sizes: odd ones, and ones above the addon's threshold for splitting across threads.
   test(`${isa}: RMSNorm, RoPE, embedding and adds match the reference bit for bit; SiLU-gate within 1e-6`, { skip }, () => {
     const cpu = createCpuBackend({ isa });
     const rng = new Xoshiro128(11);
