@@ -422,11 +422,20 @@ static inline __attribute__((always_inline)) void key_block512(const key_args *a
   }
 }
 
+/* vpdpwssd on registers, written as an instruction: GCC 12 compiles the intrinsic in these loops
+ * with a copy of the accumulator before and after every multiply-add and spills beside them. */
+static inline __attribute__((always_inline)) __m512i dpwssd_reg(__m512i acc, __m512i c, __m512i w) {
+  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(c), "v"(w));
+  return acc;
+}
+
 /* The centred codes of value channels c0 .. c0 + C - 1 (C = 32 or 64) at positions i and i + 1 (an
  * odd last position pairs with itself, under a zero weight) as int16 pairs (code_i, code_i+1), C / 16
  * vectors: per 128-bit lane, pr[0] / pr[2] hold the even / odd channels of k = 0-7 and 16-23, pr[1] /
  * pr[3] those of k = 8-15 and 24-31 (C = 64); pr[0] / pr[1] the even / odd channels of k = 0-15 in
- * order (C = 32); value_lanes() says which channel each lane holds. */
+ * order (C = 32); as int32 sums, lane i of pr[0] / pr[2] is channel 2k / 2k + 1 with k = i for i < 8
+ * and i + 8 from 8 on, pr[1] / pr[3] k + 8 (C = 64), and for C = 32 lane i of pr[0] / pr[1] channel
+ * 2i / 2i + 1 (value_store puts them in channel order). */
 static inline __attribute__((always_inline)) void value_pairs(const value_args *a, int i, int c0, const int C, const int BITS,
                                                               __m512i pr[4]) {
   const __m256i mask = _mm256_set1_epi8(15);
@@ -482,32 +491,30 @@ static inline __attribute__((always_inline)) void value_prefetch(const value_arg
   }
 }
 
-/* Channels (relative to c0) of the int32 lanes of value_pairs' vectors: lanes[16 k + i]. */
-static inline void value_lanes(const int C, int lanes[64]) {
-  for (int i = 0; i < 16; i++) {
-    if (C == 64) {
-      const int lo = i < 8 ? i : i + 8, hi = lo + 8; /* the k of lane i in pr[0] / pr[2] and pr[1] / pr[3] */
-      lanes[i] = 2 * lo, lanes[16 + i] = 2 * hi, lanes[32 + i] = 2 * lo + 1, lanes[48 + i] = 2 * hi + 1;
-    } else {
-      lanes[i] = 2 * i, lanes[16 + i] = 2 * i + 1;
-    }
-  }
-}
-
 /* out[r, c0 + lanes[..]] += dw[r] · acc, or the running sums to a->acc (a row block that does not
- * finish its value block). */
+ * finish its value block). The lanes are put in channel order by permutes (value_pairs: for C = 64,
+ * channels 0-15 interleave lanes 0-7 of acc[0] and acc[2], 16-31 those of acc[1] and acc[3], 32-47
+ * and 48-63 their lanes 8-15; for C = 32 acc[0] and acc[1] interleave), then each channel gets
+ * value_finish's multiply and add. */
 static inline __attribute__((always_inline)) void value_store(const value_args *a, int r, int c0, const int C, const __m512i *acc,
                                                               int finish) {
   if (!finish) {
     for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(a->acc + (size_t)r * a->d + c0 + 16 * k, acc[k]);
     return;
   }
-  int32_t t[64], c[64];
-  int lanes[64];
-  value_lanes(C, lanes);
-  for (int k = 0; k < C / 16; k++) _mm512_storeu_si512(t + 16 * k, acc[k]);
-  for (int i = 0; i < C; i++) c[lanes[i]] = t[i];
-  value_finish(a->out + (size_t)r * a->d + c0, c, C, a->dw[r]);
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  __m512i ch[4];
+  if (C == 64) {
+    ch[0] = _mm512_permutex2var_epi32(acc[0], lo, acc[2]), ch[1] = _mm512_permutex2var_epi32(acc[1], lo, acc[3]);
+    ch[2] = _mm512_permutex2var_epi32(acc[0], hi, acc[2]), ch[3] = _mm512_permutex2var_epi32(acc[1], hi, acc[3]);
+  } else {
+    ch[0] = _mm512_permutex2var_epi32(acc[0], lo, acc[1]), ch[1] = _mm512_permutex2var_epi32(acc[0], hi, acc[1]);
+  }
+  float *o = a->out + (size_t)r * a->d + c0;
+  const __m512 dw = _mm512_set1_ps(a->dw[r]);
+  for (int k = 0; k < C / 16; k++)
+    _mm512_storeu_ps(o + 16 * k, _mm512_add_ps(_mm512_loadu_ps(o + 16 * k), _mm512_mul_ps(_mm512_cvtepi32_ps(ch[k]), dw)));
 }
 
 /* C (32 or 64) value channels of NR pairs over n positions, two positions per step: the codes of
@@ -523,7 +530,7 @@ static inline __attribute__((always_inline)) void value_block512(const value_arg
     value_pairs(a, i, c0, C, BITS, pr);
     for (int r = 0; r < NR; r++) {
       const __m512i wv = _mm512_set1_epi32(a->w[(size_t)r * a->npw + i / 2]);
-      for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_dpwssd_epi32(acc[r][k], pr[k], wv);
+      for (int k = 0; k < C / 16; k++) acc[r][k] = dpwssd_reg(acc[r][k], pr[k], wv);
     }
   }
   for (int r = 0; r < NR; r++) value_store(a, r, c0, C, acc[r], a->finish);
@@ -561,7 +568,7 @@ static inline __attribute__((always_inline)) void value_stream512(const value_ar
     for (int k = 0; k < C / 16; k++) p[k] = _mm512_load_si512(src + k);
     for (int r = 0; r < NR; r++) {
       const __m512i wv = _mm512_set1_epi32(w[(size_t)r * a->npw + s]);
-      for (int k = 0; k < C / 16; k++) acc[r][k] = _mm512_dpwssd_epi32(acc[r][k], p[k], wv);
+      for (int k = 0; k < C / 16; k++) acc[r][k] = dpwssd_reg(acc[r][k], p[k], wv);
     }
   }
   const value_args at = {a->up, a->lw, a->rb, a->n, a->w, a->npw, a->dw + r0, NULL, 1, a->out + (size_t)r0 * a->d, a->d};
