@@ -40,43 +40,59 @@ static inline const float *pair_query(const rows_ctx *c, int g, int j) {
   return c->a->q + ((size_t)(c->q0 + j / c->n_rep) * c->n_heads + (size_t)g * c->n_rep + j % c->n_rep) * c->d;
 }
 
-/* The query of pair gp folded with key group blk's per-channel scales (qs = q · s), quantized to
- * int16 (even channels to qlo, odd to qhi); base = Σ q · mn, qsum = Σ of the int16 codes. */
-static void fold_pair(const rows_ctx *c, int blk, int g, int j) {
+/* Pairs folded together by fold_pairs: their scale divisions run side by side in one vector. */
+#define FOLD_BATCH 8
+
+/* The queries of pairs j0 .. j0 + n - 1 (n <= FOLD_BATCH) of KV head g folded with key group blk's
+ * per-channel scales (qs = q · s), quantized to int16 (even channels to qlo, odd to qhi); per pair
+ * base = Σ q · mn, dq = max |qs| / 32767 and qsum = Σ of the int16 codes. Each pair's operations
+ * are those of folding it alone (the same products, lane sums and divisions in the same order),
+ * so a pair's codes do not depend on the batch; the batch only lets the divisions, which wait on
+ * each pair's largest |qs|, overlap instead of forming one chain per pair. */
+static void fold_pairs(const rows_ctx *c, int blk, int g, int j0, int n) {
   const kv_planes *pl = c->pl;
   const int d = c->d, half = c->half;
-  const size_t gp = (size_t)g * c->nj + j;
   const uint16_t *ks = pl->k_scale + (size_t)blk * pl->kv_dim + g * d;
   const uint16_t *km = pl->k_min + (size_t)blk * pl->kv_dim + g * d;
-  const float *qv = pair_query(c, g, j);
-  float qs[MAX_D];
-  __m256 bv = _mm256_setzero_ps(), av = _mm256_setzero_ps();
+  float qs[FOLD_BATCH][MAX_D], amax[FOLD_BATCH] = {0}, inv[FOLD_BATCH], dd[FOLD_BATCH];
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  for (int ch = 0; ch < d; ch += 8) {
-    const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + ch)));
-    const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + ch)));
-    const __m256 q8 = _mm256_loadu_ps(qv + ch), qs8 = _mm256_mul_ps(q8, s8);
-    _mm256_storeu_ps(qs + ch, qs8);
-    av = _mm256_max_ps(av, _mm256_and_ps(qs8, abs_mask));
-    bv = _mm256_add_ps(bv, _mm256_mul_ps(q8, m8));
+  for (int b = 0; b < n; b++) {
+    const size_t gp = (size_t)g * c->nj + j0 + b;
+    const float *qv = pair_query(c, g, j0 + b);
+    __m256 bv = _mm256_setzero_ps(), av = _mm256_setzero_ps();
+    for (int ch = 0; ch < d; ch += 8) {
+      const __m256 s8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ks + ch)));
+      const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(km + ch)));
+      const __m256 q8 = _mm256_loadu_ps(qv + ch), qs8 = _mm256_mul_ps(q8, s8);
+      _mm256_storeu_ps(qs[b] + ch, qs8);
+      av = _mm256_max_ps(av, _mm256_and_ps(qs8, abs_mask));
+      bv = _mm256_add_ps(bv, _mm256_mul_ps(q8, m8));
+    }
+    c->base[gp] = hsum(bv);
+    amax[b] = hmax(av);
   }
-  const float b = hsum(bv), amax = hmax(av);
-  const float dd = amax / 32767.0f, inv = dd > 0 ? 1.0f / dd : 0.0f;
-  /* int16 codes (round to nearest even, as rintf), even channels to qlo, odd to qhi */
-  const __m256 invv = _mm256_set1_ps(inv);
+  /* dd = amax / 32767 and its inverse (0 where dd is 0), as the scalar divisions would give */
+  const __m256 dv = _mm256_div_ps(_mm256_loadu_ps(amax), _mm256_set1_ps(32767.0f));
+  const __m256 iv = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), dv), _mm256_cmp_ps(dv, _mm256_setzero_ps(), _CMP_GT_OQ));
+  _mm256_storeu_ps(dd, dv);
+  _mm256_storeu_ps(inv, iv);
   const __m256i evens_odds = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-  __m256i sv = _mm256_setzero_si256();
-  for (int ch = 0; ch < d; ch += 16) {
-    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs + ch), invv));
-    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs + ch + 8), invv));
-    sv = _mm256_add_epi32(sv, _mm256_add_epi32(i0, i1));
-    const __m256i e0 = _mm256_permutevar8x32_epi32(i0, evens_odds), e1 = _mm256_permutevar8x32_epi32(i1, evens_odds);
-    _mm_storeu_si128((__m128i *)(c->qlo + gp * half + ch / 2), _mm_packs_epi32(_mm256_castsi256_si128(e0), _mm256_castsi256_si128(e1)));
-    _mm_storeu_si128((__m128i *)(c->qhi + gp * half + ch / 2), _mm_packs_epi32(_mm256_extracti128_si256(e0, 1), _mm256_extracti128_si256(e1, 1)));
+  for (int b = 0; b < n; b++) {
+    const size_t gp = (size_t)g * c->nj + j0 + b;
+    /* int16 codes (round to nearest even, as rintf), even channels to qlo, odd to qhi */
+    const __m256 invv = _mm256_set1_ps(inv[b]);
+    __m256i sv = _mm256_setzero_si256();
+    for (int ch = 0; ch < d; ch += 16) {
+      const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs[b] + ch), invv));
+      const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs[b] + ch + 8), invv));
+      sv = _mm256_add_epi32(sv, _mm256_add_epi32(i0, i1));
+      const __m256i e0 = _mm256_permutevar8x32_epi32(i0, evens_odds), e1 = _mm256_permutevar8x32_epi32(i1, evens_odds);
+      _mm_storeu_si128((__m128i *)(c->qlo + gp * half + ch / 2), _mm_packs_epi32(_mm256_castsi256_si128(e0), _mm256_castsi256_si128(e1)));
+      _mm_storeu_si128((__m128i *)(c->qhi + gp * half + ch / 2), _mm_packs_epi32(_mm256_extracti128_si256(e0, 1), _mm256_extracti128_si256(e1, 1)));
+    }
+    c->dq[gp] = dd[b];
+    c->qsum[gp] = hsum_i32(sv);
   }
-  c->dq[gp] = dd;
-  c->base[gp] = b;
-  c->qsum[gp] = hsum_i32(sv);
 }
 
 /* Scores of every pair over the plane positions [p0, qa_end): per key group the folded queries,
@@ -87,7 +103,7 @@ static void keys_from_planes(const rows_ctx *c) {
   for (int t = c->p0; t < c->qa_end;) {
     const int blk = t / G, t_end = ((blk + 1) * G < c->qa_end) ? (blk + 1) * G : c->qa_end;
     for (int g = 0; g < c->n_kv; g++)
-      for (int j = 0; j < c->nj; j++) fold_pair(c, blk, g, j);
+      for (int j = 0; j < c->nj; j += FOLD_BATCH) fold_pairs(c, blk, g, j, c->nj - j < FOLD_BATCH ? c->nj - j : FOLD_BATCH);
     for (int tb = t; tb < t_end; tb += KEY_ROWS) {
       const int nb = t_end - tb < KEY_ROWS ? t_end - tb : KEY_ROWS, kb = tb - c->p0;
       for (int g = 0; g < c->n_kv; g++) { /* every pair of the KV head in one call: they share its codes */
