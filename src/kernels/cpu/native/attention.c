@@ -40,11 +40,19 @@ typedef struct {
   int n_items;
   size_t slot;      /* partials per item: nq * n_heads */
   size_t scratch_per_thread;
-  /* Thread p runs items [part_item[p], part_item[p + 1]): contiguous runs of about equal
+  /* Thread p starts with items [part_item[p], part_item[p + 1]): contiguous runs of about equal
    * estimated cost (item_cost), since the last chunk of a group, with its full-precision rows,
-   * costs several plane chunks. Each item writes only its own partials, so the split does not
-   * change the result. */
+   * costs several plane chunks; a thread that finishes its run early takes over the back of
+   * another's (runs). Each item writes only its own partials, so the split does not change the
+   * result. */
   int part_item[MAX_THREADS + 1];
+  /* What is left of each thread's run, items [next, end) packed as next | end << 32: its owner
+   * takes items from the front, and a thread that has run out takes them from the back of
+   * another's (the two vCPUs of a shared VM run at speeds that differ by up to a third, and
+   * change from process to process, so no fixed split keeps them level). Each item writes only
+   * its own partials, so which thread runs it does not change the result. One line a thread:
+   * the owner's compare-and-swap stays in its own cache until a thief arrives. */
+  struct { _Alignas(64) _Atomic uint64_t left; } runs[MAX_THREADS];
 } at_ctx;
 
 /* The dense positions query `query` sees: [*lo, *hi). A sparse selection adds its own positions. */
@@ -85,39 +93,57 @@ static void empty_parts(attn_partial *p, int n) {
   for (int i = 0; i < n; i++) p[i].m = -INFINITY, p[i].l = 0;
 }
 
-static void attn_job(void *p, int part, int n_parts) {
-  at_ctx *c = (at_ctx *)p;
+/* The next item of run r, from its front (the owner) or its back (a thief), or -1 when it is empty. */
+static int take_item(at_ctx *c, int r, int back) {
+  uint64_t v = atomic_load_explicit(&c->runs[r].left, memory_order_relaxed);
+  for (;;) {
+    const uint32_t next = (uint32_t)v, end = (uint32_t)(v >> 32);
+    if (next >= end) return -1;
+    const uint64_t w = back ? (uint64_t)next | (uint64_t)(end - 1) << 32 : (uint64_t)(next + 1) | (uint64_t)end << 32;
+    if (atomic_compare_exchange_weak_explicit(&c->runs[r].left, &v, w, memory_order_relaxed, memory_order_relaxed))
+      return back ? (int)(end - 1) : (int)next;
+  }
+}
+
+/* One work item: a dense chunk of a group's positions, or one query's sparse selection. */
+static void run_item(at_ctx *c, int item, float *scratch) {
   const attn_args *a = &c->a;
   const int d = a->head_dim, n_rep = c->n_rep;
+  attn_partial *parts = (attn_partial *)attn_parts + (size_t)item * c->slot;
+  float *outs = (float *)attn_outs + (size_t)item * c->slot * d;
+  if (item < c->dense_items) {
+    int k = 0;
+    while (item >= c->group_items0[k + 1]) k++;
+    int p0, p1;
+    item_range(c, k, item - c->group_items0[k], &p0, &p1);
+    K->attention_rows(a, c->group_q0[k], c->group_q0[k + 1], p0, p1, scratch, parts, outs);
+    return;
+  }
+  /* sparse selection of one query: the selected positions inside its window that precede its dense range */
+  const kv_view *kv = a->kv;
+  const int query = item - c->dense_items;
+  const int pos = a->start_pos + query;
+  const int wlo = a->window > 0 ? pos - a->window + 1 : 0;
+  int lo, hi;
+  visible_range(a, query, &lo, &hi);
+  for (int g = 0; g < a->n_kv_heads; g++) {
+    const int32_t *sel = kv->sel_positions + (size_t)g * kv->sel_stride;
+    int k0 = 0;
+    while (k0 < kv->sel_count && sel[k0] < wlo) k0++;
+    int k1 = k0;
+    while (k1 < kv->sel_count && sel[k1] < lo && sel[k1] <= pos) k1++;
+    if (k1 > k0) K->attention_head(a, query, g, 0, k1 - k0, sel + k0, scratch, parts + g * n_rep, outs + (size_t)g * n_rep * d);
+    else empty_parts(parts + g * n_rep, n_rep);
+  }
+}
+
+static void attn_job(void *p, int part, int n_parts) {
+  at_ctx *c = (at_ctx *)p;
   float *scratch = (float *)attn_scratch + (size_t)part * c->scratch_per_thread;
-  (void)n_parts;
-  for (int item = c->part_item[part]; item < c->part_item[part + 1]; item++) {
-    attn_partial *parts = (attn_partial *)attn_parts + (size_t)item * c->slot;
-    float *outs = (float *)attn_outs + (size_t)item * c->slot * d;
-    if (item < c->dense_items) {
-      int k = 0;
-      while (item >= c->group_items0[k + 1]) k++;
-      int p0, p1;
-      item_range(c, k, item - c->group_items0[k], &p0, &p1);
-      K->attention_rows(a, c->group_q0[k], c->group_q0[k + 1], p0, p1, scratch, parts, outs);
-      continue;
-    }
-    /* sparse selection of one query: the selected positions inside its window that precede its dense range */
-    const kv_view *kv = a->kv;
-    const int query = item - c->dense_items;
-    const int pos = a->start_pos + query;
-    const int wlo = a->window > 0 ? pos - a->window + 1 : 0;
-    int lo, hi;
-    visible_range(a, query, &lo, &hi);
-    for (int g = 0; g < a->n_kv_heads; g++) {
-      const int32_t *sel = kv->sel_positions + (size_t)g * kv->sel_stride;
-      int k0 = 0;
-      while (k0 < kv->sel_count && sel[k0] < wlo) k0++;
-      int k1 = k0;
-      while (k1 < kv->sel_count && sel[k1] < lo && sel[k1] <= pos) k1++;
-      if (k1 > k0) K->attention_head(a, query, g, 0, k1 - k0, sel + k0, scratch, parts + g * n_rep, outs + (size_t)g * n_rep * d);
-      else empty_parts(parts + g * n_rep, n_rep);
-    }
+  for (int item; (item = take_item(c, part, 0)) >= 0;) run_item(c, item, scratch);
+  for (int k = 1; k < n_parts; k++) { /* then what the others have left, from the back */
+    const int r = (part + k) % n_parts;
+    for (int item; (item = take_item(c, r, 1)) >= 0;) run_item(c, item, scratch);
   }
 }
 
@@ -272,7 +298,10 @@ int attention_run(const attn_args *a) {
   /* the cost in bytes of planes read (fp rows as FP_ROW_COST positions), times the queries */
   const long cost = total_cost(&c);
   const size_t bytes = (size_t)cost * a->n_kv_heads * a->head_dim * 2 * a->nq;
-  split_items(&c, pool_parts_for(bytes), cost);
+  const int n_parts = pool_parts_for(bytes);
+  split_items(&c, n_parts, cost);
+  for (int r = 0; r < n_parts; r++)
+    atomic_store_explicit(&c.runs[r].left, (uint64_t)c.part_item[r] | (uint64_t)c.part_item[r + 1] << 32, memory_order_relaxed);
   pool_run_sized(attn_job, &c, bytes);
   pool_run_sized(attn_merge_job, &c, (size_t)c.n_items * c.slot * a->head_dim * sizeof(float));
   return ATTN_OK;
