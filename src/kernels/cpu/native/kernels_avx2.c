@@ -193,41 +193,66 @@ static inline __attribute__((always_inline)) void key_block(const key_args *a, c
 }
 
 
+/* The centred codes of value channels c0 .. c0 + 15 at positions i and i + 1 (an odd last position
+ * pairs with itself, under a zero weight) as int16 pairs (code_i, code_i+1): *pe the even channels
+ * 0, 2, .., 14, *po the odd ones (see value_args). */
+static inline __attribute__((always_inline)) void value_codes16(const value_args *a, int i, int c0, const int BITS, __m256i *pe,
+                                                                __m256i *po) {
+  const __m128i mask = _mm_set1_epi8(15);
+  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
+  const uint8_t *u0 = a->up + c0 / 2 + (size_t)i * rb, *u1 = u0 + next, *l0 = a->lw + c0 / 2 + (size_t)i * rb, *l1 = l0 + next;
+  const __m128i r0 = _mm_loadl_epi64((const __m128i *)u0), r1 = _mm_loadl_epi64((const __m128i *)u1);
+  __m128i e0 = _mm_and_si128(r0, mask), o0 = _mm_and_si128(_mm_srli_epi16(r0, 4), mask);
+  __m128i e1 = _mm_and_si128(r1, mask), o1 = _mm_and_si128(_mm_srli_epi16(r1, 4), mask);
+  if (BITS == 8) {
+    /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
+    const __m128i m0 = _mm_loadl_epi64((const __m128i *)l0), m1 = _mm_loadl_epi64((const __m128i *)l1);
+    e0 = _mm_or_si128(_mm_slli_epi16(e0, 4), _mm_and_si128(m0, mask));
+    o0 = _mm_or_si128(_mm_slli_epi16(o0, 4), _mm_and_si128(_mm_srli_epi16(m0, 4), mask));
+    e1 = _mm_or_si128(_mm_slli_epi16(e1, 4), _mm_and_si128(m1, mask));
+    o1 = _mm_or_si128(_mm_slli_epi16(o1, 4), _mm_and_si128(_mm_srli_epi16(m1, 4), mask));
+  }
+  /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
+  const __m128i center = _mm_set1_epi8(BITS == 8 ? (char)128 : 8);
+  e0 = _mm_sub_epi8(e0, center), e1 = _mm_sub_epi8(e1, center), o0 = _mm_sub_epi8(o0, center), o1 = _mm_sub_epi8(o1, center);
+  *pe = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(e0, e1)), *po = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(o0, o1));
+}
+
+/* Prefetch the value plane rows of positions i and i + 1, PF_AHEAD positions ahead. */
+static inline __attribute__((always_inline)) void value_prefetch2(const value_args *a, int i, const int BITS) {
+  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
+  const uint8_t *u0 = a->up + (size_t)i * rb, *l0 = a->lw + (size_t)i * rb;
+  _mm_prefetch((const char *)(u0 + PF_AHEAD * rb), _MM_HINT_T0);
+  _mm_prefetch((const char *)(u0 + next + PF_AHEAD * rb), _MM_HINT_T0);
+  if (BITS == 8) {
+    _mm_prefetch((const char *)(l0 + PF_AHEAD * rb), _MM_HINT_T0);
+    _mm_prefetch((const char *)(l0 + next + PF_AHEAD * rb), _MM_HINT_T0);
+  }
+}
+
+/* out[r, c0 ..] += dw[r] · Σ for 16 channels whose sums are in even (channels 0, 2, .., 14) and odd. */
+static inline void value_finish16(const value_args *a, int r, int c0, __m256i even, __m256i odd) {
+  int32_t t[16];
+  _mm256_storeu_si256((__m256i *)t, _mm256_unpacklo_epi32(even, odd));
+  _mm256_storeu_si256((__m256i *)(t + 8), _mm256_unpackhi_epi32(even, odd));
+  /* unpack works per 128-bit lane: t = channels 0-3, 8-11, 4-7, 12-15 */
+  int32_t c[16];
+  memcpy(c, t, 16), memcpy(c + 8, t + 4, 16), memcpy(c + 4, t + 8, 16), memcpy(c + 12, t + 12, 16);
+  value_finish(a->out + (size_t)r * a->d + c0, c, 16, a->dw[r]);
+}
+
 /* 16 channels of NR pairs over n positions, two positions per step: the codes of channel c at
  * positions i and i + 1 become one int16 pair, multiplied with the pair (W_i, W_i+1) by vpmaddwd. */
 static inline __attribute__((always_inline)) void value_block(const value_args *a, const int NR, const int BITS) {
-  const __m128i mask = _mm_set1_epi8(15);
   __m256i acc[4][2]; /* [r][0]: even channels 0, 2, .., 14; [r][1]: odd channels */
   for (int r = 0; r < NR; r++) {
     acc[r][0] = _mm256_loadu_si256((const __m256i *)(a->acc + (size_t)r * a->d));
     acc[r][1] = _mm256_loadu_si256((const __m256i *)(a->acc + (size_t)r * a->d + 8));
   }
-  const size_t rb = a->rb;
   for (int i = 0; i < a->n; i += 2) {
-    /* an odd last position pairs with itself under a zero weight */
-    const size_t next = i + 1 < a->n ? rb : 0;
-    const uint8_t *u0 = a->up + (size_t)i * rb, *u1 = u0 + next, *l0 = a->lw + (size_t)i * rb, *l1 = l0 + next;
-    _mm_prefetch((const char *)(u0 + PF_AHEAD * rb), _MM_HINT_T0);
-    _mm_prefetch((const char *)(u1 + PF_AHEAD * rb), _MM_HINT_T0);
-    if (BITS == 8) {
-      _mm_prefetch((const char *)(l0 + PF_AHEAD * rb), _MM_HINT_T0);
-      _mm_prefetch((const char *)(l1 + PF_AHEAD * rb), _MM_HINT_T0);
-    }
-    const __m128i r0 = _mm_loadl_epi64((const __m128i *)u0), r1 = _mm_loadl_epi64((const __m128i *)u1);
-    __m128i e0 = _mm_and_si128(r0, mask), o0 = _mm_and_si128(_mm_srli_epi16(r0, 4), mask);
-    __m128i e1 = _mm_and_si128(r1, mask), o1 = _mm_and_si128(_mm_srli_epi16(r1, 4), mask);
-    if (BITS == 8) {
-      /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
-      const __m128i m0 = _mm_loadl_epi64((const __m128i *)l0), m1 = _mm_loadl_epi64((const __m128i *)l1);
-      e0 = _mm_or_si128(_mm_slli_epi16(e0, 4), _mm_and_si128(m0, mask));
-      o0 = _mm_or_si128(_mm_slli_epi16(o0, 4), _mm_and_si128(_mm_srli_epi16(m0, 4), mask));
-      e1 = _mm_or_si128(_mm_slli_epi16(e1, 4), _mm_and_si128(m1, mask));
-      o1 = _mm_or_si128(_mm_slli_epi16(o1, 4), _mm_and_si128(_mm_srli_epi16(m1, 4), mask));
-    }
-    /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
-    const __m128i center = _mm_set1_epi8(BITS == 8 ? (char)128 : 8);
-    e0 = _mm_sub_epi8(e0, center), e1 = _mm_sub_epi8(e1, center), o0 = _mm_sub_epi8(o0, center), o1 = _mm_sub_epi8(o1, center);
-    const __m256i pe = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(e0, e1)), po = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(o0, o1));
+    value_prefetch2(a, i, BITS);
+    __m256i pe, po;
+    value_codes16(a, i, 0, BITS, &pe, &po);
     for (int r = 0; r < NR; r++) {
       const __m256i wv = _mm256_set1_epi32(a->w[(size_t)r * a->npw + i / 2]);
       acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(pe, wv));
@@ -240,15 +265,56 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
       _mm256_storeu_si256((__m256i *)(a->acc + (size_t)r * a->d + 8), acc[r][1]);
       continue;
     }
-    int32_t t[16];
-    _mm256_storeu_si256((__m256i *)t, _mm256_unpacklo_epi32(acc[r][0], acc[r][1]));
-    _mm256_storeu_si256((__m256i *)(t + 8), _mm256_unpackhi_epi32(acc[r][0], acc[r][1]));
-    /* unpack works per 128-bit lane: t = channels 0-3, 8-11, 4-7, 12-15 */
-    int32_t c[16];
-    memcpy(c, t, 16), memcpy(c + 8, t + 4, 16), memcpy(c + 4, t + 8, 16), memcpy(c + 12, t + 12, 16);
-    value_finish(a->out + (size_t)r * a->d, c, 16, a->dw[r]);
+    value_finish16(a, r, 0, acc[r][0], acc[r][1]);
   }
 }
+
+/* Σ W·code of pairs r0 .. r0 + NR - 1, channels 16k .. 16k + 15, over the decoded codes of a value
+ * block (see value_whole2), finished into out: value_block's integer sums and finish. */
+static inline __attribute__((always_inline)) void value_stream2(const value_args *a, const __m256i *codes, int r0, int k, const int NR) {
+  const int nc = a->d / 16, steps = (a->n + 1) / 2;
+  __m256i acc[4][2];
+  for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  const int32_t *w = a->w + (size_t)r0 * a->npw;
+  for (int s = 0; s < steps; s++) {
+    const __m256i pe = _mm256_load_si256(codes + ((size_t)s * nc + k) * 2), po = _mm256_load_si256(codes + ((size_t)s * nc + k) * 2 + 1);
+    for (int r = 0; r < NR; r++) {
+      const __m256i wv = _mm256_set1_epi32(w[(size_t)r * a->npw + s]);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(pe, wv));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(po, wv));
+    }
+  }
+  for (int r = 0; r < NR; r++) value_finish16(a, r0 + r, 16 * k, acc[r][0], acc[r][1]);
+}
+
+/* A whole value block of one KV head for all nr pairs (attn_blocks.value_block): the codes are
+ * decoded once into int16 pairs in a->acc ([position pair, 16-channel chunk, even | odd], 2 bytes a
+ * code), then every group of up to 4 pairs streams them with its sums in registers, instead of
+ * decoding them again for each group (values_avx2). */
+static inline __attribute__((always_inline)) void value_whole2(const value_args *a, int nr, const int BITS) {
+  const int nc = a->d / 16;
+  __m256i *codes = (__m256i *)a->acc;
+  for (int i = 0; i < a->n; i += 2) {
+    value_prefetch2(a, i, BITS);
+    for (int k = 0; k < nc; k++) value_codes16(a, i, 16 * k, BITS, codes + ((size_t)(i / 2) * nc + k) * 2, codes + ((size_t)(i / 2) * nc + k) * 2 + 1);
+  }
+  for (int r0 = 0; r0 < nr; r0 += 4) {
+    const int m = nr - r0 < 4 ? nr - r0 : 4;
+    for (int k = 0; k < nc; k++) {
+      if (m == 4) value_stream2(a, codes, r0, k, 4); else if (m == 3) value_stream2(a, codes, r0, k, 3);
+      else if (m == 2) value_stream2(a, codes, r0, k, 2); else value_stream2(a, codes, r0, k, 1);
+    }
+  }
+}
+
+static void value_whole_avx2(const value_args *a, int nr, int bits) {
+  if (bits == 8) value_whole2(a, nr, 8);
+  else value_whole2(a, nr, 4);
+}
+
+/* KV heads with at least this many pairs (a verify pass, a prompt chunk) decode each value block
+ * once (value_whole_avx2); fewer decode in registers per group of pairs (values_avx2). */
+#define VALUE_WHOLE_MIN_PAIRS_AVX2 5
 
 /* Scores of all nr pairs of one KV head, four at a time (the accumulators stay in registers). */
 static void keys_avx2(const key_args *a, int nr, int bits) {
@@ -279,7 +345,7 @@ static void values_avx2(const value_args *args, int nr, int bits) {
 
 /* Attention of queries [q0, q1) over positions [p0, p1) (see kernel_table.attention_rows), with
  * the plane blocks of one instruction set. */
-static const attn_blocks avx2_blocks = {keys_avx2, values_avx2};
+static const attn_blocks avx2_blocks = {keys_avx2, values_avx2, value_whole_avx2, VALUE_WHOLE_MIN_PAIRS_AVX2};
 
 static void attention_rows(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                            float *outp) {
