@@ -491,7 +491,7 @@ static inline __attribute__((always_inline)) void value_prefetch(const value_arg
   }
 }
 
-/* out[r, c0 + lanes[..]] += dw[r] · acc, or the running sums to a->acc (a row block that does not
+/* out[r, c0 ..] += dw[r] · acc in channel order, or the running sums to a->acc (a row block that does not
  * finish its value block). The lanes are put in channel order by permutes (value_pairs: for C = 64,
  * channels 0-15 interleave lanes 0-7 of acc[0] and acc[2], 16-31 those of acc[1] and acc[3], 32-47
  * and 48-63 their lanes 8-15; for C = 32 acc[0] and acc[1] interleave), then each channel gets
