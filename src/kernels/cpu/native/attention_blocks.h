@@ -81,6 +81,19 @@ void attention_rows_with512(const attn_blocks *blocks, const attn_args *a, int q
  * follow poorly: the blocks prefetch their own bytes this many positions ahead. */
 #define PF_AHEAD 64
 
+/* Prefetch the value plane rows of positions i and i + 1 (the value blocks' step), PF_AHEAD
+ * positions ahead. */
+static inline __attribute__((always_inline)) void value_prefetch(const value_args *a, int i, const int BITS) {
+  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
+  const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
+  _mm_prefetch((const char *)u0, _MM_HINT_T0);
+  _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
+  if (BITS == 8) {
+    _mm_prefetch((const char *)l0, _MM_HINT_T0);
+    _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
+  }
+}
+
 /* Eight int32 vectors to their eight horizontal sums, in order (integer adds: exact). */
 static inline __m256i hsum8x8_i32(const __m256i v[8]) {
   const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);

@@ -19,9 +19,8 @@
  * weights once, a prompt chunk once per 8 tokens). ROWS(out, x, w, rows, r, t, RB) does RB rows
  * for token t with the same operations per (row, token) whatever RB, so results stay batch
  * invariant. On AVX-512 four rows rather than two give the short rows of a small model's matrices
- * (8 blocks at 256 columns) independent chains to overlap: on pdlm's shapes (Zen 5) the 4-bit
- * matmul of 768 x 256 took 3.9-4.3 µs instead of 5.1-5.5 for one token and 9.9-15 instead of
- * 12.4-22 for 5; AVX2's 16 registers do not hold four rows' sums and scales, and it keeps pairs. */
+ * (8 blocks at 256 columns) independent chains to overlap (README, Native kernels: the timings);
+ * AVX2's 16 registers do not hold four rows' sums and scales, and it keeps pairs. */
 #define TOKEN_BLOCKED_ROWS(ROWS, STEP, out, x, w, rows, n, r0, r1)               \
   for (int t0_ = 0; t0_ < (n); t0_ += Q4_TOKEN_BLOCK) {                          \
     const int t1_ = (n) - t0_ < Q4_TOKEN_BLOCK ? (n) : t0_ + Q4_TOKEN_BLOCK;     \

@@ -218,18 +218,6 @@ static inline __attribute__((always_inline)) void value_codes16(const value_args
   *pe = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(e0, e1)), *po = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(o0, o1));
 }
 
-/* Prefetch the value plane rows of positions i and i + 1, PF_AHEAD positions ahead. */
-static inline __attribute__((always_inline)) void value_prefetch2(const value_args *a, int i, const int BITS) {
-  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
-  const uint8_t *u0 = a->up + (size_t)i * rb, *l0 = a->lw + (size_t)i * rb;
-  _mm_prefetch((const char *)(u0 + PF_AHEAD * rb), _MM_HINT_T0);
-  _mm_prefetch((const char *)(u0 + next + PF_AHEAD * rb), _MM_HINT_T0);
-  if (BITS == 8) {
-    _mm_prefetch((const char *)(l0 + PF_AHEAD * rb), _MM_HINT_T0);
-    _mm_prefetch((const char *)(l0 + next + PF_AHEAD * rb), _MM_HINT_T0);
-  }
-}
-
 /* out[r, c0 ..] += dw[r] · Σ for 16 channels whose sums are in even (channels 0, 2, .., 14) and odd. */
 static inline void value_finish16(const value_args *a, int r, int c0, __m256i even, __m256i odd) {
   int32_t t[16];
@@ -250,7 +238,7 @@ static inline __attribute__((always_inline)) void value_block(const value_args *
     acc[r][1] = _mm256_loadu_si256((const __m256i *)(a->acc + (size_t)r * a->d + 8));
   }
   for (int i = 0; i < a->n; i += 2) {
-    value_prefetch2(a, i, BITS);
+    value_prefetch(a, i, BITS);
     __m256i pe, po;
     value_codes16(a, i, 0, BITS, &pe, &po);
     for (int r = 0; r < NR; r++) {
@@ -295,7 +283,7 @@ static inline __attribute__((always_inline)) void value_whole2(const value_args 
   const int nc = a->d / 16;
   __m256i *codes = (__m256i *)a->acc;
   for (int i = 0; i < a->n; i += 2) {
-    value_prefetch2(a, i, BITS);
+    value_prefetch(a, i, BITS);
     for (int k = 0; k < nc; k++) value_codes16(a, i, 16 * k, BITS, codes + ((size_t)(i / 2) * nc + k) * 2, codes + ((size_t)(i / 2) * nc + k) * 2 + 1);
   }
   for (int r0 = 0; r0 < nr; r0 += 4) {

@@ -479,18 +479,6 @@ static inline __attribute__((always_inline)) void value_pairs(const value_args *
   }
 }
 
-/* Prefetch the value plane rows of positions i and i + 1, PF_AHEAD positions ahead. */
-static inline __attribute__((always_inline)) void value_prefetch(const value_args *a, int i, const int BITS) {
-  const size_t rb = a->rb, next = i + 1 < a->n ? rb : 0;
-  const uint8_t *u0 = a->up + (size_t)(i + PF_AHEAD) * rb, *l0 = a->lw + (size_t)(i + PF_AHEAD) * rb;
-  _mm_prefetch((const char *)u0, _MM_HINT_T0);
-  _mm_prefetch((const char *)(u0 + next), _MM_HINT_T0);
-  if (BITS == 8) {
-    _mm_prefetch((const char *)l0, _MM_HINT_T0);
-    _mm_prefetch((const char *)(l0 + next), _MM_HINT_T0);
-  }
-}
-
 /* out[r, c0 ..] += dw[r] · acc in channel order, or the running sums to a->acc (a row block that does not
  * finish its value block). The lanes are put in channel order by permutes (value_pairs: for C = 64,
  * channels 0-15 interleave lanes 0-7 of acc[0] and acc[2], 16-31 those of acc[1] and acc[3], 32-47
