@@ -90,6 +90,11 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 1029, nq: 5, plain: 'f16' },
     { nHeads: 4, nKv: 2, d: 96, G: 16, Gv: 32, len: 211, nq: 3, plain: 'f32', window: 70 },
     { nHeads: 2, nKv: 1, d: 128, G: 16, Gv: 128, len: 77, nq: 2, plain: 'f16' },
+    // Prompt chunks over plain caches: whole blocks of eight positions past the early queries'
+    // causal ends (their dots are skipped) and, with a window, blocks before its start.
+    { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 30, nq: 40, plain: 'f16' },
+    { nHeads: 8, nKv: 2, d: 128, G: 16, Gv: 128, len: 5, nq: 33, plain: 'f16', window: 20 },
+    { nHeads: 4, nKv: 1, d: 32, G: 16, Gv: 32, len: 70, nq: 19, plain: 'f32' },
     ...(withVerify ? VERIFY_CASES : []),
   ];
   for (const c of cases) {

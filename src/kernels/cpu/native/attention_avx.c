@@ -148,6 +148,27 @@ static const float *f32_rows(const rows_ctx *c, const void *rows, int g, int k, 
   return conv;
 }
 
+/* The first pair whose query sees chunk index k (queries come in order, n_rep pairs each): the
+ * pairs before it have k past their causal end, where mask_pair sets every score, so their dots
+ * need not be taken. */
+static inline int first_seeing(const rows_ctx *c, int k) {
+  const int q = k - (c->a->start_pos + c->q0 - c->p0); /* the first query at or past position p0 + k */
+  return q <= 0 ? 0 : q >= c->nj / c->n_rep ? c->nj : q * c->n_rep;
+}
+
+/* Pair query q's dots with 8 rows of D floats laid end to end (k[p * D + i]), D a compile-time
+ * constant so every row is a fixed offset from one pointer: the same operations as the strided
+ * loop of keys_rows8, whose eight row pointers do not fit the general registers beside the rest. */
+static inline __attribute__((always_inline)) __m256 dots8_packed(const float *q, const float *k, const int D) {
+  __m256 acc[8];
+  for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
+  for (int i = 0; i < D; i += 8) {
+    const __m256 q8 = _mm256_loadu_ps(q + i);
+    for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(k + p * D + i), acc[p]);
+  }
+  return hsum8x8(acc);
+}
+
 /* Scores of the pairs over eight full-precision rows from chunk index k: per pair, the eight dots
  * side by side (independent chains), each position's dot the same operations as dot_fp(). */
 static void keys_rows8(const rows_ctx *c, int k) {
@@ -155,7 +176,17 @@ static void keys_rows8(const rows_ctx *c, int k) {
   for (int g = 0; g < c->n_kv; g++) {
     size_t stride;
     const float *keys = f32_rows(c, c->kv->fp_keys, g, k, 8, c->fp_conv, &stride);
-    for (int j = 0; j < c->nj; j++) {
+    float *dst = c->scores + (size_t)g * c->nj * c->count + k;
+    const int j0 = first_seeing(c, k);
+    if (stride == 64 && c->d == 64) { /* rows converted from F16 lie end to end */
+      for (int j = j0; j < c->nj; j++) _mm256_storeu_ps(dst + (size_t)j * c->count, _mm256_mul_ps(dots8_packed(pair_query(c, g, j), keys, 64), scale));
+      continue;
+    }
+    if (stride == 128 && c->d == 128) {
+      for (int j = j0; j < c->nj; j++) _mm256_storeu_ps(dst + (size_t)j * c->count, _mm256_mul_ps(dots8_packed(pair_query(c, g, j), keys, 128), scale));
+      continue;
+    }
+    for (int j = j0; j < c->nj; j++) {
       const float *q = pair_query(c, g, j);
       __m256 acc[8];
       for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
@@ -163,7 +194,7 @@ static void keys_rows8(const rows_ctx *c, int k) {
         const __m256 q8 = _mm256_loadu_ps(q + i);
         for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(keys + (size_t)p * stride + i), acc[p]);
       }
-      _mm256_storeu_ps(c->scores + ((size_t)g * c->nj + j) * c->count + k, _mm256_mul_ps(hsum8x8(acc), scale));
+      _mm256_storeu_ps(dst + (size_t)j * c->count, _mm256_mul_ps(hsum8x8(acc), scale));
     }
   }
 }
@@ -181,12 +212,21 @@ static void keys_from_rows(const rows_ctx *c, int k) {
   }
 }
 
+/* The chunk indices [*b, *e) pair j's query may see (not later positions, not outside its
+ * window); *e <= *b where it sees none. */
+static inline void pair_visible(const rows_ctx *c, int j, int *b, int *e) {
+  const int pos = c->a->start_pos + c->q0 + j / c->n_rep;
+  const int lo = dense_lo(c->a, pos) - c->p0, hi = pos - c->p0 + 1;
+  *b = lo > 0 ? lo : 0;
+  *e = hi < c->count ? hi : c->count;
+}
+
 /* Mask what pair gp's query may not see in the chunk (later positions; outside its window). */
 static void mask_pair(const rows_ctx *c, int j, float *s) {
-  const int pos = c->a->start_pos + c->q0 + j / c->n_rep;
-  const int lo = dense_lo(c->a, pos);
-  for (int i = 0; i < c->count && c->p0 + i < lo; i++) s[i] = -INFINITY;
-  for (int i = pos - c->p0 + 1 > 0 ? pos - c->p0 + 1 : 0; i < c->count; i++) s[i] = -INFINITY;
+  int b, e;
+  pair_visible(c, j, &b, &e);
+  for (int i = 0; i < c->count && i < b; i++) s[i] = -INFINITY;
+  for (int i = e > b ? e : b; i < c->count; i++) s[i] = -INFINITY;
 }
 
 /* Scratch of the value weights over n plane positions (see value_args). */
@@ -457,12 +497,12 @@ static void values_split_groups(const rows_ctx *c) {
  * in registers: the same fused multiply-adds in the same order as axpy_fp() position by
  * position, so the result does not depend on the blocking. */
 static inline __attribute__((always_inline)) void values_rows_pair(const rows_ctx *c, size_t gp, const float *rows, size_t stride,
-                                                                   int ch, int k0, int n, const int NV) {
+                                                                   int ch, int k0, int kb, int n, const int NV) {
   const float *e = c->scores + gp * c->count + k0;
   float *o = c->outp + gp * c->d + ch;
   __m256 acc[8];
   for (int v = 0; v < NV; v++) acc[v] = _mm256_loadu_ps(o + 8 * v);
-  for (int k = 0; k < n; k++) {
+  for (int k = kb; k < n; k++) {
     if (e[k] == 0.0f) continue;
     const __m256 ev = _mm256_set1_ps(e[k]);
     const float *r = rows + (size_t)k * stride + ch;
@@ -482,9 +522,13 @@ static void values_from_rows(const rows_ctx *c, int k) {
       const float *rows = f32_rows(c, c->kv->fp_values, g, k0, n, c->fp_conv, &stride);
       for (int j = 0; j < c->nj; j++) {
         const size_t gp = (size_t)g * c->nj + j;
+        int b, e; /* the positions of the block it sees: the others have weight 0 */
+        pair_visible(c, j, &b, &e);
+        b = b > k0 ? b - k0 : 0, e = e < k0 + n ? e - k0 : n;
+        if (e <= b) continue;
         int ch = 0;
-        for (; ch + 64 <= c->d; ch += 64) values_rows_pair(c, gp, rows, stride, ch, k0, n, 8);
-        if (ch < c->d) values_rows_pair(c, gp, rows, stride, ch, k0, n, 4); /* d is a multiple of 32 */
+        for (; ch + 64 <= c->d; ch += 64) values_rows_pair(c, gp, rows, stride, ch, k0, b, e, 8);
+        if (ch < c->d) values_rows_pair(c, gp, rows, stride, ch, k0, b, e, 4); /* d is a multiple of 32 */
       }
     }
   }
