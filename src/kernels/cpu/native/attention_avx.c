@@ -169,40 +169,70 @@ static inline __attribute__((always_inline)) __m256 dots8_packed(const float *q,
   return hsum8x8(acc);
 }
 
-/* Scores of the pairs over eight full-precision rows from chunk index k: per pair, the eight dots
- * side by side (independent chains), each position's dot the same operations as dot_fp(). */
-static void keys_rows8(const rows_ctx *c, int k) {
+
+/* One pair's scores over 8 rows (row p at keys + p * stride), each dot the same operations as
+ * dot_fp(). */
+static inline void dots8_strided(const rows_ctx *c, const float *q, const float *keys, size_t stride, float *dst) {
+  __m256 acc[8];
+  for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
+  for (int i = 0; i < c->d; i += 8) {
+    const __m256 q8 = _mm256_loadu_ps(q + i);
+    for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(keys + (size_t)p * stride + i), acc[p]);
+  }
+  _mm256_storeu_ps(dst, _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(c->scale)));
+}
+
+/* Scores of KV head g's pairs over n (a multiple of 8, at most FP_CONV_ROWS) packed rows of D
+ * floats from chunk index k (dst at its scores for k): each pair walks the 8-row blocks its query
+ * sees with its query in L1. (Two pairs at a time sharing each row load, 16 chains in the
+ * registers of AVX-512, made a decode step slower: 584 against 537 µs at 4K, 32/8 heads.) */
+static inline __attribute__((always_inline)) void keys_packed(const rows_ctx *c, int g, int k, int n, const float *keys, float *dst,
+                                                              const int D) {
   const __m256 scale = _mm256_set1_ps(c->scale);
+  const int nb = n / 8;
+  int first[FP_CONV_ROWS / 8]; /* the first pair that sees block b */
+  for (int b = 0; b < nb; b++) first[b] = first_seeing(c, k + 8 * b);
+  int j = first[0];
+  for (; j < c->nj; j++)
+    for (int b = 0; b < nb && first[b] <= j; b++)
+      _mm256_storeu_ps(dst + (size_t)j * c->count + 8 * b, _mm256_mul_ps(dots8_packed(pair_query(c, g, j), keys + 8 * b * D, D), scale));
+}
+
+/* Scores of the pairs over n (a multiple of 8, at most FP_CONV_ROWS) full-precision rows from
+ * chunk index k, one KV head's rows converted at a time. Blocks of 8 past a query's causal end
+ * are skipped: mask_pair sets their scores. */
+static void keys_rows(const rows_ctx *c, int k, int n) {
   for (int g = 0; g < c->n_kv; g++) {
     size_t stride;
-    const float *keys = f32_rows(c, c->kv->fp_keys, g, k, 8, c->fp_conv, &stride);
+    const float *keys = f32_rows(c, c->kv->fp_keys, g, k, n, c->fp_conv, &stride);
     float *dst = c->scores + (size_t)g * c->nj * c->count + k;
-    const int j0 = first_seeing(c, k);
     if (stride == 64 && c->d == 64) { /* rows converted from F16 lie end to end */
-      for (int j = j0; j < c->nj; j++) _mm256_storeu_ps(dst + (size_t)j * c->count, _mm256_mul_ps(dots8_packed(pair_query(c, g, j), keys, 64), scale));
+      keys_packed(c, g, k, n, keys, dst, 64);
       continue;
     }
     if (stride == 128 && c->d == 128) {
-      for (int j = j0; j < c->nj; j++) _mm256_storeu_ps(dst + (size_t)j * c->count, _mm256_mul_ps(dots8_packed(pair_query(c, g, j), keys, 128), scale));
+      keys_packed(c, g, k, n, keys, dst, 128);
       continue;
     }
-    for (int j = j0; j < c->nj; j++) {
-      const float *q = pair_query(c, g, j);
-      __m256 acc[8];
-      for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
-      for (int i = 0; i < c->d; i += 8) {
-        const __m256 q8 = _mm256_loadu_ps(q + i);
-        for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(keys + (size_t)p * stride + i), acc[p]);
-      }
-      _mm256_storeu_ps(dst + (size_t)j * c->count, _mm256_mul_ps(hsum8x8(acc), scale));
-    }
+    for (int b = 0; b < n / 8; b++)
+      for (int j = first_seeing(c, k + 8 * b); j < c->nj; j++)
+        dots8_strided(c, pair_query(c, g, j), keys + (size_t)8 * b * stride, stride, dst + (size_t)j * c->count + 8 * b);
   }
 }
 
+/* Pairs per KV head from which keys_rows takes FP_CONV_ROWS rows a call: with fewer (a decode
+ * step) 8 rows a call keep the reads of every KV head's row nearly in order, which the prefetchers
+ * follow (64 rows of one head are a strided walk); with more, each pair's query stays in L1 while
+ * it walks the head's 64 rows. */
+#define KEYS_WIDE_PAIRS 16
+
 /* Scores of every pair over the full-precision positions, chunk index k onward. */
 static void keys_from_rows(const rows_ctx *c, int k) {
-  for (; k + 8 <= c->count; k += 8) {
-    keys_rows8(c, k);
+  const int rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : 8;
+  while (k + 8 <= c->count) {
+    const int n = (c->count - k) / 8 * 8 < rows ? (c->count - k) / 8 * 8 : rows;
+    keys_rows(c, k, n);
+    k += n;
   }
   for (; k < c->count; k++) {
     const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim;
@@ -500,6 +530,17 @@ static inline __attribute__((always_inline)) void values_rows_pair(const rows_ct
                                                                    int ch, int k0, int kb, int n, const int NV) {
   const float *e = c->scores + gp * c->count + k0;
   float *o = c->outp + gp * c->d + ch;
+#ifdef __AVX512F__ /* the same multiply-add per channel, 16 channels a register */
+  __m512 acc[4];
+  for (int v = 0; v < NV / 2; v++) acc[v] = _mm512_loadu_ps(o + 16 * v);
+  for (int k = kb; k < n; k++) { /* a zero weight leaves the sums as they are, by mask rather than a branch that mispredicts */
+    const __mmask16 live = (__mmask16)-(e[k] != 0.0f);
+    const __m512 ev = _mm512_set1_ps(e[k]);
+    const float *r = rows + (size_t)k * stride + ch;
+    for (int v = 0; v < NV / 2; v++) acc[v] = _mm512_mask3_fmadd_ps(ev, _mm512_loadu_ps(r + 16 * v), acc[v], live);
+  }
+  for (int v = 0; v < NV / 2; v++) _mm512_storeu_ps(o + 16 * v, acc[v]);
+#else
   __m256 acc[8];
   for (int v = 0; v < NV; v++) acc[v] = _mm256_loadu_ps(o + 8 * v);
   for (int k = kb; k < n; k++) {
@@ -509,6 +550,7 @@ static inline __attribute__((always_inline)) void values_rows_pair(const rows_ct
     for (int v = 0; v < NV; v++) acc[v] = _mm256_fmadd_ps(ev, _mm256_loadu_ps(r + 8 * v), acc[v]);
   }
   for (int v = 0; v < NV; v++) _mm256_storeu_ps(o + 8 * v, acc[v]);
+#endif
 }
 
 /* Values in full precision, chunk index k onward, in blocks of FP_CONV_ROWS positions (one KV
