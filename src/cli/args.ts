@@ -75,6 +75,7 @@ export const MODEL_FLAGS = {
   backend: { type: 'string' },
   ctx: { type: 'string' },
   'prefill-activations': { type: 'string' },
+  'prefill-chunk': { type: 'string' },
   'no-mmap': { type: 'boolean' },
 } as const;
 
@@ -111,7 +112,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   presencePenalty: '--presence-penalty', frequencyPenalty: '--frequency-penalty', contextLength: '--ctx',
   keyGroupSize: '--kv-group', valueGroupSize: '--kv-value-group', spec: '--spec', kv: '--kv', gamma: '--gamma',
   'draft.bits': '--draft-bits', 'draft.groupSize': '--draft-group', 'draft.layers': '--draft-layers', 'draft.headBits': '--draft-head', tokenizer: '--tokenizer',
-  dtype: '--dtype', backend: '--backend', prefillActivations: '--prefill-activations', window: '--window', text: '--text', modes: '--modes',
+  dtype: '--dtype', backend: '--backend', prefillActivations: '--prefill-activations', prefillChunk: '--prefill-chunk', window: '--window', text: '--text', modes: '--modes',
 };
 
 /**

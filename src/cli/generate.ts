@@ -35,6 +35,9 @@ Streams a completion to stdout. Without --model, the embedded pdlm-5.8m model is
   --prefill-activations bf16|f32
                         the prompt's matmuls with BF16/F16 weights: BF16 activations on AMX (default
                         bf16, as PyTorch and llama.cpp), or f32 for the exact path everywhere
+  --prefill-chunk N     prompt tokens per forward pass (default 128); 512 (llama.cpp's batch) reads
+                        an F16/BF16 model's weights a quarter as often during a long prompt, at the
+                        cost of a longer wait before a cancel or another request is served
   --no-mmap             read the weights into memory instead of mapping the file (for a file that
                         may change while the model runs)
   --backend NAME        auto (native CPU kernels, else reference) | cpu | reference (scalar
@@ -104,6 +107,7 @@ export async function loadForCli(flags: Flags, withDraft = true): Promise<Model>
     backend: backend as BackendName | undefined,
     contextLength: int(flags, 'ctx'),
     prefillActivations: str(flags, 'prefill-activations') as PrefillActivations | undefined,
+    prefillChunk: int(flags, 'prefill-chunk'),
     mmap: flags['no-mmap'] === true ? false : undefined,
     onLoadProgress: (done, total) => bar.update(done, total),
     onWarning: (msg) => process.stderr.write(`quantspec: warning: ${msg}\n`),

@@ -10,7 +10,7 @@ import { DECODING_FLAGS, int, MODEL_FLAGS, modelPathOf, parse, SAMPLING_FLAGS, s
 import { decodingOptions, draftOptions, generationOptions } from './generate.js';
 
 export const SERVE_USAGE = `usage: quantspec serve [--model PATH | --synthetic NAME] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
-                       [--parallel N] [--max-queue N] [--ctx N] [--prefill-activations bf16|f32] [--no-mmap]
+                       [--parallel N] [--max-queue N] [--ctx N] [--prefill-activations bf16|f32] [--prefill-chunk N] [--no-mmap]
                        [generation and decoding options]
 
 OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions and /v1/responses
@@ -71,6 +71,7 @@ export async function runServe(argv: string[]): Promise<number> {
       backend: str(flags, 'backend') as BackendName | undefined,
       contextLength: int(flags, 'ctx'),
       prefillActivations: str(flags, 'prefill-activations') as PrefillActivations | undefined,
+      prefillChunk: int(flags, 'prefill-chunk'),
       mmap: flags['no-mmap'] === true ? false : undefined,
       onWarning: (w) => log(`warning: ${w}`),
     }, parallel),

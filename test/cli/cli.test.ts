@@ -146,11 +146,30 @@ test('--stats prints speculation statistics to stderr; bad decoding flags are na
     [['--draft-head', 'x'], /--draft-head takes 8, 4 or none, got "x"/],
     [['--draft-layers', 'all+head', '--draft-head', '8'], /lm_head make a 4-bit head, but --draft-head is 8/],
     [['--prefill-activations', 'f16'], /--prefill-activations must be 'bf16' or 'f32'/],
+    [['--prefill-chunk', '0'], /--prefill-chunk must be a positive integer, got 0/],
+    [['--prefill-chunk', '1.5'], /--prefill-chunk expects an integer, got 1.5/],
   ];
   for (const [args, pattern] of cases) {
     const e = cli(['generate', '--prompt', 'x', ...args]);
     assert.notEqual(e.code, 0, args.join(' '));
     assert.match(e.stderr, pattern, args.join(' '));
+  }
+});
+
+test('--prefill-chunk changes how the prompt is batched, not the tokens', () => {
+  const prompt = 'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world. '.repeat(6);
+  const run = (kv: string, chunk?: string) => {
+    const r = cli(['generate', '--prompt', prompt, '--temperature', '0', '--max-tokens', '12', '--spec', 'none', '--kv', kv, '--json', ...(chunk ? ['--prefill-chunk', chunk] : [])]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { prompt_ids: number[]; generated_ids: number[] };
+  };
+  for (const kv of ['f16', 'int8']) {
+    const base = run(kv);
+    assert.ok(base.prompt_ids.length > 300, `${base.prompt_ids.length} prompt tokens: more than two chunks of 128`);
+    assert.equal(base.generated_ids.length, 12);
+    // 512: the whole prompt in one pass over the F16 cache (the attention takes its queries in runs of
+    // 128); the hierarchical cache caps a chunk at its key group. 7: many small chunks.
+    for (const chunk of ['512', '7']) assert.deepEqual(run(kv, chunk).generated_ids, base.generated_ids, `--kv ${kv} --prefill-chunk ${chunk}`);
   }
 });
 

@@ -95,6 +95,10 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 30, nq: 40, plain: 'f16' },
     { nHeads: 8, nKv: 2, d: 128, G: 16, Gv: 128, len: 5, nq: 33, plain: 'f16', window: 20 },
     { nHeads: 4, nKv: 1, d: 32, G: 16, Gv: 32, len: 70, nq: 19, plain: 'f32' },
+    // More queries than the native driver takes in one run (128): a long prompt chunk over a
+    // plain cache (--prefill-chunk above 128) in runs.
+    { nHeads: 2, nKv: 1, d: 64, G: 16, Gv: 64, len: 21, nq: 150, plain: 'f16' },
+    { nHeads: 8, nKv: 2, d: 32, G: 16, Gv: 32, len: 300, nq: 129, plain: 'f32', window: 100 },
     ...(withVerify ? VERIFY_CASES : []),
   ];
   for (const c of cases) {

@@ -285,6 +285,21 @@ static void split_items(at_ctx *c, int n_parts, long total) {
 }
 
 int attention_run(const attn_args *a) {
+  if (a->nq > ATTN_REF_QUERIES) {
+    /* A longer prompt chunk (prefillChunk above 128): its queries in runs of ATTN_REF_QUERIES,
+     * the batch the item widths and scratch were sized for (a query's result does not depend on
+     * its batch). Run whole, 512 queries' scores spill out of L2. */
+    for (int q0 = 0; q0 < a->nq; q0 += ATTN_REF_QUERIES) {
+      attn_args part = *a;
+      const size_t off = (size_t)q0 * a->n_heads * a->head_dim;
+      part.q = a->q + off, part.out = a->out + off;
+      part.nq = a->nq - q0 < ATTN_REF_QUERIES ? a->nq - q0 : ATTN_REF_QUERIES;
+      part.start_pos = a->start_pos + q0;
+      const int r = attention_run(&part);
+      if (r != ATTN_OK) return r;
+    }
+    return ATTN_OK;
+  }
   at_ctx c;
   c.a = *a;
   c.n_rep = a->n_heads / a->n_kv_heads;
