@@ -157,8 +157,8 @@ static inline int first_seeing(const rows_ctx *c, int k) {
 }
 
 /* Pair query q's dots with 8 rows of D floats laid end to end (k[p * D + i]), D a compile-time
- * constant so every row is a fixed offset from one pointer: the same operations as the strided
- * loop of keys_rows8, whose eight row pointers do not fit the general registers beside the rest. */
+ * constant so every row is a fixed offset from one pointer: the same operations as dots8_strided,
+ * whose eight row pointers GCC kept in vector registers, moving each back per load. */
 static inline __attribute__((always_inline)) __m256 dots8_packed(const float *q, const float *k, const int D) {
   __m256 acc[8];
   for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
@@ -168,7 +168,6 @@ static inline __attribute__((always_inline)) __m256 dots8_packed(const float *q,
   }
   return hsum8x8(acc);
 }
-
 
 /* One pair's scores over 8 rows (row p at keys + p * stride), each dot the same operations as
  * dot_fp(). */
