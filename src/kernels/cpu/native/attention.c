@@ -287,8 +287,8 @@ static void split_items(at_ctx *c, int n_parts, long total) {
 int attention_run(const attn_args *a) {
   if (a->nq > ATTN_REF_QUERIES) {
     /* A longer prompt chunk (prefillChunk above 128): its queries in runs of ATTN_REF_QUERIES,
-     * the batch the item widths and scratch were sized for (a query's result does not depend on
-     * its batch). Run whole, 512 queries' scores spill out of L2. */
+     * the batch the item widths and ATTN_SCORES_FLOATS were sized for (a query's result does not
+     * depend on its batch); run whole, a chunk of 512 takes four times the scores per item. */
     for (int q0 = 0; q0 < a->nq; q0 += ATTN_REF_QUERIES) {
       attn_args part = *a;
       const size_t off = (size_t)q0 * a->n_heads * a->head_dim;

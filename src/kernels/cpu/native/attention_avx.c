@@ -156,45 +156,32 @@ static inline int first_seeing(const rows_ctx *c, int k) {
   return q <= 0 ? 0 : q >= c->nj / c->n_rep ? c->nj : q * c->n_rep;
 }
 
-/* Pair query q's dots with 8 rows of D floats laid end to end (k[p * D + i]), D a compile-time
- * constant so every row is a fixed offset from one pointer: the same operations as dots8_strided,
- * whose eight row pointers GCC kept in vector registers, moving each back per load. */
-static inline __attribute__((always_inline)) __m256 dots8_packed(const float *q, const float *k, const int D) {
+/* Pair query q's dots with 8 rows of d floats (row p at k + p * stride), each the same operations
+ * as dot_fp(). Inlined with constant stride and d, every row is a fixed offset from one pointer;
+ * with run-time ones GCC kept the eight row pointers in vector registers, moving each back per load. */
+static inline __attribute__((always_inline)) __m256 dots8(const float *q, const float *k, size_t stride, int d) {
   __m256 acc[8];
   for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
-  for (int i = 0; i < D; i += 8) {
+  for (int i = 0; i < d; i += 8) {
     const __m256 q8 = _mm256_loadu_ps(q + i);
-    for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(k + p * D + i), acc[p]);
+    for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(k + (size_t)p * stride + i), acc[p]);
   }
   return hsum8x8(acc);
 }
 
-/* One pair's scores over 8 rows (row p at keys + p * stride), each dot the same operations as
- * dot_fp(). */
-static inline void dots8_strided(const rows_ctx *c, const float *q, const float *keys, size_t stride, float *dst) {
-  __m256 acc[8];
-  for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
-  for (int i = 0; i < c->d; i += 8) {
-    const __m256 q8 = _mm256_loadu_ps(q + i);
-    for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(q8, _mm256_loadu_ps(keys + (size_t)p * stride + i), acc[p]);
-  }
-  _mm256_storeu_ps(dst, _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(c->scale)));
-}
-
-/* Scores of KV head g's pairs over n (a multiple of 8, at most FP_CONV_ROWS) packed rows of D
- * floats from chunk index k (dst at its scores for k): each pair walks the 8-row blocks its query
- * sees with its query in L1. (Two pairs at a time sharing each row load, 16 chains in the
+/* Scores of KV head g's pairs over n (a multiple of 8, at most FP_CONV_ROWS) rows of d floats,
+ * stride apart, from chunk index k (dst at its scores for k): each pair walks the 8-row blocks its
+ * query sees with its query in L1. (Two pairs at a time sharing each row load, 16 chains in the
  * registers of AVX-512, made a decode step slower: 584 against 537 µs at 4K, 32/8 heads.) */
-static inline __attribute__((always_inline)) void keys_packed(const rows_ctx *c, int g, int k, int n, const float *keys, float *dst,
-                                                              const int D) {
+static inline __attribute__((always_inline)) void keys_walk(const rows_ctx *c, int g, int k, int n, const float *keys, float *dst,
+                                                            size_t stride, int d) {
   const __m256 scale = _mm256_set1_ps(c->scale);
   const int nb = n / 8;
   int first[FP_CONV_ROWS / 8]; /* the first pair that sees block b */
   for (int b = 0; b < nb; b++) first[b] = first_seeing(c, k + 8 * b);
-  int j = first[0];
-  for (; j < c->nj; j++)
+  for (int j = first[0]; j < c->nj; j++)
     for (int b = 0; b < nb && first[b] <= j; b++)
-      _mm256_storeu_ps(dst + (size_t)j * c->count + 8 * b, _mm256_mul_ps(dots8_packed(pair_query(c, g, j), keys + 8 * b * D, D), scale));
+      _mm256_storeu_ps(dst + (size_t)j * c->count + 8 * b, _mm256_mul_ps(dots8(pair_query(c, g, j), keys + 8 * b * stride, stride, d), scale));
 }
 
 /* Scores of the pairs over n (a multiple of 8, at most FP_CONV_ROWS) full-precision rows from
@@ -205,17 +192,9 @@ static void keys_rows(const rows_ctx *c, int k, int n) {
     size_t stride;
     const float *keys = f32_rows(c, c->kv->fp_keys, g, k, n, c->fp_conv, &stride);
     float *dst = c->scores + (size_t)g * c->nj * c->count + k;
-    if (stride == 64 && c->d == 64) { /* rows converted from F16 lie end to end */
-      keys_packed(c, g, k, n, keys, dst, 64);
-      continue;
-    }
-    if (stride == 128 && c->d == 128) {
-      keys_packed(c, g, k, n, keys, dst, 128);
-      continue;
-    }
-    for (int b = 0; b < n / 8; b++)
-      for (int j = first_seeing(c, k + 8 * b); j < c->nj; j++)
-        dots8_strided(c, pair_query(c, g, j), keys + (size_t)8 * b * stride, stride, dst + (size_t)j * c->count + 8 * b);
+    if (stride == 64 && c->d == 64) keys_walk(c, g, k, n, keys, dst, 64, 64); /* rows converted from F16 lie end to end */
+    else if (stride == 128 && c->d == 128) keys_walk(c, g, k, n, keys, dst, 128, 128);
+    else keys_walk(c, g, k, n, keys, dst, stride, c->d);
   }
 }
 

@@ -18,8 +18,6 @@ static inline __m256i bf16_of16(__m512 f) {
   return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
 }
 
-static inline __m512 f32_of_bf16x16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
-
 static inline __m512i join256(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
 /* 32 F16 weights as two rows of 32 BF16 whose sum is each weight exactly: hi = the weight cut to
