@@ -184,6 +184,83 @@ static inline __attribute__((always_inline)) void keys_walk(const rows_ctx *c, i
       _mm256_storeu_ps(dst + (size_t)j * c->count + 8 * b, _mm256_mul_ps(dots8(pair_query(c, g, j), keys + 8 * b * stride, stride, d), scale));
 }
 
+/* Pairs per KV head from which keys_rows takes FP_CONV_ROWS rows a call: with fewer (a decode
+ * step) 8 rows a call keep the reads of every KV head's row nearly in order, which the prefetchers
+ * follow (64 rows of one head are a strided walk); with more, each pair's query stays in L1 while
+ * it walks the head's 64 rows (with AVX-512, two rows per register: keys_walk16). */
+#define KEYS_WIDE_PAIRS 16
+
+#ifdef __AVX512F__
+/* KV head g's n rows from chunk index k (n even, at most FP_CONV_ROWS) as F32 in dst with rows 2b
+ * and 2b + 1 side by side: [row pair b][channel block i of 8][row 2b: 8 floats, row 2b + 1: 8]. */
+static void rows_paired(const rows_ctx *c, const void *rows, int g, int k, int n, float *dst) {
+  const int d = c->d;
+  const size_t row0 = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim + (size_t)g * d;
+  for (int p = 0; p < n; p++) {
+    const size_t src = row0 + (size_t)p * c->kv_dim;
+    float *o = dst + (size_t)(p >> 1) * 2 * d + 8 * (p & 1);
+    if (c->kv->fp_dtype == 0)
+      for (int i = 0; i < d; i += 8) _mm256_storeu_ps(o + 2 * i, _mm256_loadu_ps((const float *)rows + src + i));
+    else
+      for (int i = 0; i < d; i += 8) _mm256_storeu_ps(o + 2 * i, load8_f16((const uint16_t *)rows + src + i));
+  }
+}
+
+/* dots8()'s sums of NA row pairs (rows_paired layout, NA = 8: 16 rows, 4: 8 rows) with query q:
+ * lanes 0-7 of acc[p] take row 2p's chain and lanes 8-15 row 2p + 1's, the same fused
+ * multiply-adds lane by lane as dots8's eight-lane accumulators; then each row's eight lanes are
+ * summed in hsum()'s order, t_l = v_l + v_l+4, then (t0 + t1) + (t2 + t3), for all rows at once.
+ * The 16 sums come back in row order (before the last permute, row q + 4m is in lane 4q + m). */
+static inline __attribute__((always_inline)) __m512 dots16(const float *q, const float *rows, int d, const int NA) {
+  __m512 acc[8];
+  for (int p = 0; p < NA; p++) acc[p] = _mm512_setzero_ps();
+  for (int i = 0; i < d; i += 8) {
+    const __m512 q16 = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(q + i))));
+    for (int p = 0; p < NA; p++) acc[p] = _mm512_fmadd_ps(q16, _mm512_loadu_ps(rows + (size_t)p * 2 * d + 2 * i), acc[p]);
+  }
+  __m512 t[4];
+  for (int p = 0; p < NA / 2; p++) /* quarters: rows 4p .. 4p + 3, each t_l = v_l + v_l+4 */
+    t[p] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * p], acc[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(acc[2 * p], acc[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  /* quarter q: [t0 + t1, t2 + t3] of row q of the first, then of row q of the second */
+  const __m512 sa = _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 sb = NA == 8 ? _mm512_add_ps(_mm512_shuffle_ps(t[2], t[3], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(t[2], t[3], _MM_SHUFFLE(3, 1, 3, 1)))
+                            : sa;
+  /* quarter q, lane m: row q + 4m */
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(sa, sb, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(sa, sb, _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), r);
+}
+
+/* keys_walk over rows_paired rows: 16 rows per call of dots16 (a last 8 with half the registers),
+ * twice the lanes of dots8 for the same sums. A 16-row block is taken whole for a pair that sees
+ * its first 8 rows; mask_pair sets the scores it may not see. */
+static inline __attribute__((always_inline)) void keys_walk16(const rows_ctx *c, int g, int k, int n, const float *rows, float *dst,
+                                                              int d) {
+  const __m512 scale = _mm512_set1_ps(c->scale);
+  const int nb = n / 8;
+  int first[FP_CONV_ROWS / 8];
+  for (int b = 0; b < nb; b++) first[b] = first_seeing(c, k + 8 * b);
+  for (int j = first[0]; j < c->nj; j++) {
+    const float *q = pair_query(c, g, j);
+    float *o = dst + (size_t)j * c->count;
+    int b = 0;
+    for (; b + 2 <= nb && first[b] <= j; b += 2) _mm512_storeu_ps(o + 8 * b, _mm512_mul_ps(dots16(q, rows + (size_t)b * 8 * d, d, 8), scale));
+    if (b < nb && first[b] <= j) _mm512_mask_storeu_ps(o + 8 * b, 0xff, _mm512_mul_ps(dots16(q, rows + (size_t)b * 8 * d, d, 4), scale));
+  }
+}
+
+/* keys_rows for KEYS_WIDE_PAIRS pairs or more: each KV head's rows laid out by rows_paired. */
+static void keys_rows_paired(const rows_ctx *c, int k, int n) {
+  for (int g = 0; g < c->n_kv; g++) {
+    rows_paired(c, c->kv->fp_keys, g, k, n, c->fp_conv);
+    float *dst = c->scores + (size_t)g * c->nj * c->count + k;
+    if (c->d == 64) keys_walk16(c, g, k, n, c->fp_conv, dst, 64);
+    else if (c->d == 128) keys_walk16(c, g, k, n, c->fp_conv, dst, 128);
+    else keys_walk16(c, g, k, n, c->fp_conv, dst, c->d);
+  }
+}
+#endif
+
 /* Scores of the pairs over n (a multiple of 8, at most FP_CONV_ROWS) full-precision rows from
  * chunk index k, one KV head's rows converted at a time. Blocks of 8 past a query's causal end
  * are skipped: mask_pair sets their scores. */
@@ -198,17 +275,18 @@ static void keys_rows(const rows_ctx *c, int k, int n) {
   }
 }
 
-/* Pairs per KV head from which keys_rows takes FP_CONV_ROWS rows a call: with fewer (a decode
- * step) 8 rows a call keep the reads of every KV head's row nearly in order, which the prefetchers
- * follow (64 rows of one head are a strided walk); with more, each pair's query stays in L1 while
- * it walks the head's 64 rows. */
-#define KEYS_WIDE_PAIRS 16
-
 /* Scores of every pair over the full-precision positions, chunk index k onward. */
 static void keys_from_rows(const rows_ctx *c, int k) {
   const int rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : 8;
   while (k + 8 <= c->count) {
     const int n = (c->count - k) / 8 * 8 < rows ? (c->count - k) / 8 * 8 : rows;
+#ifdef __AVX512F__
+    if (c->nj >= KEYS_WIDE_PAIRS) {
+      keys_rows_paired(c, k, n);
+      k += n;
+      continue;
+    }
+#endif
     keys_rows(c, k, n);
     k += n;
   }
@@ -511,7 +589,16 @@ static inline __attribute__((always_inline)) void values_rows_pair(const rows_ct
 #ifdef __AVX512F__ /* the same multiply-add per channel, 16 channels a register */
   __m512 acc[4];
   for (int v = 0; v < NV / 2; v++) acc[v] = _mm512_loadu_ps(o + 16 * v);
-  for (int k = kb; k < n; k++) { /* a zero weight leaves the sums as they are, by mask rather than a branch that mispredicts */
+  int k = kb;
+  for (; k + 16 <= n; k += 16) { /* 16 weights none of which is zero: no masks */
+    if (_mm512_cmp_ps_mask(_mm512_loadu_ps(e + k), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0xffff) break;
+    for (int i = k; i < k + 16; i++) {
+      const __m512 ev = _mm512_set1_ps(e[i]);
+      const float *r = rows + (size_t)i * stride + ch;
+      for (int v = 0; v < NV / 2; v++) acc[v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(r + 16 * v), acc[v]);
+    }
+  }
+  for (; k < n; k++) { /* a zero weight leaves the sums as they are, by mask rather than a branch that mispredicts */
     const __mmask16 live = (__mmask16)-(e[k] != 0.0f);
     const __m512 ev = _mm512_set1_ps(e[k]);
     const float *r = rows + (size_t)k * stride + ch;
