@@ -3,22 +3,20 @@
 // from the long public-domain texts. Also mean accepted length, the per-position rate, and the
 // same for draft variants (which layers are 4-bit, group size), to show what limits acceptance.
 //
-//   node dist/bench/acceptance.js [--model DIR] [--prompts 6] [--prompt-len 600] [--gen 128] [--json FILE]
+//   node dist/bench/acceptance.js [--model DIR] [--prompts 6] [--prompt-len 600] [--gen 128] [--temperature 0] [--json FILE]
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { loadModel } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
 import { machineSummary } from '../src/engine/machine.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs('node dist/bench/acceptance.js [--model DIR] [--prompts 6] [--prompt-len 600] [--gen 128] [--temperature 0] [--json FILE]', {
     model: { type: 'string' }, prompts: { type: 'string' }, 'prompt-len': { type: 'string' }, gen: { type: 'string' },
     json: { type: 'string' }, temperature: { type: 'string' },
-  },
-});
+  });
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = path.resolve(root, '..', 'shared');
 const modelPath = args.model ?? path.join(shared, 'models', 'pdlm-5.8m');

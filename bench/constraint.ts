@@ -5,19 +5,19 @@
 // a synthetic 128K vocabulary (pdlm's tokens plus corpus words and substrings, with and without a
 // leading space, the shape of a Llama-3 vocabulary) over the same output text.
 //
-//   node dist/bench/constraint.js [--runs 5] [--json FILE]
+//   node dist/bench/constraint.js [--runs 5] [--model DIR] [--shared DIR] [--json FILE]
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadModel } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
 import { tokenTexts } from '../src/engine/structured.js';
 import { machineSummary } from '../src/engine/machine.js';
 import { JsonConstraint } from '../src/sampling/constraint.js';
 import { compileResponseFormat, type ResponseFormat } from '../src/sampling/json-schema.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({ options: { runs: { type: 'string' }, json: { type: 'string' }, model: { type: 'string' }, shared: { type: 'string' } } });
+const args = benchArgs('node dist/bench/constraint.js [--runs 5] [--model DIR] [--shared DIR] [--json FILE]', { runs: { type: 'string' }, json: { type: 'string' }, model: { type: 'string' }, shared: { type: 'string' } });
 const RUNS = Number(args.runs ?? 5);
 const SHARED = args.shared ?? path.resolve('..', 'shared');
 const MODEL = args.model ?? path.join(SHARED, 'models', 'pdlm-5.8m');

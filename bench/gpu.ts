@@ -4,7 +4,7 @@
 // (quantspec bench's method), with speedups run by run and, given the device's nominal bandwidth,
 // the plain modes' share of it. Prints a markdown table per model and writes JSON lines.
 //
-//   node dist/bench/gpu.js [--device-gbs 3350] [--contexts 1024,4096,16384,32768] [--gen 64] [--runs 3]
+//   node dist/bench/gpu.js [--device-gbs 3350] [--contexts 1024,4096,16384,32768] [--gen 64] [--runs 3] [--models pdlm,llama-3.2-1b] [--json FILE]
 //                          [--models pdlm,llama-3.2-1b] [--json FILE]
 //
 // Run it on a machine with a GPU: on a CPU adapter (lavapipe, SwiftShader) the numbers only show
@@ -12,20 +12,18 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { markdownTable, runBench, type BenchRow } from '../src/engine/bench.js';
+import { benchArgs } from './args.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
 const shared = process.env['QUANTSPEC_SHARED'] ?? path.resolve(repo, '..', 'shared');
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs('node dist/bench/gpu.js [--device-gbs 3350] [--contexts 1024,4096,16384,32768] [--gen 64] [--runs 3] [--models pdlm,llama-3.2-1b] [--json FILE]', {
     'device-gbs': { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, runs: { type: 'string' },
     models: { type: 'string' }, json: { type: 'string' },
-  },
-});
+  });
 const MODELS: Record<string, string> = {
   pdlm: path.join(shared, 'models', 'pdlm-5.8m'),
   'llama-3.2-1b': 'synthetic:llama-3.2-1b',

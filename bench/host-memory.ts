@@ -6,11 +6,11 @@
 //   node --expose-gc dist/bench/host-memory.js [--model PATH | synthetic:NAME] [--backend webgpu] [--json FILE]
 
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { loadModel } from '../src/engine/model.js';
 import type { BackendName } from '../src/kernels/select.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({ options: { model: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' } } });
+const args = benchArgs('node --expose-gc dist/bench/host-memory.js [--model PATH | synthetic:NAME] [--backend webgpu] [--json FILE]', { model: { type: 'string' }, backend: { type: 'string' }, json: { type: 'string' } });
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc, so that what is measured is what is still referenced.');
 

@@ -6,7 +6,6 @@
 //   node dist/bench/kernels.js [--threads N] [--isa avx2|scalar] [--json FILE] [--quick] [--attention-only]
 
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { f32ToBf16, f32ToF16 } from '../src/core/half.js';
 import { Xoshiro128 } from '../src/core/rng.js';
 import type { DenseTensor } from '../src/core/tensor.js';
@@ -17,10 +16,9 @@ import { createCpuBackend, type CpuBackend } from '../src/kernels/cpu/index.js';
 import type { WeightTensor } from '../src/quant/format.js';
 import { quantizeQ4, quantizeQ8 } from '../src/quant/weights.js';
 import { machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({
-  options: { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' }, 'attention-only': { type: 'boolean' } },
-});
+const args = benchArgs('node dist/bench/kernels.js [--threads N] [--isa avx2|scalar] [--json FILE] [--quick] [--attention-only]', { threads: { type: 'string' }, isa: { type: 'string' }, json: { type: 'string' }, quick: { type: 'boolean' }, 'attention-only': { type: 'boolean' } });
 const cpu: CpuBackend = createCpuBackend({ threads: args.threads ? Number(args.threads) : undefined, isa: args.isa });
 const quick = args.quick === true;
 const rows: Record<string, unknown>[] = [];

@@ -7,19 +7,17 @@
 // With --parallel N the slots decode in batches (continuous batching); the script first times one
 // client alone and prints the waves' aggregate tokens/s as a multiple of that single-client rate.
 //
-//   node dist/bench/load.js [--clients 40] [--waves 3] [--parallel 2] [--max-tokens 48] [--model PATH] [--json FILE]
+//   node dist/bench/load.js [--clients 40] [--waves 3] [--parallel 2] [--max-tokens 48] [--max-queue 24] [--model PATH] [--json FILE]
 
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { machineSummary } from '../src/engine/machine.js';
 import { startServeProcess } from './serve-process.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs('node dist/bench/load.js [--clients 40] [--waves 3] [--parallel 2] [--max-tokens 48] [--max-queue 24] [--model PATH] [--json FILE]', {
     clients: { type: 'string' }, waves: { type: 'string' }, 'max-tokens': { type: 'string' }, model: { type: 'string' },
     json: { type: 'string' }, 'max-queue': { type: 'string' }, parallel: { type: 'string' },
-  },
-});
+  });
 const CLIENTS = Number(args.clients ?? 40);
 const WAVES = Number(args.waves ?? 3);
 const MAX_TOKENS = Number(args['max-tokens'] ?? 48);

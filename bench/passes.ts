@@ -11,18 +11,16 @@
 //   node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--hot] [--draft-head 8] [--json FILE]
 
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { loadModel } from '../src/engine/model.js';
 import { machineSummary } from '../src/engine/machine.js';
 import { createScratch, forward, passLogits, PROMPT_PASS } from '../src/model/forward.js';
 import { createCache } from '../src/speculative/modes.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs('node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--hot] [--draft-head 8] [--json FILE]', {
     model: { type: 'string' }, gamma: { type: 'string' }, passes: { type: 'string' }, prompt: { type: 'string' },
     kv: { type: 'string' }, json: { type: 'string' }, hot: { type: 'boolean' }, 'draft-head': { type: 'string' },
-  },
-});
+  });
 const GAMMA = Number(args.gamma ?? 4);
 const PASSES = Number(args.passes ?? 12);
 const PROMPT = Number(args.prompt ?? 256);

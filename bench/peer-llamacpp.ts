@@ -12,7 +12,7 @@
 // against llama.cpp's fastest thread count for each mode, named in the cell.
 //
 //   node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128]
-//                                    [--threads 2] [--llama-threads 1] [--json FILE] [--keep DIR]
+//                                    [--threads 2] [--llama-threads 1] [--text FILE] [--json FILE] [--keep DIR]
 //   node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]
 //
 // --json appends one JSON line per measurement as it is taken, so a long run that is interrupted
@@ -25,7 +25,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { LlamaContextSequence, Token } from 'node-llama-cpp';
 import { loadModel } from '../src/engine/model.js';
 import { collect } from '../src/engine/session.js';
@@ -33,14 +32,13 @@ import { convertHfToGguf, writeModelGguf } from '../src/model/gguf-writer.js';
 import { syntheticGgufInput } from '../src/model/synthetic.js';
 import { promptOf } from '../src/engine/bench.js';
 import { cpuModel, machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({
-  options: {
+const args = benchArgs('node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--threads 2] [--llama-threads 1] [--text FILE] [--json FILE] [--keep DIR] | node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]', {
     model: { type: 'string' }, synthetic: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
     json: { type: 'string' }, keep: { type: 'string' }, text: { type: 'string' }, 'llama-threads': { type: 'string' },
     tables: { type: 'string' },
-  },
-});
+  });
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = path.resolve(root, '..', 'shared');
 const GAMMA = 4;
