@@ -277,16 +277,22 @@ static void keys_rows(const rows_ctx *c, int k, int n) {
 
 /* Scores of every pair over the full-precision positions, chunk index k onward. */
 static void keys_from_rows(const rows_ctx *c, int k) {
-  const int rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : 8;
+#ifdef __AVX512F__
+  const int paired = c->nj >= KEYS_WIDE_PAIRS || c->kv->fp_dtype != 0;
+  const int rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : paired ? 16 : 8;
+#else
+  const int paired = 0, rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : 8;
+#endif
   while (k + 8 <= c->count) {
     const int n = (c->count - k) / 8 * 8 < rows ? (c->count - k) / 8 * 8 : rows;
 #ifdef __AVX512F__
-    if (c->nj >= KEYS_WIDE_PAIRS) {
+    if (paired) {
       keys_rows_paired(c, k, n);
       k += n;
       continue;
     }
 #endif
+    (void)paired;
     keys_rows(c, k, n);
     k += n;
   }
