@@ -184,10 +184,11 @@ static inline __attribute__((always_inline)) void keys_walk(const rows_ctx *c, i
       _mm256_storeu_ps(dst + (size_t)j * c->count + 8 * b, _mm256_mul_ps(dots8(pair_query(c, g, j), keys + 8 * b * stride, stride, d), scale));
 }
 
-/* Pairs per KV head from which keys_rows takes FP_CONV_ROWS rows a call: with fewer (a decode
- * step) 8 rows a call keep the reads of every KV head's row nearly in order, which the prefetchers
- * follow (64 rows of one head are a strided walk); with more, each pair's query stays in L1 while
- * it walks the head's 64 rows (with AVX-512, two rows per register: keys_walk16). */
+/* Pairs per KV head from which the keys take FP_CONV_ROWS rows a call: with fewer (a decode
+ * step) 8 rows a call (16 for AVX-512's paired F16 rows) keep the reads of every KV head's row
+ * nearly in order, which the prefetchers follow (64 rows of one head are a strided walk); with
+ * more, each pair's query stays in L1 while it walks the head's 64 rows (with AVX-512, two rows
+ * per register: keys_walk16). */
 #define KEYS_WIDE_PAIRS 16
 
 #ifdef __AVX512F__
@@ -249,7 +250,9 @@ static inline __attribute__((always_inline)) void keys_walk16(const rows_ctx *c,
   }
 }
 
-/* keys_rows for KEYS_WIDE_PAIRS pairs or more: each KV head's rows laid out by rows_paired. */
+/* keys_rows with each KV head's rows laid out by rows_paired: for KEYS_WIDE_PAIRS pairs or more,
+ * and for F16 rows at any count (they are converted for every call anyway, so the layout costs
+ * nothing). */
 static void keys_rows_paired(const rows_ctx *c, int k, int n) {
   for (int g = 0; g < c->n_kv; g++) {
     rows_paired(c, c->kv->fp_keys, g, k, n, c->fp_conv);
@@ -278,22 +281,18 @@ static void keys_rows(const rows_ctx *c, int k, int n) {
 /* Scores of every pair over the full-precision positions, chunk index k onward. */
 static void keys_from_rows(const rows_ctx *c, int k) {
 #ifdef __AVX512F__
-  const int paired = c->nj >= KEYS_WIDE_PAIRS || c->kv->fp_dtype != 0;
+  const int paired = c->nj >= KEYS_WIDE_PAIRS || c->kv->fp_dtype != 0; /* keys_rows_paired */
   const int rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : paired ? 16 : 8;
 #else
-  const int paired = 0, rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : 8;
+  const int rows = c->nj >= KEYS_WIDE_PAIRS ? FP_CONV_ROWS : 8;
 #endif
   while (k + 8 <= c->count) {
     const int n = (c->count - k) / 8 * 8 < rows ? (c->count - k) / 8 * 8 : rows;
 #ifdef __AVX512F__
-    if (paired) {
-      keys_rows_paired(c, k, n);
-      k += n;
-      continue;
-    }
+    if (paired) keys_rows_paired(c, k, n);
+    else
 #endif
-    (void)paired;
-    keys_rows(c, k, n);
+      keys_rows(c, k, n);
     k += n;
   }
   for (; k < c->count; k++) {
