@@ -110,26 +110,25 @@ static void fold_pairs(const rows_ctx *c, int blk, int g, int j0, int n) {
   _mm256_storeu_ps(inv, iv);
 #ifdef __AVX512F__
   const __m512i evens_odds16 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+#else
+  const __m256i evens_odds = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+#endif
   for (int b = 0; b < n; b++) {
     const size_t gp = (size_t)g * c->nj + j0 + b;
-    /* the loop below 16 channels at a time: the same roundings, the same saturating packs */
+    int16_t *lo = c->qlo + gp * half, *hi = c->qhi + gp * half;
+    /* int16 codes (round to nearest even, as rintf), even channels to lo, odd to hi */
+#ifdef __AVX512F__ /* 16 channels a step: the same roundings, the same saturating packs */
     const __m512 invv = _mm512_set1_ps(inv[b]);
     __m512i sv = _mm512_setzero_si512();
     for (int ch = 0; ch < d; ch += 16) {
       const __m512i i16 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(qs[b] + ch), invv));
       sv = _mm512_add_epi32(sv, i16);
       const __m256i w = _mm512_cvtsepi32_epi16(_mm512_permutexvar_epi32(evens_odds16, i16)); /* evens, then odds */
-      _mm_storeu_si128((__m128i *)(c->qlo + gp * half + ch / 2), _mm256_castsi256_si128(w));
-      _mm_storeu_si128((__m128i *)(c->qhi + gp * half + ch / 2), _mm256_extracti128_si256(w, 1));
+      _mm_storeu_si128((__m128i *)(lo + ch / 2), _mm256_castsi256_si128(w));
+      _mm_storeu_si128((__m128i *)(hi + ch / 2), _mm256_extracti128_si256(w, 1));
     }
-    c->dq[gp] = dd[b];
     c->qsum[gp] = _mm512_reduce_add_epi32(sv);
-  }
 #else
-  const __m256i evens_odds = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-  for (int b = 0; b < n; b++) {
-    const size_t gp = (size_t)g * c->nj + j0 + b;
-    /* int16 codes (round to nearest even, as rintf), even channels to qlo, odd to qhi */
     const __m256 invv = _mm256_set1_ps(inv[b]);
     __m256i sv = _mm256_setzero_si256();
     for (int ch = 0; ch < d; ch += 16) {
@@ -137,13 +136,13 @@ static void fold_pairs(const rows_ctx *c, int blk, int g, int j0, int n) {
       const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qs[b] + ch + 8), invv));
       sv = _mm256_add_epi32(sv, _mm256_add_epi32(i0, i1));
       const __m256i e0 = _mm256_permutevar8x32_epi32(i0, evens_odds), e1 = _mm256_permutevar8x32_epi32(i1, evens_odds);
-      _mm_storeu_si128((__m128i *)(c->qlo + gp * half + ch / 2), _mm_packs_epi32(_mm256_castsi256_si128(e0), _mm256_castsi256_si128(e1)));
-      _mm_storeu_si128((__m128i *)(c->qhi + gp * half + ch / 2), _mm_packs_epi32(_mm256_extracti128_si256(e0, 1), _mm256_extracti128_si256(e1, 1)));
+      _mm_storeu_si128((__m128i *)(lo + ch / 2), _mm_packs_epi32(_mm256_castsi256_si128(e0), _mm256_castsi256_si128(e1)));
+      _mm_storeu_si128((__m128i *)(hi + ch / 2), _mm_packs_epi32(_mm256_extracti128_si256(e0, 1), _mm256_extracti128_si256(e1, 1)));
     }
-    c->dq[gp] = dd[b];
     c->qsum[gp] = hsum_i32(sv);
-  }
 #endif
+    c->dq[gp] = dd[b];
+  }
 }
 
 /* Scores of every pair over the plane positions [p0, qa_end): per key group the folded queries,
