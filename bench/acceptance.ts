@@ -14,9 +14,9 @@ import { machineSummary } from '../src/engine/machine.js';
 import { benchArgs } from './args.js';
 
 const args = benchArgs('node dist/bench/acceptance.js [--model DIR] [--prompts 6] [--prompt-len 600] [--gen 128] [--temperature 0] [--json FILE]', {
-    model: { type: 'string' }, prompts: { type: 'string' }, 'prompt-len': { type: 'string' }, gen: { type: 'string' },
-    json: { type: 'string' }, temperature: { type: 'string' },
-  });
+  model: { type: 'string' }, prompts: { type: 'string' }, 'prompt-len': { type: 'string' }, gen: { type: 'string' },
+  json: { type: 'string' }, temperature: { type: 'string' },
+});
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = path.resolve(root, '..', 'shared');
 const modelPath = args.model ?? path.join(shared, 'models', 'pdlm-5.8m');

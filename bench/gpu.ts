@@ -21,9 +21,9 @@ const repo = path.resolve(here, '..', '..');
 const shared = process.env['QUANTSPEC_SHARED'] ?? path.resolve(repo, '..', 'shared');
 
 const args = benchArgs('node dist/bench/gpu.js [--device-gbs 3350] [--contexts 1024,4096,16384,32768] [--gen 64] [--runs 3] [--models pdlm,llama-3.2-1b] [--json FILE]', {
-    'device-gbs': { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, runs: { type: 'string' },
-    models: { type: 'string' }, json: { type: 'string' },
-  });
+  'device-gbs': { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, runs: { type: 'string' },
+  models: { type: 'string' }, json: { type: 'string' },
+});
 const MODELS: Record<string, string> = {
   pdlm: path.join(shared, 'models', 'pdlm-5.8m'),
   'llama-3.2-1b': 'synthetic:llama-3.2-1b',

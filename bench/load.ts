@@ -15,9 +15,9 @@ import { startServeProcess } from './serve-process.js';
 import { benchArgs } from './args.js';
 
 const args = benchArgs('node dist/bench/load.js [--clients 40] [--waves 3] [--parallel 2] [--max-tokens 48] [--max-queue 24] [--model PATH] [--json FILE]', {
-    clients: { type: 'string' }, waves: { type: 'string' }, 'max-tokens': { type: 'string' }, model: { type: 'string' },
-    json: { type: 'string' }, 'max-queue': { type: 'string' }, parallel: { type: 'string' },
-  });
+  clients: { type: 'string' }, waves: { type: 'string' }, 'max-tokens': { type: 'string' }, model: { type: 'string' },
+  json: { type: 'string' }, 'max-queue': { type: 'string' }, parallel: { type: 'string' },
+});
 const CLIENTS = Number(args.clients ?? 40);
 const WAVES = Number(args.waves ?? 3);
 const MAX_TOKENS = Number(args['max-tokens'] ?? 48);

@@ -18,9 +18,9 @@ import { createCache } from '../src/speculative/modes.js';
 import { benchArgs } from './args.js';
 
 const args = benchArgs('node dist/bench/passes.js --model FILE [--gamma 4] [--passes 12] [--prompt 256] [--kv int8] [--hot] [--draft-head 8] [--json FILE]', {
-    model: { type: 'string' }, gamma: { type: 'string' }, passes: { type: 'string' }, prompt: { type: 'string' },
-    kv: { type: 'string' }, json: { type: 'string' }, hot: { type: 'boolean' }, 'draft-head': { type: 'string' },
-  });
+  model: { type: 'string' }, gamma: { type: 'string' }, passes: { type: 'string' }, prompt: { type: 'string' },
+  kv: { type: 'string' }, json: { type: 'string' }, hot: { type: 'boolean' }, 'draft-head': { type: 'string' },
+});
 const GAMMA = Number(args.gamma ?? 4);
 const PASSES = Number(args.passes ?? 12);
 const PROMPT = Number(args.prompt ?? 256);

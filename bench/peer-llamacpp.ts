@@ -35,10 +35,10 @@ import { cpuModel, machineSummary, measureReadBandwidth } from '../src/engine/ma
 import { benchArgs } from './args.js';
 
 const args = benchArgs('node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--threads 2] [--llama-threads 1] [--text FILE] [--json FILE] [--keep DIR] | node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]', {
-    model: { type: 'string' }, synthetic: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
-    json: { type: 'string' }, keep: { type: 'string' }, text: { type: 'string' }, 'llama-threads': { type: 'string' },
-    tables: { type: 'string' },
-  });
+  model: { type: 'string' }, synthetic: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
+  json: { type: 'string' }, keep: { type: 'string' }, text: { type: 'string' }, 'llama-threads': { type: 'string' },
+  tables: { type: 'string' },
+});
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = path.resolve(root, '..', 'shared');
 const GAMMA = 4;
