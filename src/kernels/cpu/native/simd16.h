@@ -49,8 +49,9 @@ static inline v16f v16_exp(v16f x) {
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
   y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
   y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+  /* y · 2^fx in one instruction: exp256 builds 2^fx from its exponent bits and multiplies; after
+   * the clamp fx is an integer in [-126, 0] and the product is a normal float, exact either way */
+  return _mm512_scalef_ps(y, fx);
 }
 #else
 typedef struct {
