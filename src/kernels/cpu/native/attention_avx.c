@@ -645,7 +645,10 @@ static inline __attribute__((always_inline)) void values_rows_pair(const rows_ct
   __m512 acc[4];
   for (int v = 0; v < NV / 2; v++) acc[v] = _mm512_loadu_ps(o + 16 * v);
   int k = kb;
-  for (; k + 16 <= n; k += 16) { /* 16 weights none of which is zero: no masks */
+  /* runs of 16 weights none of which is zero take no masks; [kb, n) is the pair's visible range,
+   * so a zero inside it is an exp that underflowed (rare), and from the first run holding one the
+   * rest goes by mask */
+  for (; k + 16 <= n; k += 16) {
     if (_mm512_cmp_ps_mask(_mm512_loadu_ps(e + k), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0xffff) break;
     for (int i = k; i < k + 16; i++) {
       const __m512 ev = _mm512_set1_ps(e[i]);
