@@ -86,6 +86,11 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     { nHeads: 4, nKv: 2, d: 32, G: 96, Gv: 32, len: 4700, nq: 2, window: 600 },
     // 16 query heads: items 2 chunks wide (the scores of a 128-query prefill chunk are capped)
     { nHeads: 16, nKv: 4, d: 32, G: 64, Gv: 32, len: 4400, nq: 2 },
+    // Prompt chunks over the planes with 32 pairs or more per KV head (36 here): AMX takes their
+    // keys 64 positions a call in blocks of 16 over several tiles of pairs; key groups of 40 end
+    // in a block of 8, and heads of 128 take two chunks of channels.
+    { nHeads: 8, nKv: 2, d: 64, G: 64, Gv: 64, len: 300, nq: 9 },
+    { nHeads: 4, nKv: 1, d: 128, G: 40, Gv: 128, len: 230, nq: 9, fp16: true },
     // Plain caches (kv 'f16' and 'fp'): every position in full-precision rows, eight at a time and a tail.
     { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 1029, nq: 5, plain: 'f16' },
     { nHeads: 4, nKv: 2, d: 96, G: 16, Gv: 32, len: 211, nq: 3, plain: 'f32', window: 70 },

@@ -146,16 +146,19 @@ static void fold_pairs(const rows_ctx *c, int blk, int g, int j0, int n) {
 }
 
 /* Scores of every pair over the plane positions [p0, qa_end): per key group the folded queries,
- * then KEY_ROWS positions at a time with every KV head within them (rows read nearly in order). */
+ * then KEY_ROWS (or WIDE_KEY_ROWS) positions at a time with every KV head within them (rows read
+ * nearly in order). */
 static void keys_from_planes(const rows_ctx *c) {
   const kv_planes *pl = c->pl;
   const int G = pl->group_k, rb = pl->kv_dim / 2, half = c->half;
+  const int wide = c->blocks->wide_keys_min_pairs > 0 && c->nj >= c->blocks->wide_keys_min_pairs;
+  const int rows = wide ? WIDE_KEY_ROWS : KEY_ROWS;
   for (int t = c->p0; t < c->qa_end;) {
     const int blk = t / G, t_end = ((blk + 1) * G < c->qa_end) ? (blk + 1) * G : c->qa_end;
     for (int g = 0; g < c->n_kv; g++)
       for (int j = 0; j < c->nj; j += FOLD_BATCH) fold_pairs(c, blk, g, j, c->nj - j < FOLD_BATCH ? c->nj - j : FOLD_BATCH);
-    for (int tb = t; tb < t_end; tb += KEY_ROWS) {
-      const int nb = t_end - tb < KEY_ROWS ? t_end - tb : KEY_ROWS, kb = tb - c->p0;
+    for (int tb = t; tb < t_end; tb += rows) {
+      const int nb = t_end - tb < rows ? t_end - tb : rows, kb = tb - c->p0;
       for (int g = 0; g < c->n_kv; g++) { /* every pair of the KV head in one call: they share its codes */
         const size_t gp0 = (size_t)g * c->nj;
         const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,

@@ -46,6 +46,7 @@ typedef struct {
  * every KV head within a block, so the plane rows (all heads side by side) are read nearly in
  * order, which the hardware prefetchers follow; one head down a whole chunk is a strided walk. */
 #define KEY_ROWS 16
+#define WIDE_KEY_ROWS 64
 #define VALUE_ROWS 32 /* even: a weight pair never straddles two calls */
 
 /* Largest head_dim the AVX driver takes (others go to the scalar kernels). */
@@ -69,6 +70,9 @@ typedef struct {
   void (*value_block)(const value_args *a, int nr, int bits);
   /* value_block serves KV heads with at least this many pairs (a verify pass); fewer go to values */
   int value_block_min_pairs;
+  /* KV heads with at least this many pairs (0: none) take keys WIDE_KEY_ROWS positions a call
+   * instead of KEY_ROWS: a tile kernel then overlaps one block's products with another's scores */
+  int wide_keys_min_pairs;
 } attn_blocks;
 
 void attention_rows_with(const attn_blocks *blocks, const attn_args *a, int q0, int q1, int p0, int p1, float *scratch,

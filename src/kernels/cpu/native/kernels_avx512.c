@@ -650,7 +650,8 @@ static void amx_prepare(const key_args *a, int nr) {
   }
 }
 
-static inline __attribute__((always_inline)) void amx_block(const key_args *a, int nr, const int BITS) {
+/* KEY_ROWS positions (one block of 16) for fewer than AMX_WIDE_KEY_PAIRS pairs (a verify pass). */
+static inline __attribute__((always_inline)) void amx_block_narrow(const key_args *a, int nr, const int BITS) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   const uint8_t *prep = a->prep;
   const int32_t *kc = (const int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
@@ -687,6 +688,93 @@ static inline __attribute__((always_inline)) void amx_block(const key_args *a, i
     }
   }
 }
+
+/* A call takes up to WIDE_KEY_ROWS positions, in blocks of 16: first every block's codes are
+ * transposed and stored for tile B (a tile load of bytes just stored waits for them to reach the
+ * cache); then, per tile of 16 pairs (its query tiles loaded once), the blocks' products go to two
+ * sets of tiles in turn (C: 0, 1 or 5, 6; B: 4 or 7), and a block's scores are read from its
+ * products' stores while the next block's products run. (One block a call, each product stored
+ * and read back at once, left the scores waiting on the tile unit: a 128-query chunk at 32K with
+ * 32/8 heads of 64 took 112.6-114.8 ms before and 102.3-103.5 after, runs in turn.) */
+#define AMX_KEY_BLOCKS (WIDE_KEY_ROWS / 16)
+
+typedef struct {
+  uint8_t codes[MAX_D / 64][16][64]; /* B: [chunk][channel quad][position x 4 bytes], codes - 128 */
+  __m512i cs15;                      /* 2^15 Σ code per position */
+} amx_key_codes;
+
+/* The codes of positions [16b, 16b + 16) of the call as tile B rows. */
+static inline __attribute__((always_inline)) void amx_codes(const key_args *a, int b, amx_key_codes *out, const int BITS) {
+  const int chunks = (a->half + 31) / 32;
+  key_args kb = *a;
+  kb.up = a->up + (size_t)16 * b * a->rb, kb.lw = a->lw + (size_t)16 * b * a->rb, kb.n = a->n - 16 * b < 16 ? a->n - 16 * b : 16;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
+  for (int m = 0; m < chunks; m++) {
+    __m512i t[16];
+    codes_transposed(&kb, m, BITS, t);
+    for (int k = 0; k < 16; k++) {
+      cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
+      _mm512_store_si512(out->codes[m][k], _mm512_xor_si512(t[k], flip));
+    }
+  }
+  out->cs15 = _mm512_slli_epi32(cs, 15);
+}
+
+/* C0 (high query bytes) and C1 (low) of the query tiles' pairs against one block's codes in tiles
+ * T0, T1 (C) and TB (B), stored to c0 and c1; with one chunk the caller loads the query tiles (2,
+ * 3), with more they are loaded per chunk from pair row r0. */
+#define AMX_PRODUCTS(T0, T1, TB, a, r0, rows, k, c0, c1)                                 \
+  do {                                                                                  \
+    const int chunks_ = ((a)->half + 31) / 32;                                          \
+    _tile_zero(T0);                                                                     \
+    _tile_zero(T1);                                                                     \
+    for (int m_ = 0; m_ < chunks_; m_++) {                                              \
+      if (chunks_ > 1) {                                                                \
+        _tile_loadd(2, (a)->prep + ((size_t)(2 * m_) * (rows) + (r0)) * 64, 64);        \
+        _tile_loadd(3, (a)->prep + ((size_t)(2 * m_ + 1) * (rows) + (r0)) * 64, 64);    \
+      }                                                                                 \
+      _tile_loadd(TB, (k)->codes[m_], 64);                                              \
+      _tile_dpbusd(T0, 2, TB);                                                          \
+      _tile_dpbusd(T1, 3, TB);                                                          \
+    }                                                                                   \
+    _tile_stored(T0, (c0), 64);                                                         \
+    _tile_stored(T1, (c1), 64);                                                         \
+  } while (0)
+
+/* Scores of pairs [r0, min(r0 + 16, nr)) at block b's positions from its products. */
+static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int nr, const int32_t *kc,
+                                                             const amx_key_codes *k, int32_t c0[16][16], int32_t c1[16][16], const int BITS) {
+  key_args kb = *a;
+  kb.scores = a->scores + 16 * b, kb.n = a->n - 16 * b < 16 ? a->n - 16 * b : 16;
+  const int r1 = nr - r0 < 16 ? nr : r0 + 16;
+  for (int r = r0; r < r1; r++) {
+    const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
+    const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), _mm512_set1_epi32(kc[r])), k->cs15);
+    store_scores(&kb, r, dot, BITS);
+  }
+}
+
+static inline __attribute__((always_inline)) void amx_block_wide(const key_args *a, int nr, const int BITS) {
+  const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15, nblk = (a->n + 15) / 16;
+  const int32_t *kc = (const int32_t *)(a->prep + (size_t)chunks * 2 * rows * 64);
+  amx_key_codes k[AMX_KEY_BLOCKS] __attribute__((aligned(64)));
+  int32_t c0[2][16][16] __attribute__((aligned(64))), c1[2][16][16] __attribute__((aligned(64)));
+  for (int b = 0; b < nblk; b++) amx_codes(a, b, &k[b], BITS);
+  for (int r0 = 0; r0 < nr; r0 += 16) {
+    if (chunks == 1) {
+      _tile_loadd(2, a->prep + (size_t)r0 * 64, 64);
+      _tile_loadd(3, a->prep + ((size_t)rows + r0) * 64, 64);
+    }
+    for (int b = 0; b < nblk; b++) {
+      if (b & 1) AMX_PRODUCTS(5, 6, 7, a, r0, rows, &k[b], c0[1], c1[1]);
+      else AMX_PRODUCTS(0, 1, 4, a, r0, rows, &k[b], c0[0], c1[0]);
+      if (b > 0) amx_scores(a, b - 1, r0, nr, kc, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], BITS);
+    }
+    amx_scores(a, nblk - 1, r0, nr, kc, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], BITS);
+  }
+}
+#undef AMX_PRODUCTS
 
 /* Values as tile products, one whole value block of one KV head for all pairs: C [16 pairs, 16
  * channels] accumulates A [16 pairs, 64 positions] = the int16 weights' high and low bytes
@@ -796,20 +884,31 @@ static void value_block_amx(const value_args *a, int nr, int bits) {
  * (building A and B, 16-row products) only pays for many pairs. Measured with bench/kernels. */
 #define AMX_MIN_PAIRS 8
 
+/* KV heads with at least this many pairs (a prompt chunk) take keys WIDE_KEY_ROWS positions a call.
+ * With fewer (a verify pass: one tile of pairs) the wide calls were slower, 725-738 against
+ * 678-681 µs for pdlm's shapes at 32K (bench: a throwaway script, runs in turn), the tile unit
+ * idling while four blocks are transposed. */
+#define AMX_WIDE_KEY_PAIRS 32
+
 static void keys_amx(const key_args *a, int nr, int bits) {
-  if (nr < AMX_MIN_PAIRS) {
+  if (nr < AMX_MIN_PAIRS) { /* KEY_ROWS positions a call (AMX_WIDE_KEY_PAIRS > AMX_MIN_PAIRS) */
     keys_avx512(a, nr, bits);
     return;
   }
   amx_tiles();
   if (a->fresh) amx_prepare(a, nr);
-  if (bits == 8) amx_block(a, nr, 8);
-  else amx_block(a, nr, 4);
+  if (nr >= AMX_WIDE_KEY_PAIRS) {
+    if (bits == 8) amx_block_wide(a, nr, 8);
+    else amx_block_wide(a, nr, 4);
+  } else {
+    if (bits == 8) amx_block_narrow(a, nr, 8);
+    else amx_block_narrow(a, nr, 4);
+  }
 }
 
 static double peak_amx(int kind, long iters) { return kind == 1 ? amx_peak_tiles(iters) : vw_peak_fma(iters); }
 
-static const attn_blocks amx_blocks = {keys_amx, values_avx512, value_block_amx, AMX_MIN_PAIRS};
+static const attn_blocks amx_blocks = {keys_amx, values_avx512, value_block_amx, AMX_MIN_PAIRS, AMX_WIDE_KEY_PAIRS};
 
 static void attention_rows_amx(const attn_args *a, int q0, int q1, int p0, int p1, float *scratch, attn_partial *part,
                                float *outp) {
