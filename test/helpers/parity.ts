@@ -91,6 +91,9 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     // in a block of 8, and heads of 128 take two chunks of channels.
     { nHeads: 8, nKv: 2, d: 64, G: 64, Gv: 64, len: 300, nq: 9 },
     { nHeads: 4, nKv: 1, d: 128, G: 40, Gv: 128, len: 230, nq: 9, fp16: true },
+    // 120 plane positions, a multiple of the key group but not of 16: the softmax's last 16
+    // positions over the planes end in the value metadata's zero tail.
+    { nHeads: 4, nKv: 2, d: 64, G: 40, Gv: 64, len: 170, nq: 3 },
     // Plain caches (kv 'f16' and 'fp'): every position in full-precision rows, eight at a time and a tail.
     { nHeads: 8, nKv: 2, d: 64, G: 16, Gv: 64, len: 1029, nq: 5, plain: 'f16' },
     { nHeads: 4, nKv: 2, d: 96, G: 16, Gv: 32, len: 211, nq: 3, plain: 'f32', window: 70 },

@@ -379,8 +379,7 @@ typedef struct {
   int32_t *w;  /* [n_pairs, npw]: int16 weight pairs */
   float *dw;   /* [nblk, n_pairs]: what one weight unit is worth */
   int32_t *acc; /* [n_pairs, d]: Σ W·code of one value block */
-  float *ms, *mm; /* [n_kv, n]: the chunk's value scales and minimums by KV head, converted to F32 */
-  float *vs, *vm; /* [n + 16]: one KV head's value scales and minimums, zero from n on */
+  float *ms, *mm; /* [n_kv, n + 16]: the chunk's value scales and minimums by KV head, converted to F32, zero from n on */
   float *emax; /* [nblk]: one pair's largest e·s per value block */
   uint8_t *tiles; /* [2 * VALUE_BLOCK * d] bytes, 64-aligned: a whole-block value kernel's scratch */
 } value_scratch;
@@ -527,10 +526,10 @@ static void values_accumulate(const rows_ctx *c, const value_scratch *v) {
   }
 }
 
-/* dst[g, i] = src[i, g] as F32 for n positions of `groups` KV heads: F16 metadata stored by
- * position, read by head. Shuffles, not gathers (which are slow on some CPUs); only data moves,
- * so every path sees the same floats. */
-static void meta_by_head(float *dst, const uint16_t *src, int n, int groups) {
+/* dst[g * ld + i] = src[i, g] as F32 for n positions of `groups` KV heads (ld >= n + 16), and
+ * zero from n to n + 16: F16 metadata stored by position, read by head. Shuffles, not gathers
+ * (which are slow on some CPUs); only data moves, so every path sees the same floats. */
+static void meta_by_head(float *dst, const uint16_t *src, int n, int groups, size_t ld) {
   int i = 0;
   if (groups == 1) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8_f16(src + i));
@@ -540,7 +539,7 @@ static void meta_by_head(float *dst, const uint16_t *src, int n, int groups) {
       /* positions 0 1 4 5 | 2 3 6 7 of one head, then the 64-bit quarters put in order */
       const __m256 h0 = _mm256_shuffle_ps(a, b, 0x88), h1 = _mm256_shuffle_ps(a, b, 0xdd);
       _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h0), 0xd8)));
-      _mm256_storeu_ps(dst + n + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h1), 0xd8)));
+      _mm256_storeu_ps(dst + ld + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(h1), 0xd8)));
     }
   } else if (groups == 8) { /* an 8 x 8 transpose per 8 positions */
     for (; i + 8 <= n; i += 8) {
@@ -557,13 +556,15 @@ static void meta_by_head(float *dst, const uint16_t *src, int n, int groups) {
         r[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xee);
       }
       for (int k = 0; k < 4; k++) { /* r[k]: head k of positions 0-3 | head k + 4 of them; r[4 + k]: the same of 4-7 */
-        _mm256_storeu_ps(dst + (size_t)k * n + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x20));
-        _mm256_storeu_ps(dst + (size_t)(k + 4) * n + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x31));
+        _mm256_storeu_ps(dst + (size_t)k * ld + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(k + 4) * ld + i, _mm256_permute2f128_ps(r[k], r[4 + k], 0x31));
       }
     }
   }
   for (; i < n; i++)
-    for (int g = 0; g < groups; g++) dst[(size_t)g * n + i] = _cvtsh_ss(src[(size_t)i * groups + g]);
+    for (int g = 0; g < groups; g++) dst[(size_t)g * ld + i] = _cvtsh_ss(src[(size_t)i * groups + g]);
+  for (int g = 0; g < groups; g++)
+    for (int k = n; k < n + 16; k++) dst[(size_t)g * ld + k] = 0;
 }
 
 /* Values over the planes when one value group spans a head (the usual case): the softmax pieces
@@ -578,20 +579,17 @@ static void values_whole_groups(const rows_ctx *c) {
   v.w = c->values;
   v.dw = (float *)(v.w + (size_t)c->n_pairs * v.npw);
   v.acc = (int32_t *)(v.dw + (size_t)v.nblk * c->n_pairs);
+  const size_t ld = (size_t)n + 16; /* a KV head's metadata and its zero tail */
   v.ms = (float *)(v.acc + (size_t)c->n_pairs * c->d);
-  v.mm = v.ms + (size_t)n * groups;
-  v.vs = v.mm + (size_t)n * groups;
-  v.vm = v.vs + n + 16;
-  v.emax = v.vm + n + 16;
+  v.mm = v.ms + ld * groups;
+  v.emax = v.mm + ld * groups;
   v.tiles = (uint8_t *)(((uintptr_t)(v.emax + v.nblk) + 63) & ~(uintptr_t)63);
-  for (int k = n; k < n + 16; k++) v.vs[k] = 0, v.vm[k] = 0;
   /* the chunk's value metadata [position, KV head] to F32 [KV head, position] */
-  meta_by_head(v.ms, pl->v_scale + (size_t)c->p0 * groups, n, groups);
-  meta_by_head(v.mm, pl->v_min + (size_t)c->p0 * groups, n, groups);
-  /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
-  const plane_weights pw = {n, v.vs, v.vm, v.emax, c->kv->bits == 8 ? 7.5f : 8.0f};
+  meta_by_head(v.ms, pl->v_scale + (size_t)c->p0 * groups, n, groups, ld);
+  meta_by_head(v.mm, pl->v_min + (size_t)c->p0 * groups, n, groups, ld);
   for (int g = 0; g < c->n_kv; g++) {
-    memcpy(v.vs, v.ms + (size_t)g * n, sizeof(float) * n), memcpy(v.vm, v.mm + (size_t)g * n, sizeof(float) * n);
+    /* the value blocks see centred codes: x4 = mn + 8s + s·(u - 8), x8 = mn + 7.5s + s/16·(code - 128) */
+    const plane_weights pw = {n, v.ms + (size_t)g * ld, v.mm + (size_t)g * ld, v.emax, c->kv->bits == 8 ? 7.5f : 8.0f};
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
       mask_pair(c, j, c->scores + gp * c->count);
