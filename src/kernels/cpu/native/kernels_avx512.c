@@ -622,31 +622,29 @@ static double peak_avx512(int kind, long iters) { return kind == 0 ? vw_peak_fma
 #include "amx.h"
 
 /* a->prep, once per key group: per chunk m the A rows of every pair (rounded up to 16, padded
- * with zeros) as [m][high, low][row][64 bytes], then each row's constant term. */
+ * with zeros) as [m][high, low][row][64 bytes], then each row's constant term. That term sums,
+ * over the chunks, 2^15 Σ qh + 2^7 Σ ql + 2^28; with Σ ql = Σ q − 256 Σ qh (q = 256 qh + ql
+ * channel by channel; padding channels are 0 in both) it is 2^7 Σ q + chunks · 2^28, and Σ q is
+ * the pair's qsum (the fold's int16 codes never saturate), so no byte sums are taken. */
 static void amx_prepare(const key_args *a, int nr) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   uint8_t *prep = a->prep;
   int32_t *kc = (int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
   const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
   for (int r = 0; r < rows; r++) {
-    uint32_t k = 0;
     for (int m = 0; m < chunks; m++) {
       uint8_t *hi = prep + ((size_t)(2 * m) * rows + r) * 64, *lo = prep + ((size_t)(2 * m + 1) * rows + r) * 64;
-      if (r >= nr) {
-        _mm512_store_si512(hi, zero);
+      if (r >= nr) { /* with fewer than 16 pairs, high row 15 is all ones: its products are Σ (code - 128) */
+        _mm512_store_si512(hi, nr < 16 && r == 15 ? _mm512_set1_epi8(1) : zero);
         _mm512_store_si512(lo, zero);
         continue;
       }
       int32_t qh[16], ql[16];
       query_bytes(a, r, m, qh, ql); /* qh signed, ql − 128 */
-      const __m512i h = _mm512_xor_si512(_mm512_loadu_si512(qh), flip), l = _mm512_xor_si512(_mm512_loadu_si512(ql), flip);
-      _mm512_store_si512(hi, h);
-      _mm512_store_si512(lo, l);
-      const uint32_t sum_h = (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(h, zero)) - 128u * 64u; /* Σ qh */
-      const uint32_t sum_l = (uint32_t)_mm512_reduce_add_epi64(_mm512_sad_epu8(l, zero));            /* Σ ql */
-      k += (sum_h << 15) + (sum_l << 7) + (1u << 28);
+      _mm512_store_si512(hi, _mm512_xor_si512(_mm512_loadu_si512(qh), flip));
+      _mm512_store_si512(lo, _mm512_xor_si512(_mm512_loadu_si512(ql), flip));
     }
-    kc[r] = (int32_t)k;
+    if (r < nr) kc[r] = (int32_t)(((uint32_t)a->qsum[r] << 7) + ((uint32_t)chunks << 28)); /* wrapping, as the byte sums wrapped */
   }
 }
 
@@ -657,16 +655,17 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
   const int32_t *kc = (const int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
   uint8_t codes[MAX_D / 64][16][64] __attribute__((aligned(64)));
   const __m512i flip = _mm512_set1_epi8((char)0x80);
+  const int ones = nr < 16; /* amx_prepare's A row 15 of ones: the tiles give Σ code too */
   __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
   for (int m = 0; m < chunks; m++) {
     __m512i t[16];
     codes_transposed(a, m, BITS, t);
     for (int k = 0; k < 16; k++) {
-      cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
+      if (!ones) cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
       _mm512_store_si512(codes[m][k], _mm512_xor_si512(t[k], flip));
     }
   }
-  const __m512i cs15 = _mm512_slli_epi32(cs, 15);
+  __m512i cs15 = _mm512_slli_epi32(cs, 15);
   int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
   for (int r0 = 0; r0 < nr; r0 += 16) {
     _tile_zero(0);
@@ -680,6 +679,8 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
     }
     _tile_stored(0, c0, 64);
     _tile_stored(1, c1, 64);
+    /* row 15: Σ (code - 128) over the 64 channel slots of every chunk (padding slots: code 0) */
+    if (ones) cs15 = _mm512_slli_epi32(_mm512_add_epi32(_mm512_load_si512(c0[15]), _mm512_set1_epi32(128 * 64 * chunks)), 15);
     const int r1 = nr - r0 < 16 ? nr : r0 + 16;
     for (int r = r0; r < r1; r++) {
       const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
