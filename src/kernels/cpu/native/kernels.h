@@ -205,10 +205,10 @@ void avx2_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 
 /* Floats of the query bytes a key block may prepare once per key group (attention_blocks.h
  * key_args.prep): per KV head, for each 64-channel chunk, two tiles of 64-byte rows for its pairs
- * rounded up to 16, then one int32 per row. */
+ * rounded up to 16. */
 static inline size_t attn_key_prep_floats(int n_pairs, int n_kv, int head_dim) {
   const size_t rows = ((size_t)(n_pairs / n_kv) + 15) & ~(size_t)15, chunks = ((size_t)head_dim + 63) / 64;
-  return (size_t)n_kv * (chunks * 2 * rows * 16 + rows);
+  return (size_t)n_kv * chunks * 2 * rows * 16;
 }
 
 /* Rows of F16 the AVX driver converts to F32 at a time, and the floats they take (the end of

@@ -614,27 +614,24 @@ static double peak_avx512(int kind, long iters) { return kind == 0 ? vw_peak_fma
 #ifdef QUANTSPEC_AMX
 /* ---- AMX: the key scores as tile products ----------------------------------------------------- */
 /* Tile 0 and 1 accumulate the high and low dot products C [16 pairs, 16 positions] (int32) of
- * A [16 pairs, 64 bytes] = the queries' high bytes + 128 (tile 2) and low bytes (tile 3), both
- * unsigned, with B [16 channel quads, 16 positions x 4 bytes] = the transposed codes - 128 (tile
- * 4), signed. With q = 256 qh + ql (ql unsigned) and code' = code - 128, over 64 channel slots:
- *   Σ q·code = 256 C0 + C1 + 2^15 Σ qh + 2^7 Σ ql − 2^15 Σ code + 2^28,
- * exact in wrapping int32 like the other paths, so the scores are theirs bit for bit. */
+ * A [16 pairs, 64 bytes] = the queries' high bytes + 128 (tile 2) and low bytes (tile 3) with
+ * B [16 channel quads, 16 positions x 4 bytes] = the transposed codes (tile 4), all unsigned
+ * (tdpbuud). With q = 256 qh + ql (qh signed, ql unsigned), over the channel slots:
+ *   Σ q·code = 256 C0 + C1 − 2^15 Σ code,
+ * whose terms stay within int32 (|Σ q·code| < 2^30), the value the other paths' int32 sums
+ * reach, so the scores are theirs bit for bit. */
 #include "amx.h"
 
 /* a->prep, once per key group: per chunk m the A rows of every pair (rounded up to 16, padded
- * with zeros) as [m][high, low][row][64 bytes], then each row's constant term. That term sums,
- * over the chunks, 2^15 Σ qh + 2^7 Σ ql + 2^28; with Σ ql = Σ q − 256 Σ qh (q = 256 qh + ql
- * channel by channel; padding channels are 0 in both) it is 2^7 Σ q + chunks · 2^28, and Σ q is
- * the pair's qsum (the fold's int16 codes never saturate), so no byte sums are taken. */
+ * with zeros) as [m][high, low][row][64 bytes]. */
 static void amx_prepare(const key_args *a, int nr) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   uint8_t *prep = a->prep;
-  int32_t *kc = (int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
   const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
   for (int r = 0; r < rows; r++) {
     for (int m = 0; m < chunks; m++) {
       uint8_t *hi = prep + ((size_t)(2 * m) * rows + r) * 64, *lo = prep + ((size_t)(2 * m + 1) * rows + r) * 64;
-      if (r >= nr) { /* with fewer than 16 pairs, high row 15 is all ones: its products are Σ (code - 128) */
+      if (r >= nr) { /* with fewer than 16 pairs, high row 15 is all ones: its products are Σ code */
         _mm512_store_si512(hi, nr < 16 && r == 15 ? _mm512_set1_epi8(1) : zero);
         _mm512_store_si512(lo, zero);
         continue;
@@ -644,7 +641,6 @@ static void amx_prepare(const key_args *a, int nr) {
       _mm512_store_si512(hi, _mm512_xor_si512(_mm512_loadu_si512(qh), flip));
       _mm512_store_si512(lo, _mm512_xor_si512(_mm512_loadu_si512(ql), flip));
     }
-    if (r < nr) kc[r] = (int32_t)(((uint32_t)a->qsum[r] << 7) + ((uint32_t)chunks << 28)); /* wrapping, as the byte sums wrapped */
   }
 }
 
@@ -652,9 +648,7 @@ static void amx_prepare(const key_args *a, int nr) {
 static inline __attribute__((always_inline)) void amx_block_narrow(const key_args *a, int nr, const int BITS) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   const uint8_t *prep = a->prep;
-  const int32_t *kc = (const int32_t *)(prep + (size_t)chunks * 2 * rows * 64);
   uint8_t codes[MAX_D / 64][16][64] __attribute__((aligned(64)));
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
   const int ones = nr < 16; /* amx_prepare's A row 15 of ones: the tiles give Σ code too */
   __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
   for (int m = 0; m < chunks; m++) {
@@ -662,7 +656,7 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
     codes_transposed(a, m, BITS, t);
     for (int k = 0; k < 16; k++) {
       if (!ones) cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
-      _mm512_store_si512(codes[m][k], _mm512_xor_si512(t[k], flip));
+      _mm512_store_si512(codes[m][k], t[k]);
     }
   }
   __m512i cs15 = _mm512_slli_epi32(cs, 15);
@@ -674,17 +668,16 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
       _tile_loadd(2, prep + ((size_t)(2 * m) * rows + r0) * 64, 64);
       _tile_loadd(3, prep + ((size_t)(2 * m + 1) * rows + r0) * 64, 64);
       _tile_loadd(4, codes[m], 64);
-      _tile_dpbusd(0, 2, 4);
-      _tile_dpbusd(1, 3, 4);
+      _tile_dpbuud(0, 2, 4);
+      _tile_dpbuud(1, 3, 4);
     }
     _tile_stored(0, c0, 64);
     _tile_stored(1, c1, 64);
-    /* row 15: Σ (code - 128) over the 64 channel slots of every chunk (padding slots: code 0) */
-    if (ones) cs15 = _mm512_slli_epi32(_mm512_add_epi32(_mm512_load_si512(c0[15]), _mm512_set1_epi32(128 * 64 * chunks)), 15);
+    if (ones) cs15 = _mm512_slli_epi32(_mm512_load_si512(c0[15]), 15); /* row 15: Σ code */
     const int r1 = nr - r0 < 16 ? nr : r0 + 16;
     for (int r = r0; r < r1; r++) {
       const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
-      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), _mm512_set1_epi32(kc[r])), cs15);
+      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), cs15);
       store_scores(a, r, dot, BITS);
     }
   }
@@ -700,7 +693,7 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
 #define AMX_KEY_BLOCKS (WIDE_KEY_ROWS / 16)
 
 typedef struct {
-  uint8_t codes[MAX_D / 64][16][64]; /* B: [chunk][channel quad][position x 4 bytes], codes - 128 */
+  uint8_t codes[MAX_D / 64][16][64]; /* B: [chunk][channel quad][position x 4 bytes] */
   __m512i cs15;                      /* 2^15 Σ code per position */
 } amx_key_codes;
 
@@ -709,14 +702,13 @@ static inline __attribute__((always_inline)) void amx_codes(const key_args *a, i
   const int chunks = (a->half + 31) / 32;
   key_args kb = *a;
   kb.up = a->up + (size_t)16 * b * a->rb, kb.lw = a->lw + (size_t)16 * b * a->rb, kb.n = a->n - 16 * b < 16 ? a->n - 16 * b : 16;
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
   __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
   for (int m = 0; m < chunks; m++) {
     __m512i t[16];
     codes_transposed(&kb, m, BITS, t);
     for (int k = 0; k < 16; k++) {
       cs = _mm512_dpbusd_epi32(cs, t[k], _mm512_set1_epi32(0x01010101));
-      _mm512_store_si512(out->codes[m][k], _mm512_xor_si512(t[k], flip));
+      _mm512_store_si512(out->codes[m][k], t[k]);
     }
   }
   out->cs15 = _mm512_slli_epi32(cs, 15);
@@ -736,29 +728,28 @@ static inline __attribute__((always_inline)) void amx_codes(const key_args *a, i
         _tile_loadd(3, (a)->prep + ((size_t)(2 * m_ + 1) * (rows) + (r0)) * 64, 64);    \
       }                                                                                 \
       _tile_loadd(TB, (k)->codes[m_], 64);                                              \
-      _tile_dpbusd(T0, 2, TB);                                                          \
-      _tile_dpbusd(T1, 3, TB);                                                          \
+      _tile_dpbuud(T0, 2, TB);                                                          \
+      _tile_dpbuud(T1, 3, TB);                                                          \
     }                                                                                   \
     _tile_stored(T0, (c0), 64);                                                         \
     _tile_stored(T1, (c1), 64);                                                         \
   } while (0)
 
 /* Scores of pairs [r0, min(r0 + 16, nr)) at block b's positions from its products. */
-static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int nr, const int32_t *kc,
+static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int nr,
                                                              const amx_key_codes *k, int32_t c0[16][16], int32_t c1[16][16], const int BITS) {
   key_args kb = *a;
   kb.scores = a->scores + 16 * b, kb.n = a->n - 16 * b < 16 ? a->n - 16 * b : 16;
   const int r1 = nr - r0 < 16 ? nr : r0 + 16;
   for (int r = r0; r < r1; r++) {
     const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
-    const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), _mm512_set1_epi32(kc[r])), k->cs15);
+    const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), k->cs15);
     store_scores(&kb, r, dot, BITS);
   }
 }
 
 static inline __attribute__((always_inline)) void amx_block_wide(const key_args *a, int nr, const int BITS) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15, nblk = (a->n + 15) / 16;
-  const int32_t *kc = (const int32_t *)(a->prep + (size_t)chunks * 2 * rows * 64);
   amx_key_codes k[AMX_KEY_BLOCKS] __attribute__((aligned(64)));
   int32_t c0[2][16][16] __attribute__((aligned(64))), c1[2][16][16] __attribute__((aligned(64)));
   for (int b = 0; b < nblk; b++) amx_codes(a, b, &k[b], BITS);
@@ -770,9 +761,9 @@ static inline __attribute__((always_inline)) void amx_block_wide(const key_args 
     for (int b = 0; b < nblk; b++) {
       if (b & 1) AMX_PRODUCTS(5, 6, 7, a, r0, rows, &k[b], c0[1], c1[1]);
       else AMX_PRODUCTS(0, 1, 4, a, r0, rows, &k[b], c0[0], c1[0]);
-      if (b > 0) amx_scores(a, b - 1, r0, nr, kc, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], BITS);
+      if (b > 0) amx_scores(a, b - 1, r0, nr, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], BITS);
     }
-    amx_scores(a, nblk - 1, r0, nr, kc, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], BITS);
+    amx_scores(a, nblk - 1, r0, nr, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], BITS);
   }
 }
 #undef AMX_PRODUCTS
