@@ -631,8 +631,8 @@ static void amx_prepare(const key_args *a, int nr) {
   for (int r = 0; r < rows; r++) {
     for (int m = 0; m < chunks; m++) {
       uint8_t *hi = prep + ((size_t)(2 * m) * rows + r) * 64, *lo = prep + ((size_t)(2 * m + 1) * rows + r) * 64;
-      if (r >= nr) { /* with fewer than 16 pairs, high row 15 is all ones: its products are Σ code */
-        _mm512_store_si512(hi, nr < 16 && r == 15 ? _mm512_set1_epi8(1) : zero);
+      if (r >= nr) { /* where the last tile of pairs has room, its last high row is all ones: its products are Σ code */
+        _mm512_store_si512(hi, r == rows - 1 ? _mm512_set1_epi8(1) : zero);
         _mm512_store_si512(lo, zero);
         continue;
       }
@@ -649,7 +649,7 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   const uint8_t *prep = a->prep;
   uint8_t codes[MAX_D / 64][16][64] __attribute__((aligned(64)));
-  const int ones = nr < 16; /* amx_prepare's A row 15 of ones: the tiles give Σ code too */
+  const int ones = nr < rows; /* amx_prepare's last A row of ones: the last tile of pairs gives Σ code too */
   __m512i cs = _mm512_setzero_si512(); /* Σ code per position */
   for (int m = 0; m < chunks; m++) {
     __m512i t[16];
@@ -661,7 +661,7 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
   }
   __m512i cs15 = _mm512_slli_epi32(cs, 15);
   int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
-  for (int r0 = 0; r0 < nr; r0 += 16) {
+  for (int r0 = rows - 16; r0 >= 0; r0 -= 16) { /* the last tile first: it holds the row of ones */
     _tile_zero(0);
     _tile_zero(1);
     for (int m = 0; m < chunks; m++) {
@@ -673,7 +673,7 @@ static inline __attribute__((always_inline)) void amx_block_narrow(const key_arg
     }
     _tile_stored(0, c0, 64);
     _tile_stored(1, c1, 64);
-    if (ones) cs15 = _mm512_slli_epi32(_mm512_load_si512(c0[15]), 15); /* row 15: Σ code */
+    if (ones && r0 == rows - 16) cs15 = _mm512_slli_epi32(_mm512_load_si512(c0[15]), 15); /* row rows - 1: Σ code */
     const int r1 = nr - r0 < 16 ? nr : r0 + 16;
     for (int r = r0; r < r1; r++) {
       const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
