@@ -618,8 +618,8 @@ static double peak_avx512(int kind, long iters) { return kind == 0 ? vw_peak_fma
  * B [16 channel quads, 16 positions x 4 bytes] = the transposed codes (tile 4), all unsigned
  * (tdpbuud). With q = 256 qh + ql (qh signed, ql unsigned), over the channel slots:
  *   Σ q·code = 256 C0 + C1 − 2^15 Σ code,
- * whose terms stay within int32 (|Σ q·code| < 2^30), the value the other paths' int32 sums
- * reach, so the scores are theirs bit for bit. */
+ * exact in wrapping int32 (the tiles accumulate with wraparound, the shift and sums wrap) like
+ * the other paths' int32 sums, so the scores are theirs bit for bit. */
 #include "amx.h"
 
 /* a->prep, once per key group: per chunk m the A rows of every pair (rounded up to 16, padded
