@@ -4,7 +4,7 @@
 // (quantspec bench's method), with speedups run by run and, given the device's nominal bandwidth,
 // the plain modes' share of it. Prints a markdown table per model and writes JSON lines.
 //
-//   node dist/bench/gpu.js [--device-gbs 3350] [--contexts 1024,4096,16384,32768] [--gen 64] [--runs 3] [--models pdlm,llama-3.2-1b] [--json FILE]
+//   node dist/bench/gpu.js [--device-gbs 3350] [--contexts 1024,4096,16384,32768] [--gen 64] [--runs 3]
 //                          [--models pdlm,llama-3.2-1b] [--json FILE]
 //
 // Run it on a machine with a GPU: on a CPU adapter (lavapipe, SwiftShader) the numbers only show

@@ -623,7 +623,10 @@ static double peak_avx512(int kind, long iters) { return kind == 0 ? vw_peak_fma
 #include "amx.h"
 
 /* a->prep, once per key group: per chunk m the A rows of every pair (rounded up to 16, padded
- * with zeros) as [m][high, low][row][64 bytes]. */
+ * with zeros) as [m][high, low][row][64 bytes]. Where the last tile of pairs has room, its last
+ * high row is all ones instead, so its products are Σ code per position: amx_block_narrow takes
+ * them from there; amx_block_wide sums the codes itself (it scores every block of a call before
+ * the last tile of pairs is multiplied). */
 static void amx_prepare(const key_args *a, int nr) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   uint8_t *prep = a->prep;
@@ -631,7 +634,7 @@ static void amx_prepare(const key_args *a, int nr) {
   for (int r = 0; r < rows; r++) {
     for (int m = 0; m < chunks; m++) {
       uint8_t *hi = prep + ((size_t)(2 * m) * rows + r) * 64, *lo = prep + ((size_t)(2 * m + 1) * rows + r) * 64;
-      if (r >= nr) { /* where the last tile of pairs has room, its last high row is all ones: its products are Σ code */
+      if (r >= nr) {
         _mm512_store_si512(hi, r == rows - 1 ? _mm512_set1_epi8(1) : zero);
         _mm512_store_si512(lo, zero);
         continue;
@@ -644,7 +647,9 @@ static void amx_prepare(const key_args *a, int nr) {
   }
 }
 
-/* KEY_ROWS positions (one block of 16) for fewer than AMX_WIDE_KEY_PAIRS pairs (a verify pass). */
+/* KEY_ROWS positions (one block of 16) for fewer than AMX_WIDE_KEY_PAIRS pairs (a verify pass).
+ * Written out rather than as one block of amx_block_wide's helpers (amx_codes, AMX_PRODUCTS,
+ * amx_scores): built that way a 5-query pass at pdlm's shapes took 709-716 µs against 673-677. */
 static inline __attribute__((always_inline)) void amx_block_narrow(const key_args *a, int nr, const int BITS) {
   const int chunks = (a->half + 31) / 32, rows = (nr + 15) & ~15;
   const uint8_t *prep = a->prep;
