@@ -22,9 +22,10 @@ typedef struct {
   const kv_view *kv;
   const kv_planes *pl;
   int q0, p0, count, qa_end; /* positions [p0, qa_end) come from the planes, the rest of [p0, p0 + count) from rows */
+  int ss;             /* floats from one pair's scores to the next (attn_score_stride) */
   int d, half, n_heads, n_kv, n_rep, kv_dim, nj, n_pairs;
   float scale;
-  float *scores;      /* [n_pairs, count] */
+  float *scores;      /* [n_pairs, ss], count used */
   int16_t *qlo, *qhi; /* [n_pairs, d / 2]: even and odd channels of the folded queries */
   float *dq, *base;   /* [n_pairs] */
   int32_t *qsum;      /* [n_pairs] */
@@ -163,7 +164,7 @@ static void keys_from_planes(const rows_ctx *c) {
         const size_t gp0 = (size_t)g * c->nj;
         const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
                              c->qlo + gp0 * half, c->qhi + gp0 * half, c->dq + gp0, c->base + gp0, c->qsum + gp0,
-                             c->scores + gp0 * c->count + kb, c->count, c->scale, nb, c->prep + (size_t)g * c->prep_bytes, tb == t};
+                             c->scores + gp0 * c->ss + kb, c->ss, c->scale, nb, c->prep + (size_t)g * c->prep_bytes, tb == t};
         c->blocks->keys(&ka, c->nj, c->kv->bits);
       }
     }
@@ -234,7 +235,7 @@ static inline __attribute__((always_inline)) void keys_walk(const rows_ctx *c, i
   for (int b = 0; b < nb; b++) first[b] = first_seeing(c, k + 8 * b);
   for (int j = first[0]; j < c->nj; j++)
     for (int b = 0; b < nb && first[b] <= j; b++)
-      _mm256_storeu_ps(dst + (size_t)j * c->count + 8 * b, _mm256_mul_ps(dots8(pair_query(c, g, j), keys + 8 * b * stride, stride, d), scale));
+      _mm256_storeu_ps(dst + (size_t)j * c->ss + 8 * b, _mm256_mul_ps(dots8(pair_query(c, g, j), keys + 8 * b * stride, stride, d), scale));
 }
 
 /* Pairs per KV head from which the keys take FP_CONV_ROWS rows a call: with fewer (a decode
@@ -296,7 +297,7 @@ static inline __attribute__((always_inline)) void keys_walk16(const rows_ctx *c,
   for (int b = 0; b < nb; b++) first[b] = first_seeing(c, k + 8 * b);
   for (int j = first[0]; j < c->nj; j++) {
     const float *q = pair_query(c, g, j);
-    float *o = dst + (size_t)j * c->count;
+    float *o = dst + (size_t)j * c->ss;
     int b = 0;
     for (; b + 2 <= nb && first[b] <= j; b += 2) _mm512_storeu_ps(o + 8 * b, _mm512_mul_ps(dots16(q, rows + (size_t)b * 8 * d, d, 8), scale));
     if (b < nb && first[b] <= j) _mm512_mask_storeu_ps(o + 8 * b, 0xff, _mm512_mul_ps(dots16(q, rows + (size_t)b * 8 * d, d, 4), scale));
@@ -309,7 +310,7 @@ static inline __attribute__((always_inline)) void keys_walk16(const rows_ctx *c,
 static void keys_rows_paired(const rows_ctx *c, int k, int n) {
   for (int g = 0; g < c->n_kv; g++) {
     rows_paired(c, c->kv->fp_keys, g, k, n, c->fp_conv);
-    float *dst = c->scores + (size_t)g * c->nj * c->count + k;
+    float *dst = c->scores + (size_t)g * c->nj * c->ss + k;
     if (c->d == 64) keys_walk16(c, g, k, n, c->fp_conv, dst, 64);
     else if (c->d == 128) keys_walk16(c, g, k, n, c->fp_conv, dst, 128);
     else keys_walk16(c, g, k, n, c->fp_conv, dst, c->d);
@@ -324,7 +325,7 @@ static void keys_rows(const rows_ctx *c, int k, int n) {
   for (int g = 0; g < c->n_kv; g++) {
     size_t stride;
     const float *keys = f32_rows(c, c->kv->fp_keys, g, k, n, c->fp_conv, &stride);
-    float *dst = c->scores + (size_t)g * c->nj * c->count + k;
+    float *dst = c->scores + (size_t)g * c->nj * c->ss + k;
     if (stride == 64 && c->d == 64) keys_walk(c, g, k, n, keys, dst, 64, 64); /* rows converted from F16 lie end to end */
     else if (stride == 128 && c->d == 128) keys_walk(c, g, k, n, keys, dst, 128, 128);
     else keys_walk(c, g, k, n, keys, dst, stride, c->d);
@@ -352,7 +353,7 @@ static void keys_from_rows(const rows_ctx *c, int k) {
     const size_t row = (size_t)(c->p0 + k - c->kv->fp_start) * c->kv_dim;
     for (int g = 0; g < c->n_kv; g++)
       for (int j = 0; j < c->nj; j++)
-        c->scores[((size_t)g * c->nj + j) * c->count + k] = dot_fp(c->kv, row + (size_t)g * c->d, pair_query(c, g, j), c->d) * c->scale;
+        c->scores[((size_t)g * c->nj + j) * c->ss + k] = dot_fp(c->kv, row + (size_t)g * c->d, pair_query(c, g, j), c->d) * c->scale;
   }
 }
 
@@ -399,7 +400,7 @@ typedef struct {
  * plane positions [0, n) get e·s in place of e, the output's every channel the bias
  * Σ e·mn + offset · Σ e·s, and each value block its largest e·s; the other positions keep e. */
 static void pair_softmax(const rows_ctx *c, size_t gp, const plane_weights *pw) {
-  float *s = c->scores + gp * c->count;
+  float *s = c->scores + gp * c->ss;
   const int count = c->count, n = pw ? pw->n : 0;
   v16f mv[2] = {v16_set1(-INFINITY), v16_set1(-INFINITY)};
   int i = 0;
@@ -458,7 +459,7 @@ static void mask_and_softmax(const rows_ctx *c) {
   for (int g = 0; g < c->n_kv; g++) {
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
-      mask_pair(c, j, c->scores + gp * c->count);
+      mask_pair(c, j, c->scores + gp * c->ss);
       pair_softmax(c, gp, NULL);
     }
   }
@@ -467,7 +468,7 @@ static void mask_and_softmax(const rows_ctx *c) {
 /* Pair gp's weights W = e·s (in place of its plane scores) in units of a 32767th of each value
  * block's largest (round to nearest even), and the worth of one unit per block. */
 static void pair_weights(const rows_ctx *c, const value_scratch *v, const plane_weights *pw, size_t gp) {
-  const float *es = c->scores + gp * c->count;
+  const float *es = c->scores + gp * c->ss;
   int16_t *wg = (int16_t *)(v->w + gp * v->npw);
   for (int blk = 0; blk < v->nblk; blk++) {
     const int b0 = blk * VALUE_BLOCK, bn = v->n - b0 < VALUE_BLOCK ? v->n - b0 : VALUE_BLOCK;
@@ -592,7 +593,7 @@ static void values_whole_groups(const rows_ctx *c) {
     const plane_weights pw = {n, v.ms + (size_t)g * ld, v.mm + (size_t)g * ld, v.emax, c->kv->bits == 8 ? 7.5f : 8.0f};
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
-      mask_pair(c, j, c->scores + gp * c->count);
+      mask_pair(c, j, c->scores + gp * c->ss);
       pair_softmax(c, gp, &pw);
       pair_weights(c, &v, &pw, gp);
     }
@@ -618,7 +619,7 @@ static void values_split_groups(const rows_ctx *c) {
           const float s = _cvtsh_ss(pl->v_scale[gi]), mn = _cvtsh_ss(pl->v_min[gi]);
           for (int j = 0; j < c->nj; j++) {
             const size_t gp = (size_t)g * c->nj + j;
-            const float e = c->scores[gp * c->count + k];
+            const float e = c->scores[gp * c->ss + k];
             float *o = c->outp + gp * d + c0 + jj * 8;
             const float es = e * s;
             __m256 acc = _mm256_fmadd_ps(_mm256_set1_ps(es), u[jj], _mm256_loadu_ps(o));
@@ -640,7 +641,7 @@ static void values_split_groups(const rows_ctx *c) {
  * position, so the result does not depend on the blocking. */
 static inline __attribute__((always_inline)) void values_rows_pair(const rows_ctx *c, size_t gp, const float *rows, size_t stride,
                                                                    int ch, int k0, int kb, int n, const int NV) {
-  const float *e = c->scores + gp * c->count + k0;
+  const float *e = c->scores + gp * c->ss + k0;
   float *o = c->outp + gp * c->d + ch;
 #ifdef __AVX512F__ /* the same multiply-add per channel, 16 channels a register */
   __m512 acc[4];
@@ -711,14 +712,14 @@ void ATTENTION_DRIVER(const attn_blocks *blocks, const attn_args *a, int q0, int
   }
   rows_ctx c;
   c.blocks = blocks, c.a = a, c.kv = kv, c.pl = pl;
-  c.q0 = q0, c.p0 = p0, c.count = p1 - p0;
+  c.q0 = q0, c.p0 = p0, c.count = p1 - p0, c.ss = attn_score_stride(p1 - p0);
   c.d = d, c.half = d / 2, c.n_heads = a->n_heads, c.n_kv = a->n_kv_heads, c.n_rep = a->n_heads / a->n_kv_heads;
   c.kv_dim = c.n_kv * d, c.nj = (q1 - q0) * c.n_rep, c.n_pairs = c.nj * c.n_kv;
   const int q_end = pl ? quant_boundary(a->start_pos + q0, pl->group_k) : 0; /* shared by these queries */
   c.qa_end = q_end < p1 ? q_end : p1;
   c.scale = 1.0f / sqrtf((float)d);
   c.scores = scratch;
-  c.qlo = (int16_t *)(scratch + (((size_t)c.n_pairs * c.count + 15) & ~(size_t)15));
+  c.qlo = (int16_t *)(scratch + (((size_t)c.n_pairs * c.ss + 15) & ~(size_t)15));
   c.qhi = c.qlo + (size_t)c.n_pairs * c.half;
   c.dq = (float *)(c.qhi + (size_t)c.n_pairs * c.half);
   c.base = c.dq + c.n_pairs;
