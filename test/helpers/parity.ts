@@ -72,7 +72,7 @@ export const VERIFY_CASES = [
 /** Attention cases: FP rows, INT8 and INT4 planes, GQA ratios, windows, sparse selections, odd head sizes. */
 export function* attentionCases(withVerify = false): Generator<AttentionCase> {
   const rng = new Xoshiro128(4);
-  const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean; plain?: 'f32' | 'f16' }[] = [
+  const cases: { nHeads: number; nKv: number; d: number; G: number; Gv: number; len: number; nq: number; window?: number; sparse?: boolean; fp16?: boolean; plain?: 'f32' | 'f16'; negative?: boolean }[] = [
     { nHeads: 4, nKv: 4, d: 8, G: 4, Gv: 8, len: 19, nq: 1 },
     { nHeads: 4, nKv: 2, d: 64, G: 16, Gv: 64, len: 97, nq: 3, fp16: true },
     { nHeads: 8, nKv: 2, d: 32, G: 8, Gv: 16, len: 700, nq: 5, fp16: true },
@@ -91,6 +91,9 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     // in a block of 8, and heads of 128 take two chunks of channels.
     { nHeads: 8, nKv: 2, d: 64, G: 64, Gv: 64, len: 300, nq: 9 },
     { nHeads: 4, nKv: 1, d: 128, G: 40, Gv: 128, len: 230, nq: 9, fp16: true },
+    // The same with every score negative (keys shifted up, queries negative): the AMX wide calls
+    // keep each pair's largest plane score for the softmax, which must start from -inf, not 0.
+    { nHeads: 8, nKv: 2, d: 64, G: 64, Gv: 64, len: 300, nq: 9, negative: true },
     // 120 plane positions, a multiple of the key group but not of 16: the softmax's last 16
     // positions over the planes end in the value metadata's zero tail.
     { nHeads: 4, nKv: 2, d: 64, G: 40, Gv: 64, len: 170, nq: 3 },
@@ -113,9 +116,14 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     const kvDim = c.nKv * c.d;
     const shape: AttentionShape = { nHeads: c.nHeads, nKvHeads: c.nKv, headDim: c.d, window: c.window ?? 0 };
     const total = c.len + c.nq;
-    const keys = randn(rng, total * kvDim, 2);
-    const values = randn(rng, total * kvDim);
-    const q = randn(rng, c.nq * c.nHeads * c.d);
+    const r = c.negative ? new Xoshiro128(44) : rng; // its own stream: the other cases' data stay as they were
+    const keys = randn(r, total * kvDim, 2);
+    const values = randn(r, total * kvDim);
+    const q = randn(r, c.nq * c.nHeads * c.d);
+    if (c.negative) {
+      for (let i = 0; i < keys.length; i++) keys[i] = 0.5 + 0.5 * Math.abs(keys[i]!);
+      for (let i = 0; i < q.length; i++) q[i] = -0.05 - 0.3 * Math.abs(q[i]!);
+    }
     const startPos = c.len;
     for (const bits of (c.sparse || c.plain ? [8] : [8, 4]) as (4 | 8)[]) {
       // Hierarchical: the planes hold what any query reads quantized; the FP rows start at the

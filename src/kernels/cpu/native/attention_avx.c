@@ -28,6 +28,7 @@ typedef struct {
   float *scores;      /* [n_pairs, ss], count used */
   int16_t *qlo, *qhi; /* [n_pairs, d / 2]: even and odd channels of the folded queries */
   float *dq, *base;   /* [n_pairs] */
+  float *smax;        /* [n_pairs, 16]: each pair's largest plane score, where the key blocks keep it (key_args.smax), else NULL */
   int32_t *qsum;      /* [n_pairs] */
   uint8_t *prep;      /* [n_kv, prep_bytes]: the key blocks' prepared queries (key_args.prep) */
   size_t prep_bytes;
@@ -154,6 +155,8 @@ static void keys_from_planes(const rows_ctx *c) {
   const int G = pl->group_k, rb = pl->kv_dim / 2, half = c->half;
   const int wide = c->blocks->wide_keys_min_pairs > 0 && c->nj >= c->blocks->wide_keys_min_pairs;
   const int rows = wide ? WIDE_KEY_ROWS : KEY_ROWS;
+  if (c->smax)
+    for (size_t i = 0; i < (size_t)c->n_pairs * 16; i++) c->smax[i] = -INFINITY;
   for (int t = c->p0; t < c->qa_end;) {
     const int blk = t / G, t_end = ((blk + 1) * G < c->qa_end) ? (blk + 1) * G : c->qa_end;
     for (int g = 0; g < c->n_kv; g++)
@@ -164,7 +167,8 @@ static void keys_from_planes(const rows_ctx *c) {
         const size_t gp0 = (size_t)g * c->nj;
         const key_args ka = {pl->k_upper + (size_t)tb * rb + g * half, pl->k_lower + (size_t)tb * rb + g * half, rb, half,
                              c->qlo + gp0 * half, c->qhi + gp0 * half, c->dq + gp0, c->base + gp0, c->qsum + gp0,
-                             c->scores + gp0 * c->ss + kb, c->ss, c->scale, nb, c->prep + (size_t)g * c->prep_bytes, tb == t};
+                             c->scores + gp0 * c->ss + kb, c->ss, c->scale, nb, c->prep + (size_t)g * c->prep_bytes, tb == t,
+                             c->smax ? c->smax + gp0 * 16 : NULL};
         c->blocks->keys(&ka, c->nj, c->kv->bits);
       }
     }
@@ -398,12 +402,14 @@ typedef struct {
  * into l with position i in lane i % 16 (the tail padded with masked positions, which add exact
  * zeros, so a longer row with more masked positions gives the same sum). Where pw is given, its
  * plane positions [0, n) get e·s in place of e, the output's every channel the bias
- * Σ e·mn + offset · Σ e·s, and each value block its largest e·s; the other positions keep e. */
-static void pair_softmax(const rows_ctx *c, size_t gp, const plane_weights *pw) {
+ * Σ e·mn + offset · Σ e·s, and each value block its largest e·s; the other positions keep e.
+ * pmax, where given, is the largest of the plane scores [0, n) (none of them masked): the
+ * maximum then reads only the positions from n on. */
+static void pair_softmax(const rows_ctx *c, size_t gp, const plane_weights *pw, const float *pmax) {
   float *s = c->scores + gp * c->ss;
   const int count = c->count, n = pw ? pw->n : 0;
-  v16f mv[2] = {v16_set1(-INFINITY), v16_set1(-INFINITY)};
-  int i = 0;
+  v16f mv[2] = {pmax ? v16_load(pmax) : v16_set1(-INFINITY), v16_set1(-INFINITY)};
+  int i = pmax ? n : 0;
   for (; i + 32 <= count; i += 32) mv[0] = v16_max(mv[0], v16_load(s + i)), mv[1] = v16_max(mv[1], v16_load(s + i + 16));
   for (; i + 16 <= count; i += 16) mv[0] = v16_max(mv[0], v16_load(s + i));
   float m = v16_hmax(v16_max(mv[0], mv[1]));
@@ -460,7 +466,7 @@ static void mask_and_softmax(const rows_ctx *c) {
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
       mask_pair(c, j, c->scores + gp * c->ss);
-      pair_softmax(c, gp, NULL);
+      pair_softmax(c, gp, NULL, NULL);
     }
   }
 }
@@ -593,8 +599,10 @@ static void values_whole_groups(const rows_ctx *c) {
     const plane_weights pw = {n, v.ms + (size_t)g * ld, v.mm + (size_t)g * ld, v.emax, c->kv->bits == 8 ? 7.5f : 8.0f};
     for (int j = 0; j < c->nj; j++) {
       const size_t gp = (size_t)g * c->nj + j;
+      int b, e;
+      pair_visible(c, j, &b, &e);
       mask_pair(c, j, c->scores + gp * c->ss);
-      pair_softmax(c, gp, &pw);
+      pair_softmax(c, gp, &pw, c->smax && b == 0 && e >= n ? c->smax + gp * 16 : NULL); /* planes unmasked: their maximum is known */
       pair_weights(c, &v, &pw, gp);
     }
   }
@@ -723,7 +731,9 @@ void ATTENTION_DRIVER(const attn_blocks *blocks, const attn_args *a, int q0, int
   c.qhi = c.qlo + (size_t)c.n_pairs * c.half;
   c.dq = (float *)(c.qhi + (size_t)c.n_pairs * c.half);
   c.base = c.dq + c.n_pairs;
-  c.qsum = (int32_t *)(c.base + c.n_pairs);
+  c.smax = (float *)(((uintptr_t)(c.base + c.n_pairs) + 63) & ~(uintptr_t)63);
+  c.qsum = (int32_t *)(c.smax + (size_t)c.n_pairs * 16);
+  if (!(blocks->wide_keys_min_pairs > 0 && c.nj >= blocks->wide_keys_min_pairs)) c.smax = NULL;
   c.prep = (uint8_t *)(((uintptr_t)(c.qsum + c.n_pairs) + 63) & ~(uintptr_t)63);
   c.prep_bytes = attn_key_prep_floats(c.n_pairs, c.n_kv, d) / c.n_kv * 4;
   c.values = (int32_t *)(c.prep + c.prep_bytes * c.n_kv);

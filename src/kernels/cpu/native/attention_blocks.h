@@ -22,6 +22,10 @@ typedef struct {
    * the group (attn_key_prep_floats per KV head's pairs); fresh marks the group's first call. */
   uint8_t *prep;
   int fresh;
+  /* Where not NULL (the wide calls of attn_blocks.wide_keys_min_pairs), smax[r * 16 ..] keeps the
+   * largest score pair r has been given, in lanes of the block's choosing, starting from -inf: the
+   * softmax's maximum without another pass over the scores (a maximum is exact in any order). */
+  float *smax;
 } key_args;
 
 /* Values over the planes in integers: position i's weight e·s is rounded to an int16 W (one unit
@@ -70,7 +74,8 @@ typedef struct {
   void (*value_block)(const value_args *a, int nr, int bits);
   /* value_block serves KV heads with at least this many pairs (a verify pass); fewer go to values */
   int value_block_min_pairs;
-  /* KV heads with at least this many pairs (0: none) take keys WIDE_KEY_ROWS positions a call
+  /* KV heads with at least this many pairs (0: none) take keys WIDE_KEY_ROWS positions a call,
+   * keeping each pair's largest score (key_args.smax)
    * instead of KEY_ROWS: a tile kernel then overlaps one block's products with another's scores */
   int wide_keys_min_pairs;
 } attn_blocks;

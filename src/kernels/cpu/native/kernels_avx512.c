@@ -349,8 +349,9 @@ static inline __attribute__((always_inline)) void codes_transposed(const key_arg
 }
 
 /* Scores of pair r at the block's positions from their integer dots, as key_scores8 computes
- * them: (dq · dot + base) · scale, INT8 dots first corrected by (dot - 8 Σ q) / 16. */
-static inline void store_scores(const key_args *a, int r, __m512i dots, const int BITS) {
+ * them: (dq · dot + base) · scale, INT8 dots first corrected by (dot - 8 Σ q) / 16. Returns them
+ * with -inf in the lanes past the block, for a running maximum. */
+static inline __m512 store_scores(const key_args *a, int r, __m512i dots, const int BITS) {
   __m512 dot;
   if (BITS == 8)
     dot = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(dots, _mm512_set1_epi32(8 * a->qsum[r]))), _mm512_set1_ps(1.0f / 16.0f));
@@ -360,6 +361,7 @@ static inline void store_scores(const key_args *a, int r, __m512i dots, const in
                                   _mm512_set1_ps(a->scale));
   const __mmask16 keep = a->n >= 16 ? 0xffff : (__mmask16)((1u << a->n) - 1);
   _mm512_mask_storeu_ps(a->scores + (size_t)r * a->count, keep, sc);
+  return _mm512_mask_blend_ps(keep, _mm512_set1_ps(-INFINITY), sc);
 }
 
 /* The query bytes of nr pairs in a->prep, once per key group: per pair and chunk qh then ql − 128
@@ -740,16 +742,19 @@ static inline __attribute__((always_inline)) void amx_codes(const key_args *a, i
     _tile_stored(T1, (c1), 64);                                                         \
   } while (0)
 
-/* Scores of pairs [r0, min(r0 + 16, nr)) at block b's positions from its products. */
-static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int nr,
-                                                             const amx_key_codes *k, int32_t c0[16][16], int32_t c1[16][16], const int BITS) {
+/* Scores of pairs [r0, min(r0 + 16, nr)) at block b's positions from its products, with their
+ * running maximum in mx[i] for pair r0 + i. The rows are unrolled so that mx stays in registers. */
+static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int nr, const amx_key_codes *k,
+                                                             int32_t c0[16][16], int32_t c1[16][16], __m512 mx[16], const int BITS) {
   key_args kb = *a;
   kb.scores = a->scores + 16 * b, kb.n = a->n - 16 * b < 16 ? a->n - 16 * b : 16;
-  const int r1 = nr - r0 < 16 ? nr : r0 + 16;
-  for (int r = r0; r < r1; r++) {
-    const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[r - r0]), 8);
-    const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[r - r0])), k->cs15);
-    store_scores(&kb, r, dot, BITS);
+  const int n_r = nr - r0 < 16 ? nr - r0 : 16;
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) {
+    if (i >= n_r) break;
+    const __m512i hi = _mm512_slli_epi32(_mm512_load_si512(c0[i]), 8);
+    const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(hi, _mm512_load_si512(c1[i])), k->cs15);
+    mx[i] = _mm512_max_ps(mx[i], store_scores(&kb, r0 + i, dot, BITS));
   }
 }
 
@@ -763,12 +768,24 @@ static inline __attribute__((always_inline)) void amx_block_wide(const key_args 
       _tile_loadd(2, a->prep + (size_t)r0 * 64, 64);
       _tile_loadd(3, a->prep + ((size_t)rows + r0) * 64, 64);
     }
+    __m512 mx[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) mx[i] = _mm512_set1_ps(-INFINITY);
     for (int b = 0; b < nblk; b++) {
       if (b & 1) AMX_PRODUCTS(5, 6, 7, a, r0, rows, &k[b], c0[1], c1[1]);
       else AMX_PRODUCTS(0, 1, 4, a, r0, rows, &k[b], c0[0], c1[0]);
-      if (b > 0) amx_scores(a, b - 1, r0, nr, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], BITS);
+      if (b > 0) amx_scores(a, b - 1, r0, nr, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], mx, BITS);
     }
-    amx_scores(a, nblk - 1, r0, nr, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], BITS);
+    amx_scores(a, nblk - 1, r0, nr, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], mx, BITS);
+    if (a->smax) {
+      const int n_r = nr - r0 < 16 ? nr - r0 : 16;
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) {
+        if (i >= n_r) break;
+        float *m = a->smax + (size_t)(r0 + i) * 16;
+        _mm512_store_ps(m, _mm512_max_ps(_mm512_load_ps(m), mx[i]));
+      }
+    }
   }
 }
 #undef AMX_PRODUCTS
