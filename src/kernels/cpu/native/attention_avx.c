@@ -686,6 +686,46 @@ static inline __attribute__((always_inline)) void values_rows_pair(const rows_ct
 #endif
 }
 
+#ifdef __AVX512F__
+/* values_rows_pair for two pairs gp and gp + 1 with the same visible range [kb, n) (two query heads
+ * of one query): each pair's multiply-adds are values_rows_pair's, in the same order; side by side
+ * their two chains of sums overlap (one pair's chain waits on the multiply-add's latency, using
+ * about half the FMA units) and each row vector is loaded once for both. */
+static inline __attribute__((always_inline)) void values_rows_pair2(const rows_ctx *c, size_t gp, const float *rows, size_t stride,
+                                                                    int ch, int k0, int kb, int n, const int NV) {
+  const float *e0 = c->scores + gp * c->ss + k0, *e1 = e0 + c->ss;
+  float *o0 = c->outp + gp * c->d + ch, *o1 = o0 + c->d;
+  __m512 a0[4], a1[4];
+  for (int v = 0; v < NV / 2; v++) a0[v] = _mm512_loadu_ps(o0 + 16 * v), a1[v] = _mm512_loadu_ps(o1 + 16 * v);
+  int k = kb;
+  for (; k + 16 <= n; k += 16) { /* runs of 16 weights of both pairs none of which is zero: no masks */
+    if ((_mm512_cmp_ps_mask(_mm512_loadu_ps(e0 + k), _mm512_setzero_ps(), _CMP_NEQ_UQ) &
+         _mm512_cmp_ps_mask(_mm512_loadu_ps(e1 + k), _mm512_setzero_ps(), _CMP_NEQ_UQ)) != 0xffff)
+      break;
+    for (int i = k; i < k + 16; i++) {
+      const __m512 w0 = _mm512_set1_ps(e0[i]), w1 = _mm512_set1_ps(e1[i]);
+      const float *r = rows + (size_t)i * stride + ch;
+      for (int v = 0; v < NV / 2; v++) {
+        const __m512 x = _mm512_loadu_ps(r + 16 * v);
+        a0[v] = _mm512_fmadd_ps(w0, x, a0[v]);
+        a1[v] = _mm512_fmadd_ps(w1, x, a1[v]);
+      }
+    }
+  }
+  for (; k < n; k++) { /* a zero weight leaves that pair's sums as they are */
+    const __mmask16 l0 = (__mmask16)-(e0[k] != 0.0f), l1 = (__mmask16)-(e1[k] != 0.0f);
+    const __m512 w0 = _mm512_set1_ps(e0[k]), w1 = _mm512_set1_ps(e1[k]);
+    const float *r = rows + (size_t)k * stride + ch;
+    for (int v = 0; v < NV / 2; v++) {
+      const __m512 x = _mm512_loadu_ps(r + 16 * v);
+      a0[v] = _mm512_mask3_fmadd_ps(w0, x, a0[v], l0);
+      a1[v] = _mm512_mask3_fmadd_ps(w1, x, a1[v], l1);
+    }
+  }
+  for (int v = 0; v < NV / 2; v++) _mm512_storeu_ps(o0 + 16 * v, a0[v]), _mm512_storeu_ps(o1 + 16 * v, a1[v]);
+}
+#endif
+
 /* Values in full precision, chunk index k onward, in blocks of FP_CONV_ROWS positions (one KV
  * head's rows of a block stay in L1 while each pair of the head walks them); weights are 0 where
  * masked. */
@@ -702,6 +742,14 @@ static void values_from_rows(const rows_ctx *c, int k) {
         b = b > k0 ? b - k0 : 0, e = e < k0 + n ? e - k0 : n;
         if (e <= b) continue;
         int ch = 0;
+#ifdef __AVX512F__
+        if ((j + 1) % c->n_rep != 0) { /* pair j + 1 is another head of the same query: it sees [b, e) too */
+          for (; ch + 64 <= c->d; ch += 64) values_rows_pair2(c, gp, rows, stride, ch, k0, b, e, 8);
+          if (ch < c->d) values_rows_pair2(c, gp, rows, stride, ch, k0, b, e, 4);
+          j++;
+          continue;
+        }
+#endif
         for (; ch + 64 <= c->d; ch += 64) values_rows_pair(c, gp, rows, stride, ch, k0, b, e, 8);
         if (ch < c->d) values_rows_pair(c, gp, rows, stride, ch, k0, b, e, 4); /* d is a multiple of 32 */
       }
