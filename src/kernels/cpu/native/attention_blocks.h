@@ -74,9 +74,9 @@ typedef struct {
   void (*value_block)(const value_args *a, int nr, int bits);
   /* value_block serves KV heads with at least this many pairs (a verify pass); fewer go to values */
   int value_block_min_pairs;
-  /* KV heads with at least this many pairs (0: none) take keys WIDE_KEY_ROWS positions a call,
-   * keeping each pair's largest score (key_args.smax)
-   * instead of KEY_ROWS: a tile kernel then overlaps one block's products with another's scores */
+  /* KV heads with at least this many pairs (0: none) take keys WIDE_KEY_ROWS positions a call
+   * instead of KEY_ROWS (a tile kernel then overlaps one block's products with another's scores)
+   * and keep each pair's largest score (key_args.smax) */
   int wide_keys_min_pairs;
 } attn_blocks;
 
