@@ -91,8 +91,9 @@ export function* attentionCases(withVerify = false): Generator<AttentionCase> {
     // in a block of 8, and heads of 128 take two chunks of channels.
     { nHeads: 8, nKv: 2, d: 64, G: 64, Gv: 64, len: 300, nq: 9 },
     { nHeads: 4, nKv: 1, d: 128, G: 40, Gv: 128, len: 230, nq: 9, fp16: true },
-    // The same with every score negative (keys shifted up, queries negative): the AMX wide calls
-    // keep each pair's largest plane score for the softmax, which must start from -inf, not 0.
+    // The first of those two with every score negative (keys positive, queries negative): the AMX
+    // wide calls keep each pair's largest plane score for the softmax, which must start from -inf,
+    // not 0.
     { nHeads: 8, nKv: 2, d: 64, G: 64, Gv: 64, len: 300, nq: 9, negative: true },
     // 120 plane positions, a multiple of the key group but not of 16: the softmax's last 16
     // positions over the planes end in the value metadata's zero tail.

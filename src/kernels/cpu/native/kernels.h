@@ -225,10 +225,11 @@ static inline int attn_score_stride(int count) { return ((count + 15) & ~15) + 1
 
 /* Floats of scratch attention_rows needs for n_pairs (query, head) pairs over n_kv KV heads. */
 static inline size_t attn_rows_scratch(int n_pairs, int n_kv, int head_dim, int count) {
-  /* scores, folded queries, per-pair scalars and score maxima (16 lanes, aligned), int16 value weights and their units, int32 value
-   * sums, the chunk's value scales and minimums (2 per position and KV head, each head's with a
-   * tail of 16), each value block's largest e·s (with slack), the prepared query bytes, a value
-   * block's decoded codes (2 bytes per code), converted F16 rows */
+  /* scores (rows attn_score_stride apart), folded queries, per-pair scalars and score maxima (16
+   * lanes, 64-byte aligned), int16 value weights and their units, int32 value sums, the chunk's
+   * value scales and minimums (2 per position and KV head, each head's with a tail of 16), each
+   * value block's largest e·s (with slack), the prepared query bytes, a value block's decoded
+   * codes (2 bytes per code), converted F16 rows */
   return (size_t)n_pairs * (attn_score_stride(count) + 2 * (size_t)count) + (size_t)n_pairs * head_dim * 2 + 20 * (size_t)n_pairs + 16 + (size_t)head_dim * 2 +
          (2 * (size_t)n_kv + 3) * count + 32 * (size_t)n_kv + 48 + attn_key_prep_floats(n_pairs, n_kv, head_dim) + 128 * (size_t)head_dim + 64 + attn_fp_conv_floats(head_dim);
 }

@@ -742,13 +742,13 @@ static inline __attribute__((always_inline)) void amx_codes(const key_args *a, i
     _tile_stored(T1, (c1), 64);                                                         \
   } while (0)
 
-/* Scores of pairs [r0, min(r0 + 16, nr)) at block b's positions from its products, with their
- * running maximum in mx[i] for pair r0 + i. The rows are unrolled so that mx stays in registers. */
-static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int nr, const amx_key_codes *k,
+/* Scores of pairs r0 .. r0 + n_r - 1 (n_r <= 16) at block b's positions from its products, with
+ * their running maximum in mx[i] for pair r0 + i. The rows are unrolled so that mx stays in
+ * registers. */
+static inline __attribute__((always_inline)) void amx_scores(const key_args *a, int b, int r0, int n_r, const amx_key_codes *k,
                                                              int32_t c0[16][16], int32_t c1[16][16], __m512 mx[16], const int BITS) {
   key_args kb = *a;
   kb.scores = a->scores + 16 * b, kb.n = a->n - 16 * b < 16 ? a->n - 16 * b : 16;
-  const int n_r = nr - r0 < 16 ? nr - r0 : 16;
 #pragma GCC unroll 16
   for (int i = 0; i < 16; i++) {
     if (i >= n_r) break;
@@ -768,17 +768,17 @@ static inline __attribute__((always_inline)) void amx_block_wide(const key_args 
       _tile_loadd(2, a->prep + (size_t)r0 * 64, 64);
       _tile_loadd(3, a->prep + ((size_t)rows + r0) * 64, 64);
     }
+    const int n_r = nr - r0 < 16 ? nr - r0 : 16;
     __m512 mx[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i++) mx[i] = _mm512_set1_ps(-INFINITY);
     for (int b = 0; b < nblk; b++) {
       if (b & 1) AMX_PRODUCTS(5, 6, 7, a, r0, rows, &k[b], c0[1], c1[1]);
       else AMX_PRODUCTS(0, 1, 4, a, r0, rows, &k[b], c0[0], c1[0]);
-      if (b > 0) amx_scores(a, b - 1, r0, nr, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], mx, BITS);
+      if (b > 0) amx_scores(a, b - 1, r0, n_r, &k[b - 1], c0[(b - 1) & 1], c1[(b - 1) & 1], mx, BITS);
     }
-    amx_scores(a, nblk - 1, r0, nr, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], mx, BITS);
+    amx_scores(a, nblk - 1, r0, n_r, &k[nblk - 1], c0[(nblk - 1) & 1], c1[(nblk - 1) & 1], mx, BITS);
     if (a->smax) {
-      const int n_r = nr - r0 < 16 ? nr - r0 : 16;
 #pragma GCC unroll 16
       for (int i = 0; i < 16; i++) {
         if (i >= n_r) break;

@@ -57,8 +57,8 @@
     }                                                                                                    \
     /* Rows in groups whose weights fit in L2 (1 MiB); within a group each block of tokens (in L1) \
      * passes all its rows, so the weights stream from L2 four vectors a step. Rows outer streamed  \
-     * the tokens six vectors a step (pdlm's 256x768 F32 at 128 tokens: 250-310 µs that way,       \
-     * 208-211 µs this way, runs in turn). */                                                        \
+     * the tokens six vectors a step (pdlm's 256x768 F32 at 128 tokens: 236-238 µs that way,       \
+     * 192-194 µs this way, runs in turn). */                                                        \
     const int rf = r0 + (r1 - r0) / VW_ROWS * VW_ROWS;                                                  \
     int rg = (int)(((size_t)1 << 20) / ((size_t)cols * sizeof(WT))) / VW_ROWS * VW_ROWS;                 \
     if (rg < VW_ROWS) rg = VW_ROWS;                                                                      \
