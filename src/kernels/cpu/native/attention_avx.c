@@ -23,6 +23,7 @@ typedef struct {
   const kv_planes *pl;
   int q0, p0, count, qa_end; /* positions [p0, qa_end) come from the planes, the rest of [p0, p0 + count) from rows */
   int ss;             /* floats from one pair's scores to the next (attn_score_stride) */
+  int wide;           /* the key blocks take wide calls (attn_blocks.wide_keys_min_pairs) and keep smax */
   int d, half, n_heads, n_kv, n_rep, kv_dim, nj, n_pairs;
   float scale;
   float *scores;      /* [n_pairs, ss], count used */
@@ -153,8 +154,7 @@ static void fold_pairs(const rows_ctx *c, int blk, int g, int j0, int n) {
 static void keys_from_planes(const rows_ctx *c) {
   const kv_planes *pl = c->pl;
   const int G = pl->group_k, rb = pl->kv_dim / 2, half = c->half;
-  const int wide = c->blocks->wide_keys_min_pairs > 0 && c->nj >= c->blocks->wide_keys_min_pairs;
-  const int rows = wide ? WIDE_KEY_ROWS : KEY_ROWS;
+  const int rows = c->wide ? WIDE_KEY_ROWS : KEY_ROWS;
   if (c->smax)
     for (size_t i = 0; i < (size_t)c->n_pairs * 16; i++) c->smax[i] = -INFINITY;
   for (int t = c->p0; t < c->qa_end;) {
@@ -784,7 +784,8 @@ void ATTENTION_DRIVER(const attn_blocks *blocks, const attn_args *a, int q0, int
   c.base = c.dq + c.n_pairs;
   c.smax = (float *)(((uintptr_t)(c.base + c.n_pairs) + 63) & ~(uintptr_t)63);
   c.qsum = (int32_t *)(c.smax + (size_t)c.n_pairs * 16);
-  if (!(blocks->wide_keys_min_pairs > 0 && c.nj >= blocks->wide_keys_min_pairs)) c.smax = NULL;
+  c.wide = blocks->wide_keys_min_pairs > 0 && c.nj >= blocks->wide_keys_min_pairs;
+  if (!c.wide) c.smax = NULL;
   c.prep = (uint8_t *)(((uintptr_t)(c.qsum + c.n_pairs) + 63) & ~(uintptr_t)63);
   c.prep_bytes = attn_key_prep_floats(c.n_pairs, c.n_kv, d) / c.n_kv * 4;
   c.values = (int32_t *)(c.prep + c.prep_bytes * c.n_kv);
