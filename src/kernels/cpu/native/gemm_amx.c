@@ -36,7 +36,6 @@ static void build_panel(uint16_t *panel, const uint16_t *w, int dtype, int rows,
         const int r = r0 + 16 * h + i;
         __m512i hi = _mm512_setzero_si512(), lo = _mm512_setzero_si512();
         if (r < rows) {
-          _mm_prefetch((const char *)(w + (size_t)(r + PANEL) * cols + c0), _MM_HINT_T0);
           if (dtype == 1) f16_split(w + (size_t)r * cols + c0, cm, &hi, &lo);
           else hi = _mm512_maskz_loadu_epi16(cm, w + (size_t)r * cols + c0);
         }
@@ -67,8 +66,25 @@ typedef struct {
   int parts;
 } a_tiles;
 
+/* The next panel's weight rows, fetched into L2 while this panel's tile products run: `per` rows
+ * at each slice's 32 columns per round of two token blocks, so every line is asked for once and
+ * the fetches from memory overlap the products. (Fetched all at once during the panel build,
+ * one panel ahead, they queued behind each other and the build waited on them.) */
+typedef struct {
+  const uint16_t *w; /* the next panel's first row, or NULL after the last panel */
+  int cols, rows;    /* row length; rows of the next panel (at most PANEL) */
+  int per;           /* rows fetched per slice in each round */
+} next_panel;
+
+static inline void fetch_next(const next_panel *np, int round, int s) {
+  if (!np->w) return;
+  const int r0 = round * np->per, r1 = r0 + np->per < np->rows ? r0 + np->per : np->rows;
+  for (int r = r0; r < r1; r++) _mm_prefetch((const char *)(np->w + (size_t)r * np->cols + 32 * s), _MM_HINT_T1);
+}
+
 #define DP_SLICE(NB)                                                                           \
   for (int s = 0; s < slices; s++) {                                                           \
+    fetch_next(np, tb / 2, s);                                                                 \
     _tile_loadd(6, xb + ((size_t)tb * slices + s) * 512, 64);                                  \
     if (NB == 2) _tile_loadd(7, xb + ((size_t)(tb + 1) * slices + s) * 512, 64);               \
     for (int p = 0; p < A->parts; p++) {                                                       \
@@ -85,7 +101,7 @@ typedef struct {
   }
 
 /* Rows [r0, r0 + 32) for every token block: two token blocks (4 C tiles) at a time, then a last one. */
-static void pass_products(float *out, const uint16_t *xb, const a_tiles *A, int rows, int n, int r0, int slices) {
+static void pass_products(float *out, const uint16_t *xb, const a_tiles *A, const next_panel *np, int rows, int n, int r0, int slices) {
   const int nb = (n + 15) / 16;
   float c[16][16] __attribute__((aligned(64)));
   int tb = 0;
@@ -125,6 +141,8 @@ void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, in
   const int slices = kp / 32;
   amx_tiles();
   for (int r = r0; r < r1; r += PANEL) {
+    const int nr = rows - (r + PANEL) < PANEL ? rows - (r + PANEL) : PANEL, rounds = ((n + 15) / 16 + 1) / 2; /* rounds of DP_SLICE */
+    const next_panel np = {r + PANEL < r1 ? w + (size_t)(r + PANEL) * cols : NULL, cols, nr, (PANEL + rounds - 1) / rounds};
     a_tiles A;
     if (dtype == 2 && cols % 32 == 0 && r + PANEL <= rows) { /* BF16 rows read in place */
       A = (a_tiles){w + (size_t)r * cols, 0, 32, (size_t)16 * cols, (long)cols * 2, 1};
@@ -132,7 +150,7 @@ void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, in
       build_panel(panel, w, dtype, rows, cols, r, slices);
       A = (a_tiles){panel, (size_t)slices * 1024, 1024, 512, 64, dtype == 1 ? 2 : 1};
     }
-    pass_products(out, xb, &A, rows, n, r, slices);
+    pass_products(out, xb, &A, &np, rows, n, r, slices);
   }
 }
 
