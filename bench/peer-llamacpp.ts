@@ -12,8 +12,13 @@
 // against llama.cpp's fastest thread count for each mode, named in the cell.
 //
 //   node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128]
-//                                    [--threads 2] [--llama-threads 1] [--text FILE] [--json FILE] [--keep DIR]
+//                                    [--threads 2] [--llama-threads 1] [--modes fp,f16,int8,quantspec,auto]
+//                                    [--llama-modes f16,q8_0,q4_0,draft] [--text FILE] [--json FILE] [--keep DIR]
 //   node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]
+//
+// --modes and --llama-modes measure only the modes named (all by default): `--modes f16
+// --llama-modes f16` is the F16-cache comparison alone, minutes instead of most of an hour at long
+// contexts; the tables show "–" for what was not measured.
 //
 // --json appends one JSON line per measurement as it is taken, so a long run that is interrupted
 // keeps what it measured. --tables measures nothing: it prints the tables from the JSON lines of an
@@ -34,27 +39,42 @@ import { promptOf } from '../src/engine/bench.js';
 import { cpuModel, machineSummary, measureReadBandwidth } from '../src/engine/machine.js';
 import { benchArgs } from './args.js';
 
-const args = benchArgs('node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--threads 2] [--llama-threads 1] [--text FILE] [--json FILE] [--keep DIR] | node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]', {
+const args = benchArgs('node dist/bench/peer-llamacpp.js [--model HF_DIR | --synthetic NAME] [--contexts 1024,4096,16384,32768] [--gen 128] [--threads 2] [--llama-threads 1] [--modes fp,f16,int8,quantspec,auto] [--llama-modes f16,q8_0,q4_0,draft] [--text FILE] [--json FILE] [--keep DIR] | node dist/bench/peer-llamacpp.js --tables LOG[,LOG...]', {
   model: { type: 'string' }, synthetic: { type: 'string' }, contexts: { type: 'string' }, gen: { type: 'string' }, threads: { type: 'string' },
   json: { type: 'string' }, keep: { type: 'string' }, text: { type: 'string' }, 'llama-threads': { type: 'string' },
+  modes: { type: 'string' }, 'llama-modes': { type: 'string' },
   tables: { type: 'string' },
 });
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shared = path.resolve(root, '..', 'shared');
 const GAMMA = 4;
 const QS_MODES = [
-  { mode: 'fp', decoding: { spec: 'none', kv: 'fp' } },
-  { mode: 'f16', decoding: { spec: 'none', kv: 'f16' } },
-  { mode: 'int8', decoding: { spec: 'none', kv: 'int8' } },
-  { mode: `quantspec γ${GAMMA}`, decoding: { spec: 'quantspec', gamma: GAMMA } },
-  { mode: 'quantspec auto', decoding: { spec: 'auto', gamma: 'auto' } },
+  { name: 'fp', mode: 'fp', decoding: { spec: 'none', kv: 'fp' } },
+  { name: 'f16', mode: 'f16', decoding: { spec: 'none', kv: 'f16' } },
+  { name: 'int8', mode: 'int8', decoding: { spec: 'none', kv: 'int8' } },
+  { name: 'quantspec', mode: `quantspec γ${GAMMA}`, decoding: { spec: 'quantspec', gamma: GAMMA } },
+  { name: 'auto', mode: 'quantspec auto', decoding: { spec: 'auto', gamma: 'auto' } },
 ] as const;
 const CACHES = [
-  { mode: 'f16 cache', type: 'F16' },
-  { mode: 'q8_0 cache', type: 'Q8_0' },
-  { mode: 'q4_0 cache', type: 'Q4_0' },
+  { name: 'f16', mode: 'f16 cache', type: 'F16' },
+  { name: 'q8_0', mode: 'q8_0 cache', type: 'Q8_0' },
+  { name: 'q4_0', mode: 'q4_0 cache', type: 'Q4_0' },
 ] as const;
 const DRAFT_MODE = `draft Q4_0 γ≤${GAMMA}`;
+
+/** The entries of `all` (and of `extra`) named in a comma-separated list, all of them without one;
+ * an unknown name is a usage error (exit 2). */
+function chosen<T extends { name: string }>(list: string | undefined, all: readonly T[], option: string, extra: string[] = []): { picked: T[]; extras: Set<string> } {
+  if (list === undefined) return { picked: [...all], extras: new Set(extra) };
+  const names = list.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const known = [...all.map((m) => m.name), ...extra];
+  const unknown = names.filter((x) => !known.includes(x));
+  if (unknown.length > 0 || names.length === 0) {
+    process.stderr.write(`${option} ${list}: ${unknown.length > 0 ? `unknown mode ${unknown.join(', ')}` : 'no mode named'}; choose from ${known.join(', ')}.\n`);
+    process.exit(2);
+  }
+  return { picked: all.filter((m) => names.includes(m.name)), extras: new Set(extra.filter((x) => names.includes(x))) };
+}
 
 interface Row {
   context: number;
@@ -78,6 +98,8 @@ async function measure(): Promise<Row[]> {
   const contexts = (args.contexts ?? '1024,4096,16384,32768').split(',').map(Number);
   const GEN = Number(args.gen ?? 128);
   const THREADS = Number(args.threads ?? 2);
+  const qsModes = chosen(args.modes, QS_MODES, '--modes').picked;
+  const llamaModes = chosen(args['llama-modes'], CACHES, '--llama-modes', ['draft']);
   const LLAMA_THREADS = [...new Set([THREADS, ...(args['llama-threads'] ?? '1').split(',').map(Number)])];
   // held-out text by default: pdlm was trained on the Austen and Moby-Dick training texts, where
   // both engines' speculation would accept more than on text it has not seen
@@ -92,11 +114,12 @@ async function measure(): Promise<Row[]> {
   const convert = (file: string, dtype: 'f16' | 'q4_0') =>
     args.synthetic ? writeModelGguf(syntheticGgufInput(args.synthetic), file, dtype) : convertHfToGguf(hfDir, file, dtype);
   convert(targetFile, 'f16');
-  convert(draftFile, 'q4_0');
+  const withDraft = llamaModes.extras.has('draft');
+  if (withDraft) convert(draftFile, 'q4_0');
 
   const bandwidth = measureReadBandwidth();
   log(`# ${machineSummary()}, read bandwidth ${bandwidth === null ? 'not measured' : `${bandwidth.toFixed(1)} GB/s`}, ${THREADS} threads for both engines`);
-  log(`# model ${hfDir} as ${path.basename(targetFile)} (draft for llama.cpp: ${path.basename(draftFile)}); ${GEN} greedy tokens after each prompt`);
+  log(`# model ${hfDir} as ${path.basename(targetFile)} (draft for llama.cpp: ${withDraft ? path.basename(draftFile) : 'none, not measured'}); ${GEN} greedy tokens after each prompt`);
 
   const rows: Row[] = [];
   const run = new Date().toISOString();
@@ -118,9 +141,9 @@ async function measure(): Promise<Row[]> {
   const text = fs.readFileSync(corpus, 'utf8');
   const prompts = new Map(contexts.map((c) => [c, promptOf(ours, text, c)]));
   const warm = promptOf(ours, text, 64);
-  for (const m of QS_MODES) await collect(ours.createSession({ ...m.decoding, contextLength: 256 }).generate({ ids: warm }, { temperature: 0, maxTokens: 8, ignoreEos: true }));
+  for (const m of qsModes) await collect(ours.createSession({ ...m.decoding, contextLength: 256 }).generate({ ids: warm }, { temperature: 0, maxTokens: 8, ignoreEos: true }));
   for (const context of contexts) {
-    for (const m of QS_MODES) {
+    for (const m of qsModes) {
       const session = ours.createSession({ ...m.decoding, contextLength: context + GEN + 16 });
       const r = await collect(session.generate({ ids: prompts.get(context)! }, { temperature: 0, maxTokens: GEN, ignoreEos: true }));
       push({
@@ -135,7 +158,7 @@ async function measure(): Promise<Row[]> {
   const { getLlama, LlamaLogLevel, DraftSequenceTokenPredictor } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
   const target = await llama.loadModel({ modelPath: targetFile });
-  const draft = await llama.loadModel({ modelPath: draftFile });
+  const draft = withDraft ? await llama.loadModel({ modelPath: draftFile }) : null;
 
   /** Prefill all but the last prompt token, then time `GEN` greedy tokens from the last one. */
   async function timeSequence(seq: LlamaContextSequence, ids: number[], prefillExtra?: (ids: Token[]) => Promise<void>): Promise<{ prefill: number; decode: number; n: number }> {
@@ -155,7 +178,7 @@ async function measure(): Promise<Row[]> {
   for (const threads of LLAMA_THREADS) for (const context of contexts) {
     const ids = prompts.get(context)!;
     const contextSize = context + GEN + 16;
-    for (const c of CACHES) {
+    for (const c of llamaModes.picked) {
       const ctx = await target.createContext({
         contextSize, threads, flashAttention: true, sequences: 1,
         experimentalKvCacheKeyType: c.type, experimentalKvCacheValueType: c.type,
@@ -167,6 +190,7 @@ async function measure(): Promise<Row[]> {
       push({ context, engine: 'llama.cpp', mode: c.mode, threads, prefill_tokens_per_s: t.prefill, decode_tokens_per_s: t.decode, acceptance_rate: null, generated: t.n });
       await ctx.dispose();
     }
+    if (!draft) continue;
     // Draft-model speculative decoding: the Q4_0 copy drafts up to γ tokens, the F16 model verifies.
     const draftCtx = await draft.createContext({ contextSize, threads, flashAttention: true, sequences: 1 });
     const ctx = await target.createContext({ contextSize, threads, flashAttention: true, sequences: 1 });
@@ -189,7 +213,7 @@ async function measure(): Promise<Row[]> {
     await ctx.dispose();
     await draftCtx.dispose();
   }
-  await draft.dispose();
+  await draft?.dispose();
   await target.dispose();
   await llama.dispose();
   if (!args.keep) fs.rmSync(work, { recursive: true, force: true });

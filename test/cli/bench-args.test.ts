@@ -30,3 +30,20 @@ test('every benchmark script prints its usage for --help and names an unknown op
     assert.doesNotMatch(bad.stderr, /node:internal|\n\s+at /, `${script}: no stack trace`);
   }
 });
+
+test('the llama.cpp comparison refuses a mode it does not have, naming the ones it has, before it writes any file', () => {
+  for (const [option, value, known] of [
+    ['--modes', 'f16,int9', /unknown mode int9; choose from fp, f16, int8, quantspec, auto\./],
+    ['--llama-modes', 'q5_0', /unknown mode q5_0; choose from f16, q8_0, q4_0, draft\./],
+    ['--modes', ',', /no mode named; choose from fp, f16, int8, quantspec, auto\./],
+  ] as const) {
+    // --keep names a folder that must stay absent: the check comes before the model files are written
+    const keep = path.join(fs.mkdtempSync(path.join(REPO_ROOT, 'dist', 'peer-args-')), 'work');
+    const r = run('peer-llamacpp.js', ['--synthetic', 'llama-3.2-1b', option, value, '--keep', keep]);
+    assert.equal(r.code, 2, `${option} ${value}: ${r.stderr}`);
+    assert.match(r.stderr, known);
+    assert.doesNotMatch(r.stderr, /node:internal|\n\s+at /, 'no stack trace');
+    assert.equal(fs.existsSync(keep), false, 'no work folder made');
+    fs.rmSync(path.dirname(keep), { recursive: true, force: true });
+  }
+});
