@@ -1,5 +1,6 @@
 /* Kernels split over the thread pool (jobs.h). */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -133,6 +134,8 @@ typedef struct {
   const uint16_t *w;
   uint16_t *xb, *panels;
   int dtype, rows, cols, n, kp;
+  int grab;         /* rows a thread takes at a time (a multiple of GEMM_PANEL) */
+  _Atomic int next; /* the first row not yet taken */
 } gemm_ctx;
 
 /* xb: the activations in the kernel path's BF16 layout, by blocks of 16 tokens. */
@@ -143,18 +146,31 @@ static void gemm_acts_job(void *p, int part, int n_parts) {
   if (b0 < b1) K->gemm_acts_bf16(c->xb, c->x, c->n, c->cols, c->kp, b0, b1);
 }
 
+/* The threads take the rows `grab` at a time until none are left, so a thread slowed by the shared
+ * machine leaves more of them to the other instead of making it wait at the end (each output
+ * depends only on its own row and token, so who computes it does not change it). */
 static void gemm_job(void *p, int part, int n_parts) {
-  const gemm_ctx *c = (const gemm_ctx *)p;
-  int r0, r1;
-  share(c->rows, part, n_parts, GEMM_PANEL, &r0, &r1);
-  if (r0 < r1)
+  gemm_ctx *c = (gemm_ctx *)p;
+  (void)n_parts;
+  for (;;) {
+    const int r0 = atomic_fetch_add_explicit(&c->next, c->grab, memory_order_relaxed);
+    if (r0 >= c->rows) return;
+    const int r1 = r0 + c->grab < c->rows ? r0 + c->grab : c->rows;
     K->gemm_bf16(c->out, c->xb, c->kp, c->w, c->dtype, c->rows, c->cols, c->n, r0, r1, c->panels + (size_t)part * gemm_panel_elems(c->kp));
+  }
+}
+
+/* Rows per take: about 8 takes per thread, at least 2 panels (a take's panels after its first
+ * arrive fetched during the one before: gemm_bf16). */
+static int gemm_grab(int rows, int threads) {
+  const int panels = (rows + GEMM_PANEL - 1) / GEMM_PANEL, per = (panels + 8 * threads - 1) / (8 * threads);
+  return (per < 2 ? 2 : per) * GEMM_PANEL;
 }
 
 int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int rows, int cols, int n) {
   if (!K->gemm_bf16 || (dtype != 1 && dtype != 2) || !(K->gemm_dtypes & (1 << dtype))) return 1;
   const int kp = (cols + 31) & ~31;
-  gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp};
+  gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp, gemm_grab(rows, pool_threads()), 0};
   c.xb = grow(&gemm_acts, &gemm_acts_cap, gemm_acts_elems(n, kp) * sizeof(uint16_t));
   c.panels = grow(&gemm_panels, &gemm_panels_cap, gemm_panel_elems(kp) * pool_threads() * sizeof(uint16_t));
   if (!c.xb || !c.panels) return -1;
