@@ -1,6 +1,5 @@
 /* Kernels split over the thread pool (jobs.h). */
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,26 +10,35 @@
 static void *acts_q, *acts_d, *acts_sum, *acts_dsum;
 static size_t acts_q_cap, acts_d_cap, acts_sum_cap, acts_dsum_cap;
 
+/* Weight bytes a take of the row-split matmuls reads at least (row_takes). */
+#define TAKE_MIN_BYTES 32768
+
+/* Rows of `row_bytes` each per take: at least TAKE_MIN_BYTES of them. */
+static int take_min_rows(size_t row_bytes) { return (int)((TAKE_MIN_BYTES + row_bytes - 1) / row_bytes); }
+
 typedef struct {
   float *out;
   const float *x;
   const void *w;
   int dtype, rows, cols, n;
+  row_takes takes;
 } mm_ctx;
 
 static void mm_job(void *p, int part, int n_parts) {
   mm_ctx *c = (mm_ctx *)p;
-  int r0, r1;
-  share(c->rows, part, n_parts, 4, &r0, &r1);
-  if (r0 >= r1) return;
-  if (c->dtype == 0) K->matmul_f32(c->out, c->x, (const float *)c->w, c->rows, c->cols, c->n, r0, r1);
-  else if (c->dtype == 1) K->matmul_f16(c->out, c->x, (const uint16_t *)c->w, c->rows, c->cols, c->n, r0, r1);
-  else K->matmul_bf16(c->out, c->x, (const uint16_t *)c->w, c->rows, c->cols, c->n, r0, r1);
+  (void)part, (void)n_parts;
+  for (int r0, r1; take_rows(&c->takes, &r0, &r1);) {
+    if (c->dtype == 0) K->matmul_f32(c->out, c->x, (const float *)c->w, c->rows, c->cols, c->n, r0, r1);
+    else if (c->dtype == 1) K->matmul_f16(c->out, c->x, (const uint16_t *)c->w, c->rows, c->cols, c->n, r0, r1);
+    else K->matmul_bf16(c->out, c->x, (const uint16_t *)c->w, c->rows, c->cols, c->n, r0, r1);
+  }
 }
 
 void matmul_run(float *out, const float *x, const void *w, int dtype, int rows, int cols, int n) {
+  const size_t row_bytes = (size_t)cols * (dtype == 0 ? 4 : 2);
   mm_ctx c = {out, x, w, dtype, rows, cols, n};
-  pool_run_sized(mm_job, &c, (size_t)rows * cols * (dtype == 0 ? 4 : 2) * n);
+  takes_init(&c.takes, rows, 4, take_min_rows(row_bytes));
+  pool_run_sized(mm_job, &c, row_bytes * rows * n);
 }
 
 /* The int8 activations of n tokens of nb blocks each, in the shared scratch; 0, or -1 when out of memory. */
@@ -49,6 +57,7 @@ typedef struct {
   q4_weights w;
   q8_acts a;
   int rows, cols, n;
+  row_takes takes;
 } q4_ctx;
 
 static void q4_quant_job(void *p, int part, int n_parts) {
@@ -60,9 +69,8 @@ static void q4_quant_job(void *p, int part, int n_parts) {
 
 static void q4_job(void *p, int part, int n_parts) {
   q4_ctx *c = (q4_ctx *)p;
-  int r0, r1;
-  share(c->rows, part, n_parts, 4, &r0, &r1);
-  if (r0 < r1) K->matmul_q4(c->out, &c->a, &c->w, c->rows, c->n, r0, r1);
+  (void)part, (void)n_parts;
+  for (int r0, r1; take_rows(&c->takes, &r0, &r1);) K->matmul_q4(c->out, &c->a, &c->w, c->rows, c->n, r0, r1);
 }
 
 int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16_t *scales, const uint16_t *mins, int rows,
@@ -81,6 +89,7 @@ int matmul_q4_run(float *out, const float *x, const uint8_t *codes, const uint16
   if (acts_alloc(&c.a, n, nb) != 0) return -1;
   pool_run_sized(q4_quant_job, &c, (size_t)n * cols * sizeof(float));
   /* a block is 16 code bytes, an F16 scale and an F16 minimum */
+  takes_init(&c.takes, rows, 4, take_min_rows((size_t)nb * 20));
   pool_run_sized(q4_job, &c, (size_t)rows * nb * 20 * n);
   return 0;
 }
@@ -91,6 +100,7 @@ typedef struct {
   q8_weights w;
   q8_acts a;
   int rows, cols, n;
+  row_takes takes;
 } q8_ctx;
 
 static void q8_quant_job(void *p, int part, int n_parts) {
@@ -102,9 +112,8 @@ static void q8_quant_job(void *p, int part, int n_parts) {
 
 static void q8_job(void *p, int part, int n_parts) {
   q8_ctx *c = (q8_ctx *)p;
-  int r0, r1;
-  share(c->rows, part, n_parts, 4, &r0, &r1);
-  if (r0 < r1) K->matmul_q8(c->out, &c->a, &c->w, c->rows, c->n, r0, r1);
+  (void)part, (void)n_parts;
+  for (int r0, r1; take_rows(&c->takes, &r0, &r1);) K->matmul_q8(c->out, &c->a, &c->w, c->rows, c->n, r0, r1);
 }
 
 int matmul_q8_run(float *out, const float *x, const int8_t *codes, const uint16_t *scales, int rows, int cols, int n) {
@@ -121,6 +130,7 @@ int matmul_q8_run(float *out, const float *x, const int8_t *codes, const uint16_
   if (acts_alloc(&c.a, n, nb) != 0) return -1;
   pool_run_sized(q8_quant_job, &c, (size_t)n * cols * sizeof(float));
   /* a block is 32 code bytes and an F16 scale */
+  takes_init(&c.takes, rows, 4, take_min_rows((size_t)nb * 34));
   pool_run_sized(q8_job, &c, (size_t)rows * nb * 34 * n);
   return 0;
 }
@@ -134,8 +144,7 @@ typedef struct {
   const uint16_t *w;
   uint16_t *xb, *panels;
   int dtype, rows, cols, n, kp;
-  int grab;         /* rows a thread takes at a time (a multiple of GEMM_PANEL) */
-  _Atomic int next; /* the first row not yet taken */
+  row_takes takes; /* whole panels, at least 2 a take (a take's later panels are fetched during the one before: gemm_bf16) */
 } gemm_ctx;
 
 /* xb: the activations in the kernel path's BF16 layout, by blocks of 16 tokens. */
@@ -146,31 +155,18 @@ static void gemm_acts_job(void *p, int part, int n_parts) {
   if (b0 < b1) K->gemm_acts_bf16(c->xb, c->x, c->n, c->cols, c->kp, b0, b1);
 }
 
-/* The threads take the rows `grab` at a time until none are left, so a thread slowed by the shared
- * machine leaves more of them to the other instead of making it wait at the end (each output
- * depends only on its own row and token, so who computes it does not change it). */
 static void gemm_job(void *p, int part, int n_parts) {
   gemm_ctx *c = (gemm_ctx *)p;
   (void)n_parts;
-  for (;;) {
-    const int r0 = atomic_fetch_add_explicit(&c->next, c->grab, memory_order_relaxed);
-    if (r0 >= c->rows) return;
-    const int r1 = r0 + c->grab < c->rows ? r0 + c->grab : c->rows;
+  for (int r0, r1; take_rows(&c->takes, &r0, &r1);)
     K->gemm_bf16(c->out, c->xb, c->kp, c->w, c->dtype, c->rows, c->cols, c->n, r0, r1, c->panels + (size_t)part * gemm_panel_elems(c->kp));
-  }
-}
-
-/* Rows per take: about 8 takes per thread, at least 2 panels (a take's panels after its first
- * arrive fetched during the one before: gemm_bf16). */
-static int gemm_grab(int rows, int threads) {
-  const int panels = (rows + GEMM_PANEL - 1) / GEMM_PANEL, per = (panels + 8 * threads - 1) / (8 * threads);
-  return (per < 2 ? 2 : per) * GEMM_PANEL;
 }
 
 int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int rows, int cols, int n) {
   if (!K->gemm_bf16 || (dtype != 1 && dtype != 2) || !(K->gemm_dtypes & (1 << dtype))) return 1;
   const int kp = (cols + 31) & ~31;
-  gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp, gemm_grab(rows, pool_threads()), 0};
+  gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp};
+  takes_init(&c.takes, rows, GEMM_PANEL, 2 * GEMM_PANEL);
   c.xb = grow(&gemm_acts, &gemm_acts_cap, gemm_acts_elems(n, kp) * sizeof(uint16_t));
   c.panels = grow(&gemm_panels, &gemm_panels_cap, gemm_panel_elems(kp) * pool_threads() * sizeof(uint16_t));
   if (!c.xb || !c.panels) return -1;

@@ -136,6 +136,24 @@ void share(int n, int part, int n_parts, int align, int *a, int *b) {
   *b = u1 * align < n ? u1 * align : n;
 }
 
+void takes_init(row_takes *t, int rows, int align, int min_rows) {
+  const int threads = pool_threads();
+  int size = (rows + 8 * threads - 1) / (8 * threads);
+  if (size < min_rows) size = min_rows;
+  size = (size + align - 1) / align * align;
+  atomic_init(&t->next, 0);
+  t->rows = rows;
+  t->size = size > 0 ? size : align;
+}
+
+int take_rows(row_takes *t, int *a, int *b) {
+  const int r0 = atomic_fetch_add_explicit(&t->next, t->size, memory_order_relaxed);
+  if (r0 >= t->rows) return 0;
+  *a = r0;
+  *b = r0 + t->size < t->rows ? r0 + t->size : t->rows;
+  return 1;
+}
+
 int pool_threads(void) {
   return pool.n_threads > 0 ? pool.n_threads : 1;
 }

@@ -2,6 +2,7 @@
  * fn(ctx, part, n_parts) on every thread, the caller taking part 0. */
 #ifndef QUANTSPEC_POOL_H
 #define QUANTSPEC_POOL_H
+#include <stdatomic.h>
 #include <stddef.h>
 
 #define MAX_THREADS 64
@@ -29,6 +30,19 @@ void pool_lock(void);
 void pool_unlock(void);
 /* Contiguous share [*a, *b) of n items for one part, aligned to `align`. */
 void share(int n, int part, int n_parts, int align, int *a, int *b);
+/* Rows taken from a shared counter: the threads of a job take `size` rows at a time until none are
+ * left, so a thread slowed by the shared machine leaves more of them to the others instead of
+ * making them wait at its end. For jobs whose every output depends only on its own row (the
+ * matmuls), which thread computes it does not change it. */
+typedef struct {
+  _Atomic int next; /* the first row not taken */
+  int rows, size;
+} row_takes;
+/* A counter over `rows` rows taken about 8 times per thread, each take a multiple of `align` rows
+ * and at least `min_rows` (so a take's reads outweigh its atomic add). */
+void takes_init(row_takes *t, int rows, int align, int min_rows);
+/* The next take [*a, *b); 0 when every row is taken. */
+int take_rows(row_takes *t, int *a, int *b);
 /* A scratch buffer grown (64-byte aligned) to at least the largest size asked for; NULL when out of memory. */
 void *grow(void **buf, size_t *cap, size_t need);
 
