@@ -145,6 +145,7 @@ typedef struct {
   uint16_t *xb, *panels;
   int dtype, rows, cols, n, kp;
   row_takes takes; /* whole panels, at least 2 a take (a take's later panels are fetched during the one before: gemm_bf16) */
+  size_t scratch;  /* 16-bit elements of one thread's scratch (gemm_scratch_elems) */
 } gemm_ctx;
 
 /* xb: the activations in the kernel path's BF16 layout, by blocks of 16 tokens. */
@@ -159,7 +160,7 @@ static void gemm_job(void *p, int part, int n_parts) {
   gemm_ctx *c = (gemm_ctx *)p;
   (void)n_parts;
   for (int r0, r1; take_rows(&c->takes, &r0, &r1);)
-    K->gemm_bf16(c->out, c->xb, c->kp, c->w, c->dtype, c->rows, c->cols, c->n, r0, r1, c->panels + (size_t)part * gemm_panel_elems(c->kp));
+    K->gemm_bf16(c->out, c->xb, c->kp, c->w, c->dtype, c->rows, c->cols, c->n, r0, r1, c->panels + (size_t)part * c->scratch);
 }
 
 int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int rows, int cols, int n) {
@@ -168,7 +169,8 @@ int gemm_bf16_run(float *out, const float *x, const uint16_t *w, int dtype, int 
   gemm_ctx c = {out, x, w, NULL, NULL, dtype, rows, cols, n, kp};
   takes_init(&c.takes, rows, GEMM_PANEL, 2 * GEMM_PANEL);
   c.xb = grow(&gemm_acts, &gemm_acts_cap, gemm_acts_elems(n, kp) * sizeof(uint16_t));
-  c.panels = grow(&gemm_panels, &gemm_panels_cap, gemm_panel_elems(kp) * pool_threads() * sizeof(uint16_t));
+  c.scratch = (gemm_scratch_elems(kp, n, c.takes.size) + 31) & ~(size_t)31; /* each thread's part 64-byte aligned */
+  c.panels = grow(&gemm_panels, &gemm_panels_cap, c.scratch * pool_threads() * sizeof(uint16_t));
   if (!c.xb || !c.panels) return -1;
   pool_run(gemm_acts_job, &c);
   pool_run(gemm_job, &c);

@@ -125,7 +125,7 @@ typedef struct {
    * [tb0, tb1) of x [n, cols] (16 tokens each) in xb, the activations rounded to BF16 in the
    * path's own layout: gemm_acts_elems(n, kp) elements, kp = cols rounded up to 32. gemm_bf16 then
    * writes out[t, r] = Σ_j w[r, j] · xb[t, j] for rows [r0, r1) (r0 a multiple of GEMM_PANEL);
-   * panel: gemm_panel_elems(kp) of this thread's scratch, 64-byte aligned. Both NULL on a path
+   * panel: gemm_scratch_elems(kp, n, r1 - r0) of this thread's scratch, 64-byte aligned. Both NULL on a path
    * without them: prompts take the exact matmuls there. */
   void (*gemm_acts_bf16)(uint16_t *xb, const float *x, int n, int cols, int kp, int tb0, int tb1);
   /* Peak probes for bench/kernels: `iters` rounds of independent F32 FMAs at the path's width
@@ -163,6 +163,11 @@ typedef struct {
 #define GEMM_PANEL 32 /* weight rows per panel of gemm_bf16 */
 /* BF16 elements of one thread's gemm_bf16 panel: two parts (F16's hi and lo) of kp / 32 slices of two 16 x 32 tiles. */
 static inline size_t gemm_panel_elems(int kp) { return (size_t)2 * (kp / 32) * 2 * 512; }
+/* The F32 partial sums gemm_bf16 may keep between blocks of columns for `rows_per_call` rows of n
+ * tokens: 512 floats per 32 rows and 16 tokens. */
+static inline size_t gemm_partial_floats(int rows_per_call, int n) { return (size_t)((rows_per_call + 31) / 32) * ((n + 15) / 16) * 512; }
+/* A thread's whole gemm_bf16 scratch, in 16-bit elements: the panel, then the partial sums. */
+static inline size_t gemm_scratch_elems(int kp, int n, int rows_per_call) { return gemm_panel_elems(kp) + 2 * gemm_partial_floats(rows_per_call, n); }
 /* BF16 elements of gemm_acts_bf16's layout: whole blocks of 16 tokens, kp columns. */
 static inline size_t gemm_acts_elems(int n, int kp) { return (size_t)((n + 15) / 16) * 16 * kp; }
 
