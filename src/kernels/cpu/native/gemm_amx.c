@@ -116,6 +116,9 @@ typedef struct {
   int first, last;
 } k_block;
 
+/* The partial sums of token blocks tb (and tb + 1): C tiles 0, 2 (and 1, 3) at +0, +256 (+512, +768). */
+static inline float *c_part(const k_block *kb, int tb) { return kb->part + (size_t)tb * 512; }
+
 static inline __attribute__((always_inline)) void c_begin(const k_block *kb, int tb, const int NB) {
   if (kb->first) {
     _tile_zero(0);
@@ -126,7 +129,7 @@ static inline __attribute__((always_inline)) void c_begin(const k_block *kb, int
     }
     return;
   }
-  float *p = kb->part + (size_t)tb * 512;
+  float *p = c_part(kb, tb);
   _tile_loadd(0, p, 64);
   _tile_loadd(2, p + 256, 64);
   if (NB == 2) {
@@ -137,7 +140,7 @@ static inline __attribute__((always_inline)) void c_begin(const k_block *kb, int
 
 static inline __attribute__((always_inline)) void c_end(const k_block *kb, float *out, int rows, int n, int tb, int r0, const int NB) {
   if (!kb->last) {
-    float *p = kb->part + (size_t)tb * 512;
+    float *p = c_part(kb, tb);
     _tile_stored(0, p, 64);
     _tile_stored(2, p + 256, 64);
     if (NB == 2) {
@@ -202,7 +205,7 @@ void amx_gemm_bf16(float *out, const uint16_t *xb, int kp, const uint16_t *w, in
     for (int r = r0; r < r1; r += PANEL) {
       const int nr = rows - (r + PANEL) < PANEL ? rows - (r + PANEL) : PANEL;
       const next_panel np = {r + PANEL < r1 ? w + (size_t)(r + PANEL) * cols : NULL, cols, nr, (PANEL + rounds - 1) / rounds};
-      const k_block kb = {part + (size_t)(r - r0) / 16 * nb * 256, s0 == 0, s1 == slices};
+      const k_block kb = {part + (size_t)(r - r0) / PANEL * nb * 512, s0 == 0, s1 == slices}; /* gemm_partial_floats' layout */
       a_tiles A;
       if (dtype == 2 && cols % 32 == 0 && r + PANEL <= rows) { /* BF16 rows read in place */
         A = (a_tiles){w + (size_t)r * cols, 0, 32, (size_t)16 * cols, (long)cols * 2, 1};
