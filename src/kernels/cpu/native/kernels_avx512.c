@@ -457,12 +457,15 @@ static inline __attribute__((always_inline)) void value_pairs(const value_args *
     }
   }
   __m256i ce[2], co[2];
+  const __m256i high = _mm256_set1_epi8((char)0xf0);
   for (int p = 0; p < 2; p++) {
-    ce[p] = _mm256_and_si256(raw[p], mask), co[p] = _mm256_and_si256(_mm256_srli_epi16(raw[p], 4), mask);
     if (BITS == 8) {
-      /* the INT8 code 16u + l8 per channel; its weight is e·s/16 */
-      ce[p] = _mm256_or_si256(_mm256_slli_epi16(ce[p], 4), _mm256_and_si256(lraw[p], mask));
-      co[p] = _mm256_or_si256(_mm256_slli_epi16(co[p], 4), _mm256_and_si256(_mm256_srli_epi16(lraw[p], 4), mask));
+      /* the INT8 code 16u + l8 per channel (its weight is e·s/16): even channel (u & 15) << 4 | (l & 15),
+       * odd (u & 0xf0) | l >> 4, each one bit select (u' & 0xf0) | (l' & ~0xf0) */
+      ce[p] = _mm256_ternarylogic_epi32(_mm256_slli_epi16(raw[p], 4), lraw[p], high, 0xe4);
+      co[p] = _mm256_ternarylogic_epi32(raw[p], _mm256_srli_epi16(lraw[p], 4), high, 0xe4);
+    } else {
+      ce[p] = _mm256_and_si256(raw[p], mask), co[p] = _mm256_and_si256(_mm256_srli_epi16(raw[p], 4), mask);
     }
   }
   /* centred codes (code - 8, INT8: code - 128) as int16 pairs (see value_args) */
@@ -790,17 +793,27 @@ static inline __attribute__((always_inline)) void amx_block_wide(const key_args 
 }
 #undef AMX_PRODUCTS
 
+/* KV heads with at least this many pairs (a prompt chunk) take keys WIDE_KEY_ROWS positions a call.
+ * With fewer (a verify pass: one tile of pairs) the wide calls were slower, 725-738 against
+ * 678-681 µs for pdlm's shapes at 32K (bench: a throwaway script, runs in turn), the tile unit
+ * idling while four blocks are transposed. */
+#define AMX_WIDE_KEY_PAIRS 32
+
 /* Values as tile products, one whole value block of one KV head for all pairs: C [16 pairs, 16
  * channels] accumulates A [16 pairs, 64 positions] = the int16 weights' high and low bytes
  * (unsigned: W >= 0) times B [16 position quads, 16 channels x 4] = the centred codes, so
  * Σ W·code = 256 C0 + C1 exactly, as the other paths sum it. The codes of 4 positions become B
  * rows by two rounds of byte and word interleaving, which leaves channel byte 16L + 4j + i of a
  * decoded 64-channel row in lane 4L + i of group j. */
-static inline __attribute__((always_inline)) void value_tiles_build(const value_args *a, uint8_t *tiles, const int BITS) {
+static inline __attribute__((always_inline)) void value_tiles_build(const value_args *a, uint8_t *tiles, int fetch, const int BITS) {
   const int chunks = (a->d + 63) / 64, groups = 4 * chunks, steps = (a->n + 63) / 64;
   const __m512i center = _mm512_set1_epi8(BITS == 8 ? (char)0x80 : 8);
   for (int s = 0; s < steps; s++) {
     for (int q = 0; q < 16; q++) { /* positions 64s + 4q .. + 3: row q of the step's B tiles */
+      if (fetch) { /* their rows PF_AHEAD positions on (into the next call's block) */
+        value_prefetch(a, 64 * s + 4 * q, BITS);
+        value_prefetch(a, 64 * s + 4 * q + 2, BITS);
+      }
       for (int m = 0; m < chunks; m++) {
         __m512i r[4];
         for (int p = 0; p < 4; p++) {
@@ -833,7 +846,7 @@ static inline int value_lane_channel(int j, int n, int d) {
 static inline __attribute__((always_inline)) void amx_value_block(const value_args *a, int nr, const int BITS) {
   const int d = a->d, groups = 4 * ((d + 63) / 64), steps = (a->n + 63) / 64;
   uint8_t *tiles = (uint8_t *)a->acc;
-  value_tiles_build(a, tiles, BITS);
+  value_tiles_build(a, tiles, nr < AMX_WIDE_KEY_PAIRS, BITS); /* a verify pass's rows are prefetched; a prompt chunk's products hide them */
   uint8_t wt[VALUE_BLOCK / 64][2][16][64] __attribute__((aligned(64))); /* A: weight bytes [step][high, low][pair][position] */
   int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
   int32_t sums[16][MAX_D] __attribute__((aligned(64))); /* Σ W·code of each pair of the tile, in lane order (group j, lane n at 16j + n) */
@@ -897,12 +910,6 @@ static void value_block_amx(const value_args *a, int nr, int bits) {
 /* KV heads with fewer pairs than this (a decode step) take the VNNI blocks: the tiles' fixed cost
  * (building A and B, 16-row products) only pays for many pairs. Measured with bench/kernels. */
 #define AMX_MIN_PAIRS 8
-
-/* KV heads with at least this many pairs (a prompt chunk) take keys WIDE_KEY_ROWS positions a call.
- * With fewer (a verify pass: one tile of pairs) the wide calls were slower, 725-738 against
- * 678-681 µs for pdlm's shapes at 32K (bench: a throwaway script, runs in turn), the tile unit
- * idling while four blocks are transposed. */
-#define AMX_WIDE_KEY_PAIRS 32
 
 static void keys_amx(const key_args *a, int nr, int bits) {
   if (nr < AMX_MIN_PAIRS) { /* KEY_ROWS positions a call (AMX_WIDE_KEY_PAIRS > AMX_MIN_PAIRS) */
