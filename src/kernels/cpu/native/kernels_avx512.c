@@ -846,7 +846,8 @@ static inline int value_lane_channel(int j, int n, int d) {
 static inline __attribute__((always_inline)) void amx_value_block(const value_args *a, int nr, const int BITS) {
   const int d = a->d, groups = 4 * ((d + 63) / 64), steps = (a->n + 63) / 64;
   uint8_t *tiles = (uint8_t *)a->acc;
-  value_tiles_build(a, tiles, nr < AMX_WIDE_KEY_PAIRS, BITS); /* a verify pass's rows are prefetched; a prompt chunk's products hide them */
+  /* a verify pass's rows are prefetched; a prompt chunk's tile products hide their loads */
+  value_tiles_build(a, tiles, nr < AMX_WIDE_KEY_PAIRS, BITS);
   uint8_t wt[VALUE_BLOCK / 64][2][16][64] __attribute__((aligned(64))); /* A: weight bytes [step][high, low][pair][position] */
   int32_t c0[16][16] __attribute__((aligned(64))), c1[16][16] __attribute__((aligned(64)));
   int32_t sums[16][MAX_D] __attribute__((aligned(64))); /* Σ W·code of each pair of the tile, in lane order (group j, lane n at 16j + n) */
